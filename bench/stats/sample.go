@@ -1,0 +1,49 @@
+// Package stats holds the typed samples every meter produces and the summaries, curves and
+// fits computed from them. It is the one place where statistics are computed: writers and
+// plots only format what this package returns.
+package stats
+
+// Better says which direction of a metric is an improvement.
+type Better string
+
+// The two directions a metric can improve in.
+const (
+	Lower  Better = "lower"
+	Higher Better = "higher"
+)
+
+// Metric names a measured quantity with its base unit and its better-direction.
+// Units are base units (s, bit/s, bytes, percent, count); scaling happens only in
+// tables and plots.
+type Metric struct {
+	Name   string
+	Unit   string
+	Better Better
+}
+
+// The metrics the meters produce. Names are part of the results contract.
+var (
+	RTT        = Metric{Name: "rtt", Unit: "s", Better: Lower}
+	Jitter     = Metric{Name: "jitter", Unit: "s", Better: Lower}
+	OWD        = Metric{Name: "owd", Unit: "s", Better: Lower}
+	Throughput = Metric{Name: "throughput", Unit: "bit/s", Better: Higher}
+	Loss       = Metric{Name: "loss", Unit: "percent", Better: Lower}
+	SendRate   = Metric{Name: "send_rate", Unit: "bit/s", Better: Higher}
+	CPU        = Metric{Name: "cpu", Unit: "percent", Better: Lower}
+	CPUSoftirq = Metric{Name: "cpu_softirq", Unit: "percent", Better: Lower}
+	CPUProcess = Metric{Name: "cpu_process", Unit: "percent", Better: Lower}
+	RAM        = Metric{Name: "ram", Unit: "bytes", Better: Lower}
+)
+
+// Sample is one measured value. Rep, Seq and T place it in a run: the repetition, its
+// order within the repetition, and seconds since the repetition started. X and XUnit are
+// set where the metric is a curve (a target rate, a number of clients, a phase name).
+type Sample struct {
+	Rep    int
+	Seq    int
+	T      float64
+	X      string
+	XUnit  string
+	Metric Metric
+	Value  float64
+}

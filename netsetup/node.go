@@ -1,0 +1,411 @@
+package netsetup
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+)
+
+// NodeConfig describes an emulated worker node. Zero fields take the defaults below, which
+// follow Oakestra's worker-node addressing (reference.md §1), except that the node subnet is
+// a /24 rather than Oakestra's /26 so that a node can hold up to 253 instances.
+type NodeConfig struct {
+	Name         string       // default "node0"
+	Subnet       netip.Prefix // namespace IPs; bridge takes the first address; default 10.18.0.0/24
+	ServiceRange netip.Prefix // service and instance IPs; default 10.30.0.0/16
+	MTU          int          // on the bridge and every veth; default 1450
+}
+
+// Defaults for NodeConfig.
+var (
+	DefaultSubnet       = netip.MustParsePrefix("10.18.0.0/24")
+	DefaultServiceRange = netip.MustParsePrefix("10.30.0.0/16")
+)
+
+// DefaultMTU leaves room for Oakestra's UDP tunnel, as Oakestra does.
+const DefaultMTU = 1450
+
+func (c NodeConfig) withDefaults() NodeConfig {
+	if c.Name == "" {
+		c.Name = "node0"
+	}
+	if !c.Subnet.IsValid() {
+		c.Subnet = DefaultSubnet
+	}
+	if !c.ServiceRange.IsValid() {
+		c.ServiceRange = DefaultServiceRange
+	}
+	if c.MTU == 0 {
+		c.MTU = DefaultMTU
+	}
+	return c
+}
+
+// Validate checks a configuration after defaults are applied.
+func (c NodeConfig) Validate() error {
+	c = c.withDefaults()
+	if err := validName(c.Name); err != nil {
+		return fmt.Errorf("node name: %w", err)
+	}
+	if c.MTU < 576 || c.MTU > 65535 {
+		return fmt.Errorf("mtu %d is out of range: use 576 to 65535", c.MTU)
+	}
+	if c.Subnet.Overlaps(c.ServiceRange) {
+		return fmt.Errorf("node subnet %s overlaps the service range %s: choose disjoint prefixes", c.Subnet, c.ServiceRange)
+	}
+	for _, p := range []netip.Prefix{c.Subnet, c.ServiceRange} {
+		if _, err := newPool(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Node is an emulated worker node: a namespace holding a Linux bridge, with one namespace
+// per service instance joined to the bridge by a veth pair.
+type Node struct {
+	cfg      NodeConfig
+	sess     *Session
+	NS       *Namespace
+	Bridge   string
+	BridgeIP netip.Addr
+	Registry *Registry
+
+	mu        sync.Mutex // serialises topology changes
+	nsIPs     *pool
+	svcIPs    *pool
+	nextVeth  int
+	nextIndex map[string]int
+	closed    bool
+
+	labelMu   sync.Mutex // guards dataplane and api, read while mu may be held
+	dataplane string
+	api       string
+}
+
+// NewNode builds a node inside sess. The node is removed by Close or with the session.
+func NewNode(sess *Session, cfg NodeConfig) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	nsIPs, _ := newPool(cfg.Subnet)
+	bridgeIP, _ := nsIPs.take()
+	svcIPs, _ := newPool(cfg.ServiceRange)
+	n = &Node{
+		cfg: cfg, sess: sess, Bridge: LinkPrefix + "br0", BridgeIP: bridgeIP,
+		Registry: newRegistry(), nsIPs: nsIPs, svcIPs: svcIPs, nextIndex: map[string]int{},
+	}
+	n.NS, err = sess.NewNamespace(cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, sess.DeleteNamespace(n.NS))
+		}
+	}()
+	h, err := n.NS.Netlink()
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, MTU: cfg.MTU}}
+	if err := h.LinkAdd(br); err != nil {
+		return nil, fmt.Errorf("create bridge %s in %s: %w", n.Bridge, n.NS.Name, err)
+	}
+	addr := &netlink.Addr{IPNet: ipNet(bridgeIP, cfg.Subnet.Bits())}
+	if err := h.AddrAdd(br, addr); err != nil {
+		return nil, fmt.Errorf("address bridge %s: %w", n.Bridge, err)
+	}
+	if err := h.LinkSetUp(br); err != nil {
+		return nil, fmt.Errorf("set bridge %s up: %w", n.Bridge, err)
+	}
+	sess.addNode(n)
+	if err := sess.updateNodes(); err != nil {
+		sess.removeNode(n)
+		return nil, err
+	}
+	sess.OnClose(n.Close)
+	return n, nil
+}
+
+// Config returns the node's configuration with defaults applied.
+func (n *Node) Config() NodeConfig { return n.cfg }
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// SetLabels records which data plane runs on the node and where its API listens, for
+// `edgebpf status`.
+func (n *Node) SetLabels(dataplane, api string) error {
+	n.labelMu.Lock()
+	n.dataplane, n.api = dataplane, api
+	n.labelMu.Unlock()
+	return n.sess.updateNodes()
+}
+
+// AddService creates a service with the next free service IP. It has no instances yet.
+func (n *Node) AddService(name string) (Service, error) {
+	if err := validName(name); err != nil {
+		return Service{}, fmt.Errorf("service name: %w", err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return Service{}, errors.New("node is closed")
+	}
+	if _, ok := n.Registry.Service(name); ok {
+		return Service{}, fmt.Errorf("service %s already exists on node %s", name, n.cfg.Name)
+	}
+	ip, err := n.svcIPs.take()
+	if err != nil {
+		return Service{}, err
+	}
+	svc := Service{Name: name, IP: ip}
+	if err := n.Registry.addService(svc); err != nil {
+		n.svcIPs.release(ip)
+		return Service{}, err
+	}
+	if err := n.Registry.notify(Event{Kind: ServiceCreated, Service: svc}); err != nil {
+		n.Registry.removeService(name)
+		n.svcIPs.release(ip)
+		return Service{}, err
+	}
+	return svc, n.sess.updateNodes()
+}
+
+// AddInstance creates a new instance of the service: its namespace, a veth pair to the
+// bridge, its addresses and default route via the bridge. Subscribers are told once it can
+// carry traffic; if one refuses, the instance is removed again and the error returned.
+func (n *Node) AddInstance(service string) (in *Instance, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, errors.New("node is closed")
+	}
+	svc, ok := n.Registry.Service(service)
+	if !ok {
+		return nil, fmt.Errorf("service %s does not exist on node %s", service, n.cfg.Name)
+	}
+	nsIP, err := n.nsIPs.take()
+	if err != nil {
+		return nil, fmt.Errorf("instance of %s: node subnet: %w", service, err)
+	}
+	instIP, err := n.svcIPs.take()
+	if err != nil {
+		n.nsIPs.release(nsIP)
+		return nil, fmt.Errorf("instance of %s: service range: %w", service, err)
+	}
+	idx := n.nextIndex[service]
+	vethNo := n.nextVeth
+	in = &Instance{
+		Service: service, Index: idx, Name: service + "-" + strconv.Itoa(idx),
+		NSIP: nsIP, InstanceIP: instIP,
+		Veth: fmt.Sprintf("%sv0-%d", LinkPrefix, vethNo), Peer: fmt.Sprintf("%sv1-%d", LinkPrefix, vethNo),
+	}
+	in.NS, err = n.sess.NewNamespace(n.cfg.Name + "-" + in.Name)
+	if err != nil {
+		n.nsIPs.release(nsIP)
+		n.svcIPs.release(instIP)
+		return nil, err
+	}
+	created := in // the named result is nil once an error is returned
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, n.sess.DeleteNamespace(created.NS))
+			n.nsIPs.release(nsIP)
+			n.svcIPs.release(instIP)
+		}
+	}()
+	if err := n.plumb(in); err != nil {
+		return nil, err
+	}
+	n.nextIndex[service] = idx + 1
+	n.nextVeth++
+	n.Registry.addInstance(in)
+	if err := n.Registry.notify(Event{Kind: InstanceCreated, Service: svc, Instance: in}); err != nil {
+		n.Registry.removeInstance(in)
+		return nil, err
+	}
+	return in, n.sess.updateNodes()
+}
+
+// plumb creates the veth pair from the node namespace straight into the instance namespace
+// (no link ever exists in the host namespace), puts the bridge side on the bridge, and
+// addresses the instance side.
+func (n *Node) plumb(in *Instance) error {
+	h, err := n.NS.Netlink()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	br, err := h.LinkByName(n.Bridge)
+	if err != nil {
+		return fmt.Errorf("find bridge %s: %w", n.Bridge, err)
+	}
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: in.Veth, MTU: n.cfg.MTU, MasterIndex: br.Attrs().Index},
+		PeerName:      in.Peer,
+		PeerMTU:       uint32(n.cfg.MTU),
+		PeerNamespace: netlink.NsFd(in.NS.Handle()),
+	}
+	if err := h.LinkAdd(veth); err != nil {
+		return fmt.Errorf("create veth %s/%s for %s: %w", in.Veth, in.Peer, in.Name, err)
+	}
+	host, err := h.LinkByName(in.Veth)
+	if err != nil {
+		return fmt.Errorf("find veth %s: %w", in.Veth, err)
+	}
+	in.VethIndex = host.Attrs().Index
+	if err := h.LinkSetUp(host); err != nil {
+		return fmt.Errorf("set %s up: %w", in.Veth, err)
+	}
+
+	ih, err := in.NS.Netlink()
+	if err != nil {
+		return err
+	}
+	defer ih.Close()
+	peer, err := ih.LinkByName(in.Peer)
+	if err != nil {
+		return fmt.Errorf("find veth %s in %s: %w", in.Peer, in.NS.Name, err)
+	}
+	in.MAC = peer.Attrs().HardwareAddr
+	if err := ih.AddrAdd(peer, &netlink.Addr{IPNet: ipNet(in.NSIP, n.cfg.Subnet.Bits())}); err != nil {
+		return fmt.Errorf("address %s: %w", in.Peer, err)
+	}
+	if err := ih.LinkSetUp(peer); err != nil {
+		return fmt.Errorf("set %s up: %w", in.Peer, err)
+	}
+	route := &netlink.Route{LinkIndex: peer.Attrs().Index, Gw: n.BridgeIP.AsSlice()}
+	if err := ih.RouteAdd(route); err != nil {
+		return fmt.Errorf("default route of %s via %s: %w", in.Name, n.BridgeIP, err)
+	}
+	return nil
+}
+
+// RemoveInstance tells subscribers the instance is going, then deletes its namespace (and so
+// its veth pair).
+func (n *Node) RemoveInstance(in *Instance) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.removeInstanceLocked(in)
+}
+
+func (n *Node) removeInstanceLocked(in *Instance) error {
+	svc, _ := n.Registry.Service(in.Service)
+	n.Registry.removeInstance(in)
+	err := n.Registry.notify(Event{Kind: InstanceRemoved, Service: svc, Instance: in})
+	err = errors.Join(err, n.sess.DeleteNamespace(in.NS))
+	n.nsIPs.release(in.NSIP)
+	n.svcIPs.release(in.InstanceIP)
+	return errors.Join(err, n.sess.updateNodes())
+}
+
+// RemoveService removes the service's instances, then the service.
+func (n *Node) RemoveService(name string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.removeServiceLocked(name)
+}
+
+func (n *Node) removeServiceLocked(name string) error {
+	svc, ok := n.Registry.Service(name)
+	if !ok {
+		return fmt.Errorf("service %s does not exist on node %s", name, n.cfg.Name)
+	}
+	var errs []error
+	for _, in := range n.Registry.Instances(name) {
+		errs = append(errs, n.removeInstanceLocked(in))
+	}
+	n.Registry.removeService(name)
+	errs = append(errs, n.Registry.notify(Event{Kind: ServiceRemoved, Service: svc}))
+	n.svcIPs.release(svc.IP)
+	return errors.Join(append(errs, n.sess.updateNodes())...)
+}
+
+// Instance finds an instance by service name and index.
+func (n *Node) Instance(service string, index int) (*Instance, bool) {
+	for _, in := range n.Registry.Instances(service) {
+		if in.Index == index {
+			return in, true
+		}
+	}
+	return nil, false
+}
+
+// Close removes every service, telling subscribers, then the node namespace. It is
+// idempotent.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil
+	}
+	var errs []error
+	for _, s := range n.Registry.Services() {
+		errs = append(errs, n.removeServiceLocked(s.Name))
+	}
+	n.closed = true
+	n.sess.removeNode(n)
+	errs = append(errs, n.sess.DeleteNamespace(n.NS), n.sess.updateNodes())
+	return errors.Join(errs...)
+}
+
+// Status describes the node for `edgebpf status --json`.
+func (n *Node) Status() NodeStatus {
+	n.labelMu.Lock()
+	st := NodeStatus{
+		Name: n.cfg.Name, Namespace: n.NS.Name, Bridge: n.Bridge, BridgeIP: n.BridgeIP.String(),
+		API: n.api, DataPlane: n.dataplane, Services: []ServiceStatus{},
+	}
+	n.labelMu.Unlock()
+	for _, s := range n.Registry.Services() {
+		ss := ServiceStatus{Name: s.Name, ServiceIP: s.IP.String(), Instances: []InstanceStatus{}}
+		for _, in := range n.Registry.Instances(s.Name) {
+			ss.Instances = append(ss.Instances, InstanceStatus{
+				Name: in.Name, Namespace: in.NS.Name, NSIP: in.NSIP.String(),
+				InstanceIP: in.InstanceIP.String(), Veth: in.Veth,
+			})
+		}
+		st.Services = append(st.Services, ss)
+	}
+	return st
+}
+
+// NodeStatus, ServiceStatus and InstanceStatus are the JSON shape of `edgebpf status --json`.
+type NodeStatus struct {
+	Name      string          `json:"name"`
+	Namespace string          `json:"namespace"`
+	Bridge    string          `json:"bridge"`
+	BridgeIP  string          `json:"bridge_ip"`
+	API       string          `json:"api"`
+	DataPlane string          `json:"dataplane"`
+	Services  []ServiceStatus `json:"services"`
+}
+
+// ServiceStatus describes a service and its instances.
+type ServiceStatus struct {
+	Name      string           `json:"name"`
+	ServiceIP string           `json:"service_ip"`
+	Instances []InstanceStatus `json:"instances"`
+}
+
+// InstanceStatus describes one instance.
+type InstanceStatus struct {
+	Name       string `json:"name"`
+	Namespace  string `json:"namespace"`
+	NSIP       string `json:"ns_ip"`
+	InstanceIP string `json:"instance_ip"`
+	Veth       string `json:"veth"`
+}
+
+func ipNet(a netip.Addr, bits int) *net.IPNet {
+	return &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(bits, 32)}
+}

@@ -1,0 +1,110 @@
+package netsetup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotPrivileged is returned when the process cannot create namespaces and links.
+var ErrNotPrivileged = errors.New("edgebpf needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN and CAP_BPF) to build network namespaces: run it with sudo")
+
+// RequirePrivileges checks for the capabilities that building a node needs.
+func RequirePrivileges() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	has := func(c int) bool { return data[c/32].Effective&(1<<(uint(c)%32)) != 0 }
+	if !has(unix.CAP_SYS_ADMIN) || !has(unix.CAP_NET_ADMIN) {
+		return ErrNotPrivileged
+	}
+	return nil
+}
+
+// procStartTime returns a process's start time in clock ticks since boot (field 22 of
+// /proc/PID/stat); with the PID it identifies a process across PID reuse.
+func procStartTime(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("read start time of process %d: %w", pid, err)
+	}
+	// The command name may hold spaces and parentheses: fields start after the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+	}
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse /proc/%d/stat start time: %w", pid, err)
+	}
+	return v, nil
+}
+
+// alive reports whether the process pid, started at start, still runs.
+func alive(pid int, start uint64) bool {
+	st, err := procStartTime(pid)
+	return err == nil && st == start
+}
+
+// killProcessesIn sends SIGKILL to every process whose network namespace is the one
+// bind-mounted at nsPath, and waits briefly for them to go. It never signals itself.
+func killProcessesIn(nsPath string) error {
+	var want unix.Stat_t
+	if err := unix.Stat(nsPath, &want); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return fmt.Errorf("stat %s: %w", nsPath, err)
+	}
+	pids := processesIn(want)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for len(pids) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		pids = processesIn(want)
+	}
+	if len(pids) > 0 {
+		return fmt.Errorf("processes %v in %s did not exit after SIGKILL", pids, nsPath)
+	}
+	return nil
+}
+
+// processesIn lists the processes (other than this one) whose network namespace has the
+// device and inode of ns. Zombies are left out: they hold no namespace.
+func processesIn(ns unix.Stat_t) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	self := os.Getpid()
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Stat("/proc/"+e.Name()+"/ns/net", &st) != nil {
+			continue
+		}
+		if st.Dev == ns.Dev && st.Ino == ns.Ino {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
