@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/edgebpf/edgebpf/internal/atomicfile"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -241,36 +242,7 @@ func (s *Session) saveLocked() error {
 	if err != nil {
 		return fmt.Errorf("encode session record: %w", err)
 	}
-	return WriteFileAtomic(s.path, append(b, '\n'), 0o644)
-}
-
-// WriteFileAtomic writes data to a temporary file beside path, syncs it and renames it over
-// path, so readers see the old or the new content, never a torn one.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Chmod(tmp, perm)
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, werr)
-	}
-	return nil
+	return atomicfile.Write(s.path, append(b, '\n'), 0o644)
 }
 
 // validName accepts lower-case letters, digits and inner dashes, at most 40 characters.

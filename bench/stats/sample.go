@@ -47,3 +47,28 @@ type Sample struct {
 	Metric Metric
 	Value  float64
 }
+
+var known = []Metric{RTT, Jitter, OWD, Throughput, Loss, SendRate, CPU, CPUSoftirq, CPUProcess, RAM}
+
+// Lookup finds a well-known metric by name.
+func Lookup(name string) (Metric, bool) {
+	for _, m := range known {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Metric{}, false
+}
+
+// Register adds a metric to the well-known ones so Lookup finds it; data planes and meters
+// that add metrics call it from init. Registering a name twice with another unit or
+// direction panics: it is a programming error.
+func Register(m Metric) {
+	if old, ok := Lookup(m.Name); ok {
+		if old != m {
+			panic("stats: metric " + m.Name + " registered twice with different unit or direction")
+		}
+		return
+	}
+	known = append(known, m)
+}

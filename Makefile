@@ -1,0 +1,48 @@
+# edgebpf: build, test, run and regenerate BPF objects. Targets that create namespaces need root.
+GO       ?= go
+# The clang major version is pinned: generated BPF objects must not change with the compiler.
+CLANG    ?= clang-14
+STRIP    ?= llvm-strip-14
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -X github.com/edgebpf/edgebpf/reports.Version=$(VERSION) -X github.com/edgebpf/edgebpf/reports.Commit=$(COMMIT)
+PROFILE  ?= quick
+OUT      ?= results/$(shell date +%Y%m%d-%H%M%S)-$(PROFILE)
+
+.PHONY: all build deps run test test-short vet generate check-generated clean
+
+all: build
+
+# deps installs what a fresh Debian machine lacks (apt packages, Go modules); idempotent.
+deps:
+	scripts/install-deps.sh
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o edgebpf ./cmd/edgebpf
+
+# run: the experiment suite on this machine with the built-in topology.
+run: deps build
+	./edgebpf run all --profile $(PROFILE) --out $(OUT)
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+# test: every tier. Privileged tests skip without root unless EDGEBPF_REQUIRE_PRIVILEGED=1.
+test: deps vet
+	$(GO) test -count=1 -timeout 20m ./...
+
+test-short: vet
+	$(GO) test -count=1 -short ./...
+
+# generate rebuilds the committed bpf2go output (*_bpfel.go, *_bpfel.o) from bpf/.
+generate:
+	BPF_CLANG=$(CLANG) BPF_STRIP=$(STRIP) $(GO) generate ./...
+
+# check-generated fails when the committed BPF objects differ from what bpf/ compiles to.
+check-generated: generate
+	@git diff --exit-code -- '*_bpfel.go' '*_bpfel.o' || { echo "generated BPF files are stale: run 'make generate' and commit them"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard -- '*_bpfel.go' '*_bpfel.o')" || { echo "generated BPF files are not committed: run 'make generate' and commit them"; exit 1; }
+
+clean:
+	rm -f edgebpf

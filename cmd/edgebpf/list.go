@@ -1,0 +1,31 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/edgebpf/edgebpf/dataplanes"
+	"github.com/edgebpf/edgebpf/scenarios"
+)
+
+func newListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List experiments, data planes and profiles",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "EXPERIMENT\tMETER\tSOURCE\tDESCRIPTION")
+			for _, e := range scenarios.Builtin().Experiments {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", e.Name, e.Meter, e.Source, e.Description)
+			}
+			fmt.Fprintln(w)
+			fmt.Fprintf(w, "DATA PLANES\t%s\n", strings.Join(dataplanes.Names(), ", "))
+			fmt.Fprintf(w, "PROFILES\t%s\n", strings.Join(scenarios.Profiles, ", "))
+			return w.Flush()
+		},
+	}
+}

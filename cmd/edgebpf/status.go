@@ -1,0 +1,78 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/edgebpf/edgebpf/netsetup"
+)
+
+// statusNode is a node in `edgebpf status --json`, with the session that owns it.
+type statusNode struct {
+	netsetup.NodeStatus
+	Session string `json:"session"`
+	PID     int    `json:"pid"`
+	Command string `json:"command"`
+}
+
+// liveNodes lists the nodes of every running edgebpf process.
+func liveNodes() ([]statusNode, error) {
+	live, _, err := netsetup.Sessions()
+	var out []statusNode
+	for _, s := range live {
+		for _, n := range s.Nodes {
+			out = append(out, statusNode{NodeStatus: n, Session: s.ID, PID: s.PID, Command: s.Command})
+		}
+	}
+	return out, err
+}
+
+func newStatusCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show the nodes that running edgebpf processes hold, with their namespaces and addresses",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			nodes, err := liveNodes()
+			if err != nil {
+				fmt.Fprintln(c.ErrOrStderr(), "edgebpf: warning:", err)
+			}
+			if asJSON {
+				if nodes == nil {
+					nodes = []statusNode{}
+				}
+				b, err := json.MarshalIndent(map[string]any{"nodes": nodes}, "", "  ")
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintln(c.OutOrStdout(), string(b))
+				return err
+			}
+			if len(nodes) == 0 {
+				fmt.Fprintln(c.OutOrStdout(), "no edgebpf node is running")
+				return nil
+			}
+			w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
+			for _, n := range nodes {
+				fmt.Fprintf(w, "node %s\tnamespace %s\tbridge %s %s\tdataplane %s\tpid %d (%s)\n",
+					n.Name, n.Namespace, n.Bridge, n.BridgeIP, n.DataPlane, n.PID, n.Command)
+				fmt.Fprintln(w, "  SERVICE\tSERVICE IP\tINSTANCE\tNAMESPACE IP\tINSTANCE IP\tVETH\tNAMESPACE")
+				for _, s := range n.Services {
+					for _, in := range s.Instances {
+						fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.ServiceIP, in.Name, in.NSIP, in.InstanceIP, in.Veth, in.Namespace)
+					}
+					if len(s.Instances) == 0 {
+						fmt.Fprintf(w, "  %s\t%s\t-\t\t\t\t\n", s.Name, s.ServiceIP)
+					}
+				}
+			}
+			return w.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
+	return c
+}

@@ -1,0 +1,236 @@
+package scenarios
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/edgebpf/edgebpf/bench"
+	"github.com/edgebpf/edgebpf/bench/stats"
+)
+
+// Overrides are the command line's changes to a profile's parameters. Zero fields change
+// nothing. Duration sets each experiment's main duration: the stream length (throughput,
+// jitter), the time per rate (bottleneck), the whole run split in thirds (resources) and the
+// number of pings times their interval (latency). Rates replaces the bottleneck's rate list.
+type Overrides struct {
+	Reps     int
+	Duration time.Duration
+	Rates    []float64
+}
+
+// Plan is an experiment resolved for one profile: the meter to run, how often, and with
+// which parameters.
+type Plan struct {
+	Experiment string
+	Meter      string
+	Reps       int
+	Params     any // the effective parameters, as recorded in meta.json
+	run        func(context.Context, bench.Endpoints) ([]stats.Sample, error)
+}
+
+// Run runs the meter once.
+func (p Plan) Run(ctx context.Context, ep bench.Endpoints) ([]stats.Sample, error) {
+	return p.run(ctx, ep)
+}
+
+// Plan resolves the experiment under profile with the overrides applied, checking every
+// parameter.
+func (e Experiment) Plan(profile string, o Overrides) (Plan, error) {
+	if err := CheckProfile(profile); err != nil {
+		return Plan{}, err
+	}
+	pr, ok := e.Profiles[profile]
+	if !ok {
+		return Plan{}, fmt.Errorf("experiment %s has no %s profile", e.Name, profile)
+	}
+	m, ok := meters[e.Meter]
+	if !ok {
+		return Plan{}, fmt.Errorf("experiment %s: unknown meter %q", e.Name, e.Meter)
+	}
+	reps := pr.Reps
+	if o.Reps != 0 {
+		reps = o.Reps
+	}
+	if reps < 1 {
+		return Plan{}, fmt.Errorf("experiment %s, profile %s: reps %d must be at least 1", e.Name, profile, reps)
+	}
+	params, run, err := m(pr.Params, o)
+	if err != nil {
+		return Plan{}, fmt.Errorf("experiment %s, profile %s: %w", e.Name, profile, err)
+	}
+	return Plan{Experiment: e.Name, Meter: e.Meter, Reps: reps, Params: params, run: run}, nil
+}
+
+type runFunc = func(context.Context, bench.Endpoints) ([]stats.Sample, error)
+
+// A meter decodes its parameters, applies overrides, validates, and returns the effective
+// parameters with a function that runs it.
+type meterFunc func(raw json.RawMessage, o Overrides) (any, runFunc, error)
+
+var meters = map[string]meterFunc{
+	"tcpping":   tcpPing,
+	"tcpstream": tcpStream,
+	"udpjitter": udpJitter,
+	"udpsweep":  udpSweep,
+	"resources": resources,
+}
+
+// MeterNames lists the meters a scenario can name.
+func MeterNames() []string {
+	var out []string
+	for n := range meters {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func decode[T any](raw json.RawMessage) (T, error) {
+	var v T
+	if len(raw) == 0 {
+		return v, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return v, fmt.Errorf("params: %w", err)
+	}
+	return v, nil
+}
+
+type validator interface{ Validate() error }
+
+func bind[C validator](params any, cfg C, run func(context.Context, bench.Endpoints, C) ([]stats.Sample, error)) (any, runFunc, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return params, func(ctx context.Context, ep bench.Endpoints) ([]stats.Sample, error) { return run(ctx, ep, cfg) }, nil
+}
+
+// TCPPingParams are the latency experiment's parameters.
+type TCPPingParams struct {
+	Port     uint16   `json:"port,omitempty"`
+	Count    int      `json:"count"`
+	Keep     int      `json:"keep,omitempty"`
+	Interval Duration `json:"interval"`
+	Timeout  Duration `json:"timeout,omitempty"`
+}
+
+func tcpPing(raw json.RawMessage, o Overrides) (any, runFunc, error) {
+	p, err := decode[TCPPingParams](raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o.Duration > 0 && p.Interval > 0 {
+		p.Count = int(math.Ceil(float64(o.Duration) / float64(p.Interval)))
+		p.Keep = min(p.Keep, p.Count)
+	}
+	cfg := bench.TCPPingConfig{Port: p.Port, Count: p.Count, Keep: p.Keep, Interval: time.Duration(p.Interval), Timeout: time.Duration(p.Timeout)}
+	return bind(p, cfg, bench.TCPPing)
+}
+
+// TCPStreamParams are the throughput experiment's parameters.
+type TCPStreamParams struct {
+	Port     uint16   `json:"port,omitempty"`
+	Duration Duration `json:"duration"`
+	Interval Duration `json:"interval"`
+	Streams  int      `json:"streams,omitempty"`
+	Rate     Rate     `json:"rate,omitempty"`
+	Omit     Duration `json:"omit,omitempty"`
+}
+
+func tcpStream(raw json.RawMessage, o Overrides) (any, runFunc, error) {
+	p, err := decode[TCPStreamParams](raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o.Duration > 0 {
+		p.Duration = Duration(o.Duration)
+	}
+	cfg := bench.TCPStreamConfig{Port: p.Port, Duration: time.Duration(p.Duration), Interval: time.Duration(p.Interval),
+		Streams: p.Streams, Rate: float64(p.Rate), Omit: time.Duration(p.Omit)}
+	return bind(p, cfg, bench.TCPStream)
+}
+
+// UDPJitterParams are the jitter experiment's parameters.
+type UDPJitterParams struct {
+	Port     uint16   `json:"port,omitempty"`
+	Rate     Rate     `json:"rate"`
+	Size     int      `json:"size,omitempty"`
+	Duration Duration `json:"duration"`
+}
+
+func udpJitter(raw json.RawMessage, o Overrides) (any, runFunc, error) {
+	p, err := decode[UDPJitterParams](raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o.Duration > 0 {
+		p.Duration = Duration(o.Duration)
+	}
+	cfg := bench.UDPJitterConfig{Port: p.Port, Rate: float64(p.Rate), Size: p.Size, Duration: time.Duration(p.Duration)}
+	return bind(p, cfg, bench.UDPJitter)
+}
+
+// UDPSweepParams are the bottleneck experiment's parameters.
+type UDPSweepParams struct {
+	Port          uint16   `json:"port,omitempty"`
+	Rates         []Rate   `json:"rates"`
+	Size          int      `json:"size,omitempty"`
+	PerRate       Duration `json:"per_rate"`
+	Pause         Duration `json:"pause,omitempty"`
+	MaxOWDSamples int      `json:"max_owd_samples,omitempty"`
+}
+
+func udpSweep(raw json.RawMessage, o Overrides) (any, runFunc, error) {
+	p, err := decode[UDPSweepParams](raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o.Duration > 0 {
+		p.PerRate = Duration(o.Duration)
+	}
+	if len(o.Rates) > 0 {
+		p.Rates = p.Rates[:0]
+		for _, r := range o.Rates {
+			p.Rates = append(p.Rates, Rate(r))
+		}
+	}
+	rates := make([]float64, len(p.Rates))
+	for i, r := range p.Rates {
+		rates[i] = float64(r)
+	}
+	cfg := bench.UDPSweepConfig{Port: p.Port, Rates: rates, Size: p.Size, PerRate: time.Duration(p.PerRate),
+		Pause: time.Duration(p.Pause), MaxOWDSamples: p.MaxOWDSamples}
+	return bind(p, cfg, bench.UDPSweep)
+}
+
+// ResourcesParams are the CPU/RAM experiment's parameters.
+type ResourcesParams struct {
+	Port      uint16   `json:"port,omitempty"`
+	Idle      Duration `json:"idle"`
+	Load      Duration `json:"load"`
+	Cleanup   Duration `json:"cleanup"`
+	Interval  Duration `json:"interval"`
+	LoadRate  Rate     `json:"load_rate"`
+	Processes []string `json:"processes,omitempty"`
+}
+
+func resources(raw json.RawMessage, o Overrides) (any, runFunc, error) {
+	p, err := decode[ResourcesParams](raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o.Duration > 0 {
+		third := Duration(o.Duration / 3)
+		p.Idle, p.Load, p.Cleanup = third, third, third
+	}
+	cfg := bench.ResourcesConfig{Port: p.Port, Idle: time.Duration(p.Idle), Load: time.Duration(p.Load),
+		Cleanup: time.Duration(p.Cleanup), Interval: time.Duration(p.Interval), LoadRate: float64(p.LoadRate), Processes: p.Processes}
+	return bind(p, cfg, bench.Resources)
+}

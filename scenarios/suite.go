@@ -1,0 +1,138 @@
+// Package scenarios describes edgebpf's experiments as data — which meter, which parameters
+// per profile, how many repetitions — and runs them: it builds a node from netsetup, deploys
+// a data plane, runs a meter from bench between a client and a server instance, and hands the
+// samples to reports. The built-in suite is suite.json, embedded in the binary; a user can
+// pass a file of the same shape.
+package scenarios
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+//go:embed suite.json
+var builtin []byte
+
+// Profiles, in order of cost: smoke (seconds, for tests and CI), quick (the whole suite in
+// minutes), full (the theses' own parameters).
+var Profiles = []string{"smoke", "quick", "full"}
+
+// Suite is a set of experiments.
+type Suite struct {
+	Experiments []Experiment `json:"experiments"`
+}
+
+// Experiment is one experiment: a meter and its parameters per profile.
+type Experiment struct {
+	Name        string             `json:"name"`
+	Source      string             `json:"source"` // the thesis it reproduces, or "edgebpf"
+	Description string             `json:"description"`
+	Meter       string             `json:"meter"`
+	Profiles    map[string]Profile `json:"profiles"`
+}
+
+// Profile is an experiment's parameters under one profile.
+type Profile struct {
+	Reps   int             `json:"reps"`
+	Params json.RawMessage `json:"params"`
+}
+
+// Builtin returns the suite embedded in the binary.
+func Builtin() *Suite {
+	s, err := Parse(bytes.NewReader(builtin), "suite.json")
+	if err != nil {
+		panic("scenarios: built-in suite is invalid: " + err.Error())
+	}
+	return s
+}
+
+// Parse reads and checks a suite: unknown fields, unknown meters, missing profiles and
+// parameters a meter rejects are errors naming the experiment and profile.
+func Parse(r io.Reader, name string) (*Suite, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	var s Suite
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(s.Experiments) == 0 {
+		return nil, fmt.Errorf("%s: no experiments", name)
+	}
+	var errs []error
+	seen := map[string]bool{}
+	for _, e := range s.Experiments {
+		if e.Name == "" || e.Name == "all" || strings.ContainsAny(e.Name, " /,") {
+			errs = append(errs, fmt.Errorf("%s: experiment name %q is invalid: use a word such as latency", name, e.Name))
+			continue
+		}
+		if seen[e.Name] {
+			errs = append(errs, fmt.Errorf("%s: experiment %s is defined twice", name, e.Name))
+		}
+		seen[e.Name] = true
+		if _, ok := meters[e.Meter]; !ok {
+			errs = append(errs, fmt.Errorf("%s: experiment %s: unknown meter %q: choose from %s", name, e.Name, e.Meter, strings.Join(MeterNames(), ", ")))
+			continue
+		}
+		for _, p := range Profiles {
+			if _, ok := e.Profiles[p]; !ok {
+				errs = append(errs, fmt.Errorf("%s: experiment %s has no %s profile", name, e.Name, p))
+			}
+		}
+		for p := range e.Profiles {
+			if !slices.Contains(Profiles, p) {
+				errs = append(errs, fmt.Errorf("%s: experiment %s: unknown profile %q: use %s", name, e.Name, p, strings.Join(Profiles, ", ")))
+				continue
+			}
+			if _, err := e.Plan(p, Overrides{}); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Names lists the suite's experiments in order.
+func (s *Suite) Names() []string {
+	out := make([]string, len(s.Experiments))
+	for i, e := range s.Experiments {
+		out[i] = e.Name
+	}
+	return out
+}
+
+// Select resolves the experiment names a user gave ("all" or none means every one) in suite
+// order.
+func (s *Suite) Select(names []string) ([]Experiment, error) {
+	if len(names) == 0 || len(names) == 1 && names[0] == "all" {
+		return s.Experiments, nil
+	}
+	var out []Experiment
+	for _, n := range names {
+		i := slices.IndexFunc(s.Experiments, func(e Experiment) bool { return e.Name == n })
+		if i < 0 {
+			return nil, fmt.Errorf("unknown experiment %q: choose from %s, or all", n, strings.Join(s.Names(), ", "))
+		}
+		if slices.ContainsFunc(out, func(e Experiment) bool { return e.Name == n }) {
+			return nil, fmt.Errorf("experiment %q is listed twice", n)
+		}
+		out = append(out, s.Experiments[i])
+	}
+	return out, nil
+}
+
+// CheckProfile returns an error unless p is a known profile.
+func CheckProfile(p string) error {
+	if !slices.Contains(Profiles, p) {
+		return fmt.Errorf("unknown profile %q: choose from %s", p, strings.Join(Profiles, ", "))
+	}
+	return nil
+}
