@@ -96,6 +96,9 @@ func WriteSummary(dir string) ([]Entry, error) {
 	if entries == nil {
 		entries = []Entry{}
 	}
+	if m, err := ReadMeta(dir); err == nil {
+		orderByRun(entries, m)
+	}
 	b, err := json.MarshalIndent(entries, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode summary.json: %w", err)
@@ -108,6 +111,19 @@ func WriteSummary(dir string) ([]Entry, error) {
 		return nil, err
 	}
 	return entries, errors.Join(rerr, serr)
+}
+
+// orderByRun sorts entries by the order in which the run lists experiments; experiments it
+// does not list keep their order after those it does.
+func orderByRun(entries []Entry, m *Meta) {
+	rank := func(exp string) int {
+		i := slices.IndexFunc(m.Experiments, func(e ExperimentMeta) bool { return e.Name == exp })
+		if i < 0 {
+			return len(m.Experiments)
+		}
+		return i
+	}
+	slices.SortStableFunc(entries, func(a, b Entry) int { return rank(a.Experiment) - rank(b.Experiment) })
 }
 
 // ReadSummary reads dir/summary.json.

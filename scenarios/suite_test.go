@@ -1,0 +1,117 @@
+package scenarios
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestBuiltinSuite(t *testing.T) {
+	s := Builtin()
+	assert.Equal(t, []string{"latency", "jitter", "throughput", "bottleneck", "resources"}, s.Names())
+	// The full profile carries the thesis's parameters (reference.md §3).
+	e, err := s.Select([]string{"latency"})
+	require.NoError(t, err)
+	p, err := e[0].Plan("full", Overrides{})
+	require.NoError(t, err)
+	assert.Equal(t, 30, p.Reps)
+	pp := p.Params.(TCPPingParams)
+	assert.Equal(t, 20, pp.Count)
+	assert.Equal(t, 15, pp.Keep)
+	assert.Equal(t, Duration(time.Second), pp.Interval)
+
+	e, _ = s.Select([]string{"bottleneck"})
+	p, err = e[0].Plan("full", Overrides{})
+	require.NoError(t, err)
+	sp := p.Params.(UDPSweepParams)
+	assert.Equal(t, Duration(60*time.Second), sp.PerRate)
+	assert.Equal(t, Rate(1e6), sp.Rates[0])
+	assert.Contains(t, sp.Rates, Rate(500e6))
+}
+
+func TestOverrides(t *testing.T) {
+	e, err := Builtin().Select([]string{"bottleneck", "resources", "latency"})
+	require.NoError(t, err)
+	o := Overrides{Reps: 4, Duration: 3 * time.Second, Rates: []float64{1e6, 2e9}}
+	p, err := e[0].Plan("quick", o)
+	require.NoError(t, err)
+	assert.Equal(t, 4, p.Reps)
+	assert.Equal(t, []Rate{1e6, 2e9}, p.Params.(UDPSweepParams).Rates)
+	assert.Equal(t, Duration(3*time.Second), p.Params.(UDPSweepParams).PerRate)
+
+	p, err = e[1].Plan("quick", o)
+	require.NoError(t, err)
+	assert.Equal(t, Duration(time.Second), p.Params.(ResourcesParams).Load, "resources split the duration in thirds")
+
+	p, err = e[2].Plan("full", o)
+	require.NoError(t, err)
+	assert.Equal(t, 3, p.Params.(TCPPingParams).Count, "3 s of 1 s pings")
+	assert.Equal(t, 3, p.Params.(TCPPingParams).Keep)
+}
+
+func TestSelect(t *testing.T) {
+	s := Builtin()
+	all, err := s.Select([]string{"all"})
+	require.NoError(t, err)
+	assert.Len(t, all, 5)
+	_, err = s.Select([]string{"latncy"})
+	assert.ErrorContains(t, err, `unknown experiment "latncy": choose from latency, jitter`)
+	_, err = s.Select([]string{"latency", "latency"})
+	assert.ErrorContains(t, err, "twice")
+	assert.ErrorContains(t, CheckProfile("fast"), "choose from smoke, quick, full")
+}
+
+func TestParseCustomSuite(t *testing.T) {
+	f, err := os.Open("testdata/custom.json")
+	require.NoError(t, err)
+	defer f.Close()
+	s, err := Parse(f, "custom.json")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ping"}, s.Names())
+}
+
+func TestParseRejects(t *testing.T) {
+	cases := map[string]struct{ json, want string }{
+		"unknown field":   {`{"experiments":[{"name":"x","meter":"tcpping","bogus":1}]}`, `unknown field "bogus"`},
+		"unknown meter":   {`{"experiments":[{"name":"x","meter":"ping","profiles":{}}]}`, `unknown meter "ping": choose from resources, tcpping`},
+		"missing profile": {`{"experiments":[{"name":"x","meter":"tcpping","profiles":{"smoke":{"reps":1,"params":{"count":1,"interval":"1s"}}}}]}`, "has no quick profile"},
+		"bad duration":    {profiles(`{"count":1,"interval":"soon"}`), `duration "soon" is malformed`},
+		"bad param":       {profiles(`{"count":-1,"interval":"1s"}`), "count"},
+		"unknown param":   {profiles(`{"count":1,"interval":"1s","colour":"red"}`), `unknown field "colour"`},
+		"bad rate":        {`{"experiments":[{"name":"x","meter":"udpjitter","profiles":{"smoke":{"reps":1,"params":{"rate":"fast","duration":"1s"}}}}]}`, `rate "fast" is malformed`},
+		"no experiments":  {`{"experiments":[]}`, "no experiments"},
+		"not json":        {`experiments: []`, "invalid character"},
+		"bad name":        {`{"experiments":[{"name":"a b","meter":"tcpping"}]}`, "is invalid"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse(strings.NewReader(c.json), "s.json")
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), c.want)
+			assert.True(t, strings.HasPrefix(err.Error(), "s.json"), "errors name the file: %v", err)
+		})
+	}
+}
+
+func profiles(params string) string {
+	p := `{"reps":1,"params":` + params + `}`
+	return `{"experiments":[{"name":"x","meter":"tcpping","profiles":{"smoke":` + p + `,"quick":` + p + `,"full":` + p + `}}]}`
+}
+
+func TestParseRates(t *testing.T) {
+	got, err := ParseRates("1M, 50M,1.5G,64000,500k")
+	require.NoError(t, err)
+	assert.Equal(t, []float64{1e6, 50e6, 1.5e9, 64000, 500e3}, got)
+	for _, bad := range []string{"", "1M,,2M", "-5M", "0", "fastM", "NaN", "1T"} {
+		_, err := ParseRates(bad)
+		assert.Error(t, err, bad)
+	}
+	_, err = ParseDuration("-1s")
+	assert.ErrorContains(t, err, "positive")
+	_, err = ParseDuration("10")
+	assert.ErrorContains(t, err, "malformed")
+}
