@@ -1,0 +1,101 @@
+package bench_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/edgebpf/edgebpf/bench"
+	"github.com/edgebpf/edgebpf/bench/stats"
+	"github.com/edgebpf/edgebpf/internal/testenv"
+)
+
+// The tests in this file run every meter between two instance namespaces of a real node, the
+// client addressing the server's namespace IP (the direct data plane). Loopback tests of the
+// same meters live beside each meter.
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func endpoints(t *testing.T) bench.Endpoints {
+	n := testenv.Node(t, "client", "server")
+	c, _ := n.Instance("client", 0)
+	s, _ := n.Instance("server", 0)
+	return bench.Endpoints{Client: c.NS, Server: s.NS, Target: s.NSIP}
+}
+
+func byMetric(samples []stats.Sample) map[string][]float64 {
+	out := map[string][]float64{}
+	for _, s := range samples {
+		out[s.Metric.Name] = append(out[s.Metric.Name], s.Value)
+	}
+	return out
+}
+
+func TestMetersAcrossNamespaces(t *testing.T) {
+	ep := endpoints(t)
+	ctx := context.Background()
+
+	t.Run("tcpping", func(t *testing.T) {
+		s, err := bench.TCPPing(ctx, ep, bench.TCPPingConfig{Count: 20, Interval: 5 * time.Millisecond})
+		require.NoError(t, err)
+		m := byMetric(s)
+		require.Len(t, m["rtt"], 20)
+		for _, v := range m["rtt"] {
+			assert.Positive(t, v)
+			assert.Less(t, v, 1.0)
+		}
+		assert.Equal(t, []float64{0}, m["loss"])
+	})
+
+	t.Run("udpjitter", func(t *testing.T) {
+		s, err := bench.UDPJitter(ctx, ep, bench.UDPJitterConfig{Rate: 1e6, Duration: time.Second})
+		require.NoError(t, err)
+		m := byMetric(s)
+		require.Len(t, m["jitter"], 1)
+		assert.GreaterOrEqual(t, m["jitter"][0], 0.0)
+		assert.Equal(t, []float64{0}, m["loss"], "no loss at 1 Mbit/s")
+		assert.InDelta(t, 89, len(m["owd"]), 3, "1 Mbit/s of 1400-byte datagrams for 1 s")
+	})
+
+	t.Run("tcpstream", func(t *testing.T) {
+		s, err := bench.TCPStream(ctx, ep, bench.TCPStreamConfig{Duration: time.Second, Interval: 250 * time.Millisecond, Streams: 2})
+		require.NoError(t, err)
+		m := byMetric(s)
+		require.NotEmpty(t, m["throughput"])
+		for _, v := range m["throughput"] {
+			assert.Positive(t, v)
+		}
+	})
+
+	t.Run("udpsweep", func(t *testing.T) {
+		s, err := bench.UDPSweep(ctx, ep, bench.UDPSweepConfig{Rates: []float64{1e6, 20e6}, PerRate: 500 * time.Millisecond, Pause: 50 * time.Millisecond})
+		require.NoError(t, err)
+		xs := map[string]bool{}
+		for _, x := range s {
+			xs[x.X] = true
+			if x.Metric.Name == "loss" && x.X == "1000000" {
+				assert.Zero(t, x.Value, "no loss at 1 Mbit/s")
+			}
+		}
+		assert.Equal(t, map[string]bool{"1000000": true, "20000000": true}, xs)
+	})
+
+	t.Run("resources", func(t *testing.T) {
+		s, err := bench.Resources(ctx, ep, bench.ResourcesConfig{Idle: 300 * time.Millisecond, Load: 600 * time.Millisecond, Cleanup: 300 * time.Millisecond, Interval: 100 * time.Millisecond, LoadRate: 50e6})
+		require.NoError(t, err)
+		phases := map[string]int{}
+		for _, x := range s {
+			if x.Metric.Name == "cpu" {
+				phases[x.X]++
+				assert.GreaterOrEqual(t, x.Value, 0.0)
+				assert.LessOrEqual(t, x.Value, 100.0)
+			}
+		}
+		assert.Positive(t, phases["idle"])
+		assert.Positive(t, phases["load"])
+		assert.Positive(t, phases["cleanup"])
+	})
+}
