@@ -3,6 +3,8 @@
 // plots only format what this package returns.
 package stats
 
+import "strings"
+
 // Better says which direction of a metric is an improvement.
 type Better string
 
@@ -50,10 +52,15 @@ type Sample struct {
 
 var known = []Metric{RTT, Jitter, OWD, Throughput, Loss, SendRate, CPU, CPUSoftirq, CPUProcess, RAM}
 
-// Lookup finds a well-known metric by name.
+// Lookup finds a well-known metric by name. A qualified name "base:qualifier" (such as
+// cpu_process:edgebpf, one series per process) has the unit and direction of its base.
 func Lookup(name string) (Metric, bool) {
+	base, _, qualified := strings.Cut(name, ":")
 	for _, m := range known {
-		if m.Name == name {
+		if m.Name == base {
+			if qualified {
+				m.Name = name
+			}
 			return m, true
 		}
 	}

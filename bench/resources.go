@@ -1,0 +1,159 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/edgebpf/edgebpf/bench/stats"
+)
+
+// The phases of Resources, the X of its samples.
+const (
+	PhaseIdle    = "idle"
+	PhaseLoad    = "load"
+	PhaseCleanup = "cleanup"
+)
+
+// ResourcesConfig configures Resources. Zero-valued fields take the defaults given with
+// them.
+type ResourcesConfig struct {
+	// Idle, Load and Cleanup are the lengths of the three phases. Default 15s each: the
+	// thesis's 45 s in thirds.
+	Idle, Load, Cleanup time.Duration
+	// Interval is the sampling interval of CPU, RAM and load throughput. Default 500ms.
+	Interval time.Duration
+	// LoadRate is the rate of the TCP load in bit/s. Default 100e6 (the thesis's load).
+	LoadRate float64
+	// Processes names the processes whose CPU time is sampled, as SysmonConfig.Processes.
+	Processes []string
+	// Port is the TCP port of the load. Default 5203.
+	Port uint16
+}
+
+func (c ResourcesConfig) withDefaults() ResourcesConfig {
+	for _, d := range []*time.Duration{&c.Idle, &c.Load, &c.Cleanup} {
+		if *d == 0 {
+			*d = 15 * time.Second
+		}
+	}
+	if c.Interval == 0 {
+		c.Interval = 500 * time.Millisecond
+	}
+	if c.LoadRate == 0 {
+		c.LoadRate = 100e6
+	}
+	if c.Port == 0 {
+		c.Port = 5203
+	}
+	return c
+}
+
+// Validate reports every field of c that Resources cannot use, one sentence each. Zero
+// fields are valid: they take their defaults.
+func (c ResourcesConfig) Validate() error {
+	d := c.withDefaults()
+	var errs []error
+	for _, p := range []struct {
+		name string
+		v    time.Duration
+	}{{"idle", c.Idle}, {"load", c.Load}, {"cleanup", c.Cleanup}} {
+		if p.v < 0 {
+			errs = append(errs, fmt.Errorf("resources: %s phase %v is negative: give its length, or 0 for the default 15s", p.name, p.v))
+		}
+	}
+	if d.Interval < 0 {
+		errs = append(errs, fmt.Errorf("resources: interval %v is negative: give the time between samples, or 0 for the default 500ms", c.Interval))
+	} else if d.Interval < minSysmonInterval {
+		errs = append(errs, fmt.Errorf("resources: interval %v is below the kernel's 10ms CPU accounting tick: give at least %v", c.Interval, minSysmonInterval))
+	} else if d.Load > 0 && d.Load < d.Interval {
+		errs = append(errs, fmt.Errorf("resources: load phase %v is shorter than interval %v: give a load phase of at least one interval", d.Load, d.Interval))
+	}
+	if d.LoadRate < minRate || math.IsNaN(d.LoadRate) || math.IsInf(d.LoadRate, 0) {
+		errs = append(errs, fmt.Errorf("resources: load rate %g bit/s cannot be paced: give at least %g bit/s, or 0 for the default 100 Mbit/s", c.LoadRate, minRate))
+	}
+	if err := (SysmonConfig{Processes: c.Processes}).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Resources runs the CPU/RAM experiment of the Riegel thesis: it samples the machine with
+// Sysmon through three phases, PhaseIdle for cfg.Idle, PhaseLoad while a TCPStream paced to
+// cfg.LoadRate runs from ep.Client to ep.Target for cfg.Load, and PhaseCleanup for
+// cfg.Cleanup. The load generator and its receiver run in this process, so their CPU time is
+// part of the system-wide figures, as iperf3's was in the thesis.
+//
+// Resources returns the Sysmon samples (X is the phase) and also the load's stats.Throughput
+// samples with X PhaseLoad, so a result shows whether the load ran at its rate; every T is
+// in seconds since Resources started. Samples are ordered by T. When ctx ends it stops within
+// about a second and returns the samples so far with ctx.Err().
+func Resources(ctx context.Context, ep Endpoints, cfg ResourcesConfig) ([]stats.Sample, error) {
+	if err := errors.Join(checkEndpoints(ep), cfg.Validate()); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	mon, err := StartSysmon(SysmonConfig{Interval: cfg.Interval, Processes: cfg.Processes})
+	if err != nil {
+		return nil, fmt.Errorf("resources: %w", err)
+	}
+	var load []stats.Sample
+	runErr := func() error {
+		mon.SetPhase(PhaseIdle)
+		if err := sleepCtx(ctx, cfg.Idle); err != nil {
+			return err
+		}
+		mon.SetPhase(PhaseLoad)
+		offset := time.Since(mon.start).Seconds()
+		var err error
+		load, err = TCPStream(ctx, ep, TCPStreamConfig{
+			Port:     cfg.Port,
+			Duration: cfg.Load,
+			Interval: cfg.Interval,
+			Rate:     cfg.LoadRate,
+		})
+		for i := range load {
+			load[i].T += offset
+			load[i].X, load[i].XUnit = PhaseLoad, PhaseUnit
+		}
+		if err != nil {
+			return err
+		}
+		mon.SetPhase(PhaseCleanup)
+		return sleepCtx(ctx, cfg.Cleanup)
+	}()
+	samples := append(mon.Stop(), load...)
+	slices.SortStableFunc(samples, func(a, b stats.Sample) int { return cmpFloat(a.T, b.T) })
+	switch {
+	case runErr != nil && ctx.Err() != nil && errors.Is(runErr, ctx.Err()):
+		return samples, ctx.Err()
+	case runErr != nil:
+		return samples, fmt.Errorf("resources: load: %w", runErr)
+	}
+	return samples, mon.Err()
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// sleepCtx waits for d or until ctx ends, and returns ctx.Err() in that case.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,124 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/edgebpf/edgebpf/bench/stats"
+)
+
+// UDPJitterConfig configures UDPJitter. Zero-valued fields take the defaults given with them.
+type UDPJitterConfig struct {
+	// Port is the UDP port the receiver listens on. Default 5203.
+	Port uint16
+	// Rate is the target send rate in UDP payload bit/s, as iperf3 -b counts it (IP and
+	// UDP headers excluded). Default 1e6 (the thesis's iperf3 -u -b 1M).
+	Rate float64
+	// Size is the UDP payload of every datagram in bytes, 16 to 65507. Default 1400, which
+	// with 28 bytes of IP and UDP headers fits the project's MTU of 1450.
+	Size int
+	// Duration is how long the sender sends. Default 10s (the thesis used 20 s).
+	Duration time.Duration
+	// Grace is how long the receiver waits for late packets after the last send before
+	// counting the missing ones as lost. Default 200ms.
+	Grace time.Duration
+}
+
+func (c UDPJitterConfig) withDefaults() UDPJitterConfig {
+	if c.Port == 0 {
+		c.Port = 5203
+	}
+	if c.Rate == 0 {
+		c.Rate = 1e6
+	}
+	if c.Size == 0 {
+		c.Size = defaultUDPSize
+	}
+	if c.Duration == 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Grace == 0 {
+		c.Grace = defaultUDPGrace
+	}
+	return c
+}
+
+// Validate reports every field of c that UDPJitter cannot use, one sentence each. Zero fields
+// are valid: they take their defaults.
+func (c UDPJitterConfig) Validate() error {
+	const meter = "udp jitter"
+	d := c.withDefaults()
+	errs := udpFieldErrors(meter, c.Size, c.Grace)
+	if c.Duration < 0 {
+		errs = append(errs, fmt.Errorf("%s: duration %v is negative: give how long to send, or 0 for the default 10s", meter, c.Duration))
+	}
+	// Judge whether a packet fits the duration only with a usable size and duration.
+	size, dur := d.Size, max(d.Duration, 0)
+	if len(udpFieldErrors(meter, c.Size, 0)) > 0 {
+		size = 0
+	}
+	if err := udpRateError(meter, "rate", d.Rate, size, dur); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// UDPJitter measures one-way delay, RFC 3550 jitter and loss of a paced UDP stream from
+// ep.Client to ep.Target:cfg.Port, received on all addresses in ep.Server, like the thesis's
+// iperf3 -u -b 1M. The stream machinery is described in udpstream.go: every datagram carries
+// its sequence number and CLOCK_MONOTONIC send time, and sender and receiver share the host's
+// clock, so one-way delays need no clock synchronisation; both times are taken in user space,
+// application to application like iperf3.
+//
+// UDPJitter returns one stats.OWD sample in seconds per received packet (Seq is the packet's
+// sequence number, so lost packets leave gaps; T its send time), then one stats.Jitter
+// sample: the final RFC 3550 interarrival jitter in seconds, computed exactly as iperf3 does
+// for end.streams[0].udp.jitter_ms; one stats.Loss sample: the percentage of sent packets
+// not received within Grace after the last send; and one stats.SendRate sample: the payload
+// bit/s the sender achieved, which falls short of Rate when the sender cannot keep up. T is
+// seconds since UDPJitter started.
+//
+// When ctx ends it returns within about 100 ms with the OWD samples so far and ctx.Err(),
+// but without the jitter, loss and send-rate samples, which an interrupted stream would bias.
+func UDPJitter(ctx context.Context, ep Endpoints, cfg UDPJitterConfig) ([]stats.Sample, error) {
+	if err := errors.Join(checkUDPEndpoints(ep), cfg.Validate()); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	origin := udpNow()
+	res, err := runUDPStream(ctx, ep, udpStreamConfig{
+		port:     cfg.Port,
+		rate:     cfg.Rate,
+		size:     cfg.Size,
+		duration: cfg.Duration,
+		grace:    cfg.Grace,
+		owdEvery: 1,
+	})
+	if res == nil {
+		return nil, fmt.Errorf("udp jitter: %w", err)
+	}
+	samples := make([]stats.Sample, 0, len(res.owd)+3)
+	for _, o := range res.owd {
+		samples = append(samples, stats.Sample{
+			Seq:    int(o.seq),
+			T:      udpSince(origin, o.sent),
+			Metric: stats.OWD,
+			Value:  float64(o.owd) / 1e9,
+		})
+	}
+	if !res.complete {
+		if err != nil && !errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("udp jitter: %w", err)
+		}
+		return samples, err
+	}
+	t := udpSince(origin, udpNow())
+	samples = append(samples,
+		stats.Sample{T: t, Metric: stats.Jitter, Value: res.jitter},
+		stats.Sample{T: t, Metric: stats.Loss, Value: res.lossPercent()},
+		stats.Sample{T: t, Metric: stats.SendRate, Value: res.sendRate()},
+	)
+	return samples, nil
+}

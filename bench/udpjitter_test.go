@@ -1,0 +1,96 @@
+package bench
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/edgebpf/edgebpf/bench/stats"
+)
+
+func TestUDPJitterLoopback(t *testing.T) {
+	before := runtime.NumGoroutine()
+	cfg := UDPJitterConfig{Port: 25203, Rate: 1e6, Duration: time.Second}
+	samples, err := UDPJitter(context.Background(), udpLoopback, cfg)
+	require.NoError(t, err)
+	requireUDPPortFree(t, 25203)
+	requireUDPGoroutinesBack(t, before)
+
+	m := udpByMetric(samples)
+	require.Len(t, m["jitter"], 1)
+	require.Len(t, m["loss"], 1)
+	require.Len(t, m["send_rate"], 1)
+	assert.GreaterOrEqual(t, m["jitter"][0].Value, 0.0)
+	assert.Equal(t, stats.Jitter, m["jitter"][0].Metric)
+	assert.Zero(t, m["loss"][0].Value, "loss at 1 Mbit/s over loopback")
+
+	// 1 Mbit/s of 1400-byte payloads is 89.3 packets/s: 90 packets are due in 1 s.
+	expected := int(udpStreamConfig{rate: 1e6, size: defaultUDPSize, duration: time.Second}.packets())
+	require.Equal(t, 90, expected)
+	owd := m["owd"]
+	assert.Len(t, owd, expected)
+	lastT := -1.0
+	for i, s := range owd {
+		assert.Positive(t, s.Value, "owd of packet %d", s.Seq)
+		assert.Less(t, s.Value, 0.1, "owd of packet %d", s.Seq)
+		assert.Equal(t, i, s.Seq, "packets arrive in order over loopback")
+		assert.GreaterOrEqual(t, s.T, lastT)
+		assert.Zero(t, s.Rep)
+		lastT = s.T
+	}
+	assert.InDelta(t, 1e6, m["send_rate"][0].Value, 0.2e6)
+	t.Logf("jitter %.1f µs, median-ish owd %.1f µs, send rate %.0f bit/s",
+		m["jitter"][0].Value*1e6, owd[len(owd)/2].Value*1e6, m["send_rate"][0].Value)
+}
+
+func TestUDPJitterCancel(t *testing.T) {
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start := time.Now()
+	samples, err := UDPJitter(ctx, udpLoopback, UDPJitterConfig{Port: 25205, Duration: 10 * time.Second})
+	elapsed := time.Since(start)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Less(t, elapsed, 2*time.Second)
+	requireUDPPortFree(t, 25205)
+	requireUDPGoroutinesBack(t, before)
+
+	m := udpByMetric(samples)
+	assert.NotEmpty(t, m["owd"], "the delays measured before the cancel")
+	assert.Empty(t, m["loss"], "no loss for an interrupted stream")
+}
+
+func TestUDPJitterValidate(t *testing.T) {
+	assert.NoError(t, UDPJitterConfig{}.Validate())
+	assert.NoError(t, UDPJitterConfig{Port: 9, Rate: 500e6, Size: 16, Duration: time.Second}.Validate())
+	for _, tc := range []struct {
+		name string
+		cfg  UDPJitterConfig
+		want []string
+	}{
+		{"negative rate", UDPJitterConfig{Rate: -1}, []string{"udp jitter: rate -1 bit/s is not a positive number"}},
+		{"huge rate", UDPJitterConfig{Rate: 5e11}, []string{"above 100 Gbit/s", "500e6"}},
+		{"small size", UDPJitterConfig{Size: 8}, []string{"size 8 bytes cannot hold the 16-byte"}},
+		{"big size", UDPJitterConfig{Size: 70000}, []string{"exceeds the largest UDP payload over IPv4 (65507)"}},
+		{"negative size", UDPJitterConfig{Size: -1}, []string{"size -1 is negative"}},
+		{"negative duration", UDPJitterConfig{Duration: -time.Second}, []string{"duration -1s is negative"}},
+		{"no packet", UDPJitterConfig{Rate: 1000, Duration: time.Second}, []string{"sends not even one 1400-byte packet in 1s", "11200 bit/s"}},
+		{"negative grace", UDPJitterConfig{Grace: -1}, []string{"grace -1ns is negative"}},
+		{"several", UDPJitterConfig{Rate: -1, Size: 8}, []string{"rate -1", "size 8"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			require.Error(t, err)
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			// The meter refuses the config before opening any socket.
+			_, merr := UDPJitter(context.Background(), udpLoopback, tc.cfg)
+			assert.EqualError(t, merr, err.Error())
+		})
+	}
+}

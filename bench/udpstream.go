@@ -1,0 +1,586 @@
+package bench
+
+// This file holds the machinery shared by UDPJitter and UDPSweep: one paced UDP stream from a
+// sender in ep.Client to a receiver in ep.Server, both in this process.
+//
+// Every datagram's payload starts with a 16-byte header, big-endian: the packet's sequence
+// number (uint64, from 0) and its CLOCK_MONOTONIC send time in ns (int64). Sender and
+// receiver run on one host and read one clock, so a packet's one-way delay is its receive
+// time minus its send time, with no clock synchronisation. Both times are taken in user
+// space, application to application like iperf3: the send time once per sendmmsg batch
+// right before the call, the receive time once per recvmmsg batch right after the call
+// returns, so every packet of a batch shares it.
+//
+// Rates are UDP payload bit/s, as iperf3 -b counts them: IP and UDP headers (28 bytes per
+// datagram) are not included.
+//
+// The sender paces against an absolute schedule and never spins. It waits 1 ms or more with
+// time.Sleep, shorter waits with clock_nanosleep(TIMER_ABSTIME), and at least 100 µs: at
+// high rates every wake-up sends the packets that came due meanwhile in one sendmmsg.
+//
+// Note: three other designs were tried on loopback (2 cores) and rejected. time.Sleep
+// alone: the Go runtime rounds sleeps below 1 ms up to about 1 ms, turning a paced stream
+// into 1 ms bursts. Spinning (runtime.Gosched) while the next packet is under 100 µs away:
+// the sender took a core and starved the receiver (mean OWD 1.6 ms at 200 Mbit/s instead of
+// 50 µs, 1.5 % loss at 1 Gbit/s). A locked OS thread with a lowered timer slack, and a
+// receiver in blocking recvmmsg on a locked thread instead of the netpoller: no gain in
+// one-way delay or jitter measurable above the run-to-run noise.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// udpHeaderLen is the size of the sequence number and send time that start a payload.
+	udpHeaderLen = 16
+	// defaultUDPSize is the default payload size: 1400 bytes + 28 bytes of IP and UDP
+	// headers fit the project's MTU of 1450 without fragmentation.
+	defaultUDPSize = 1400
+	// maxUDPSize is the largest UDP payload over IPv4 (65535 - 20 - 8).
+	maxUDPSize = 65507
+	// maxUDPRate bounds a target rate: above 100 Gbit/s it is a unit mistake, not a test.
+	maxUDPRate = 100e9
+	// defaultUDPGrace is how long the receiver keeps reading after the sender's last packet.
+	defaultUDPGrace = 200 * time.Millisecond
+
+	// udpBatch is the most datagrams one sendmmsg or recvmmsg call carries.
+	udpBatch = 64
+	// udpSocketBuf is the send and receive buffer asked for (the kernel doubles it for its
+	// bookkeeping). A plain SO_RCVBUF is capped at net.core.rmem_max (212992 by default),
+	// so the sockets first try SO_RCVBUFFORCE/SO_SNDBUFFORCE, which CAP_NET_ADMIN may use
+	// to pass the cap, and fall back to the capped options without it.
+	udpSocketBuf = 4 << 20
+	// udpMinSleep is the shortest sleep of the sender: when its next packet is due sooner,
+	// it sleeps this long anyway and then sends what came due in one sendmmsg.
+	udpMinSleep = 100 * time.Microsecond
+	// udpRuntimeSleep: waits at least this long use time.Sleep, which parks the goroutine
+	// but wakes up to about 1 ms late; shorter ones use clock_nanosleep, which blocks the
+	// OS thread but wakes within the kernel's 50 µs timer slack.
+	udpRuntimeSleep = time.Millisecond
+	// udpEndSlack is how long after the end of its duration the sender may still send
+	// packets that were due before the end: a last sleep may overshoot the end, and a
+	// sender that fell behind stops soon after it rather than sending its backlog.
+	udpEndSlack = 2 * time.Millisecond
+	// udpMaxSleep bounds one sleep of the sender, so that it notices a stop.
+	udpMaxSleep = 50 * time.Millisecond
+	// udpReadPoll bounds one blocking read of the receiver, so that it notices a stop.
+	udpReadPoll = 100 * time.Millisecond
+)
+
+// udpNow returns CLOCK_MONOTONIC in ns.
+func udpNow() int64 {
+	var ts unix.Timespec
+	// CLOCK_MONOTONIC cannot fail with a valid pointer.
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// encodeUDPHeader writes seq and the send time sent (CLOCK_MONOTONIC ns) to the first
+// udpHeaderLen bytes of b.
+func encodeUDPHeader(b []byte, seq uint64, sent int64) {
+	binary.BigEndian.PutUint64(b[0:8], seq)
+	binary.BigEndian.PutUint64(b[8:16], uint64(sent))
+}
+
+// decodeUDPHeader reads what encodeUDPHeader wrote. ok is false if b is too short.
+func decodeUDPHeader(b []byte) (seq uint64, sent int64, ok bool) {
+	if len(b) < udpHeaderLen {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint64(b[0:8]), int64(binary.BigEndian.Uint64(b[8:16])), true
+}
+
+// jitterStep returns the RFC 3550 (section 6.4.1, A.8) interarrival jitter after one more
+// packet, computed as iperf3 does: with transit = arrival - send time of this packet and
+// prevTransit that of the packet received before it (in arrival order),
+// d = |transit - prevTransit| and jitter += (d - jitter) / 16. All values in seconds. For
+// the first packet of a stream iperf3 passes prevTransit = transit, so the jitter stays 0.
+func jitterStep(jitter, prevTransit, transit float64) float64 {
+	d := math.Abs(transit - prevTransit)
+	return jitter + (d-jitter)/16
+}
+
+// udpStreamConfig describes one paced stream. Callers validate and default it.
+type udpStreamConfig struct {
+	port     uint16
+	rate     float64 // payload bit/s
+	size     int     // payload bytes
+	duration time.Duration
+	grace    time.Duration
+	// owdEvery keeps the one-way delay of the packets whose sequence number is a multiple
+	// of it; 1 keeps all, 0 none.
+	owdEvery uint64
+}
+
+// packets returns how many packets the stream is scheduled to send: packet i is due at
+// i/pps seconds after the start, for every i/pps < duration.
+func (c udpStreamConfig) packets() uint64 {
+	return uint64(math.Ceil(c.duration.Seconds() * c.pps()))
+}
+
+// pps returns the packet rate that carries c.rate.
+func (c udpStreamConfig) pps() float64 {
+	return c.rate / float64(8*c.size)
+}
+
+// udpOWD is the one-way delay of one received packet.
+type udpOWD struct {
+	seq  uint64
+	sent int64 // CLOCK_MONOTONIC ns
+	owd  int64 // ns
+}
+
+// udpStreamResult is what one stream measured. Times are CLOCK_MONOTONIC ns.
+type udpStreamResult struct {
+	size        int
+	duration    time.Duration // scheduled
+	start       int64         // the first packet's due time
+	sendEnd     int64         // the sender's last sendmmsg returned
+	lastArrival int64         // last new packet received; 0 if none
+	sent        uint64        // datagrams the kernel accepted
+	sendErrors  uint64        // sendmmsg calls that failed with a transient error
+	received    uint64        // distinct sequence numbers received
+	duplicates  uint64
+	reordered   uint64 // received after a higher sequence number
+	stray       uint64 // datagrams that are not part of this stream
+	jitter      float64
+	owd         []udpOWD
+	rcvBuf      int // the receive buffer the kernel granted, bytes
+	// complete is false if the stream was interrupted: its loss, rates and jitter cover
+	// only part of the schedule and no grace period.
+	complete bool
+}
+
+// sendRate returns the achieved send rate in payload bit/s: the bits the kernel accepted
+// over the scheduled duration, or over the time the sender took if that was longer (or
+// the stream was interrupted).
+func (r *udpStreamResult) sendRate() float64 {
+	elapsed := time.Duration(r.sendEnd - r.start)
+	if r.complete && elapsed < r.duration {
+		elapsed = r.duration
+	}
+	if elapsed <= 0 {
+		return 0
+	}
+	return float64(r.sent) * float64(8*r.size) / elapsed.Seconds()
+}
+
+// throughput returns the received payload bit/s: the distinct packets received over the
+// time from the stream's start to the last of them arriving.
+func (r *udpStreamResult) throughput() float64 {
+	if r.received == 0 || r.lastArrival <= r.start {
+		return 0
+	}
+	return float64(r.received) * float64(8*r.size) / (float64(r.lastArrival-r.start) / 1e9)
+}
+
+// lossPercent returns the percentage of sent packets that were not received.
+func (r *udpStreamResult) lossPercent() float64 {
+	if r.sent == 0 {
+		return 0
+	}
+	lost := float64(r.sent) - float64(r.received)
+	return 100 * max(lost, 0) / float64(r.sent)
+}
+
+// runUDPStream sends one paced stream from ep.Client to ep.Target:cfg.port and receives it
+// in ep.Server. It creates both sockets inside their namespaces, runs the receiver and the
+// sender on goroutines of their own, lets the receiver drain for cfg.grace after the last
+// send and closes both sockets before it returns. When ctx ends it returns within about
+// udpReadPoll with the result so far (complete false) and ctx.Err().
+func runUDPStream(ctx context.Context, ep Endpoints, cfg udpStreamConfig) (*udpStreamResult, error) {
+	rx, err := listenUDPStream(ep.Server, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer rx.conn.Close()
+	tx, err := dialUDPStream(ep.Client, ep.Target.Unmap().AsSlice(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.conn.Close()
+
+	// stop ends both loops early: on ctx's end or the receiver's failure.
+	stopCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var stamped atomic.Uint64 // sequence numbers below it may have been sent
+	var drainUntil atomic.Int64
+
+	res := &udpStreamResult{size: cfg.size, duration: cfg.duration, rcvBuf: rx.rcvBuf}
+	res.start = udpNow()
+	rx.res, rx.stamped, rx.drainUntil = res, &stamped, &drainUntil
+	rxDone := make(chan error, 1)
+	go func() {
+		err := rx.run(stopCtx.Done())
+		if err != nil {
+			stop()
+		}
+		rxDone <- err
+	}()
+	txDone := make(chan error, 1)
+	go func() { txDone <- tx.run(stopCtx.Done(), res, &stamped) }()
+
+	txErr := <-txDone
+	if txErr != nil || stopCtx.Err() != nil {
+		drainUntil.Store(udpNow())
+	} else {
+		drainUntil.Store(udpNow() + cfg.grace.Nanoseconds())
+	}
+	rxErr := <-rxDone
+
+	switch {
+	case ctx.Err() != nil:
+		return res, ctx.Err()
+	case rxErr != nil:
+		return res, fmt.Errorf("receive on port %d: %w", cfg.port, rxErr)
+	case txErr != nil:
+		return res, fmt.Errorf("send to %s port %d: %w", ep.Target, cfg.port, txErr)
+	case res.sent == 0:
+		return res, fmt.Errorf("send to %s port %d: no datagram was sent (%d sends failed)", ep.Target, cfg.port, res.sendErrors)
+	}
+	res.complete = true
+	return res, nil
+}
+
+// setUDPBuffer asks for a socket buffer of udpSocketBuf bytes, past net.core.rmem_max /
+// wmem_max if the process may, and returns the size the kernel granted.
+func setUDPBuffer(conn *net.UDPConn, force, plain int) (int, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var got int
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, force, udpSocketBuf) != nil {
+			// Without CAP_NET_ADMIN the kernel caps this at rmem_max / wmem_max.
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, plain, udpSocketBuf); serr != nil {
+				return
+			}
+		}
+		got, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, plain)
+	})
+	return got, errors.Join(err, serr)
+}
+
+// udpReceiver reads one stream. Its fields after conn are owned by run until it returns.
+type udpReceiver struct {
+	conn       *net.UDPConn
+	pc         *ipv4.PacketConn
+	msgs       []ipv4.Message
+	size       int
+	rcvBuf     int
+	owdEvery   uint64
+	expected   uint64 // packets scheduled
+	res        *udpStreamResult
+	stamped    *atomic.Uint64
+	drainUntil *atomic.Int64
+}
+
+// listenUDPStream creates the receiving socket on 0.0.0.0:cfg.port inside ns.
+func listenUDPStream(ns NS, cfg udpStreamConfig) (*udpReceiver, error) {
+	rx := &udpReceiver{size: cfg.size, owdEvery: cfg.owdEvery, expected: cfg.packets()}
+	err := ns.Do(func() error {
+		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero, Port: int(cfg.port)})
+		if err != nil {
+			return err
+		}
+		rx.conn = conn
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listen on udp port %d in the server namespace: %w", cfg.port, err)
+	}
+	if rx.rcvBuf, err = setUDPBuffer(rx.conn, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF); err != nil {
+		rx.conn.Close()
+		return nil, fmt.Errorf("set the receive buffer of udp port %d: %w", cfg.port, err)
+	}
+	rx.pc = ipv4.NewPacketConn(rx.conn)
+	// One buffer byte more than a payload, so an oversized datagram shows as such.
+	bufs := make([]byte, udpBatch*(cfg.size+1))
+	rx.msgs = make([]ipv4.Message, udpBatch)
+	for i := range rx.msgs {
+		rx.msgs[i].Buffers = [][]byte{bufs[i*(cfg.size+1) : (i+1)*(cfg.size+1)]}
+	}
+	return rx, nil
+}
+
+// run reads datagrams until the drain deadline passes or stop is closed, and records
+// them in rx.res. It returns nil at the drain deadline.
+func (rx *udpReceiver) run(stop <-chan struct{}) error {
+	res := rx.res
+	var (
+		seen        []uint64 // bitset of received sequence numbers
+		next        uint64   // one above the highest sequence number received
+		first       = true
+		prevTransit float64
+		deadline    int64 // the read deadline currently set, CLOCK_MONOTONIC ns
+	)
+	if rx.owdEvery > 0 {
+		res.owd = make([]udpOWD, 0, min(rx.expected/rx.owdEvery+1, 1<<16))
+	}
+	for {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		now := udpNow()
+		until := rx.drainUntil.Load()
+		if until != 0 && now >= until {
+			return nil
+		}
+		want := now + udpReadPoll.Nanoseconds()
+		if until != 0 {
+			want = min(want, until)
+		}
+		// Move the deadline only when it is about to pass or the drain shortens it:
+		// SetReadDeadline costs a timer update.
+		if deadline-now < udpReadPoll.Nanoseconds()/2 || want < deadline {
+			if err := rx.conn.SetReadDeadline(time.Now().Add(time.Duration(want - now))); err != nil {
+				return err
+			}
+			deadline = want
+		}
+		n, err := rx.pc.ReadBatch(rx.msgs, 0)
+		arrival := udpNow()
+		if err != nil {
+			if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var nerr net.Error
+			if errors.As(err, &nerr) && nerr.Timeout() {
+				continue
+			}
+			return err
+		}
+		limit := rx.stamped.Load()
+		for i := range n {
+			m := &rx.msgs[i]
+			seq, sent, ok := decodeUDPHeader(m.Buffers[0][:m.N])
+			// Anything not sent by this stream's sender is stray: a wrong size, a sequence
+			// number not yet sent, or a send time before this stream began (a late
+			// datagram of an earlier stream on the same port).
+			if !ok || m.N != rx.size || m.Flags&unix.MSG_TRUNC != 0 || seq >= limit || sent < res.start || sent > arrival {
+				res.stray++
+				continue
+			}
+			// Jitter over every datagram in arrival order, duplicates and reordered ones
+			// included, as iperf3 computes it.
+			transit := float64(arrival-sent) / 1e9
+			if first {
+				prevTransit, first = transit, false
+			}
+			res.jitter = jitterStep(res.jitter, prevTransit, transit)
+			prevTransit = transit
+
+			word, bit := seq/64, uint64(1)<<(seq%64)
+			if word >= uint64(len(seen)) {
+				seen = append(seen, make([]uint64, max(word+1, uint64(2*len(seen)))-uint64(len(seen)))...)
+			}
+			if seen[word]&bit != 0 {
+				res.duplicates++
+				continue
+			}
+			seen[word] |= bit
+			res.received++
+			res.lastArrival = arrival
+			if seq < next {
+				res.reordered++
+			} else {
+				next = seq + 1
+			}
+			if rx.owdEvery > 0 && seq%rx.owdEvery == 0 {
+				res.owd = append(res.owd, udpOWD{seq: seq, sent: sent, owd: arrival - sent})
+			}
+		}
+	}
+}
+
+// udpSender sends one stream from a connected socket.
+type udpSender struct {
+	conn *net.UDPConn
+	pc   *ipv4.PacketConn
+	msgs []ipv4.Message
+	cfg  udpStreamConfig
+}
+
+// dialUDPStream creates the sending socket inside ns, connected to target:cfg.port.
+func dialUDPStream(ns NS, target net.IP, cfg udpStreamConfig) (*udpSender, error) {
+	tx := &udpSender{cfg: cfg}
+	err := ns.Do(func() error {
+		// A connected socket skips the route lookup per datagram.
+		conn, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: target, Port: int(cfg.port)})
+		if err != nil {
+			return err
+		}
+		tx.conn = conn
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open udp socket to %s port %d in the client namespace: %w", target, cfg.port, err)
+	}
+	if _, err := setUDPBuffer(tx.conn, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF); err != nil {
+		tx.conn.Close()
+		return nil, fmt.Errorf("set the send buffer of the udp socket to %s port %d: %w", target, cfg.port, err)
+	}
+	tx.pc = ipv4.NewPacketConn(tx.conn)
+	bufs := make([]byte, udpBatch*cfg.size)
+	tx.msgs = make([]ipv4.Message, udpBatch)
+	for i := range tx.msgs {
+		tx.msgs[i].Buffers = [][]byte{bufs[i*cfg.size : (i+1)*cfg.size]}
+	}
+	return tx, nil
+}
+
+// run paces the stream against an absolute schedule starting at res.start: packet i is
+// due at start + i/pps. Whatever is due (up to udpBatch) goes out in one sendmmsg, so a
+// sender that fell behind catches up in batches. It stops when the schedule is done or
+// udpEndSlack after the end of the duration, so a sender too slow for the rate sends fewer
+// packets rather than running longer. Before each send it raises stamped past the sequence
+// numbers it is about to use, so the receiver can tell them from stray datagrams.
+func (tx *udpSender) run(stop <-chan struct{}, res *udpStreamResult, stamped *atomic.Uint64) error {
+	total := tx.cfg.packets()
+	nsPerPacket := 1e9 / tx.cfg.pps()
+	start := res.start
+	end := start + tx.cfg.duration.Nanoseconds()
+	var lastErr error
+	defer func() { res.sendEnd = udpNow() }()
+	for res.sent < total {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		now := udpNow()
+		if now >= end+udpEndSlack.Nanoseconds() {
+			break
+		}
+		due := min(uint64(float64(min(now, end)-start)/nsPerPacket)+1, total)
+		if due <= res.sent {
+			if now >= end {
+				break
+			}
+			wake := start + int64(math.Ceil(float64(res.sent)*nsPerPacket))
+			// Never spin: on 2 cores a spinning sender takes the CPU the receiver and the
+			// data plane under test need. At high rates each wake-up finds at least
+			// udpMinSleep of packets due and sends them in one sendmmsg.
+			wake = max(wake, now+udpMinSleep.Nanoseconds())
+			wake = min(wake, end, now+udpMaxSleep.Nanoseconds())
+			if wake-now >= udpRuntimeSleep.Nanoseconds() {
+				time.Sleep(time.Duration(wake - now))
+			} else {
+				udpSleepUntil(wake)
+			}
+			continue
+		}
+		n := min(due-res.sent, udpBatch)
+		sendTime := udpNow()
+		for i := range n {
+			encodeUDPHeader(tx.msgs[i].Buffers[0], res.sent+i, sendTime)
+		}
+		stamped.Store(max(stamped.Load(), res.sent+n))
+		k, err := tx.pc.WriteBatch(tx.msgs[:n], 0)
+		res.sent += uint64(max(k, 0))
+		if err != nil {
+			// A refused datagram (ICMP port unreachable from an earlier one) or a full
+			// queue costs the packets of this call, not the stream: they count as lost
+			// if they are never sent.
+			if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOBUFS) ||
+				errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
+				res.sendErrors++
+				lastErr = err
+				continue
+			}
+			return err
+		}
+	}
+	if res.sent == 0 && lastErr != nil {
+		return lastErr
+	}
+	return nil
+}
+
+// udpSleepUntil sleeps until CLOCK_MONOTONIC reaches t (ns).
+func udpSleepUntil(t int64) {
+	ts := unix.NsecToTimespec(t)
+	for {
+		err := unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &ts, nil)
+		if err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// udpSince returns the seconds from origin to t, both CLOCK_MONOTONIC ns.
+func udpSince(origin, t int64) float64 {
+	return float64(t-origin) / 1e9
+}
+
+// checkUDPEndpoints says what in ep a UDP meter cannot use.
+func checkUDPEndpoints(ep Endpoints) error {
+	var errs []error
+	if ep.Client == nil {
+		errs = append(errs, errors.New("endpoints: client namespace is nil: give the namespace to send from, or bench.Current{}"))
+	}
+	if ep.Server == nil {
+		errs = append(errs, errors.New("endpoints: server namespace is nil: give the namespace to receive in, or bench.Current{}"))
+	}
+	switch {
+	case !ep.Target.IsValid():
+		errs = append(errs, errors.New("endpoints: target address is not set: give the IPv4 address the client must send to"))
+	case !ep.Target.Unmap().Is4():
+		errs = append(errs, fmt.Errorf("endpoints: target %s is not an IPv4 address: the udp meters receive on 0.0.0.0, give an IPv4 target", ep.Target))
+	}
+	return errors.Join(errs...)
+}
+
+// udpFieldErrors validates the fields the UDP meters share; zero values are valid
+// (defaults). meter prefixes every message.
+func udpFieldErrors(meter string, size int, grace time.Duration) []error {
+	var errs []error
+	switch {
+	case size < 0:
+		errs = append(errs, fmt.Errorf("%s: size %d is negative: give the payload size in bytes (%d to %d), or 0 for the default %d", meter, size, udpHeaderLen, maxUDPSize, defaultUDPSize))
+	case size > 0 && size < udpHeaderLen:
+		errs = append(errs, fmt.Errorf("%s: size %d bytes cannot hold the %d-byte sequence number and timestamp: give at least %d, or 0 for the default %d", meter, size, udpHeaderLen, udpHeaderLen, defaultUDPSize))
+	case size > maxUDPSize:
+		errs = append(errs, fmt.Errorf("%s: size %d bytes exceeds the largest UDP payload over IPv4 (%d): give at most %d, or 0 for the default %d", meter, size, maxUDPSize, maxUDPSize, defaultUDPSize))
+	}
+	if grace < 0 {
+		errs = append(errs, fmt.Errorf("%s: grace %v is negative: give how long to wait for late packets, or 0 for the default %v", meter, grace, defaultUDPGrace))
+	}
+	return errs
+}
+
+// udpRateError says what is wrong with a target rate of rate bit/s sent for d with size-byte
+// payloads, or returns nil; d or size 0 skips the check that one packet fits. what names the
+// field in the message.
+func udpRateError(meter, what string, rate float64, size int, d time.Duration) error {
+	r := strconv.FormatFloat(rate, 'f', -1, 64)
+	switch {
+	case math.IsNaN(rate) || math.IsInf(rate, 0) || rate <= 0:
+		return fmt.Errorf("%s: %s %s bit/s is not a positive number: give the payload rate in bit/s, e.g. 1e6 for 1 Mbit/s", meter, what, r)
+	case rate > maxUDPRate:
+		return fmt.Errorf("%s: %s %s bit/s is above 100 Gbit/s, more than this host can send: rates are in bit/s, so 500 Mbit/s is 500e6", meter, what, r)
+	}
+	if d > 0 && size > 0 && rate*d.Seconds() < float64(8*size) {
+		return fmt.Errorf("%s: %s %s bit/s sends not even one %d-byte packet in %v: give at least %.0f bit/s or a longer duration", meter, what, r, size, d, math.Ceil(float64(8*size)/d.Seconds()))
+	}
+	return nil
+}

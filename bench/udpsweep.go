@@ -1,0 +1,190 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/edgebpf/edgebpf/bench/stats"
+)
+
+// UDPSweepConfig configures UDPSweep. Zero-valued fields take the defaults given with them.
+type UDPSweepConfig struct {
+	// Port is the UDP port the receiver listens on. Default 5204.
+	Port uint16
+	// Rates are the target send rates in UDP payload bit/s, as iperf3 -b counts them (IP and
+	// UDP headers excluded), swept in this order. nil means the thesis's sweep: 1, 50, 100,
+	// 150, ... 500 Mbit/s. An empty non-nil slice is an error.
+	Rates []float64
+	// Size is the UDP payload of every datagram in bytes, 16 to 65507. Default 1400, which
+	// with 28 bytes of IP and UDP headers fits the project's MTU of 1450.
+	Size int
+	// PerRate is how long each rate is sent. Default 5s (the thesis used 60 s).
+	PerRate time.Duration
+	// Pause is the idle time between two rates, so queues of one rate drain before the
+	// next. Default 500ms.
+	Pause time.Duration
+	// MaxOWDSamples bounds the OWD samples kept per rate. Default 20000. A rate expected to
+	// send N packets keeps the OWD of every k-th packet by sequence number, k = ceil(N /
+	// MaxOWDSamples), so every packet up to 20000 packets per rate, every second one at
+	// 20001 to 40000, and so on.
+	MaxOWDSamples int
+	// Grace is how long the receiver waits for late packets after the last send of a rate
+	// before counting the missing ones as lost. Default 200ms.
+	Grace time.Duration
+}
+
+// udpSweepRates returns the thesis's bottleneck sweep: 1, 50, 100, 150, ... 500 Mbit/s.
+func udpSweepRates() []float64 {
+	rates := []float64{1e6}
+	for r := 50e6; r <= 500e6; r += 50e6 {
+		rates = append(rates, r)
+	}
+	return rates
+}
+
+func (c UDPSweepConfig) withDefaults() UDPSweepConfig {
+	if c.Port == 0 {
+		c.Port = 5204
+	}
+	if c.Rates == nil {
+		c.Rates = udpSweepRates()
+	}
+	if c.Size == 0 {
+		c.Size = defaultUDPSize
+	}
+	if c.PerRate == 0 {
+		c.PerRate = 5 * time.Second
+	}
+	if c.Pause == 0 {
+		c.Pause = 500 * time.Millisecond
+	}
+	if c.MaxOWDSamples == 0 {
+		c.MaxOWDSamples = 20000
+	}
+	if c.Grace == 0 {
+		c.Grace = defaultUDPGrace
+	}
+	return c
+}
+
+// Validate reports every field of c that UDPSweep cannot use, one sentence each. Zero fields
+// are valid: they take their defaults.
+func (c UDPSweepConfig) Validate() error {
+	const meter = "udp sweep"
+	d := c.withDefaults()
+	errs := udpFieldErrors(meter, c.Size, c.Grace)
+	if c.PerRate < 0 {
+		errs = append(errs, fmt.Errorf("%s: per-rate duration %v is negative: give how long to send each rate, or 0 for the default 5s", meter, c.PerRate))
+	}
+	if c.Pause < 0 {
+		errs = append(errs, fmt.Errorf("%s: pause %v is negative: give the idle time between rates, or 0 for the default 500ms", meter, c.Pause))
+	}
+	if c.MaxOWDSamples < 0 {
+		errs = append(errs, fmt.Errorf("%s: max OWD samples %d is negative: give how many delays to keep per rate, or 0 for the default 20000", meter, c.MaxOWDSamples))
+	}
+	if c.Rates != nil && len(c.Rates) == 0 {
+		errs = append(errs, fmt.Errorf("%s: rates is empty: give at least one rate in bit/s, or nil for the default sweep of 1 to 500 Mbit/s", meter))
+	}
+	// Judge whether a packet fits the duration only with a usable size and duration.
+	size, dur := d.Size, max(d.PerRate, 0)
+	if len(udpFieldErrors(meter, c.Size, 0)) > 0 {
+		size = 0
+	}
+	seen := make(map[float64]int, len(d.Rates))
+	for i, r := range d.Rates {
+		if err := udpRateError(meter, fmt.Sprintf("rates[%d]", i), r, size, dur); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if j, ok := seen[r]; ok {
+			errs = append(errs, fmt.Errorf("%s: rates[%d] repeats rates[%d] (%s bit/s): give each rate once, since samples are told apart by their rate", meter, i, j, strconv.FormatFloat(r, 'f', -1, 64)))
+			continue
+		}
+		seen[r] = i
+	}
+	return errors.Join(errs...)
+}
+
+// UDPSweep is the bottleneck sweep: it sends a paced UDP stream from ep.Client to
+// ep.Target:cfg.Port, received on all addresses in ep.Server, at each of cfg.Rates for
+// cfg.PerRate, with cfg.Pause between rates and fresh sockets for every rate. The stream is
+// the one UDPJitter uses (see udpstream.go): one-way delays from CLOCK_MONOTONIC send and
+// receive times on one host, taken in user space, application to application.
+//
+// Every sample of a rate has X set to the target rate in bit/s as an integer string and
+// XUnit "bit/s". Per rate, UDPSweep returns stats.OWD samples in seconds (Seq is the packet's
+// sequence number within the rate, T its send time; at most about MaxOWDSamples of them,
+// see there), then one stats.Loss sample: the percentage of sent packets not received within
+// Grace after the last send; one stats.SendRate sample: the payload bit/s the sender
+// achieved, which falls short of the target when the sender cannot keep up; and one
+// stats.Throughput sample: the distinct payload bits received over the time from the rate's
+// start to the last arrival. T is seconds since UDPSweep started.
+//
+// When ctx ends it returns within about 100 ms with the samples of the finished rates, the
+// OWD samples of the interrupted one, and ctx.Err().
+func UDPSweep(ctx context.Context, ep Endpoints, cfg UDPSweepConfig) ([]stats.Sample, error) {
+	if err := errors.Join(checkUDPEndpoints(ep), cfg.Validate()); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	origin := udpNow()
+	var samples []stats.Sample
+	for i, rate := range cfg.Rates {
+		if i > 0 {
+			if err := udpPause(ctx, cfg.Pause); err != nil {
+				return samples, err
+			}
+		}
+		sc := udpStreamConfig{
+			port:     cfg.Port,
+			rate:     rate,
+			size:     cfg.Size,
+			duration: cfg.PerRate,
+			grace:    cfg.Grace,
+		}
+		sc.owdEvery = max(1, uint64(math.Ceil(float64(sc.packets())/float64(cfg.MaxOWDSamples))))
+		x := strconv.FormatFloat(rate, 'f', -1, 64)
+		res, err := runUDPStream(ctx, ep, sc)
+		if res != nil {
+			for _, o := range res.owd {
+				samples = append(samples, stats.Sample{
+					Seq:    int(o.seq),
+					T:      udpSince(origin, o.sent),
+					X:      x,
+					XUnit:  "bit/s",
+					Metric: stats.OWD,
+					Value:  float64(o.owd) / 1e9,
+				})
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+				return samples, err
+			}
+			return samples, fmt.Errorf("udp sweep at %s bit/s: %w", x, err)
+		}
+		t := udpSince(origin, udpNow())
+		samples = append(samples,
+			stats.Sample{T: t, X: x, XUnit: "bit/s", Metric: stats.Loss, Value: res.lossPercent()},
+			stats.Sample{T: t, X: x, XUnit: "bit/s", Metric: stats.SendRate, Value: res.sendRate()},
+			stats.Sample{T: t, X: x, XUnit: "bit/s", Metric: stats.Throughput, Value: res.throughput()},
+		)
+	}
+	return samples, nil
+}
+
+// udpPause waits for d or until ctx ends, and then returns ctx.Err().
+func udpPause(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
