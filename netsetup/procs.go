@@ -32,31 +32,38 @@ func RequirePrivileges() error {
 // procStartTime returns a process's start time in clock ticks since boot (field 22 of
 // /proc/PID/stat); with the PID it identifies a process across PID reuse.
 func procStartTime(pid int) (uint64, error) {
+	_, start, err := procStat(pid)
+	return start, err
+}
+
+// procStat reads a process's state letter and start time from /proc/PID/stat.
+func procStat(pid int) (state byte, start uint64, err error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, fmt.Errorf("read start time of process %d: %w", pid, err)
+		return 0, 0, fmt.Errorf("read start time of process %d: %w", pid, err)
 	}
 	// The command name may hold spaces and parentheses: fields start after the last ')'.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat: no command name", pid)
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat: no command name", pid)
 	}
 	f := strings.Fields(s[i+1:])
 	if len(f) < 20 {
-		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
 	}
 	v, err := strconv.ParseUint(f[19], 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("parse /proc/%d/stat start time: %w", pid, err)
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat start time: %w", pid, err)
 	}
-	return v, nil
+	return f[0][0], v, nil
 }
 
-// alive reports whether the process pid, started at start, still runs.
+// alive reports whether the process pid, started at start, still runs. A zombie (killed,
+// not yet reaped by its parent) does not.
 func alive(pid int, start uint64) bool {
-	st, err := procStartTime(pid)
-	return err == nil && st == start
+	state, st, err := procStat(pid)
+	return err == nil && st == start && state != 'Z' && state != 'X'
 }
 
 // killProcessesIn sends SIGKILL to every process whose network namespace is the one

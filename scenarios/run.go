@@ -112,11 +112,18 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := makeOutDir(o.Out); err != nil {
+	if err := netsetup.RequirePrivileges(); err != nil {
+		return nil, err
+	}
+	created, err := makeOutDir(o.Out)
+	if err != nil {
 		return nil, err
 	}
 	sess, err := netsetup.NewSession("edgebpf run " + o.Out)
 	if err != nil {
+		if created {
+			_ = os.Remove(o.Out) // only if still empty: nothing measured is ever removed
+		}
 		return nil, err
 	}
 	defer func() {
@@ -255,19 +262,27 @@ func medians(samples []stats.Sample) string {
 	return reports.FormatValue(stats.Summarize(g.Values).Median, g.Metric.Unit) + " " + g.Metric.Name
 }
 
-// makeOutDir creates the results directory and checks it is writable; it refuses a directory
-// that holds something other than edgebpf results.
-func makeOutDir(dir string) error {
+// makeOutDir creates the results directory if needed and checks it is writable. created
+// says whether it did not exist before.
+func makeOutDir(dir string) (created bool, err error) {
 	if dir == "" {
-		return errors.New("no results directory: give --out DIR")
+		return false, errors.New("no results directory: give --out DIR")
+	}
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return false, fmt.Errorf("results directory %s is a file: give a directory", dir)
+	} else if errors.Is(err, os.ErrNotExist) {
+		created = true
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("results directory %s cannot be created: %w", dir, err)
+		return false, fmt.Errorf("results directory %s cannot be created: %w", dir, err)
 	}
 	probe, err := os.CreateTemp(dir, ".edgebpf-probe-*")
 	if err != nil {
-		return fmt.Errorf("results directory %s is not writable: %w", dir, err)
+		if created {
+			_ = os.Remove(dir)
+		}
+		return false, fmt.Errorf("results directory %s is not writable: %w", dir, err)
 	}
 	probe.Close()
-	return os.Remove(probe.Name())
+	return created, os.Remove(probe.Name())
 }
