@@ -88,9 +88,11 @@ func Cleanup() (CleanupReport, error) {
 	slices.Sort(names)
 	slices.Reverse(names)
 	for _, name := range names {
-		if err := killProcessesIn(filepath.Join(netnsDir, name)); err != nil {
+		killed, err := killProcessesIn(filepath.Join(netnsDir, name))
+		if err != nil {
 			all = append(all, err)
 		}
+		rep.Processes = append(rep.Processes, killed...)
 		if err := deleteNamed(name); err != nil {
 			all = append(all, err)
 			continue

@@ -177,7 +177,7 @@ func (n *Namespace) linkUp(name string) error {
 // bind mount; the kernel frees the namespace and every link in it once nothing holds it.
 func (n *Namespace) destroy() error {
 	var errs []error
-	if err := killProcessesIn(n.Path()); err != nil {
+	if _, err := killProcessesIn(n.Path()); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, n.Close())

@@ -240,7 +240,9 @@ func childNode() {
 	}
 	if err == nil {
 		in, _ := n.Instance("svc", 0)
-		err = s.Start(in.NS, exec.Command("sleep", "300"))
+		// The shell dies with this process (Pdeathsig); the sleep it leaves behind in the
+		// instance namespace is what cleanup must find.
+		err = s.Start(in.NS, exec.Command("sh", "-c", "sleep 300 & echo $! > "+os.Getenv("EDGEBPF_TEST_PIDFILE")+"; wait"))
 	}
 	if err != nil {
 		fmt.Println("error", err)
@@ -259,7 +261,8 @@ func TestCleanupAfterKill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "EDGEBPF_TEST_CHILD=1")
+	pidFile := filepath.Join(t.TempDir(), "sleep.pid")
+	cmd.Env = append(os.Environ(), "EDGEBPF_TEST_CHILD=1", "EDGEBPF_TEST_PIDFILE="+pidFile)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -274,9 +277,15 @@ func TestCleanupAfterKill(t *testing.T) {
 	entries, _ := filepath.Glob("/run/netns/" + netsetup.Prefix + id + "-*")
 	require.Len(t, entries, 2, "the killed child left its node and instance namespaces")
 
+	var sleepPID int
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(pidFile)
+		_, err := fmt.Sscan(string(b), &sleepPID)
+		return err == nil
+	}, 5*time.Second, 10*time.Millisecond)
 	rep, err := netsetup.Cleanup()
 	require.NoError(t, err)
-	assert.Len(t, rep.Processes, 1, "the sleep inside the instance namespace is killed")
+	assert.Contains(t, rep.Processes, sleepPID, "the orphaned sleep inside the instance namespace is killed")
 	entries, _ = filepath.Glob("/run/netns/" + netsetup.Prefix + id + "-*")
 	assert.Empty(t, entries)
 	_, err = os.Stat(filepath.Join(netsetup.StateDir, netsetup.Prefix+id+".json"))

@@ -67,31 +67,33 @@ func alive(pid int, start uint64) bool {
 }
 
 // killProcessesIn sends SIGKILL to every process whose network namespace is the one
-// bind-mounted at nsPath, and waits briefly for them to go. It never signals itself.
-func killProcessesIn(nsPath string) error {
+// bind-mounted at nsPath, waits briefly for them to go, and returns their PIDs. It never
+// signals itself.
+func killProcessesIn(nsPath string) ([]int, error) {
 	var want unix.Stat_t
 	if err := unix.Stat(nsPath, &want); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return nil
+			return nil, nil
 		}
-		return fmt.Errorf("stat %s: %w", nsPath, err)
+		return nil, fmt.Errorf("stat %s: %w", nsPath, err)
 	}
-	pids := processesIn(want)
-	for _, pid := range pids {
+	killed := processesIn(want)
+	for _, pid := range killed {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
+	pids := killed
 	deadline := time.Now().Add(2 * time.Second)
 	for len(pids) > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 		pids = processesIn(want)
 	}
 	if len(pids) > 0 {
-		return fmt.Errorf("processes %v in %s did not exit after SIGKILL", pids, nsPath)
+		return killed, fmt.Errorf("processes %v in %s did not exit after SIGKILL", pids, nsPath)
 	}
-	return nil
+	return killed, nil
 }
 
-// processesIn lists the processes (other than this one) whose network namespace has the
+// processesIn lists the live processes (other than this one) whose network namespace has the
 // device and inode of ns. Zombies are left out: they hold no namespace.
 func processesIn(ns unix.Stat_t) []int {
 	entries, err := os.ReadDir("/proc")
