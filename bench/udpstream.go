@@ -80,12 +80,7 @@ const (
 )
 
 // udpNow returns CLOCK_MONOTONIC in ns.
-func udpNow() int64 {
-	var ts unix.Timespec
-	// CLOCK_MONOTONIC cannot fail with a valid pointer.
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
-}
+func udpNow() int64 { return int64(monotonic()) }
 
 // encodeUDPHeader writes seq and the send time sent (CLOCK_MONOTONIC ns) to the first
 // udpHeaderLen bytes of b.
@@ -532,22 +527,14 @@ func udpSince(origin, t int64) float64 {
 	return float64(t-origin) / 1e9
 }
 
-// checkUDPEndpoints says what in ep a UDP meter cannot use.
+// checkUDPEndpoints says what in ep a UDP meter cannot use: what checkEndpoints finds, and
+// a target that is not IPv4 (the UDP meters receive on 0.0.0.0).
 func checkUDPEndpoints(ep Endpoints) error {
-	var errs []error
-	if ep.Client == nil {
-		errs = append(errs, errors.New("endpoints: client namespace is nil: give the namespace to send from, or bench.Current{}"))
+	err := checkEndpoints(ep)
+	if ep.Target.IsValid() && !ep.Target.Unmap().Is4() {
+		err = errors.Join(err, fmt.Errorf("endpoints: target %s is not an IPv4 address: the udp meters receive on 0.0.0.0, give an IPv4 target", ep.Target))
 	}
-	if ep.Server == nil {
-		errs = append(errs, errors.New("endpoints: server namespace is nil: give the namespace to receive in, or bench.Current{}"))
-	}
-	switch {
-	case !ep.Target.IsValid():
-		errs = append(errs, errors.New("endpoints: target address is not set: give the IPv4 address the client must send to"))
-	case !ep.Target.Unmap().Is4():
-		errs = append(errs, fmt.Errorf("endpoints: target %s is not an IPv4 address: the udp meters receive on 0.0.0.0, give an IPv4 target", ep.Target))
-	}
-	return errors.Join(errs...)
+	return err
 }
 
 // udpFieldErrors validates the fields the UDP meters share; zero values are valid
