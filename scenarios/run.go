@@ -233,6 +233,7 @@ func runJob(ctx context.Context, sess *netsetup.Session, o RunOptions, j job) (e
 	}
 	ep := bench.Endpoints{Client: ins[0].NS, Server: ins[1].NS, Target: target}
 	var all []stats.Sample
+	began := time.Now()
 	for rep := 1; rep <= j.plan.Reps; rep++ {
 		t0 := time.Now()
 		samples, err := j.plan.Run(ctx, ep)
@@ -246,8 +247,10 @@ func runJob(ctx context.Context, sess *netsetup.Session, o RunOptions, j job) (e
 		if err != nil {
 			return fmt.Errorf("rep %d: %w", rep, err)
 		}
+		left := time.Since(began) / time.Duration(rep) * time.Duration(j.plan.Reps-rep)
 		o.Log.Info(fmt.Sprintf("  %s/%s rep %d/%d", j.plan.Experiment, j.dataplane, rep, j.plan.Reps),
-			"samples", len(samples), "took", time.Since(t0).Round(time.Millisecond), "median", medians(samples))
+			"samples", len(samples), "took", time.Since(t0).Round(time.Millisecond), "median", medians(samples),
+			"left", left.Round(time.Second))
 	}
 	return nil
 }
