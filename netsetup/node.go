@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // NodeConfig describes an emulated worker node. Zero fields take the defaults below, which
@@ -117,7 +118,7 @@ func NewNode(sess *Session, cfg NodeConfig) (n *Node, err error) {
 	defer h.Close()
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, MTU: cfg.MTU}}
 	if err := h.LinkAdd(br); err != nil {
-		return nil, fmt.Errorf("create bridge %s in %s: %w", n.Bridge, n.NS.Name, err)
+		return nil, fmt.Errorf("create bridge %s in %s: %w", n.Bridge, n.NS.Name, kernelLacks(err, "Linux bridges (CONFIG_BRIDGE, module bridge)"))
 	}
 	addr := &netlink.Addr{IPNet: ipNet(bridgeIP, cfg.Subnet.Bits())}
 	if err := h.AddrAdd(br, addr); err != nil {
@@ -256,7 +257,7 @@ func (n *Node) plumb(in *Instance) error {
 		PeerNamespace: netlink.NsFd(in.NS.Handle()),
 	}
 	if err := h.LinkAdd(veth); err != nil {
-		return fmt.Errorf("create veth %s/%s for %s: %w", in.Veth, in.Peer, in.Name, err)
+		return fmt.Errorf("create veth %s/%s for %s: %w", in.Veth, in.Peer, in.Name, kernelLacks(err, "veth pairs (CONFIG_VETH, module veth)"))
 	}
 	host, err := h.LinkByName(in.Veth)
 	if err != nil {
@@ -404,6 +405,14 @@ type InstanceStatus struct {
 	NSIP       string `json:"ns_ip"`
 	InstanceIP string `json:"instance_ip"`
 	Veth       string `json:"veth"`
+}
+
+// kernelLacks turns the errors a kernel without a feature returns into a sentence naming it.
+func kernelLacks(err error, feature string) error {
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EAFNOSUPPORT) {
+		return fmt.Errorf("this kernel lacks %s: load the module or use a kernel built with it: %w", feature, err)
+	}
+	return err
 }
 
 func ipNet(a netip.Addr, bits int) *net.IPNet {
