@@ -244,6 +244,13 @@ func childNode() {
 		// instance namespace is what cleanup must find.
 		err = s.Start(in.NS, exec.Command("sh", "-c", "sleep 300 & echo $! > "+os.Getenv("EDGEBPF_TEST_PIDFILE")+"; wait"))
 	}
+	// Wait until the shell has left its sleep behind before saying ready.
+	for i := 0; err == nil && i < 500; i++ {
+		if b, _ := os.ReadFile(os.Getenv("EDGEBPF_TEST_PIDFILE")); len(b) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)

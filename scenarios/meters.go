@@ -15,8 +15,9 @@ import (
 
 // Overrides are the command line's changes to a profile's parameters. Zero fields change
 // nothing. Duration sets each experiment's main duration: the stream length (throughput,
-// jitter), the time per rate (bottleneck), the whole run split in thirds (resources) and the
-// number of pings times their interval (latency). Rates replaces the bottleneck's rate list.
+// jitter), the time per rate (bottleneck), the whole run split in thirds (resources), the
+// number of pings times their interval (latency) and each tool run (calibration). Rates
+// replaces the bottleneck's rate list.
 type Overrides struct {
 	Reps     int
 	Duration time.Duration
@@ -78,7 +79,11 @@ var meters = map[string]meterFunc{
 	"udpjitter": udpJitter,
 	"udpsweep":  udpSweep,
 	"resources": resources,
+	"reference": reference,
 }
+
+// meterTools names the external programs a meter runs, for meta.json's tool versions.
+var meterTools = map[string][]string{"reference": {"iperf3", "sockperf"}}
 
 // MeterNames lists the meters a scenario can name.
 func MeterNames() []string {
@@ -233,4 +238,30 @@ func resources(raw json.RawMessage, o Overrides) (any, runFunc, error) {
 	cfg := bench.ResourcesConfig{Port: p.Port, Idle: time.Duration(p.Idle), Load: time.Duration(p.Load),
 		Cleanup: time.Duration(p.Cleanup), Interval: time.Duration(p.Interval), LoadRate: float64(p.LoadRate), Processes: p.Processes}
 	return bind(p, cfg, bench.Resources)
+}
+
+// ReferenceParams are the calibration experiment's parameters: iperf3 and sockperf against
+// edgebpf's own meters on the same path.
+type ReferenceParams struct {
+	Port         uint16   `json:"port,omitempty"`
+	Rounds       int      `json:"rounds"`
+	Duration     Duration `json:"duration"`
+	Interval     Duration `json:"interval,omitempty"`
+	PingCount    int      `json:"ping_count,omitempty"`
+	PingInterval Duration `json:"ping_interval,omitempty"`
+	JitterRate   Rate     `json:"jitter_rate,omitempty"`
+	Size         int      `json:"size,omitempty"`
+}
+
+func reference(raw json.RawMessage, o Overrides) (any, runFunc, error) {
+	p, err := decode[ReferenceParams](raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o.Duration > 0 {
+		p.Duration = Duration(o.Duration)
+	}
+	cfg := bench.ReferenceConfig{Port: p.Port, Rounds: p.Rounds, Duration: time.Duration(p.Duration), Interval: time.Duration(p.Interval),
+		PingCount: p.PingCount, PingInterval: time.Duration(p.PingInterval), JitterRate: float64(p.JitterRate), Size: p.Size}
+	return bind(p, cfg, bench.Reference)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/edgebpf/edgebpf/bench"
@@ -131,7 +132,15 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 			o.Log.Error("cleanup failed; run `edgebpf cleanup`", "err", cerr)
 		}
 	}()
-	meta.Tools = reports.ToolVersions()
+	var tools []string
+	for _, j := range jobs {
+		for _, t := range meterTools[j.plan.Meter] {
+			if !slices.Contains(tools, t) {
+				tools = append(tools, t)
+			}
+		}
+	}
+	meta.Tools = reports.ToolVersions(tools...)
 	if err := reports.WriteMeta(o.Out, meta); err != nil {
 		return nil, err
 	}

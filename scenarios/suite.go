@@ -35,6 +35,9 @@ type Experiment struct {
 	Description string             `json:"description"`
 	Meter       string             `json:"meter"`
 	Profiles    map[string]Profile `json:"profiles"`
+	// Optional experiments run only when named, never as part of all: they need more than
+	// the harness (such as external tools) or measure the harness itself.
+	Optional bool `json:"optional,omitempty"`
 }
 
 // Profile is an experiment's parameters under one profile.
@@ -109,11 +112,20 @@ func (s *Suite) Names() []string {
 	return out
 }
 
-// Select resolves the experiment names a user gave ("all" or none means every one) in suite
-// order.
+// Select resolves the experiment names a user gave ("all" or none means every experiment that
+// is not optional) in suite order.
 func (s *Suite) Select(names []string) ([]Experiment, error) {
 	if len(names) == 0 || len(names) == 1 && names[0] == "all" {
-		return s.Experiments, nil
+		var out []Experiment
+		for _, e := range s.Experiments {
+			if !e.Optional {
+				out = append(out, e)
+			}
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("all selects nothing: every experiment is optional: name them, from %s", strings.Join(s.Names(), ", "))
+		}
+		return out, nil
 	}
 	var out []Experiment
 	for _, n := range names {

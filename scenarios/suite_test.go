@@ -12,7 +12,7 @@ import (
 
 func TestBuiltinSuite(t *testing.T) {
 	s := Builtin()
-	assert.Equal(t, []string{"latency", "jitter", "throughput", "bottleneck", "resources"}, s.Names())
+	assert.Equal(t, []string{"latency", "jitter", "throughput", "bottleneck", "resources", "calibration"}, s.Names())
 	// The full profile carries the thesis's parameters (reference.md §3).
 	e, err := s.Select([]string{"latency"})
 	require.NoError(t, err)
@@ -58,11 +58,39 @@ func TestSelect(t *testing.T) {
 	all, err := s.Select([]string{"all"})
 	require.NoError(t, err)
 	assert.Len(t, all, 5)
+	for _, e := range all {
+		assert.False(t, e.Optional, "all leaves out optional experiments: %s", e.Name)
+	}
+	none, err := s.Select(nil)
+	require.NoError(t, err)
+	assert.Equal(t, all, none)
+	named, err := s.Select([]string{"calibration", "latency"})
+	require.NoError(t, err, "an optional experiment runs when named")
+	assert.Equal(t, "calibration", named[0].Name)
+	assert.True(t, named[0].Optional)
+	only := &Suite{Experiments: []Experiment{{Name: "x", Optional: true}}}
+	_, err = only.Select([]string{"all"})
+	assert.ErrorContains(t, err, "every experiment is optional: name them, from x")
 	_, err = s.Select([]string{"latncy"})
 	assert.ErrorContains(t, err, `unknown experiment "latncy": choose from latency, jitter`)
 	_, err = s.Select([]string{"latency", "latency"})
 	assert.ErrorContains(t, err, "twice")
 	assert.ErrorContains(t, CheckProfile("fast"), "choose from smoke, quick, full")
+}
+
+func TestCalibrationPlan(t *testing.T) {
+	e, err := Builtin().Select([]string{"calibration"})
+	require.NoError(t, err)
+	p, err := e[0].Plan("smoke", Overrides{})
+	require.NoError(t, err)
+	assert.Equal(t, "reference", p.Meter)
+	assert.Equal(t, 1, p.Reps)
+	assert.Equal(t, ReferenceParams{Rounds: 1, Duration: Duration(time.Second), PingCount: 50}, p.Params)
+	p, err = e[0].Plan("full", Overrides{Duration: 3 * time.Second})
+	require.NoError(t, err)
+	assert.Equal(t, ReferenceParams{Rounds: 10, Duration: Duration(3 * time.Second)}, p.Params, "--duration sets each run's length")
+	_, err = e[0].Plan("quick", Overrides{Duration: 2500 * time.Millisecond})
+	assert.ErrorContains(t, err, "not a whole number of seconds")
 }
 
 func TestParseCustomSuite(t *testing.T) {
@@ -77,7 +105,7 @@ func TestParseCustomSuite(t *testing.T) {
 func TestParseRejects(t *testing.T) {
 	cases := map[string]struct{ json, want string }{
 		"unknown field":   {`{"experiments":[{"name":"x","meter":"tcpping","bogus":1}]}`, `unknown field "bogus"`},
-		"unknown meter":   {`{"experiments":[{"name":"x","meter":"ping","profiles":{}}]}`, `unknown meter "ping": choose from resources, tcpping`},
+		"unknown meter":   {`{"experiments":[{"name":"x","meter":"ping","profiles":{}}]}`, `unknown meter "ping": choose from reference, resources, tcpping`},
 		"missing profile": {`{"experiments":[{"name":"x","meter":"tcpping","profiles":{"smoke":{"reps":1,"params":{"count":1,"interval":"1s"}}}}]}`, "has no quick profile"},
 		"bad duration":    {profiles(`{"count":1,"interval":"soon"}`), `duration "soon" is malformed`},
 		"bad param":       {profiles(`{"count":-1,"interval":"1s"}`), "count"},

@@ -20,7 +20,11 @@ func newListCmd() *cobra.Command {
 			w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "EXPERIMENT\tMETER\tSOURCE\tDESCRIPTION")
 			for _, e := range scenarios.Builtin().Experiments {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", e.Name, e.Meter, e.Source, e.Description)
+				name := e.Name
+				if e.Optional {
+					name += " (optional)"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", name, e.Meter, e.Source, e.Description)
 			}
 			fmt.Fprintln(w)
 			fmt.Fprintf(w, "DATA PLANES\t%s\n", strings.Join(dataplanes.Names(), ", "))
