@@ -3,6 +3,7 @@ GO       ?= go
 # The clang major version is pinned: generated BPF objects must not change with the compiler.
 CLANG    ?= clang-14
 STRIP    ?= llvm-strip-14
+BPF_CFLAGS ?= -O2 -g -Wall -Werror -I/usr/include/$(shell gcc -dumpmachine)
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -X github.com/edgebpf/edgebpf/reports.Version=$(VERSION) -X github.com/edgebpf/edgebpf/reports.Commit=$(COMMIT)
@@ -36,8 +37,9 @@ test-short: vet
 	$(GO) test -count=1 -short ./...
 
 # generate rebuilds the committed bpf2go output (*_bpfel.go, *_bpfel.o) from bpf/.
+# bpf2go reads its compiler, strip tool and flags from these variables.
 generate:
-	BPF_CLANG=$(CLANG) BPF_STRIP=$(STRIP) $(GO) generate ./...
+	BPF2GO_CC=$(CLANG) BPF2GO_STRIP=$(STRIP) BPF2GO_CFLAGS="$(BPF_CFLAGS)" $(GO) generate ./...
 
 # check-generated fails when the committed BPF objects differ from what bpf/ compiles to.
 check-generated: generate

@@ -1,0 +1,324 @@
+package manager
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/edgebpf/edgebpf/netsetup"
+)
+
+// Manager runs eBPF modules on one node. All its state is behind one mutex; module
+// creation, deletion and the node's instance events are serialised by it.
+type Manager struct {
+	node        *netsetup.Node
+	unsubscribe func()
+
+	mu     sync.Mutex
+	mods   []*entry // deployment order = chain order
+	nextID int
+	closed bool
+}
+
+type entry struct {
+	id      int
+	name    string
+	mod     Module
+	created time.Time
+	routes  []Route
+	at      map[int]*attachment // by bridge-side veth ifindex
+}
+
+// attachment is a module's two TCX links on one veth.
+type attachment struct {
+	in      *netsetup.Instance
+	ingress link.Link
+	egress  link.Link
+}
+
+func (a *attachment) close() error {
+	var errs []error
+	for _, l := range []link.Link{a.ingress, a.egress} {
+		if l != nil {
+			errs = append(errs, l.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ErrNotFound is returned for a module id that does not exist (HTTP 404).
+var ErrNotFound = errors.New("no module with id")
+
+// New starts a manager for node. It subscribes to the node's registry: instances created
+// later get every module's programs, in deployment order, before they carry traffic.
+func New(node *netsetup.Node) (*Manager, error) {
+	if node == nil {
+		return nil, errors.New("manager: no node")
+	}
+	m := &Manager{node: node, nextID: 1}
+	m.unsubscribe = node.Registry.Subscribe(m.onEvent)
+	return m, nil
+}
+
+// Info describes a module as the API lists it.
+type Info struct {
+	ID       int           `json:"id"`
+	Name     string        `json:"name"`
+	Position int           `json:"position"` // 0 is the first program of every chain
+	Config   any           `json:"config"`
+	Created  time.Time     `json:"created"`
+	Attached []string      `json:"attached"` // bridge-side veths, sorted
+	Programs []ProgramInfo `json:"programs"`
+}
+
+// ProgramInfo names one of a module's programs as bpftool shows it.
+type ProgramInfo struct {
+	Hook string `json:"hook"` // tc_ingress (the service sends) or tc_egress (it receives)
+	Name string `json:"name"`
+	ID   uint32 `json:"id"`
+}
+
+func (m *Manager) info(pos int, e *entry) Info {
+	inf := Info{ID: e.id, Name: e.name, Position: pos, Config: e.mod.Config(), Created: e.created, Attached: []string{}, Programs: []ProgramInfo{}}
+	for _, a := range e.at {
+		inf.Attached = append(inf.Attached, a.in.Veth)
+	}
+	slices.Sort(inf.Attached)
+	in, eg := e.mod.Programs()
+	for _, p := range []struct {
+		hook string
+		prog *ebpf.Program
+	}{{"tc_ingress", in}, {"tc_egress", eg}} {
+		if p.prog == nil {
+			continue
+		}
+		pi := ProgramInfo{Hook: p.hook}
+		if i, err := p.prog.Info(); err == nil {
+			pi.Name = i.Name
+			id, _ := i.ID()
+			pi.ID = uint32(id)
+		}
+		inf.Programs = append(inf.Programs, pi)
+	}
+	return inf
+}
+
+// List returns the modules in deployment order.
+func (m *Manager) List() []Info {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Info, 0, len(m.mods))
+	for i, e := range m.mods {
+		out = append(out, m.info(i, e))
+	}
+	return out
+}
+
+// Get returns one module.
+func (m *Manager) Get(id int) (Info, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, e := range m.mods {
+		if e.id == id {
+			return m.info(i, e), nil
+		}
+	}
+	return Info{}, fmt.Errorf("%w %d", ErrNotFound, id)
+}
+
+// Create loads the named module with its configuration and attaches it after every module
+// already deployed, on every instance of the node. On any failure nothing stays attached.
+func (m *Manager) Create(name string, config json.RawMessage) (Info, error) {
+	f, err := factory(name)
+	if err != nil {
+		return Info{}, err
+	}
+	mod, err := f(config)
+	if err != nil {
+		return Info{}, fmt.Errorf("create module %s: %w", name, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return Info{}, errors.Join(errors.New("manager is closed"), mod.Close())
+	}
+	e := &entry{id: m.nextID, name: name, mod: mod, created: time.Now().UTC(), routes: mod.Routes(), at: map[int]*attachment{}}
+	m.mods = append(m.mods, e)
+	for _, in := range m.instances() {
+		if err := m.attach(e, in); err != nil {
+			m.mods = m.mods[:len(m.mods)-1]
+			return Info{}, errors.Join(fmt.Errorf("create module %s: %w", name, err), m.release(e))
+		}
+	}
+	m.nextID++
+	return m.info(len(m.mods)-1, e), nil
+}
+
+// Delete detaches a module everywhere and closes it; the others keep their order.
+func (m *Manager) Delete(id int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := slices.IndexFunc(m.mods, func(e *entry) bool { return e.id == id })
+	if i < 0 {
+		return fmt.Errorf("%w %d", ErrNotFound, id)
+	}
+	e := m.mods[i]
+	m.mods = slices.Delete(m.mods, i, i+1)
+	return m.release(e)
+}
+
+// DeleteAll deletes every module, last deployed first, and returns their ids.
+func (m *Manager) DeleteAll() ([]int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.deleteAllLocked()
+}
+
+func (m *Manager) deleteAllLocked() ([]int, error) {
+	var ids []int
+	var errs []error
+	for len(m.mods) > 0 {
+		e := m.mods[len(m.mods)-1]
+		m.mods = m.mods[:len(m.mods)-1]
+		ids = append(ids, e.id)
+		errs = append(errs, m.release(e))
+	}
+	return ids, errors.Join(errs...)
+}
+
+// Close deletes every module and stops following the node. It is idempotent.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	m.unsubscribe()
+	_, err := m.deleteAllLocked()
+	return err
+}
+
+// release detaches e everywhere, tells its control plane, and closes it.
+func (m *Manager) release(e *entry) error {
+	var errs []error
+	for idx, a := range e.at {
+		errs = append(errs, a.close())
+		e.mod.Detached(a.in)
+		delete(e.at, idx)
+	}
+	errs = append(errs, e.mod.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("delete module %d (%s): %w", e.id, e.name, err)
+	}
+	return nil
+}
+
+func (m *Manager) instances() []*netsetup.Instance {
+	var out []*netsetup.Instance
+	for _, s := range m.node.Registry.Services() {
+		out = append(out, m.node.Registry.Instances(s.Name)...)
+	}
+	return out
+}
+
+// onEvent keeps every instance's chains complete: a new instance gets every module in
+// deployment order; a removed one has its links closed first, then each control plane told.
+func (m *Manager) onEvent(ev netsetup.Event) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || ev.Instance == nil {
+		return nil
+	}
+	switch ev.Kind {
+	case netsetup.InstanceCreated:
+		for _, e := range m.mods {
+			if err := m.attach(e, ev.Instance); err != nil {
+				for _, e2 := range m.mods {
+					m.detach(e2, ev.Instance)
+				}
+				return fmt.Errorf("attach module %d (%s): %w", e.id, e.name, err)
+			}
+		}
+	case netsetup.InstanceRemoved:
+		for _, e := range m.mods {
+			m.detach(e, ev.Instance)
+		}
+	}
+	return nil
+}
+
+// attach puts e's programs on in's veth at e's place in the chain: before the first later
+// module already there, else at the tail. It does nothing if e is already there.
+func (m *Manager) attach(e *entry, in *netsetup.Instance) error {
+	if _, ok := e.at[in.VethIndex]; ok {
+		return nil
+	}
+	ingress, egress := e.mod.Programs()
+	a := &attachment{in: in}
+	err := m.node.NS.Do(func() error {
+		var err error
+		if ingress != nil {
+			if a.ingress, err = link.AttachTCX(link.TCXOptions{Interface: in.VethIndex, Program: ingress,
+				Attach: ebpf.AttachTCXIngress, Anchor: m.anchor(e, in, func(a *attachment) link.Link { return a.ingress })}); err != nil {
+				return fmt.Errorf("attach tcx ingress to %s: %w", in.Veth, err)
+			}
+		}
+		if egress != nil {
+			if a.egress, err = link.AttachTCX(link.TCXOptions{Interface: in.VethIndex, Program: egress,
+				Attach: ebpf.AttachTCXEgress, Anchor: m.anchor(e, in, func(a *attachment) link.Link { return a.egress })}); err != nil {
+				return fmt.Errorf("attach tcx egress to %s: %w", in.Veth, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return errors.Join(err, a.close())
+	}
+	if err := e.mod.Attached(in); err != nil {
+		return errors.Join(fmt.Errorf("module control plane refused %s: %w", in.Name, err), a.close())
+	}
+	e.at[in.VethIndex] = a
+	return nil
+}
+
+// anchor places e's link on in's veth before the link of the first module deployed after e
+// that is already attached there, so chain order is deployment order whatever order the
+// attachments happen in.
+func (m *Manager) anchor(e *entry, in *netsetup.Instance, pick func(*attachment) link.Link) link.Anchor {
+	i := slices.Index(m.mods, e)
+	for _, later := range m.mods[i+1:] {
+		if a, ok := later.at[in.VethIndex]; ok && pick(a) != nil {
+			return link.BeforeLink(pick(a))
+		}
+	}
+	return link.Tail()
+}
+
+func (m *Manager) detach(e *entry, in *netsetup.Instance) {
+	a, ok := e.at[in.VethIndex]
+	if !ok {
+		return
+	}
+	_ = a.close()
+	e.mod.Detached(in)
+	delete(e.at, in.VethIndex)
+}
+
+// routes returns the sub-routes of module id, if it exists.
+func (m *Manager) routes(id int) ([]Route, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range m.mods {
+		if e.id == id {
+			return e.routes, true
+		}
+	}
+	return nil, false
+}

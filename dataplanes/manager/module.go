@@ -1,0 +1,125 @@
+// Package manager is edgebpf's eBPF manager: a run-time plugin system for eBPF network
+// functions on a worker node, after the Riegel thesis. Modules are compiled into the binary
+// and registered by name; each is a Go control plane with a BPF data plane of TCX programs.
+// Creating a module attaches its programs to the TC ingress and egress hooks of every service
+// instance's bridge-side veth, after the modules already there, so that deployment order is
+// chain order; new instances get every module in that order, and deleting a module keeps the
+// order of the rest. A REST API (api.go) drives it.
+package manager
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/edgebpf/edgebpf/netsetup"
+)
+
+// Module is one eBPF network function: its data plane (two TCX programs) and control plane.
+// The manager serialises every call to a module's methods except the Route handlers, which the
+// module must make safe for concurrent use.
+type Module interface {
+	// Programs returns the programs for the TC ingress hook of a bridge-side veth (packets
+	// the service sends) and for its TC egress hook (packets the service receives). Either
+	// may be nil. They must end with TCX_NEXT to pass a packet on along the chain.
+	Programs() (ingress, egress *ebpf.Program)
+	// Attached tells the control plane its programs now run on the instance's veth. An
+	// error (a full map, say) undoes the attachment and reaches whoever caused it.
+	Attached(in *netsetup.Instance) error
+	// Detached tells the control plane its programs no longer run on the instance's veth.
+	Detached(in *netsetup.Instance)
+	// Routes are the module's sub-routes, served under /ebpf/{id} while the module exists.
+	Routes() []Route
+	// Config is the module's effective configuration, shown in listings.
+	Config() any
+	// Close releases the programs and maps. The manager calls it after detaching.
+	Close() error
+}
+
+// Route is one REST route: a method, a pattern relative to the module's prefix (e.g.
+// "/counts" or "/rules/{rid}", in net/http ServeMux syntax), a one-line summary for the API
+// description, and the handler.
+type Route struct {
+	Method  string
+	Pattern string
+	Summary string
+	Handler http.HandlerFunc
+}
+
+// Factory creates a module from its JSON configuration (nil or empty for defaults). Invalid
+// configuration is reported by wrapping ErrBadConfig.
+type Factory func(config json.RawMessage) (Module, error)
+
+// ErrBadConfig marks a module configuration the module rejects (HTTP 400).
+var ErrBadConfig = errors.New("invalid module configuration")
+
+var (
+	regMu    sync.RWMutex
+	registry = map[string]Factory{}
+)
+
+// Register makes a module available by name. Module packages call it from init. Names are
+// registry keys — lower-case words — never paths.
+func Register(name string, f Factory) {
+	if err := validModuleName(name); err != nil {
+		panic("manager: " + err.Error())
+	}
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := registry[name]; dup {
+		panic("manager: module " + name + " registered twice")
+	}
+	registry[name] = f
+}
+
+// Modules lists the registered module names, sorted.
+func Modules() []string {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func factory(name string) (Factory, error) {
+	if err := validModuleName(name); err != nil {
+		return nil, err
+	}
+	regMu.RLock()
+	f, ok := registry[name]
+	regMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w %q: available are %s", ErrUnknownModule, name, strings.Join(Modules(), ", "))
+	}
+	return f, nil
+}
+
+// ErrUnknownModule is returned for a module name nobody registered (HTTP 404).
+var ErrUnknownModule = errors.New("no module named")
+
+// ErrBadName is returned for a module name that cannot be a registry key (HTTP 400).
+var ErrBadName = errors.New("invalid module name")
+
+func validModuleName(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: give the name of a module, such as counter", ErrBadName)
+	}
+	if len(name) > 32 {
+		return fmt.Errorf("%w %q: at most 32 characters", ErrBadName, name)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return fmt.Errorf("%w %q: a module name is a registered name such as counter, never a path", ErrBadName, name)
+		}
+	}
+	return nil
+}
