@@ -27,6 +27,7 @@ var APIRoutes = []APIRoute{
 	{"GET", "/ebpf/{id}", "one module"},
 	{"DELETE", "/ebpf/{id}", "delete one module; the others keep their order"},
 	{"GET", "/modules", "the module names this build can create"},
+	{"GET", "/chains", "the programs the kernel runs on every bridge-side veth, per hook, in order"},
 }
 
 // Handler serves the REST API. Every response is JSON; errors are {"error": "..."} with a
@@ -74,12 +75,48 @@ func (m *Manager) Handler() http.Handler {
 		WriteJSON(w, http.StatusOK, map[string]any{"deleted": []int{id}})
 	})
 	mux.HandleFunc("GET /modules", func(w http.ResponseWriter, r *http.Request) { WriteJSON(w, http.StatusOK, Modules()) })
-	mux.HandleFunc("/ebpf/{id}/{rest...}", m.handleModule)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, http.StatusNotFound, fmt.Errorf("no route %s %s: see GET /ebpf and docs/api/openapi.json", r.Method, r.URL.Path))
+	mux.HandleFunc("GET /chains", func(w http.ResponseWriter, r *http.Request) {
+		c, err := m.Chains()
+		if err != nil {
+			WriteError(w, http.StatusInternalServerError, err)
+			return
+		}
+		WriteJSON(w, http.StatusOK, c)
 	})
-	return limitBody(mux)
+	mux.HandleFunc("/ebpf/{id}/{rest...}", m.handleModule)
+	return limitBody(jsonMisses(mux, "see docs/api/openapi.json"))
 }
+
+// jsonMisses serves mux, but answers requests no route matches with a JSON error: 404, or
+// 405 with the Allow header when the path exists for other methods.
+func jsonMisses(mux *http.ServeMux, hint string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &statusProbe{header: http.Header{}}
+		mux.ServeHTTP(probe, r)
+		if allow := probe.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		if probe.status == http.StatusMethodNotAllowed {
+			WriteError(w, probe.status, fmt.Errorf("%s is not allowed on %s: use %s", r.Method, r.URL.Path, probe.header.Get("Allow")))
+			return
+		}
+		WriteError(w, http.StatusNotFound, fmt.Errorf("no route %s %s: %s", r.Method, r.URL.Path, hint))
+	})
+}
+
+// statusProbe records what ServeMux would answer to an unmatched request.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header         { return p.header }
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *statusProbe) WriteHeader(status int)      { p.status = status }
 
 func limitBody(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -127,13 +164,10 @@ func (m *Manager) handleModule(w http.ResponseWriter, r *http.Request) {
 	for _, rt := range routes {
 		sub.HandleFunc(rt.Method+" "+rt.Pattern, rt.Handler)
 	}
-	sub.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, http.StatusNotFound, fmt.Errorf("module %d has no route %s %s", id, r.Method, r.URL.Path))
-	})
 	r2 := r.Clone(r.Context())
 	r2.URL.Path = "/" + r.PathValue("rest")
 	r2.URL.RawPath = ""
-	sub.ServeHTTP(w, r2)
+	jsonMisses(sub, fmt.Sprintf("module %d has no such route", id)).ServeHTTP(w, r2)
 }
 
 func pathID(w http.ResponseWriter, r *http.Request) (int, bool) {

@@ -113,7 +113,7 @@ func (f *Firewall) Close() error { return f.objs.Close() }
 func (f *Firewall) Rules() []Rule {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return slices.Clone(f.rules)
+	return append([]Rule{}, f.rules...)
 }
 
 // ErrFull is returned when the rule table has no room.
