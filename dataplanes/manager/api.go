@@ -155,7 +155,7 @@ func (m *Manager) handleModule(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	routes, ok := m.routes(id)
+	routes, ok := m.Routes(id)
 	if !ok {
 		WriteError(w, http.StatusNotFound, fmt.Errorf("%w %d", ErrNotFound, id))
 		return

@@ -311,8 +311,8 @@ func (m *Manager) detach(e *entry, in *netsetup.Instance) {
 	delete(e.at, in.VethIndex)
 }
 
-// routes returns the sub-routes of module id, if it exists.
-func (m *Manager) routes(id int) ([]Route, bool) {
+// Routes returns the sub-routes of module id, if it exists.
+func (m *Manager) Routes(id int) ([]Route, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, e := range m.mods {
