@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +42,7 @@ func TestBadInputIsOneSentenceAndNonZero(t *testing.T) {
 		{[]string{"run", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"run", "--scenario", "/nonexistent.json"}, "--scenario: open /nonexistent.json"},
 		{[]string{"node", "--instances", "0"}, "--instances 0 must be at least 1"},
+		{[]string{"node", "--services", "1", "--api", "127.0.0.1:99999"}, "--api 127.0.0.1:99999"},
 		{[]string{"report", "/nonexistent"}, "an edgebpf results directory"},
 		{[]string{"exec", "svc0", "ls"}, "give the instance, then --"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
@@ -137,7 +140,7 @@ func TestNodeStatusExec(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
 	go func() {
-		code, _, _ := edgebpf(ctx, "node", "--names", "alpha,beta", "--instances", "2", "--ready-file", ready)
+		code, _, _ := edgebpf(ctx, "node", "--names", "alpha,beta", "--instances", "2", "--ready-file", ready, "--api", "127.0.0.1:0")
 		done <- code
 	}()
 	require.Eventually(t, func() bool { _, err := os.Stat(ready); return err == nil }, 10*time.Second, 20*time.Millisecond)
@@ -146,7 +149,7 @@ func TestNodeStatusExec(t *testing.T) {
 	require.Zero(t, code, stderr)
 	var st struct {
 		Nodes []struct {
-			Name, Namespace, Bridge, Dataplane string
+			Name, Namespace, Bridge, Dataplane, API string
 			Services                           []struct {
 				Name      string `json:"name"`
 				ServiceIP string `json:"service_ip"`
@@ -161,17 +164,26 @@ func TestNodeStatusExec(t *testing.T) {
 		} `json:"nodes"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &st))
-	var beta1NSIP, nodeNS string
+	var beta1NSIP, nodeNS, api string
 	for _, n := range st.Nodes {
 		for _, s := range n.Services {
 			if s.Name == "beta" && len(s.Instances) == 2 {
-				beta1NSIP, nodeNS = s.Instances[1].NSIP, n.Namespace
+				beta1NSIP, nodeNS, api = s.Instances[1].NSIP, n.Namespace, n.API
 				assert.True(t, strings.HasPrefix(s.ServiceIP, "10.30."))
 				assert.NotEmpty(t, s.Instances[1].Veth)
 			}
 		}
 	}
 	require.NotEmpty(t, beta1NSIP, "status lists beta with two instances: %s", out)
+
+	// The node's eBPF manager answers on the address status reports.
+	require.NotEmpty(t, api)
+	resp, err := http.Post("http://"+api+"/ebpf", "application/json", strings.NewReader(`{"name":"counter"}`))
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
+	assert.Contains(t, string(body), `"attached"`)
 
 	// exec runs inside the instance: it sees its own namespace IP.
 	code, out, stderr = edgebpf(context.Background(), "exec", "beta/1", "--", "ip", "-o", "-4", "addr", "show")
@@ -190,7 +202,7 @@ func TestNodeStatusExec(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("node did not stop")
 	}
-	_, err := os.Stat(filepath.Join("/run/netns", nodeNS))
+	_, err = os.Stat(filepath.Join("/run/netns", nodeNS))
 	assert.True(t, os.IsNotExist(err), "the node's namespace is removed on exit")
 	_, err = os.Stat(ready)
 	assert.True(t, os.IsNotExist(err), "the ready file is removed on exit")

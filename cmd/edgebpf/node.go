@@ -1,33 +1,43 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/edgebpf/edgebpf/dataplanes"
+	"github.com/edgebpf/edgebpf/dataplanes/manager"
+	_ "github.com/edgebpf/edgebpf/dataplanes/modules/counter"  // registers the counter module
+	_ "github.com/edgebpf/edgebpf/dataplanes/modules/firewall" // registers the firewall module
 	"github.com/edgebpf/edgebpf/internal/atomicfile"
 	"github.com/edgebpf/edgebpf/netsetup"
 )
 
 func newNodeCmd() *cobra.Command {
 	var (
-		dp, names, readyFile string
-		services, instances  int
-		mtu                  int
+		dp, names, readyFile, api string
+		services, instances       int
+		mtu                       int
 	)
 	c := &cobra.Command{
 		Use:   "node",
-		Short: "Run one emulated worker node in the foreground until interrupted",
+		Short: "Run one emulated worker node with the eBPF manager's API in the foreground until interrupted",
 		Long: `Node builds a worker node with services svc0, svc1, ... (or the names given with --names), each
-with the given number of instances, deploys the data plane, writes the node's description to the
-ready file, and waits for Ctrl-C or SIGTERM; then it removes everything it created. Use
+with the given number of instances, deploys the data plane, starts the eBPF manager with its REST
+API (docs/api/openapi.json) on --api, writes the node's description to the ready file, and waits
+for Ctrl-C or SIGTERM; then it removes everything it created, modules included. Use
 'edgebpf status' to see its addresses and 'edgebpf exec' to run commands in its instances.`,
 		Example: `  edgebpf node --services 2 --instances 1 --ready-file /tmp/node.json &
+  curl -s -XPOST localhost:6000/ebpf -d '{"name":"counter"}'
+  curl -s localhost:6000/ebpf/1/counts
   edgebpf exec svc1 -- iperf3 -s -D
   edgebpf exec svc0 -- iperf3 -c "$(jq -r '.services[1].instances[0].ns_ip' /tmp/node.json)"`,
 		Args: cobra.NoArgs,
@@ -67,7 +77,21 @@ ready file, and waits for Ctrl-C or SIGTERM; then it removes everything it creat
 				return fmt.Errorf("deploy %s: %w", dp, err)
 			}
 			sess.OnClose(plane.Close)
-			if err := node.SetLabels(dp, ""); err != nil {
+			mgr, err := manager.New(node)
+			if err != nil {
+				return err
+			}
+			sess.OnClose(mgr.Close)
+			addr := ""
+			if api != "" {
+				stop, bound, err := serveAPI(c.Context(), api, mgr.Handler())
+				if err != nil {
+					return err
+				}
+				sess.OnClose(stop)
+				addr = bound
+			}
+			if err := node.SetLabels(dp, addr); err != nil {
 				return err
 			}
 			for _, name := range svcNames {
@@ -88,7 +112,7 @@ ready file, and waits for Ctrl-C or SIGTERM; then it removes everything it creat
 				defer os.Remove(readyFile)
 			}
 			logger(c).Info("node ready; Ctrl-C to stop", "node", node.Name(), "namespace", node.NS.Name,
-				"dataplane", dp, "services", len(svcNames), "instances", instances)
+				"dataplane", dp, "services", len(svcNames), "instances", instances, "api", apiURL(addr))
 			<-c.Context().Done()
 			return nil
 		},
@@ -100,5 +124,34 @@ ready file, and waits for Ctrl-C or SIGTERM; then it removes everything it creat
 	f.IntVar(&instances, "instances", 1, "instances per service")
 	f.IntVar(&mtu, "mtu", netsetup.DefaultMTU, "MTU of the bridge and every veth")
 	f.StringVar(&readyFile, "ready-file", "", "write the node's description (JSON) here once it is up; removed on exit")
+	f.StringVar(&api, "api", "127.0.0.1:6000", "listen address of the eBPF manager's REST API (\"\" for none); port 0 picks a free one")
 	return c
+}
+
+// serveAPI listens on addr and serves h until stop is called. It returns the bound address.
+func serveAPI(ctx context.Context, addr string, h http.Handler) (stop func() error, bound string, err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", usageError("--api %s: %w: choose another address with --api", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	return func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		err := srv.Shutdown(sctx)
+		if serr := <-done; !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, serr)
+		}
+		return err
+	}, ln.Addr().String(), nil
+}
+
+func apiURL(addr string) string {
+	if addr == "" {
+		return "off"
+	}
+	return "http://" + addr
 }
