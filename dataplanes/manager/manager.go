@@ -150,14 +150,44 @@ func (m *Manager) Create(name string, config json.RawMessage) (Info, error) {
 	}
 	e := &entry{id: m.nextID, name: name, mod: mod, created: time.Now().UTC(), routes: mod.Routes(), at: map[int]*attachment{}}
 	m.mods = append(m.mods, e)
-	for _, in := range m.instances() {
-		if err := m.attach(e, in); err != nil {
-			m.mods = m.mods[:len(m.mods)-1]
-			return Info{}, errors.Join(fmt.Errorf("create module %s: %w", name, err), m.release(e))
+	// Every attachment waits for an RCU grace period in the kernel: attach to many veths at
+	// once so that the waits overlap.
+	var mu sync.Mutex
+	err = parallel(m.instances(), func(in *netsetup.Instance) error {
+		a, err := m.attach(e, in)
+		if err == nil {
+			mu.Lock()
+			e.at[in.VethIndex] = a
+			mu.Unlock()
 		}
+		return err
+	})
+	if err != nil {
+		m.mods = m.mods[:len(m.mods)-1]
+		return Info{}, errors.Join(fmt.Errorf("create module %s: %w", name, err), m.release(e))
 	}
 	m.nextID++
 	return m.info(len(m.mods)-1, e), nil
+}
+
+// attachWorkers bounds how many veths are attached to or detached from at once.
+const attachWorkers = 32
+
+// parallel runs fn for every instance on up to attachWorkers goroutines and joins the errors.
+func parallel(ins []*netsetup.Instance, fn func(*netsetup.Instance) error) error {
+	errs := make([]error, len(ins))
+	sem := make(chan struct{}, attachWorkers)
+	var wg sync.WaitGroup
+	for i, in := range ins {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = fn(in)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Delete detaches a module everywhere and closes it; the others keep their order.
@@ -207,14 +237,20 @@ func (m *Manager) Close() error {
 
 // release detaches e everywhere, tells its control plane, and closes it.
 func (m *Manager) release(e *entry) error {
-	var errs []error
-	for idx, a := range e.at {
-		errs = append(errs, a.close())
-		e.mod.Detached(a.in)
-		delete(e.at, idx)
+	var ats []*attachment
+	for _, a := range e.at {
+		ats = append(ats, a)
 	}
-	errs = append(errs, e.mod.Close())
-	if err := errors.Join(errs...); err != nil {
+	ins := make([]*netsetup.Instance, len(ats))
+	for i, a := range ats {
+		ins[i] = a.in
+	}
+	err := parallel(ins, func(in *netsetup.Instance) error { return e.at[in.VethIndex].close() })
+	for _, a := range ats {
+		e.mod.Detached(a.in)
+	}
+	clear(e.at)
+	if err = errors.Join(err, e.mod.Close()); err != nil {
 		return fmt.Errorf("delete module %d (%s): %w", e.id, e.name, err)
 	}
 	return nil
@@ -239,12 +275,17 @@ func (m *Manager) onEvent(ev netsetup.Event) error {
 	switch ev.Kind {
 	case netsetup.InstanceCreated:
 		for _, e := range m.mods {
-			if err := m.attach(e, ev.Instance); err != nil {
+			if _, ok := e.at[ev.Instance.VethIndex]; ok {
+				continue
+			}
+			a, err := m.attach(e, ev.Instance)
+			if err != nil {
 				for _, e2 := range m.mods {
 					m.detach(e2, ev.Instance)
 				}
 				return fmt.Errorf("attach module %d (%s): %w", e.id, e.name, err)
 			}
+			e.at[ev.Instance.VethIndex] = a
 		}
 	case netsetup.InstanceRemoved:
 		for _, e := range m.mods {
@@ -255,11 +296,9 @@ func (m *Manager) onEvent(ev netsetup.Event) error {
 }
 
 // attach puts e's programs on in's veth at e's place in the chain: before the first later
-// module already there, else at the tail. It does nothing if e is already there.
-func (m *Manager) attach(e *entry, in *netsetup.Instance) error {
-	if _, ok := e.at[in.VethIndex]; ok {
-		return nil
-	}
+// module already there, else at the tail, and tells e's control plane. The caller records
+// the attachment in e.at (attach only reads other modules' attachments).
+func (m *Manager) attach(e *entry, in *netsetup.Instance) (*attachment, error) {
 	ingress, egress := e.mod.Programs()
 	a := &attachment{in: in}
 	err := m.node.NS.Do(func() error {
@@ -279,13 +318,12 @@ func (m *Manager) attach(e *entry, in *netsetup.Instance) error {
 		return nil
 	})
 	if err != nil {
-		return errors.Join(err, a.close())
+		return nil, errors.Join(err, a.close())
 	}
 	if err := e.mod.Attached(in); err != nil {
-		return errors.Join(fmt.Errorf("module control plane refused %s: %w", in.Name, err), a.close())
+		return nil, errors.Join(fmt.Errorf("module control plane refused %s: %w", in.Name, err), a.close())
 	}
-	e.at[in.VethIndex] = a
-	return nil
+	return a, nil
 }
 
 // anchor places e's link on in's veth before the link of the first module deployed after e
