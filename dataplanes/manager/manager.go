@@ -318,6 +318,9 @@ func (m *Manager) attach(e *entry, in *netsetup.Instance) (*attachment, error) {
 		return nil
 	})
 	if err != nil {
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			err = fmt.Errorf("this kernel lacks TCX (Linux 6.6 or newer is needed): %w", err)
+		}
 		return nil, errors.Join(err, a.close())
 	}
 	if err := e.mod.Attached(in); err != nil {
