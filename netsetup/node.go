@@ -168,7 +168,7 @@ func (n *Node) AddService(name string) (Service, error) {
 	if err != nil {
 		return Service{}, err
 	}
-	svc := Service{Name: name, IP: ip}
+	svc := Service{Name: name, IP: ip, Balancing: RoundRobin}
 	if err := n.Registry.addService(svc); err != nil {
 		n.svcIPs.release(ip)
 		return Service{}, err

@@ -9,11 +9,19 @@ import (
 	"sync"
 )
 
-// Service is a service deployed on a node, reachable through its round-robin service IP.
+// Service is a service deployed on a node, reachable through its service IP.
 type Service struct {
 	Name string
 	IP   netip.Addr
+	// Balancing is how a proxy spreads new sessions to the service IP over its instances.
+	// Only RoundRobin exists today; the field is there so random and consistent-hash
+	// policies can be added per service.
+	Balancing string
 }
+
+// RoundRobin sends each new session to the next instance in turn (really in turn: the
+// thesis's prototype drew at random).
+const RoundRobin = "round-robin"
 
 // Instance is one replica of a service: a namespace joined to the node's bridge by a veth
 // pair. Its fields do not change after creation.

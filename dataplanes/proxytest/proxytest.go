@@ -1,0 +1,261 @@
+// Package proxytest is the end-to-end suite every service proxy (userspace, ebpf, nftables)
+// must pass on a real node: TCP and UDP through a service IP with the server seeing the
+// client's instance IP and the client seeing only the service IP, stickiness, round-robin
+// spread, instance-IP addressing, instances added and removed while traffic flows, the first
+// packet of a session delivered with a cold cache, and fast failure for a service without
+// instances.
+package proxytest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/edgebpf/edgebpf/internal/testenv"
+	"github.com/edgebpf/edgebpf/netsetup"
+)
+
+// DataPlane is what the suite needs of a data plane (dataplanes.DataPlane has it).
+type DataPlane interface {
+	Deploy(ctx context.Context, node *netsetup.Node) error
+	Target(svc netsetup.Service) (netip.Addr, error)
+	Close() error
+}
+
+const port = 7400
+
+// fixture is a node with a client and a two-instance server behind a deployed data plane.
+type fixture struct {
+	t      *testing.T
+	node   *netsetup.Node
+	client *netsetup.Instance
+	server netsetup.Service
+}
+
+func setup(t *testing.T, newDP func() DataPlane) *fixture {
+	node := testenv.Node(t)
+	dp := newDP()
+	require.NoError(t, dp.Deploy(context.Background(), node))
+	t.Cleanup(func() { assert.NoError(t, dp.Close()) })
+	f := &fixture{t: t, node: node}
+	_, err := node.AddService("client")
+	require.NoError(t, err)
+	f.client, err = node.AddInstance("client")
+	require.NoError(t, err)
+	f.server, err = node.AddService("server")
+	require.NoError(t, err)
+	for range 2 {
+		f.addServer()
+	}
+	target, err := dp.Target(f.server)
+	require.NoError(t, err)
+	require.Equal(t, f.server.IP, target, "a proxy's clients address the service IP")
+	return f
+}
+
+// addServer adds a server instance that answers TCP and UDP on port with its own name and
+// the address it saw the request come from.
+func (f *fixture) addServer() *netsetup.Instance {
+	in, err := f.node.AddInstance("server")
+	require.NoError(f.t, err)
+	var ln net.Listener
+	var pc net.PacketConn
+	require.NoError(f.t, in.NS.Do(func() (err error) {
+		if ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port)); err != nil {
+			return err
+		}
+		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", port))
+		return err
+	}))
+	f.t.Cleanup(func() { ln.Close(); pc.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = fmt.Fprintf(c, "%s %s\n", in.Name, c.RemoteAddr())
+			c.Close()
+		}
+	}()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo([]byte(fmt.Sprintf("%s %s", in.Name, from)), from)
+		}
+	}()
+	return in
+}
+
+// answer is which instance answered and the address it saw the client as.
+type answer struct{ instance, seen string }
+
+func parse(s string) (answer, error) {
+	name, addr, ok := strings.Cut(strings.TrimSpace(s), " ")
+	if !ok {
+		return answer{}, fmt.Errorf("unexpected answer %q", s)
+	}
+	host, _, err := net.SplitHostPort(addr)
+	return answer{instance: name, seen: host}, err
+}
+
+// askTCP opens a fresh TCP connection from the client to target:port.
+func (f *fixture) askTCP(target netip.Addr) (answer, error) {
+	var a answer
+	err := f.client.NS.Do(func() error {
+		c, err := net.DialTimeout("tcp4", netip.AddrPortFrom(target, port).String(), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 256)
+		n, err := c.Read(buf)
+		if err != nil {
+			return err
+		}
+		a, err = parse(string(buf[:n]))
+		return err
+	})
+	return a, err
+}
+
+// udpSession is a connected UDP socket in the client: replies from any address other than
+// the one it sent to are dropped by the kernel, so an answer proves the source was rewritten.
+type udpSession struct{ c net.Conn }
+
+func (f *fixture) udp(target netip.Addr) *udpSession {
+	var c net.Conn
+	require.NoError(f.t, f.client.NS.Do(func() (err error) {
+		c, err = net.Dial("udp4", netip.AddrPortFrom(target, port).String())
+		return err
+	}))
+	f.t.Cleanup(func() { c.Close() })
+	return &udpSession{c: c}
+}
+
+// ask sends one datagram and waits for the answer, without retrying.
+func (u *udpSession) ask() (answer, error) {
+	if _, err := u.c.Write([]byte("?")); err != nil {
+		return answer{}, err
+	}
+	_ = u.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 256)
+	n, err := u.c.Read(buf)
+	if err != nil {
+		return answer{}, err
+	}
+	return parse(string(buf[:n]))
+}
+
+// Run runs the suite against fresh data planes from newDP.
+func Run(t *testing.T, newDP func() DataPlane) {
+	t.Run("tcp through service ip", func(t *testing.T) {
+		f := setup(t, newDP)
+		a, err := f.askTCP(f.server.IP)
+		require.NoError(t, err)
+		assert.True(t, strings.HasPrefix(a.instance, "server-"), a.instance)
+		assert.Equal(t, f.client.InstanceIP.String(), a.seen, "the server sees the client's instance IP")
+	})
+
+	t.Run("udp through service ip, first packet with a cold cache", func(t *testing.T) {
+		f := setup(t, newDP)
+		for range 5 {
+			a, err := f.udp(f.server.IP).ask() // one datagram per fresh session, no retry
+			require.NoError(t, err, "the first packet of a session is delivered and answered from the service IP")
+			assert.Equal(t, f.client.InstanceIP.String(), a.seen)
+		}
+	})
+
+	t.Run("sessions stick to their instance", func(t *testing.T) {
+		f := setup(t, newDP)
+		u := f.udp(f.server.IP)
+		first, err := u.ask()
+		require.NoError(t, err)
+		for range 50 {
+			a, err := u.ask()
+			require.NoError(t, err)
+			require.Equal(t, first.instance, a.instance)
+		}
+	})
+
+	t.Run("new sessions are spread round-robin", func(t *testing.T) {
+		f := setup(t, newDP)
+		seen := map[string]int{}
+		for range 20 {
+			a, err := f.askTCP(f.server.IP)
+			require.NoError(t, err)
+			seen[a.instance]++
+		}
+		require.Len(t, seen, 2, "%v", seen)
+		assert.InDelta(t, seen["server-0"], seen["server-1"], 2, "round-robin, not random: %v", seen)
+	})
+
+	t.Run("an instance ip reaches exactly that instance", func(t *testing.T) {
+		f := setup(t, newDP)
+		for _, in := range f.node.Registry.Instances("server") {
+			for range 3 {
+				a, err := f.askTCP(in.InstanceIP)
+				require.NoError(t, err)
+				assert.Equal(t, in.Name, a.instance)
+				assert.Equal(t, f.client.InstanceIP.String(), a.seen)
+			}
+		}
+	})
+
+	t.Run("instances added and removed while traffic flows", func(t *testing.T) {
+		f := setup(t, newDP)
+		old := f.udp(f.server.IP)
+		before, err := old.ask()
+		require.NoError(t, err)
+
+		f.addServer()
+		seen := map[string]int{}
+		for range 30 {
+			a, err := f.askTCP(f.server.IP)
+			require.NoError(t, err)
+			seen[a.instance]++
+		}
+		assert.Len(t, seen, 3, "new sessions use the new instance at once: %v", seen)
+
+		gone, _ := f.node.Instance("server", indexOf(before.instance))
+		require.NoError(t, f.node.RemoveInstance(gone))
+		for range 20 {
+			a, err := f.askTCP(f.server.IP)
+			require.NoError(t, err, "new sessions go to the remaining instances")
+			assert.NotEqual(t, gone.Name, a.instance)
+		}
+		_, err = old.ask()
+		assert.Error(t, err, "a session to a removed instance ends; it is not answered by another one")
+	})
+
+	t.Run("a service without instances fails fast", func(t *testing.T) {
+		f := setup(t, newDP)
+		empty, err := f.node.AddService("empty")
+		require.NoError(t, err)
+		start := time.Now()
+		_, err = f.askTCP(empty.IP)
+		require.Error(t, err)
+		assert.Less(t, time.Since(start), time.Second, "refused or unreachable, not a hang: %v", err)
+		var ne net.Error
+		assert.False(t, errors.As(err, &ne) && ne.Timeout(), "not a timeout: %v", err)
+	})
+}
+
+func indexOf(name string) int {
+	var i int
+	_, _ = fmt.Sscanf(name[strings.LastIndexByte(name, '-')+1:], "%d", &i)
+	return i
+}
