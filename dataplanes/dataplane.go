@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/edgebpf/edgebpf/dataplanes/direct"
+	"github.com/edgebpf/edgebpf/dataplanes/ebpfplane"
 	"github.com/edgebpf/edgebpf/netsetup"
 )
 
@@ -31,10 +32,11 @@ type DataPlane interface {
 
 var constructors = map[string]func() DataPlane{
 	"direct": func() DataPlane { return direct.New() },
+	"ebpf":   func() DataPlane { return ebpfplane.New() },
 }
 
 // planned are data planes the design names that this build does not have yet.
-var planned = []string{"userspace", "ebpf", "nftables"}
+var planned = []string{"userspace", "nftables"}
 
 // Names lists the available data planes, sorted.
 func Names() []string {

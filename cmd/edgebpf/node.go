@@ -77,11 +77,16 @@ for Ctrl-C or SIGTERM; then it removes everything it created, modules included. 
 				return fmt.Errorf("deploy %s: %w", dp, err)
 			}
 			sess.OnClose(plane.Close)
-			mgr, err := manager.New(node)
-			if err != nil {
+			// The ebpf data plane brings its own manager (with the proxy module); the
+			// others get one for the API.
+			var mgr *manager.Manager
+			if withMgr, ok := plane.(interface{ Manager() *manager.Manager }); ok {
+				mgr = withMgr.Manager()
+			} else if mgr, err = manager.New(node); err != nil {
 				return err
+			} else {
+				sess.OnClose(mgr.Close)
 			}
-			sess.OnClose(mgr.Close)
 			addr := ""
 			if api != "" {
 				stop, bound, err := serveAPI(c.Context(), api, mgr.Handler())

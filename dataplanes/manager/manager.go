@@ -139,7 +139,7 @@ func (m *Manager) Create(name string, config json.RawMessage) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	mod, err := f(config)
+	mod, err := f(m.node, config)
 	if err != nil {
 		return Info{}, fmt.Errorf("create module %s: %w", name, err)
 	}

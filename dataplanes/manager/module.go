@@ -52,9 +52,10 @@ type Route struct {
 	Handler http.HandlerFunc
 }
 
-// Factory creates a module from its JSON configuration (nil or empty for defaults). Invalid
-// configuration is reported by wrapping ErrBadConfig.
-type Factory func(config json.RawMessage) (Module, error)
+// Factory creates a module for a node from its JSON configuration (nil or empty for
+// defaults). Invalid configuration is reported by wrapping ErrBadConfig. Modules that resolve
+// addresses (the proxy) query node.Registry; others ignore the node.
+type Factory func(node *netsetup.Node, config json.RawMessage) (Module, error)
 
 // ErrBadConfig marks a module configuration the module rejects (HTTP 400).
 var ErrBadConfig = errors.New("invalid module configuration")

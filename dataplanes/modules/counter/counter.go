@@ -21,7 +21,7 @@ import (
 )
 
 func init() {
-	manager.Register("counter", func(c json.RawMessage) (manager.Module, error) { return New(c) })
+	manager.Register("counter", func(_ *netsetup.Node, c json.RawMessage) (manager.Module, error) { return New(c) })
 }
 
 // Hooks as counter.c numbers them.

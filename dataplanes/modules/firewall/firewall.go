@@ -33,7 +33,7 @@ import (
 )
 
 func init() {
-	manager.Register("firewall", func(c json.RawMessage) (manager.Module, error) { return New(c) })
+	manager.Register("firewall", func(_ *netsetup.Node, c json.RawMessage) (manager.Module, error) { return New(c) })
 }
 
 // MaxRules is the size of the rule table (MAX_RULES in firewall.c).
