@@ -53,6 +53,19 @@ func (d *DataPlane) Target(svc netsetup.Service) (netip.Addr, error) {
 // Manager returns the node's eBPF manager, for `edgebpf node` to serve its API.
 func (d *DataPlane) Manager() *manager.Manager { return d.m }
 
+// Proxy returns the proxy module, or nil before Deploy.
+func (d *DataPlane) Proxy() *proxy.Proxy {
+	if d.m == nil {
+		return nil
+	}
+	mod, ok := d.m.Module(d.proxy.ID)
+	if !ok {
+		return nil
+	}
+	p, _ := mod.(*proxy.Proxy)
+	return p
+}
+
 // Settings describes the data plane.
 func (*DataPlane) Settings() map[string]string {
 	return map[string]string{"proxy": "eBPF module (TCX ingress on bridge-side veths)", "delivery": "bpf_redirect_peer",
@@ -68,5 +81,3 @@ func (d *DataPlane) Close() error {
 	d.m = nil
 	return err
 }
-
-var _ = proxy.New // the proxy module registers itself; keep the import explicit

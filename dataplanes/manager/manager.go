@@ -352,6 +352,19 @@ func (m *Manager) detach(e *entry, in *netsetup.Instance) {
 	delete(e.at, in.VethIndex)
 }
 
+// Module returns the module with the id, for code that drives it directly (benchmarks, the
+// ebpf data plane).
+func (m *Manager) Module(id int) (Module, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range m.mods {
+		if e.id == id {
+			return e.mod, true
+		}
+	}
+	return nil, false
+}
+
 // Routes returns the sub-routes of module id, if it exists.
 func (m *Manager) Routes(id int) ([]Route, bool) {
 	m.mu.Lock()

@@ -236,6 +236,13 @@ func (p *Proxy) dropGen(key, gen uint32, n int) {
 	}
 }
 
+// Uninstall stops translating ip; its next packet goes up to the control plane again.
+func (p *Proxy) Uninstall(ip netip.Addr) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.uninstall(ip)
+}
+
 func (p *Proxy) uninstall(ip netip.Addr) {
 	old, ok := p.installed[ip]
 	if !ok {
