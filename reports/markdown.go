@@ -3,38 +3,7 @@ package reports
 import (
 	"fmt"
 	"math"
-	"strings"
 )
-
-// MarkdownSummary renders entries as one table per experiment: median with its confidence
-// interval, mean, p99 and the number of samples, in human units. Warnings (too few samples
-// for a finite interval) are marked and listed.
-func MarkdownSummary(entries []Entry) string {
-	var b strings.Builder
-	b.WriteString("# edgebpf summary\n\nMedians with their 95 % confidence interval (distribution-free, as benchstat computes it); n is the number of samples.\n")
-	for _, exp := range experiments(entries) {
-		fmt.Fprintf(&b, "\n## %s\n\n| data plane | metric | x | median | 95 %% CI | mean | p99 | n |\n|---|---|---|---|---|---|---|---|\n", exp)
-		var notes []string
-		for _, e := range entries {
-			if e.Experiment != exp {
-				continue
-			}
-			mark := ""
-			if len(e.Warnings) > 0 {
-				mark = " ⚠"
-				notes = append(notes, fmt.Sprintf("- %s %s %s: %s", e.DataPlane, e.Metric, FormatX(string(e.X), e.XUnit), strings.Join(e.Warnings, "; ")))
-			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s%s | %s – %s | %s | %s | %d |\n",
-				e.DataPlane, e.Metric, FormatX(string(e.X), e.XUnit), FormatValue(e.Median, e.Unit), mark,
-				FormatValue(e.CILo, e.Unit), FormatValue(e.CIHi, e.Unit), FormatValue(e.Mean, e.Unit),
-				FormatValue(e.P99, e.Unit), e.N)
-		}
-		if len(notes) > 0 {
-			b.WriteString("\n" + strings.Join(notes, "\n") + "\n")
-		}
-	}
-	return b.String()
-}
 
 // FormatX renders a curve's x with its unit, e.g. "250 Mbit/s" or "load"; "" when there is
 // no x.
@@ -50,7 +19,7 @@ func FormatX(x, unit string) string {
 }
 
 // FormatValue scales a base-unit value for reading: seconds to ms or µs, bit/s to Mbit/s or
-// Gbit/s, bytes to MiB or GiB.
+// Gbit/s, bytes to MiB or GiB, req/s to k req/s.
 func FormatValue(v float64, unit string) string {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return "–"
@@ -88,6 +57,14 @@ func FormatValue(v float64, unit string) string {
 		return fmt.Sprintf("%.2f %%", v)
 	case "count":
 		return fmt.Sprintf("%.0f", v)
+	case "req/s":
+		switch a := math.Abs(v); {
+		case a >= 1e6:
+			return fmt.Sprintf("%.2f M req/s", v/1e6)
+		case a >= 1e4:
+			return fmt.Sprintf("%.1f k req/s", v/1e3)
+		}
+		return fmt.Sprintf("%.0f req/s", v)
 	}
 	return fmt.Sprintf("%.4g %s", v, unit)
 }

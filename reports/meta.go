@@ -92,7 +92,7 @@ func readJSON[T any](path string) (T, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return v, fmt.Errorf("%s does not exist: is %s an edgebpf results directory?", path, filepath.Dir(path))
+			return v, &missingError{path}
 		}
 		return v, err
 	}
@@ -101,6 +101,16 @@ func readJSON[T any](path string) (T, error) {
 	}
 	return v, nil
 }
+
+// missingError says that a file of a results directory does not exist; it matches
+// os.ErrNotExist.
+type missingError struct{ path string }
+
+func (e *missingError) Error() string {
+	return fmt.Sprintf("%s does not exist: is %s an edgebpf results directory?", e.path, filepath.Dir(e.path))
+}
+
+func (e *missingError) Unwrap() error { return os.ErrNotExist }
 
 // Version and Commit are set at build time by the Makefile (-ldflags -X); when unset the
 // module's build information is used.

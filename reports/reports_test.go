@@ -18,9 +18,18 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
+// testdataDir is absolute, so that tests which change directory still find it.
+var testdataDir = func() string {
+	d, err := filepath.Abs("testdata")
+	if err != nil {
+		panic(err)
+	}
+	return d
+}()
+
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
+	path := filepath.Join(testdataDir, name)
 	if *update {
 		require.NoError(t, os.WriteFile(path, got, 0o644))
 	}

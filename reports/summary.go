@@ -1,6 +1,7 @@
 package reports
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,23 +58,34 @@ func (x *XValue) UnmarshalJSON(b []byte) error {
 func Summarize(rows []Row) ([]Entry, error) {
 	type key struct{ exp, dp string }
 	var order []key
-	byKey := map[key][]stats.Sample{}
-	var errs []error
-	for _, r := range rows {
+	byKey := map[key][]int{}
+	for i, r := range rows {
 		k := key{r.Experiment, r.DataPlane}
 		if _, ok := byKey[k]; !ok {
 			order = append(order, k)
 		}
-		m, ok := stats.Lookup(r.Metric)
-		if !ok {
-			errs = append(errs, fmt.Errorf("unknown metric %q in %s/%s", r.Metric, r.Experiment, r.DataPlane))
-			continue
-		}
-		byKey[k] = append(byKey[k], stats.Sample{Rep: r.Rep, Seq: r.Seq, T: r.T, X: r.X, XUnit: r.XUnit, Metric: m, Value: r.Value})
+		byKey[k] = append(byKey[k], i)
 	}
 	var out []Entry
+	var errs []error
+	unknown := map[string]bool{}
 	for _, k := range order {
-		groups, err := stats.GroupSamples(byKey[k])
+		// One (experiment, data plane) at a time, so that only its samples are in memory.
+		idx := byKey[k]
+		samples := make([]stats.Sample, 0, len(idx))
+		for _, i := range idx {
+			r := &rows[i]
+			m, ok := stats.Lookup(r.Metric)
+			if !ok {
+				if u := r.Experiment + "/" + r.DataPlane + "/" + r.Metric; !unknown[u] {
+					unknown[u] = true
+					errs = append(errs, fmt.Errorf("unknown metric %q in %s/%s", r.Metric, r.Experiment, r.DataPlane))
+				}
+				continue
+			}
+			samples = append(samples, stats.Sample{Rep: r.Rep, Seq: r.Seq, T: r.T, X: r.X, XUnit: r.XUnit, Metric: m, Value: r.Value})
+		}
+		groups, err := stats.GroupSamples(samples)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s/%s: %w", k.exp, k.dp, err))
 			continue
@@ -88,42 +100,73 @@ func Summarize(rows []Row) ([]Entry, error) {
 	return out, errors.Join(errs...)
 }
 
-// WriteSummary rebuilds summary.json and summary.md in dir from dir/raw alone. What can be
-// summarised is written even when some raw file is bad; the error names the bad files.
+// WriteSummary rebuilds summary.json and summary.md in dir from dir/raw alone (and
+// meta.json, when present, for the order of experiments). What can be summarised is written
+// even when some raw file is bad; the error names the bad files and lines.
 func WriteSummary(dir string) ([]Entry, error) {
-	rows, rerr := ReadRaw(dir)
-	entries, serr := Summarize(rows)
-	if entries == nil {
-		entries = []Entry{}
+	ds, err := LoadDataset(dir)
+	if werr := writeSummaries(ds, ThesisTables(ds)); werr != nil {
+		return nil, werr
 	}
-	if m, err := ReadMeta(dir); err == nil {
-		orderByRun(entries, m)
-	}
-	b, err := json.MarshalIndent(entries, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("encode summary.json: %w", err)
-	}
-	if err := atomicfile.Write(filepath.Join(dir, "summary.json"), append(b, '\n'), 0o644); err != nil {
-		return nil, err
-	}
-	md := MarkdownSummary(entries)
-	if err := atomicfile.Write(filepath.Join(dir, "summary.md"), []byte(md), 0o644); err != nil {
-		return nil, err
-	}
-	return entries, errors.Join(rerr, serr)
+	return ds.Entries, errors.Join(ds.Err, err)
 }
 
-// orderByRun sorts entries by the order in which the run lists experiments; experiments it
-// does not list keep their order after those it does.
-func orderByRun(entries []Entry, m *Meta) {
-	rank := func(exp string) int {
-		i := slices.IndexFunc(m.Experiments, func(e ExperimentMeta) bool { return e.Name == exp })
-		if i < 0 {
-			return len(m.Experiments)
-		}
-		return i
+// writeSummaries writes summary.json and summary.md of a dataset.
+func writeSummaries(ds *Dataset, thesis []*Table) error {
+	b, err := json.MarshalIndent(ds.Entries, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode summary.json: %w", err)
 	}
-	slices.SortStableFunc(entries, func(a, b Entry) int { return rank(a.Experiment) - rank(b.Experiment) })
+	if err := atomicfile.Write(filepath.Join(ds.Dir, "summary.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(ds.Dir, "summary.md"), []byte(markdownReport(thesis, ds.Entries)), 0o644)
+}
+
+// orderByRun sorts entries by the order in which the run lists experiments (m may be nil);
+// experiments it does not list keep their order after those it does. Within an experiment,
+// data planes follow DataPlaneOrder.
+func orderByRun(entries []Entry, m *Meta) {
+	first := map[string]int{}
+	for i, e := range entries {
+		if _, ok := first[e.Experiment]; !ok {
+			first[e.Experiment] = i
+		}
+	}
+	listed := 0
+	if m != nil {
+		listed = len(m.Experiments)
+	}
+	rank := func(exp string) int {
+		if m != nil {
+			if i := slices.IndexFunc(m.Experiments, func(e ExperimentMeta) bool { return e.Name == exp }); i >= 0 {
+				return i
+			}
+		}
+		return listed + first[exp]
+	}
+	ranks := make(map[string]int, len(first))
+	for exp := range first {
+		ranks[exp] = rank(exp)
+	}
+	dpRank := func(dp string) int {
+		if i := slices.Index(DataPlaneOrder, dp); i >= 0 {
+			return i
+		}
+		return len(DataPlaneOrder)
+	}
+	slices.SortStableFunc(entries, func(a, b Entry) int {
+		if c := cmp.Compare(ranks[a.Experiment], ranks[b.Experiment]); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(dpRank(a.DataPlane), dpRank(b.DataPlane)); c != 0 {
+			return c
+		}
+		if dpRank(a.DataPlane) == len(DataPlaneOrder) {
+			return cmp.Compare(a.DataPlane, b.DataPlane)
+		}
+		return 0
+	})
 }
 
 // ReadSummary reads dir/summary.json.

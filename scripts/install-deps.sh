@@ -5,7 +5,7 @@
 # missing and touches nothing else.
 set -euo pipefail
 
-pkgs=(clang-14 llvm-14 libbpf-dev bpftool iproute2 iperf3 sockperf hping3 jq)
+pkgs=(clang-14 llvm-14 libbpf-dev bpftool iproute2 iperf3 sockperf hping3 jq chromium fonts-liberation)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

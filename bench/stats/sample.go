@@ -35,6 +35,16 @@ var (
 	CPUSoftirq = Metric{Name: "cpu_softirq", Unit: "percent", Better: Lower}
 	CPUProcess = Metric{Name: "cpu_process", Unit: "percent", Better: Lower}
 	RAM        = Metric{Name: "ram", Unit: "bytes", Better: Lower}
+
+	// The speed-limit experiments' metrics (bench.SpeedLimit*).
+	ResponseTime    = Metric{Name: "response_time", Unit: "s", Better: Lower}
+	ClientMedian    = Metric{Name: "client_median", Unit: "s", Better: Lower}
+	ClientStddev    = Metric{Name: "client_stddev", Unit: "s", Better: Lower}
+	MeanRequestTime = Metric{Name: "mean_request_time", Unit: "s", Better: Lower}
+	DropPoint       = Metric{Name: "drop_point", Unit: "count", Better: Higher}
+	Timeouts        = Metric{Name: "timeouts", Unit: "count", Better: Lower}
+	AchievedRate    = Metric{Name: "achieved_rate", Unit: "req/s", Better: Higher}
+	ClientCPU       = Metric{Name: "client_cpu", Unit: "percent", Better: Lower}
 )
 
 // Sample is one measured value. Rep, Seq and T place it in a run: the repetition, its
@@ -50,7 +60,8 @@ type Sample struct {
 	Value  float64
 }
 
-var known = []Metric{RTT, Jitter, OWD, Throughput, Loss, SendRate, CPU, CPUSoftirq, CPUProcess, RAM}
+var known = []Metric{RTT, Jitter, OWD, Throughput, Loss, SendRate, CPU, CPUSoftirq, CPUProcess, RAM,
+	ResponseTime, ClientMedian, ClientStddev, MeanRequestTime, DropPoint, Timeouts, AchievedRate, ClientCPU}
 
 // Lookup finds a well-known metric by name. A qualified name "base:qualifier" (such as
 // cpu_process:edgebpf, one series per process) has the unit and direction of its base.

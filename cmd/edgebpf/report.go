@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -11,15 +13,24 @@ import (
 func newReportCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "report DIR",
-		Short: "Rebuild summary.json and summary.md of a results directory from its raw data",
-		Args:  cobra.ExactArgs(1),
+		Short: "Rebuild summaries, tables, plots and index.html of a results directory from its raw data",
+		Long: `report rebuilds everything a results directory shows from DIR/meta.json and DIR/raw alone:
+summary.json, summary.md (the theses' tables with this run's numbers, then every experiment),
+plots/*.png and *.svg, and index.html, one self-contained page. A run copied from another
+machine can be reported anywhere. Exit status 2 when DIR is not a results directory or a raw
+file is malformed (everything else is still reported), 1 when writing fails.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			dir := args[0]
-			if _, err := reports.ReadMeta(dir); err != nil {
+			r, err := reports.Build(dir)
+			if r != nil {
+				fmt.Fprintf(c.OutOrStdout(), "%s: %d summary entries, %d tables, %d figures (%d without data): %s\n",
+					dir, len(r.Entries), len(r.Tables), len(r.Figures), len(r.Skipped), filepath.Join(dir, "index.html"))
+			}
+			var ie *reports.InputError
+			if errors.As(err, &ie) {
 				return &exitError{code: 2, err: err}
 			}
-			entries, err := reports.WriteSummary(dir)
-			fmt.Fprintf(c.OutOrStdout(), "%s: %d summary entries\n", dir, len(entries))
 			return err
 		},
 	}

@@ -1,0 +1,574 @@
+package reports
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/edgebpf/edgebpf/bench/stats"
+)
+
+// Table is one table of the report, rendered alike to summary.md and index.html.
+type Table struct {
+	ID     string // HTML anchor
+	Title  string
+	Intro  string // what the table shows, above it
+	Header []string
+	Rows   [][]string
+	Notes  []string // warnings and footnotes, below it
+}
+
+// Markdown renders the table as a Markdown section.
+func (t *Table) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## %s\n\n", t.Title)
+	if t.Intro != "" {
+		b.WriteString(t.Intro + "\n\n")
+	}
+	esc := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+	b.WriteString("|")
+	for _, h := range t.Header {
+		b.WriteString(" " + esc(h) + " |")
+	}
+	b.WriteString("\n|" + strings.Repeat("---|", len(t.Header)) + "\n")
+	for _, r := range t.Rows {
+		b.WriteString("|")
+		for _, c := range r {
+			b.WriteString(" " + esc(c) + " |")
+		}
+		b.WriteString("\n")
+	}
+	if len(t.Notes) > 0 {
+		b.WriteString("\n- " + strings.Join(t.Notes, "\n- ") + "\n")
+	}
+	return b.String()
+}
+
+// ThesisTables builds the theses' tables from the dataset: Riegel's Table 5.1 with the
+// highest loss-free rate of the bottleneck sweep, Weinhold's Tables 5.4 - 5.6 with the
+// per-request times and the scaling fit, and the calibration against reference tools. A
+// table whose experiments did not run is left out.
+func ThesisTables(ds *Dataset) []*Table {
+	var out []*Table
+	for _, f := range []func(*Dataset) *Table{
+		riegelTable, lossFreeTable, weinhold54, weinhold55, weinhold56, perRequestTable, scalingFitTable, calibrationTable,
+	} {
+		if t := f(ds); t != nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// SummaryTables renders the summary of every experiment as one table each: median with
+// its confidence interval, mean, p99 and the number of samples, in human units.
+func SummaryTables(entries []Entry) []*Table {
+	var out []*Table
+	for _, exp := range experiments(entries) {
+		t := &Table{ID: "summary-" + fileSafe(exp), Title: exp,
+			Header: []string{"data plane", "metric", "x", "median", "95 % CI", "mean", "p99", "n"}}
+		for _, e := range entries {
+			if e.Experiment != exp {
+				continue
+			}
+			mark := ""
+			if len(e.Warnings) > 0 {
+				mark = " ⚠"
+				what := e.DataPlane + " " + e.Metric
+				if e.X != "" {
+					what += " " + FormatX(string(e.X), e.XUnit)
+				}
+				t.Notes = append(t.Notes, what+": "+strings.Join(e.Warnings, "; "))
+			}
+			t.Rows = append(t.Rows, []string{e.DataPlane, e.Metric, FormatX(string(e.X), e.XUnit),
+				FormatValue(e.Median, e.Unit) + mark, FormatValue(e.CILo, e.Unit) + " – " + FormatValue(e.CIHi, e.Unit),
+				FormatValue(e.Mean, e.Unit), FormatValue(e.P99, e.Unit), strconv.Itoa(e.N)})
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// summaryIntro heads summary.md.
+const summaryIntro = "# edgebpf summary\n\nMedians with their 95 % confidence interval (distribution-free, as benchstat computes it); n is the number of samples.\n"
+
+// MarkdownSummary renders entries as one table per experiment: median with its confidence
+// interval, mean, p99 and the number of samples, in human units. Warnings (too few samples
+// for a finite interval) are marked and listed.
+func MarkdownSummary(entries []Entry) string {
+	return markdownReport(nil, entries)
+}
+
+// markdownReport is summary.md: the theses' tables first, then every experiment's summary.
+func markdownReport(thesis []*Table, entries []Entry) string {
+	var b strings.Builder
+	b.WriteString(summaryIntro)
+	if len(thesis) > 0 {
+		b.WriteString("\n# The theses' tables with this run's numbers\n")
+		for _, t := range thesis {
+			b.WriteString(t.Markdown())
+		}
+		b.WriteString("\n# Every experiment\n")
+	}
+	for _, t := range SummaryTables(entries) {
+		b.WriteString(t.Markdown())
+	}
+	return b.String()
+}
+
+// --- cells -----------------------------------------------------------------------------
+
+// medianCell renders "4.140 ms [4.100, 4.200] n=450", marked ⚠ with a note when the
+// summary carries warnings.
+func medianCell(e Entry, what string, notes *[]string) string {
+	if e.N == 0 {
+		return "–"
+	}
+	sc := scaleFor(e.Unit, e.Median)
+	s := fmt.Sprintf("%s [%s, %s] n=%d", sc.withUnit(e.Median), sc.format(e.CILo), sc.format(e.CIHi), e.N)
+	if len(e.Warnings) > 0 {
+		s += " ⚠"
+		*notes = append(*notes, fmt.Sprintf("⚠ %s: %s; the interval shown is [min, max].", what, strings.Join(e.Warnings, "; ")))
+	}
+	return s
+}
+
+// summarise returns the summary of values as an Entry with the metric's unit.
+func summarise(values []float64, unit string) Entry {
+	return Entry{Unit: unit, Summary: stats.Summarize(values)}
+}
+
+// improvement is how much better b is than a, in percent of a: (a − b)/a for
+// lower-is-better metrics, (b − a)/a otherwise, as the thesis computed it.
+func improvement(a, b float64, better stats.Better) float64 {
+	if better == stats.Higher {
+		return (b - a) / math.Abs(a) * 100
+	}
+	return (a - b) / math.Abs(a) * 100
+}
+
+// speedup is how many times better b is than a: a/b for lower-is-better metrics, b/a
+// otherwise.
+func speedup(a, b float64, better stats.Better) float64 {
+	if better == stats.Higher {
+		return b / a
+	}
+	return a / b
+}
+
+func formatP(p float64) string {
+	if p < 0.001 {
+		return "p<0.001"
+	}
+	return "p=" + strconv.FormatFloat(p, 'f', 3, 64)
+}
+
+// versus renders the improvement of b over a with its significance, e.g. "+11.16 % (p=0.003)".
+func versus(av, bv []float64, a, b Entry, better stats.Better, asFactor bool) string {
+	if a.N == 0 || b.N == 0 || a.Median == 0 || (asFactor && b.Median == 0) {
+		return "–"
+	}
+	var s string
+	if asFactor {
+		s = strconv.FormatFloat(speedup(a.Median, b.Median, better), 'f', 2, 64) + "×"
+	} else {
+		s = fmt.Sprintf("%+.2f %%", improvement(a.Median, b.Median, better))
+	}
+	if p, ok := mannWhitney(av, bv); ok {
+		s += " (" + formatP(p) + ")"
+	}
+	return s
+}
+
+// --- Riegel ----------------------------------------------------------------------------
+
+type riegelRow struct {
+	label, exp, metric, x string
+	thesis                [3]string // user space, eBPF, improvement
+}
+
+var riegelRows = []riegelRow{
+	{"Latency (TCP connect RTT)", expLatency, "rtt", "", [3]string{"4.66 ms", "4.14 ms", "11.16 %"}},
+	{"Jitter (RFC 3550, 1 Mbit/s UDP)", expJitter, "jitter", "", [3]string{"0.0326 ms", "0.0082 ms", "74.85 %"}},
+	{"Throughput (one TCP stream)", expThroughput, "throughput", "", [3]string{"0.26 Gbit/s", "21.20 Gbit/s", "8053.85 %"}},
+	{"CPU usage (load phase)", expResources, "cpu", "load", [3]string{"20.19 %", "5.39 %", "73.30 %"}},
+}
+
+func riegelTable(ds *Dataset) *Table {
+	var dps []string
+	found := false
+	for _, r := range riegelRows {
+		for _, dp := range ds.dataPlanes(r.exp) {
+			if _, ok := ds.entry(r.exp, dp, r.metric, r.x); ok {
+				found = true
+				if !slices.Contains(dps, dp) {
+					dps = append(dps, dp)
+				}
+			}
+		}
+	}
+	if !found {
+		return nil
+	}
+	sortDataPlanes(dps)
+	t := &Table{ID: "riegel-5-1", Title: "Riegel 2024, Table 5.1: summary of the evaluation",
+		Intro: "This run's median per data plane with its 95 % confidence interval [lo, hi] and number of samples n, next to the thesis's figures (the thesis reported means, of the user-space proxy and the eBPF proxy only)."}
+	t.Header = []string{"measurement"}
+	t.Header = append(t.Header, dps...)
+	t.Header = append(t.Header, "eBPF vs user space", "thesis: user space", "thesis: eBPF", "thesis: improvement")
+	for _, r := range riegelRows {
+		row := []string{r.label}
+		for _, dp := range dps {
+			e, ok := ds.entry(r.exp, dp, r.metric, r.x)
+			if !ok {
+				row = append(row, "not run")
+				continue
+			}
+			row = append(row, medianCell(e, dp+" "+r.exp+" "+r.metric, &t.Notes))
+		}
+		u, uok := ds.entry(r.exp, "userspace", r.metric, r.x)
+		e, eok := ds.entry(r.exp, "ebpf", r.metric, r.x)
+		imp := "needs userspace and ebpf"
+		if uok && eok {
+			imp = versus(ds.values(r.exp, "userspace", r.metric, r.x), ds.values(r.exp, "ebpf", r.metric, r.x), u, e, stats.Better(e.Better), false)
+		}
+		row = append(row, imp, r.thesis[0], r.thesis[1], r.thesis[2])
+		t.Rows = append(t.Rows, row)
+	}
+	t.Notes = append(t.Notes,
+		"Improvement: how much better eBPF is than the user-space proxy, (user space − eBPF) / user space for latency, jitter and CPU and (eBPF − user space) / user space for throughput, on medians; p is the Mann–Whitney U test of the two samples (benchstat's method).",
+		"CPU is the system-wide busy share of all cores in the load phase (100 Mbit/s TCP), including the load generator, as in the thesis.")
+	return t
+}
+
+// lossFreeTable derives, per data plane, the highest target rate of the bottleneck sweep
+// at which no repetition lost a datagram, with the sender's achieved rate there.
+func lossFreeTable(ds *Dataset) *Table {
+	dps := ds.dataPlanes(expBottleneck)
+	xs := ds.xs(expBottleneck, "loss")
+	if len(dps) == 0 || len(xs) == 0 {
+		return nil
+	}
+	t := &Table{ID: "bottleneck-loss-free", Title: "Bottleneck: highest loss-free rate",
+		Intro:  "The largest target rate at which no repetition lost a datagram, with what the sender achieved and the receiver got there. Where the sender falls short of the target, the sender, not the data plane, was the limit.",
+		Header: []string{"data plane", "highest loss-free target", "sender achieved there", "received there", "first target with loss", "thesis"}}
+	for _, dp := range dps {
+		best, firstLossy := "", ""
+		for _, x := range xs {
+			e, ok := ds.entry(expBottleneck, dp, "loss", x)
+			if !ok || e.N == 0 {
+				continue
+			}
+			if e.Max == 0 {
+				best = x
+			} else if firstLossy == "" {
+				firstLossy = x
+			}
+		}
+		if best == "" && firstLossy == "" {
+			continue
+		}
+		row := []string{dp, "none: loss at every rate", "–", "–", "–", thesisBottleneck(dp)}
+		if best != "" {
+			row[1] = FormatX(best, "bit/s")
+			if e, ok := ds.entry(expBottleneck, dp, "send_rate", best); ok && e.N > 0 {
+				row[2] = FormatValue(e.Median, e.Unit)
+			}
+			if e, ok := ds.entry(expBottleneck, dp, "throughput", best); ok && e.N > 0 {
+				row[3] = FormatValue(e.Median, e.Unit)
+			}
+		}
+		if firstLossy != "" {
+			e, _ := ds.entry(expBottleneck, dp, "loss", firstLossy)
+			row[4] = fmt.Sprintf("%s (median loss %s)", FormatX(firstLossy, "bit/s"), FormatValue(e.Median, "percent"))
+		} else {
+			row[4] = "none up to " + FormatX(xs[len(xs)-1], "bit/s")
+		}
+		t.Rows = append(t.Rows, row)
+	}
+	if len(t.Rows) == 0 {
+		return nil
+	}
+	return t
+}
+
+func thesisBottleneck(dp string) string {
+	if dp == "userspace" {
+		return "knee near 250 Mbit/s: loss 1.6 % at 250, 45 % at 500 Mbit/s"
+	}
+	return "not measured"
+}
+
+// --- Weinhold --------------------------------------------------------------------------
+
+// weinholdConfigs lists the server configurations with samples of metric in exp.
+func weinholdConfigs(ds *Dataset, exp, metric string) []string {
+	var out []string
+	for _, dp := range ds.dataPlanes(exp) {
+		if len(ds.values(exp, dp, metric, "*")) > 0 {
+			out = append(out, dp)
+		}
+	}
+	return out
+}
+
+// thesisFigures holds the thesis's own row of a Weinhold table and its speed-up.
+type thesisFigures struct{ values, speedup string }
+
+var (
+	thesis54 = map[string]thesisFigures{
+		"userspace": {"1.8868 / 1.6026 / 2.3739 / 0.1608 ms", "baseline"},
+		"mixed":     {"1.0784 / 0.8896 / 1.2826 / 0.0878 ms", "1.75×"},
+		"ebpf":      {"1.3252 / 1.1492 / 1.5487 / 0.0818 ms", "1.42×"},
+	}
+	thesis55 = map[string]thesisFigures{
+		"userspace": {"1.7476 / 1.7514 / 0.0187 ms", "baseline"},
+		"mixed":     {"1.2010 / 1.2011 / 0.0111 ms", "1.46× (text: 1.76×)"},
+		"ebpf":      {"1.2654 / 1.2638 / 0.0113 ms", "1.38× (text: 1.43×)"},
+	}
+	thesis56 = map[string]thesisFigures{
+		"userspace": {"139 / 139.5 / 127 / 161", "baseline"},
+		"mixed":     {"265 / 269.6 / 256 / 300", "1.91× (text, on means: 1.93×)"},
+		"ebpf":      {"270 / 271.7 / 256 / 297", "1.94× (text, on means: 1.95×)"},
+	}
+)
+
+func thesisCells(m map[string]thesisFigures, dp string) []string {
+	if f, ok := m[dp]; ok {
+		return []string{f.values, f.speedup}
+	}
+	return []string{"–", "–"}
+}
+
+const configNote = "Configurations as in the thesis: userspace = user-space-only, mixed = XDP answers and user space computes the limit, ebpf = eBPF-only."
+
+func weinhold54(ds *Dataset) *Table {
+	m := metricMeanRequestTime
+	dps := weinholdConfigs(ds, expSLResponse, m.Name)
+	if len(dps) == 0 {
+		return nil
+	}
+	t := &Table{ID: "weinhold-5-4", Title: "Weinhold 2023, Table 5.4: time per request",
+		Intro: "Each client's time for all its requests divided by their number (the thesis's measure, but wall-clock time where the thesis used process CPU time), every client of every repetition pooled; the thesis's table is one execution of 120 clients × 10,000 requests.",
+		Header: []string{"configuration", "median [95 % CI] n", "min", "max", "stddev", "speed-up vs userspace",
+			"thesis: median / min / max / stddev", "thesis: speed-up"}}
+	base := ds.values(expSLResponse, "userspace", m.Name, "*")
+	bs := summarise(base, m.Unit)
+	for _, dp := range dps {
+		v := ds.values(expSLResponse, dp, m.Name, "*")
+		e := summarise(v, m.Unit)
+		sc := scaleFor(m.Unit, e.Median)
+		row := []string{dp, medianCell(e, dp+" time per request", &t.Notes), sc.withUnit(e.Min), sc.withUnit(e.Max), sc.withUnit(e.Stddev),
+			speedupCell(dp, base, v, bs, e, m.Better)}
+		t.Rows = append(t.Rows, append(row, thesisCells(thesis54, dp)...))
+	}
+	t.Notes = append(t.Notes, configNote, "Speed-up: userspace median / configuration median; p is the Mann–Whitney U test against userspace.")
+	return t
+}
+
+func speedupCell(dp string, base, v []float64, bs, e Entry, better stats.Better) string {
+	if dp == "userspace" {
+		return "baseline"
+	}
+	if len(base) == 0 {
+		return "needs userspace"
+	}
+	return versus(base, v, bs, e, better, true)
+}
+
+func weinhold55(ds *Dataset) *Table {
+	m := metricMeanRequestTime
+	dps := weinholdConfigs(ds, expSLResponse, m.Name)
+	if len(dps) == 0 {
+		return nil
+	}
+	t := &Table{ID: "weinhold-5-5", Title: "Weinhold 2023, Table 5.5: median time per request over repetitions",
+		Intro:  "The median over clients of the time per request in each repetition, summarised over repetitions (the thesis ran 96).",
+		Header: []string{"configuration", "median [95 % CI] n", "mean", "stddev", "speed-up vs userspace", "thesis: median / mean / stddev", "thesis: speed-up"}}
+	perRep := func(dp string) []float64 {
+		byRep := map[int][]float64{}
+		ds.rows(expSLResponse, dp, m.Name, func(r *Row) {
+			if finite(r.Value) {
+				byRep[r.Rep] = append(byRep[r.Rep], r.Value)
+			}
+		})
+		var out []float64
+		for _, rep := range sortedKeys(byRep) {
+			vs := byRep[rep]
+			slices.Sort(vs)
+			out = append(out, median(vs))
+		}
+		return out
+	}
+	base := perRep("userspace")
+	bs := summarise(base, m.Unit)
+	for _, dp := range dps {
+		v := perRep(dp)
+		e := summarise(v, m.Unit)
+		sc := scaleFor(m.Unit, e.Median)
+		row := []string{dp, medianCell(e, dp+" median time per request", &t.Notes), sc.withUnit(e.Mean), sc.withUnit(e.Stddev),
+			speedupCell(dp, base, v, bs, e, m.Better)}
+		t.Rows = append(t.Rows, append(row, thesisCells(thesis55, dp)...))
+	}
+	t.Notes = append(t.Notes, configNote,
+		"The thesis's speed-up column is computed from its table's medians; its text states 1.76× and 1.43×.")
+	return t
+}
+
+func weinhold56(ds *Dataset) *Table {
+	m := metricDropPoint
+	dps := weinholdConfigs(ds, expSLDropPoint, m.Name)
+	if len(dps) == 0 {
+		return nil
+	}
+	t := &Table{ID: "weinhold-5-6", Title: "Weinhold 2023, Table 5.6: clients until the first drop",
+		Intro:  "Concurrent clients the server answered before the first request timed out, one value per repetition.",
+		Header: []string{"configuration", "median [95 % CI] n", "mean", "min", "max", "factor vs userspace", "thesis: median / mean / min / max", "thesis: factor"}}
+	base := ds.values(expSLDropPoint, "userspace", m.Name, "*")
+	bs := summarise(base, m.Unit)
+	for _, dp := range dps {
+		v := ds.values(expSLDropPoint, dp, m.Name, "*")
+		e := summarise(v, m.Unit)
+		sc := scaleFor(m.Unit, e.Median)
+		row := []string{dp, medianCell(e, dp+" clients until the first drop", &t.Notes), sc.format(e.Mean), sc.format(e.Min), sc.format(e.Max),
+			speedupCell(dp, base, v, bs, e, m.Better)}
+		t.Rows = append(t.Rows, append(row, thesisCells(thesis56, dp)...))
+	}
+	t.Notes = append(t.Notes, configNote, "Factor: configuration median / userspace median; the thesis's text compares means.")
+	return t
+}
+
+func perRequestTable(ds *Dataset) *Table {
+	m := metricResponseTime
+	dps := weinholdConfigs(ds, expSLResponse, m.Name)
+	if len(dps) == 0 {
+		return nil
+	}
+	t := &Table{ID: "speedlimit-requests", Title: "Speed limit: wall-clock time of every request (ours)",
+		Intro:  "Every request's time from send to reply, all clients and repetitions pooled. The thesis timed only whole clients, in process CPU time.",
+		Header: []string{"configuration", "median [95 % CI] n", "p90", "p99", "max", "timeouts", "speed-up vs userspace"}}
+	base := ds.values(expSLResponse, "userspace", m.Name, "*")
+	bs := summarise(base, m.Unit)
+	for _, dp := range dps {
+		v := ds.values(expSLResponse, dp, m.Name, "*")
+		e := summarise(v, m.Unit)
+		sc := scaleFor(m.Unit, e.Median)
+		timeouts := "–"
+		if to := ds.values(expSLResponse, dp, metricTimeouts.Name, "*"); len(to) > 0 {
+			sum := 0.0
+			for _, x := range to {
+				sum += x
+			}
+			timeouts = strconv.FormatFloat(sum, 'f', -1, 64)
+		}
+		t.Rows = append(t.Rows, []string{dp, medianCell(e, dp+" time per request", &t.Notes), sc.withUnit(e.P90), sc.withUnit(e.P99), sc.withUnit(e.Max),
+			timeouts, speedupCell(dp, base, v, bs, e, m.Better)})
+	}
+	return t
+}
+
+// scalingFit is the least-squares line through the median time per request at each
+// number of clients of one configuration, in seconds.
+type scalingFit struct {
+	dp     string
+	metric string
+	fit    stats.Fit
+	xmin   float64
+	xmax   float64
+}
+
+func scalingFits(ds *Dataset) []scalingFit {
+	metric := metricResponseTime.Name
+	if !ds.has(expSLScaling, metric) {
+		metric = metricMeanRequestTime.Name
+	}
+	var out []scalingFit
+	for _, dp := range ds.dataPlanes(expSLScaling) {
+		var xs, ys []float64
+		for _, pt := range curve(ds, expSLScaling, dp, metric) {
+			if m := median(pt.sorted); finite(m) {
+				xs = append(xs, pt.x)
+				ys = append(ys, m)
+			}
+		}
+		fit, err := stats.LinearFit(xs, ys)
+		if err != nil {
+			continue
+		}
+		out = append(out, scalingFit{dp, metric, fit, slices.Min(xs), slices.Max(xs)})
+	}
+	return out
+}
+
+func scalingFitTable(ds *Dataset) *Table {
+	fits := scalingFits(ds)
+	if len(fits) == 0 {
+		return nil
+	}
+	t := &Table{ID: "speedlimit-scaling-fit", Title: "Speed limit: time per request vs clients, linear fit (Weinhold Fig. 5.6)",
+		Intro:  "Least-squares line through the median time per request at each number of concurrent clients.",
+		Header: []string{"configuration", "slope per client", "intercept", "R²", "points", "clients"}}
+	for _, f := range fits {
+		sl := scaleFor("s", f.fit.Slope)
+		ic := scaleFor("s", f.fit.Intercept)
+		t.Rows = append(t.Rows, []string{f.dp, sl.withUnit(f.fit.Slope), ic.withUnit(f.fit.Intercept),
+			strconv.FormatFloat(f.fit.R2, 'f', 3, 64), strconv.Itoa(f.fit.N),
+			fmt.Sprintf("%g – %g", f.xmin, f.xmax)})
+	}
+	return t
+}
+
+// --- calibration -----------------------------------------------------------------------
+
+func calibrationTable(ds *Dataset) *Table {
+	type pair struct{ ours, ref Entry }
+	var rows [][]string
+	var notes []string
+	for _, dp := range ds.dataPlanes(expCalibration) {
+		byBase := map[string]*pair{}
+		tools := map[string]string{}
+		var bases []string
+		for _, e := range ds.Entries {
+			if e.Experiment != expCalibration || e.DataPlane != dp || e.X != "" {
+				continue
+			}
+			base, src, ok := strings.Cut(e.Metric, ":")
+			if !ok {
+				continue
+			}
+			p := byBase[base]
+			if p == nil {
+				p = &pair{}
+				byBase[base] = p
+				bases = append(bases, base)
+			}
+			if src == "edgebpf" {
+				p.ours = e
+			} else {
+				p.ref = e
+				tools[base] = src
+			}
+		}
+		for _, base := range bases {
+			p := byBase[base]
+			if p.ours.N == 0 || p.ref.N == 0 {
+				continue
+			}
+			ratio := "–"
+			if p.ref.Median != 0 {
+				ratio = strconv.FormatFloat(p.ours.Median/p.ref.Median, 'f', 3, 64)
+			}
+			rows = append(rows, []string{dp, base, tools[base],
+				medianCell(p.ref, dp+" "+base+" "+tools[base], &notes), medianCell(p.ours, dp+" "+base+" edgebpf", &notes), ratio})
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	return &Table{ID: "calibration", Title: "Calibration: edgebpf's meters against reference tools",
+		Intro:  "The same path measured by the reference tool and by edgebpf's meter, interleaved; a ratio near 1 shows the meter is not the limit.",
+		Header: []string{"data plane", "quantity", "tool", "tool: median [95 % CI] n", "edgebpf: median [95 % CI] n", "edgebpf / tool"},
+		Rows:   rows, Notes: notes}
+}
