@@ -47,6 +47,9 @@ func (c NodeConfig) withDefaults() NodeConfig {
 	return c
 }
 
+// Resolved returns the configuration with its defaults applied.
+func (c NodeConfig) Resolved() NodeConfig { return c.withDefaults() }
+
 // Validate checks a configuration after defaults are applied.
 func (c NodeConfig) Validate() error {
 	c = c.withDefaults()
