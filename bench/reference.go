@@ -327,7 +327,7 @@ func (r *refRun) tcpStream(ctx context.Context) error {
 }
 
 func (r *refRun) sockperf(ctx context.Context) error {
-	f, err := os.CreateTemp("", "edgebpf-sockperf-*.csv")
+	f, err := os.CreateTemp("", "edgebpf-sockperf-"+strconv.Itoa(os.Getpid())+"-*.csv")
 	if err != nil {
 		return fmt.Errorf("create sockperf log: %w", err)
 	}

@@ -77,7 +77,7 @@ func refChildren(t *testing.T) []string {
 }
 
 func refSockperfLogs(t *testing.T) []string {
-	m, err := filepath.Glob(filepath.Join(os.TempDir(), "edgebpf-sockperf-*.csv"))
+	m, err := filepath.Glob(filepath.Join(os.TempDir(), "edgebpf-sockperf-"+strconv.Itoa(os.Getpid())+"-*.csv")) // this process's only
 	require.NoError(t, err)
 	return m
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -185,6 +186,7 @@ func connectOnce(family int, target unix.Sockaddr, timeout time.Duration) (rtt t
 // pingServer accepts connections and resets them at once.
 type pingServer struct {
 	fd      int
+	wg      sync.WaitGroup // connections waiting for the client's reset
 	stopped atomic.Bool
 	done    chan struct{}
 	err     error
@@ -214,8 +216,17 @@ func (s *pingServer) acceptLoop() error {
 		fd, _, err := unix.Accept4(s.fd, unix.SOCK_CLOEXEC)
 		switch {
 		case err == nil:
-			// The client resets the connection; reset our side too, keeping no state.
-			_ = closeReset(fd)
+			// Wait for the client's reset before dropping our side: resetting at once could
+			// overtake the handshake's last steps behind a slow proxy and fail the client's
+			// connect. A reset closes both sides without TIME_WAIT.
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 500000})
+				var b [1]byte
+				_, _ = unix.Read(fd, b[:])
+				_ = closeReset(fd)
+			}()
 		case s.stopped.Load():
 			return nil
 		case temporary(err), errors.Is(err, unix.ECONNABORTED):
@@ -232,6 +243,7 @@ func (s *pingServer) stop() error {
 	s.stopped.Store(true)
 	_ = unix.Shutdown(s.fd, unix.SHUT_RDWR)
 	<-s.done
+	s.wg.Wait()
 	if err := unix.Close(s.fd); err != nil && s.err == nil {
 		return fmt.Errorf("close listener: %w", err)
 	}

@@ -42,7 +42,7 @@ const (
 
 	// streamConnectTimeout bounds each stream's connect and the wait for the receiver to
 	// accept all streams (a proxy on the path may connect onwards only later).
-	streamConnectTimeout = time.Second
+	streamConnectTimeout = 3 * time.Second
 	streamAcceptTimeout  = 5 * time.Second
 )
 

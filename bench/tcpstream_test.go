@@ -30,9 +30,12 @@ func TestTCPStreamLoopback(t *testing.T) {
 		for i, s := range samples {
 			assert.Equal(t, stats.Throughput, s.Metric)
 			assert.Equal(t, i, s.Seq)
-			assert.Greater(t, s.Value, 0.0, "streams %d interval %d", streams, i)
+			assert.GreaterOrEqual(t, s.Value, 0.0, "streams %d interval %d", streams, i)
 			assert.GreaterOrEqual(t, s.T, 0.3, "omit and earlier intervals come first")
 		}
+		// One interval may see nothing on a machine this loaded with other work; the stream
+		// as a whole must have carried data.
+		assert.Greater(t, tcpMean(samples), 0.0, "streams %d", streams)
 		t.Logf("%d streams: mean %.2f Gbit/s", streams, tcpMean(samples)/1e9)
 	}
 }

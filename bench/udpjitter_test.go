@@ -32,7 +32,9 @@ func TestUDPJitterLoopback(t *testing.T) {
 	expected := int(udpStreamConfig{rate: 1e6, size: defaultUDPSize, duration: time.Second}.packets())
 	require.Equal(t, 90, expected)
 	owd := m["owd"]
-	assert.Len(t, owd, expected)
+	// A sender behind schedule on a loaded machine sends a few fewer, never more.
+	assert.LessOrEqual(t, len(owd), expected)
+	assert.GreaterOrEqual(t, len(owd), expected*9/10)
 	lastT := -1.0
 	for i, s := range owd {
 		assert.Positive(t, s.Value, "owd of packet %d", s.Seq)

@@ -64,7 +64,10 @@ func TestUDPStreamCounts(t *testing.T) {
 	res, err := runUDPStream(context.Background(), udpLoopback, cfg)
 	require.NoError(t, err)
 	require.True(t, res.complete)
-	assert.Equal(t, cfg.packets(), res.sent)
+	// A sender that falls behind its schedule (a loaded machine) sends fewer packets rather
+	// than running longer; what it sent must all arrive.
+	assert.Positive(t, res.sent)
+	assert.LessOrEqual(t, res.sent, cfg.packets())
 	assert.Equal(t, res.sent, res.received)
 	assert.Zero(t, res.duplicates)
 	assert.Zero(t, res.stray)
