@@ -1,6 +1,7 @@
 package netsetup
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -119,7 +120,15 @@ func NewNode(sess *Session, cfg NodeConfig) (n *Node, err error) {
 		return nil, err
 	}
 	defer h.Close()
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, MTU: cfg.MTU}}
+	// A bridge without an address of its own takes its lowest port's MAC, which changes as
+	// instances come and go and leaves the instances' neighbour entries for the gateway stale:
+	// give it a fixed, locally administered one.
+	mac := make(net.HardwareAddr, 6)
+	if _, err := rand.Read(mac[2:]); err != nil {
+		return nil, fmt.Errorf("make bridge MAC: %w", err)
+	}
+	mac[0], mac[1] = 0x02, 0xeb
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, MTU: cfg.MTU, HardwareAddr: mac}}
 	if err := h.LinkAdd(br); err != nil {
 		return nil, fmt.Errorf("create bridge %s in %s: %w", n.Bridge, n.NS.Name, kernelLacks(err, "Linux bridges (CONFIG_BRIDGE, module bridge)"))
 	}

@@ -301,3 +301,21 @@ func TestCleanupAfterKill(t *testing.T) {
 	assert.NoError(t, err, "a live session's namespace must survive cleanup")
 	assert.Contains(t, strings.Join(rep.Skipped, " "), live.ID())
 }
+
+func TestBridgeMACIsStable(t *testing.T) {
+	n := testenv.Node(t, "a")
+	h, err := n.NS.Netlink()
+	require.NoError(t, err)
+	defer h.Close()
+	br, err := h.LinkByName(n.Bridge)
+	require.NoError(t, err)
+	before := br.Attrs().HardwareAddr.String()
+	assert.True(t, strings.HasPrefix(before, "02:eb:"), before)
+	for range 3 {
+		_, err := n.AddInstance("a")
+		require.NoError(t, err)
+	}
+	br, err = h.LinkByName(n.Bridge)
+	require.NoError(t, err)
+	assert.Equal(t, before, br.Attrs().HardwareAddr.String(), "instances joining do not change the gateway's MAC")
+}
