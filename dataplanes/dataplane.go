@@ -13,6 +13,8 @@ import (
 
 	"github.com/edgebpf/edgebpf/dataplanes/direct"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpfplane"
+	"github.com/edgebpf/edgebpf/dataplanes/nftproxy"
+	"github.com/edgebpf/edgebpf/dataplanes/userspace"
 	"github.com/edgebpf/edgebpf/netsetup"
 )
 
@@ -31,12 +33,14 @@ type DataPlane interface {
 }
 
 var constructors = map[string]func() DataPlane{
-	"direct": func() DataPlane { return direct.New() },
-	"ebpf":   func() DataPlane { return ebpfplane.New() },
+	"direct":    func() DataPlane { return direct.New() },
+	"userspace": func() DataPlane { return userspace.New() },
+	"ebpf":      func() DataPlane { return ebpfplane.New() },
+	"nftables":  func() DataPlane { return nftproxy.New() },
 }
 
 // planned are data planes the design names that this build does not have yet.
-var planned = []string{"userspace", "nftables"}
+var planned []string
 
 // Names lists the available data planes, sorted.
 func Names() []string {

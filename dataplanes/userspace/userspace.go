@@ -1,0 +1,391 @@
+package userspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/edgebpf/edgebpf/netsetup"
+)
+
+// TunName is the TUN device: Oakestra's goProxyTun, named with the project's link prefix.
+const TunName = netsetup.LinkPrefix + "tun0"
+
+// TunAddr is the TUN device's address, Oakestra's.
+var TunAddr = netip.MustParsePrefix("10.19.1.254/32")
+
+// fragTimeout is how long the later fragments of a datagram are awaited, as Linux's
+// ipfrag_time.
+const fragTimeout = 30 * time.Second
+
+// Config holds the proxy's session timeouts and limits.
+type Config struct {
+	// TCPIdle ends a TCP session without packets for this long. Oakestra never expires
+	// sessions; Linux conntrack keeps established TCP for days, IPVS for 15 minutes.
+	TCPIdle time.Duration
+	// TCPClosing ends a TCP session this long after FIN in both directions or a RST, so the
+	// last ACK still finds it.
+	TCPClosing time.Duration
+	// UDPIdle ends a UDP or ICMP echo session without packets for this long.
+	UDPIdle time.Duration
+	// ReapInterval is how often expired sessions are removed. A packet never uses an expired
+	// session, whether it was reaped or not.
+	ReapInterval time.Duration
+	// MaxSessions bounds the session cache; new sessions beyond it are refused and counted.
+	MaxSessions int
+	// MaxFragments bounds the datagrams whose later fragments are awaited.
+	MaxFragments int
+}
+
+// DefaultConfig is what New uses.
+var DefaultConfig = Config{
+	TCPIdle:      5 * time.Minute,
+	TCPClosing:   10 * time.Second,
+	UDPIdle:      30 * time.Second,
+	ReapInterval: 5 * time.Second,
+	MaxSessions:  1 << 20,
+	MaxFragments: 1 << 16,
+}
+
+func (c Config) validate() error {
+	if c.TCPIdle <= 0 || c.TCPClosing <= 0 || c.UDPIdle <= 0 || c.ReapInterval <= 0 {
+		return fmt.Errorf("userspace proxy timeouts must be positive: tcp idle %v, tcp closing %v, udp idle %v, reap every %v",
+			c.TCPIdle, c.TCPClosing, c.UDPIdle, c.ReapInterval)
+	}
+	if c.MaxSessions < 1 || c.MaxFragments < 0 {
+		return fmt.Errorf("userspace proxy limits out of range: %d sessions, %d fragmented datagrams", c.MaxSessions, c.MaxFragments)
+	}
+	return nil
+}
+
+// checkPolicy rejects balancing policies the proxy does not implement. An empty policy is
+// the default, round-robin.
+func checkPolicy(svc netsetup.Service) error {
+	if svc.Balancing != netsetup.RoundRobin && svc.Balancing != "" {
+		return fmt.Errorf("service %s asks for balancing %q: the userspace proxy implements only %q", svc.Name, svc.Balancing, netsetup.RoundRobin)
+	}
+	return nil
+}
+
+// DataPlane is the user-space TUN proxy.
+type DataPlane struct {
+	cfg Config
+
+	mu       sync.Mutex
+	node     *netsetup.Node
+	fd       int // the TUN device, -1 when closed
+	closing  atomic.Bool
+	core     *core
+	unsub    func()
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	restore  []sysctl // values Deploy changed, restored by Close
+	deployed bool
+}
+
+// sysctl is a /proc/sys/net key and a value.
+type sysctl struct{ key, value string }
+
+// New returns an undeployed proxy with DefaultConfig.
+func New() *DataPlane { return NewWithConfig(DefaultConfig) }
+
+// NewWithConfig returns an undeployed proxy with cfg.
+func NewWithConfig(cfg Config) *DataPlane { return &DataPlane{cfg: cfg, fd: -1} }
+
+// Name returns "userspace".
+func (*DataPlane) Name() string { return "userspace" }
+
+// Deploy sets the proxy up in the node's namespace: forwarding on, ICMP redirects off, the
+// TUN device with the service range routed into it, the registry subscription, and the
+// goroutines that read, translate and write packets and that reap expired sessions. On
+// error it undoes what it did.
+func (d *DataPlane) Deploy(ctx context.Context, node *netsetup.Node) (err error) {
+	if node == nil {
+		return errors.New("deploy userspace proxy: no node")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("deploy userspace proxy: %w", err)
+	}
+	if err := d.cfg.validate(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.deployed {
+		return errors.New("deploy userspace proxy: already deployed; use a new one per node")
+	}
+	for _, svc := range node.Registry.Services() {
+		if err := checkPolicy(svc); err != nil {
+			return fmt.Errorf("deploy userspace proxy: %w", err)
+		}
+	}
+	d.node = node
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("deploy userspace proxy on %s: %w", node.Name(), errors.Join(err, d.teardown()))
+		}
+	}()
+	d.deployed = true
+	if err := d.setSysctls(); err != nil {
+		return err
+	}
+	if d.fd, err = openTUN(node.NS, TunName); err != nil {
+		return err
+	}
+	if err := d.configureTUN(); err != nil {
+		return err
+	}
+	d.core = newCore(d.cfg, node.Registry)
+	d.unsub = node.Registry.Subscribe(d.event)
+	d.stop = make(chan struct{})
+	d.closing.Store(false)
+	d.wg.Add(2)
+	go d.run(newReader(d.fd, &d.closing), d.core)
+	go d.reap(d.core, d.stop)
+	return nil
+}
+
+// setSysctls turns forwarding on and ICMP redirects off in the node namespace, remembering
+// the previous values for Close.
+func (d *DataPlane) setSysctls() error {
+	ns := d.node.NS
+	keys := []sysctl{
+		{"ipv4/ip_forward", "1"},
+		{"ipv4/conf/all/send_redirects", "0"},
+		{"ipv4/conf/default/send_redirects", "0"},
+		{"ipv4/conf/" + d.node.Bridge + "/send_redirects", "0"},
+	}
+	for _, s := range keys {
+		old, err := readSysctl(ns, s.key)
+		if err != nil {
+			return err
+		}
+		if old == s.value {
+			continue
+		}
+		if err := ns.Sysctl(s.key, s.value); err != nil {
+			return err
+		}
+		d.restore = append(d.restore, sysctl{s.key, old})
+	}
+	return nil
+}
+
+// readSysctl reads a /proc/sys/net key inside ns.
+func readSysctl(ns *netsetup.Namespace, key string) (string, error) {
+	var v []byte
+	err := ns.Do(func() (err error) {
+		v, err = os.ReadFile("/proc/sys/net/" + key)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("read sysctl net/%s: %w", key, err)
+	}
+	return string(trimSpace(v)), nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// configureTUN gives the TUN device the node's MTU and Oakestra's address, sets it up and
+// routes the service range into it.
+func (d *DataPlane) configureTUN() error {
+	h, err := d.node.NS.Netlink()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	link, err := h.LinkByName(TunName)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", TunName, err)
+	}
+	if err := h.LinkSetMTU(link, d.node.Config().MTU); err != nil {
+		return fmt.Errorf("set mtu of %s: %w", TunName, err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: TunAddr.Addr().AsSlice(), Mask: net.CIDRMask(TunAddr.Bits(), 32)}}
+	if err := h.AddrAdd(link, addr); err != nil {
+		return fmt.Errorf("address %s: %w", TunName, err)
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set %s up: %w", TunName, err)
+	}
+	sr := d.node.Config().ServiceRange
+	route := &netlink.Route{
+		LinkIndex: link.Attrs().Index,
+		Dst:       &net.IPNet{IP: sr.Addr().AsSlice(), Mask: net.CIDRMask(sr.Bits(), 32)},
+		Scope:     netlink.SCOPE_LINK,
+	}
+	if err := h.RouteAdd(route); err != nil {
+		return fmt.Errorf("route %s into %s: %w", sr, TunName, err)
+	}
+	return nil
+}
+
+// run is the proxy: one goroutine that reads a packet from the TUN device, translates it
+// in place and writes it back, with two fixed buffers. One reader, as in Oakestra: a second
+// one would need a multi-queue TUN device, which Oakestra does not use.
+func (d *DataPlane) run(r *reader, c *core) {
+	defer d.wg.Done()
+	buf := make([]byte, 1<<16)
+	out := make([]byte, replySize)
+	for {
+		n, err := r.read(buf)
+		if err != nil {
+			if err != errClosing {
+				slog.Error("userspace proxy: the tun device failed; the proxy stops", "err", err)
+			}
+			return
+		}
+		if p := c.handle(buf[:n], out); p != nil {
+			if _, err := unix.Write(r.fd, p); err != nil {
+				c.st.writeErrors.Add(1)
+			}
+		}
+	}
+}
+
+// reap removes expired sessions every ReapInterval until stop is closed.
+func (d *DataPlane) reap(c *core, stop <-chan struct{}) {
+	defer d.wg.Done()
+	t := time.NewTicker(d.cfg.ReapInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			c.reap()
+		}
+	}
+}
+
+// event follows the node's registry: it refuses services with an unknown balancing
+// policy, ends the sessions of removed instances at once and forgets stale state.
+func (d *DataPlane) event(ev netsetup.Event) error {
+	switch ev.Kind {
+	case netsetup.ServiceCreated:
+		return checkPolicy(ev.Service)
+	case netsetup.ServiceRemoved:
+		d.core.serviceRemoved(ev.Service)
+	case netsetup.InstanceCreated:
+		d.core.instanceAdded(ev.Instance)
+	case netsetup.InstanceRemoved:
+		d.core.instanceRemoved(ev.Instance)
+	}
+	return nil
+}
+
+// Target returns the service IP: clients address the service, the proxy picks the instance.
+func (d *DataPlane) Target(svc netsetup.Service) (netip.Addr, error) {
+	if !svc.IP.IsValid() {
+		return netip.Addr{}, fmt.Errorf("service %s has no service IP", svc.Name)
+	}
+	return svc.IP, nil
+}
+
+// Settings describes the proxy for meta.json.
+func (d *DataPlane) Settings() map[string]string {
+	mtu := "the node's (1450 by default)"
+	d.mu.Lock()
+	if d.node != nil {
+		mtu = strconv.Itoa(d.node.Config().MTU)
+	}
+	d.mu.Unlock()
+	return map[string]string{
+		"proxy":        "user-space TUN proxy (Oakestra's), inside the edgebpf process",
+		"tun":          TunName,
+		"tun_address":  TunAddr.String(),
+		"mtu":          mtu,
+		"readers":      "1",
+		"io":           "read, translate, write one packet at a time; poll(2) on the reader's own thread when idle",
+		"balancing":    netsetup.RoundRobin,
+		"session_key":  "protocol, addresses, ports",
+		"tcp_idle":     d.cfg.TCPIdle.String(),
+		"tcp_closing":  d.cfg.TCPClosing.String(),
+		"udp_idle":     d.cfg.UDPIdle.String(),
+		"max_sessions": strconv.Itoa(d.cfg.MaxSessions),
+		"icmp_echo":    "translated like UDP with the echo id as port",
+		"fragments":    "later fragments follow their head's translation",
+		"refusals":     "TCP RST, ICMP port unreachable (UDP), host unreachable (echo)",
+	}
+}
+
+// Stats returns the proxy's counters and the number of sessions in its cache.
+func (d *DataPlane) Stats() map[string]uint64 {
+	d.mu.Lock()
+	c := d.core
+	d.mu.Unlock()
+	if c == nil {
+		return map[string]uint64{}
+	}
+	st := &c.st
+	return map[string]uint64{
+		"forwarded": st.forwarded.Load(), "sessions_created": st.created.Load(),
+		"sessions": uint64(c.sessionCount()), "sessions_expired": st.expired.Load(),
+		"sessions_evicted": st.evicted.Load(), "refused": st.refused.Load(),
+		"refused_no_instance": st.noInstance.Load(), "refused_dead_session": st.deadSession.Load(),
+		"refused_unknown_dst": st.unknownDst.Load(), "refused_unknown_src": st.unknownSrc.Load(),
+		"refused_unknown_tcp": st.unknownTCP.Load(), "refused_table_full": st.tableFull.Load(),
+		"dropped_malformed": st.malformed.Load(), "dropped_ipv6": st.notIPv4.Load(), "dropped_unsupported": st.unsupported.Load(),
+		"dropped_fragment": st.fragMiss.Load(), "write_errors": st.writeErrors.Load(),
+	}
+}
+
+// Close stops the proxy: it unsubscribes, stops the goroutines, closes the TUN device
+// (which removes it and its route) and restores the sysctls it changed. It is idempotent.
+func (d *DataPlane) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.teardown()
+}
+
+// teardown undoes whatever part of Deploy happened. d.mu is held.
+func (d *DataPlane) teardown() error {
+	if !d.deployed {
+		return nil
+	}
+	d.deployed = false
+	if d.unsub != nil {
+		d.unsub()
+		d.unsub = nil
+	}
+	var errs []error
+	if d.stop != nil {
+		close(d.stop)
+		d.stop = nil
+	}
+	d.closing.Store(true)
+	d.wg.Wait()
+	if d.fd >= 0 {
+		// The kernel removes the device, its address and its route with its last descriptor.
+		errs = append(errs, unix.Close(d.fd))
+		d.fd = -1
+	}
+	// A closed node has taken its namespace, and these settings, with it. Never write
+	// sysctls without the node's namespace: Do would run in the caller's own.
+	if d.node.NS.Handle().IsOpen() {
+		for i := len(d.restore) - 1; i >= 0; i-- {
+			errs = append(errs, d.node.NS.Sysctl(d.restore[i].key, d.restore[i].value))
+		}
+	}
+	d.restore = nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close userspace proxy: %w", err)
+	}
+	return nil
+}
