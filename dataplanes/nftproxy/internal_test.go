@@ -1,0 +1,178 @@
+package nftproxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/edgebpf/edgebpf/internal/testenv"
+	"github.com/edgebpf/edgebpf/netsetup"
+)
+
+func TestBadInputIsAClearError(t *testing.T) {
+	node := testenv.Node(t)
+	dp := New()
+	require.NoError(t, dp.Deploy(context.Background(), node))
+	t.Cleanup(func() { assert.NoError(t, dp.Close()) })
+
+	err := dp.handle(netsetup.Event{Kind: netsetup.ServiceCreated,
+		Service: netsetup.Service{Name: "hashed", IP: netip.MustParseAddr("10.30.9.9"), Balancing: "consistent-hash"}})
+	assert.EqualError(t, err, `service hashed: balancing "consistent-hash" is not supported by the nftables data plane: use "round-robin"`)
+
+	err = dp.handle(netsetup.Event{Kind: netsetup.ServiceCreated,
+		Service: netsetup.Service{Name: "outside", IP: netip.MustParseAddr("10.31.0.1"), Balancing: netsetup.RoundRobin}})
+	assert.EqualError(t, err, "service outside: service IP 10.31.0.1 is outside the service range 10.30.0.0/16")
+	assert.Empty(t, dp.rules.serviceIPs(), "nothing installed for refused services")
+}
+
+func TestTupleKeyLayout(t *testing.T) {
+	k := tuple{Src: netip.MustParseAddr("10.18.0.2"), Sport: 0x1234, Dst: netip.MustParseAddr("10.30.0.3"), Dport: 7400, Proto: 17}.key()
+	assert.Equal(t, []byte{10, 18, 0, 2, 0x12, 0x34, 0, 0, 10, 30, 0, 3, 0x1c, 0xe8, 0, 0, 17, 0, 0, 0}, k)
+}
+
+// TestRemovedInstanceSessionsEnd checks what the shared suite leaves open: a session to a
+// removed instance is refused (UDP: port unreachable, TCP: reset), not balanced to another
+// instance, while new sessions with fresh tuples go to the remaining one.
+func TestRemovedInstanceSessionsEnd(t *testing.T) {
+	node := testenv.Node(t, "client")
+	dp := New()
+	require.NoError(t, dp.Deploy(context.Background(), node))
+	t.Cleanup(func() { assert.NoError(t, dp.Close()) })
+	svc, err := node.AddService("server")
+	require.NoError(t, err)
+	for range 2 {
+		serve(t, node, "server")
+	}
+	client, _ := node.Instance("client", 0)
+	target := netip.AddrPortFrom(svc.IP, echoPort).String()
+
+	// Three sessions, round-robin: udp and tcp2 on one instance, tcp1 on the other.
+	var udp, tcp1, tcp2 net.Conn
+	require.NoError(t, client.NS.Do(func() (err error) {
+		if udp, err = net.Dial("udp4", target); err != nil {
+			return err
+		}
+		if _, err = roundTrip(udp); err != nil {
+			return err
+		}
+		if tcp1, err = net.DialTimeout("tcp4", target, 2*time.Second); err != nil {
+			return err
+		}
+		tcp2, err = net.DialTimeout("tcp4", target, 2*time.Second)
+		return err
+	}))
+	t.Cleanup(func() { udp.Close(); tcp1.Close(); tcp2.Close() })
+	at := make([]int, 3)
+	for i, c := range []net.Conn{udp, tcp1, tcp2} {
+		at[i], err = roundTrip(c)
+		require.NoError(t, err)
+	}
+	require.Equal(t, []int{at[0], 1 - at[0], at[0]}, at, "round-robin over the two instances")
+
+	gone, _ := node.Instance("server", at[0])
+	require.NoError(t, node.RemoveInstance(gone))
+
+	_, err = roundTrip(udp)
+	assert.ErrorIs(t, err, syscall.ECONNREFUSED, "the UDP session is refused, not answered by the other instance")
+	_, err = roundTrip(tcp2)
+	assert.ErrorIs(t, err, syscall.ECONNRESET, "the TCP session is reset")
+	still, err := roundTrip(tcp1)
+	require.NoError(t, err, "a session on the remaining instance goes on")
+	assert.Equal(t, 1-at[0], still)
+
+	require.NoError(t, client.NS.Do(func() error {
+		c, err := net.Dial("udp4", target)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		next, err := roundTrip(c)
+		assert.Equal(t, 1-at[0], next, "a new session goes to the remaining instance")
+		return err
+	}))
+}
+
+const echoPort = 7401
+
+// serve adds an instance that answers every UDP datagram and every line on a TCP connection
+// with its index.
+func serve(t *testing.T, node *netsetup.Node, service string) {
+	t.Helper()
+	in, err := node.AddInstance(service)
+	require.NoError(t, err)
+	var ln net.Listener
+	var pc net.PacketConn
+	require.NoError(t, in.NS.Do(func() (err error) {
+		if ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", echoPort)); err != nil {
+			return err
+		}
+		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", echoPort))
+		return err
+	}))
+	var mu sync.Mutex
+	var accepted []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		pc.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range accepted {
+			c.Close() // a removed instance's connections never hear from their client again
+		}
+	})
+	me := []byte{byte(in.Index)}
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(me, from)
+		}
+	}()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			accepted = append(accepted, c)
+			mu.Unlock()
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+					if _, err := c.Write(me); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+}
+
+// roundTrip sends one byte and returns the index of the instance that answered.
+func roundTrip(c net.Conn) (int, error) {
+	if _, err := c.Write([]byte("?")); err != nil {
+		return 0, err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	b := make([]byte, 1)
+	if _, err := c.Read(b); err != nil {
+		return 0, err
+	}
+	return int(b[0]), nil
+}
