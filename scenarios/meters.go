@@ -4,13 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
 	"github.com/edgebpf/edgebpf/bench"
 	"github.com/edgebpf/edgebpf/bench/stats"
+	"github.com/edgebpf/edgebpf/dataplanes/speedlimit"
+	"github.com/edgebpf/edgebpf/netsetup"
 )
 
 // Overrides are the command line's changes to a profile's parameters. Zero fields change
@@ -31,12 +37,27 @@ type Plan struct {
 	Meter      string
 	Reps       int
 	Params     any // the effective parameters, as recorded in meta.json
-	run        func(context.Context, bench.Endpoints) ([]stats.Sample, error)
+	run        runFunc
+}
+
+// Env is what one repetition of a meter runs against: the endpoints every meter uses and,
+// for the meters that deploy a server of their own (the speed-limit experiments), the node,
+// its instances and the server configuration to deploy.
+type Env struct {
+	bench.Endpoints
+	// Configuration is the server configuration of an experiment with configurations
+	// (userspace, mixed, ebpf); empty otherwise.
+	Configuration  string
+	Node           *netsetup.Node
+	Client, Server *netsetup.Instance
+	// Record, if set, receives the settings a meter's server ran with (such as the XDP
+	// mode), for meta.json.
+	Record func(settings map[string]string)
 }
 
 // Run runs the meter once.
-func (p Plan) Run(ctx context.Context, ep bench.Endpoints) ([]stats.Sample, error) {
-	return p.run(ctx, ep)
+func (p Plan) Run(ctx context.Context, env Env) ([]stats.Sample, error) {
+	return p.run(ctx, env)
 }
 
 // Plan resolves the experiment under profile with the overrides applied, checking every
@@ -67,19 +88,29 @@ func (e Experiment) Plan(profile string, o Overrides) (Plan, error) {
 	return Plan{Experiment: e.Name, Meter: e.Meter, Reps: reps, Params: params, run: run}, nil
 }
 
-type runFunc = func(context.Context, bench.Endpoints) ([]stats.Sample, error)
+type runFunc = func(context.Context, Env) ([]stats.Sample, error)
 
 // A meter decodes its parameters, applies overrides, validates, and returns the effective
 // parameters with a function that runs it.
 type meterFunc func(raw json.RawMessage, o Overrides) (any, runFunc, error)
 
 var meters = map[string]meterFunc{
-	"tcpping":   tcpPing,
-	"tcpstream": tcpStream,
-	"udpjitter": udpJitter,
-	"udpsweep":  udpSweep,
-	"resources": resources,
-	"reference": reference,
+	"tcpping":            tcpPing,
+	"tcpstream":          tcpStream,
+	"udpjitter":          udpJitter,
+	"udpsweep":           udpSweep,
+	"resources":          resources,
+	"reference":          reference,
+	"speedlimit":         speedLimit,
+	"speedlimit-drop":    speedLimitDrop,
+	"speedlimit-scaling": speedLimitScaling,
+	"speedlimit-load":    speedLimitLoad,
+}
+
+// configuredMeters deploy a server of their own in one of an experiment's configurations;
+// only they take, and they need, "configurations".
+var configuredMeters = map[string]bool{
+	"speedlimit": true, "speedlimit-drop": true, "speedlimit-scaling": true, "speedlimit-load": true,
 }
 
 // meterTools names the external programs a meter runs, for meta.json's tool versions.
@@ -114,7 +145,7 @@ func bind[C validator](params any, cfg C, run func(context.Context, bench.Endpoi
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
 	}
-	return params, func(ctx context.Context, ep bench.Endpoints) ([]stats.Sample, error) { return run(ctx, ep, cfg) }, nil
+	return params, func(ctx context.Context, env Env) ([]stats.Sample, error) { return run(ctx, env.Endpoints, cfg) }, nil
 }
 
 // TCPPingParams are the latency experiment's parameters.
@@ -264,4 +295,175 @@ func reference(raw json.RawMessage, o Overrides) (any, runFunc, error) {
 	cfg := bench.ReferenceConfig{Port: p.Port, Rounds: p.Rounds, Duration: time.Duration(p.Duration), Interval: time.Duration(p.Interval),
 		PingCount: p.PingCount, PingInterval: time.Duration(p.PingInterval), JitterRate: float64(p.JitterRate), Size: p.Size}
 	return bind(p, cfg, bench.Reference)
+}
+
+// SpeedLimitServerParams configure the speed-limit server every speed-limit experiment
+// deploys, per repetition, in the experiment's configuration.
+type SpeedLimitServerParams struct {
+	Port uint16 `json:"port,omitempty"`
+	// Period is how often the mixed configuration recomputes the limit (default 1s).
+	Period Duration `json:"period,omitempty"`
+	// XDP is the attach mode: auto (default: native where the veth allows it), native or
+	// generic.
+	XDP string `json:"xdp,omitempty"`
+	// BPFStats enables the kernel's BPF run-time statistics during each repetition and adds
+	// the XDP program's mean run time per packet (bpf_ns_per_pkt) to the samples. It costs
+	// two clock reads per packet.
+	BPFStats bool `json:"bpf_stats,omitempty"`
+}
+
+// bpfNsPerPkt is the mean run time of a BPF program per packet (as reports registers it).
+var bpfNsPerPkt = stats.Metric{Name: "bpf_ns_per_pkt", Unit: "ns", Better: stats.Lower}
+
+func (p SpeedLimitServerParams) validate() error {
+	_, err := speedlimit.ParseXDPMode(p.XDP)
+	return err
+}
+
+// withServer wraps a speed-limit client meter: each repetition turns the client's TX
+// checksum offload off (so every request carries a checksum the XDP program verifies),
+// starts the server of env.Configuration in the server instance — the XDP program on its
+// veth, the pass program on the bridge side for native mode —, runs the client, and stops the
+// server, which detaches the program.
+func withServer[C validator](params any, sp SpeedLimitServerParams, cfg C, run func(context.Context, bench.Endpoints, C) ([]stats.Sample, error)) (any, runFunc, error) {
+	if err := errors.Join(sp.validate(), cfg.Validate()); err != nil {
+		return nil, nil, err
+	}
+	return params, func(ctx context.Context, env Env) (samples []stats.Sample, err error) {
+		mode, err := speedlimit.ParseMode(env.Configuration)
+		if err != nil {
+			return nil, err
+		}
+		if env.Node == nil || env.Client == nil || env.Server == nil {
+			return nil, errors.New("the speed-limit experiments need a node with a client and a server instance")
+		}
+		if _, err := speedlimit.SetTxChecksum(env.Client.NS, env.Client.Peer, false); err != nil {
+			return nil, err
+		}
+		xdp, _ := speedlimit.ParseXDPMode(sp.XDP)
+		srv, err := speedlimit.StartServer(speedlimit.ServerConfig{
+			Mode: mode, Port: sp.Port, Period: time.Duration(sp.Period), XDP: xdp,
+			NS: env.Server.NS, Iface: env.Server.Peer, PeerNS: env.Node.NS, PeerIface: env.Server.Veth,
+		})
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			err = errors.Join(err, srv.Err(), srv.Close())
+		}()
+		if env.Record != nil {
+			env.Record(srv.Settings())
+		}
+		if sp.BPFStats && mode != speedlimit.Userspace {
+			st, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+			if err != nil {
+				return nil, fmt.Errorf("enable bpf statistics: %w", err)
+			}
+			defer st.Close()
+		}
+		t0 := time.Now()
+		samples, err = run(ctx, env.Endpoints, cfg)
+		if sp.BPFStats {
+			if runs, total, ok, serr := srv.RunStats(); serr != nil {
+				err = errors.Join(err, serr)
+			} else if ok && runs > 0 {
+				samples = append(samples, stats.Sample{T: time.Since(t0).Seconds(), Metric: bpfNsPerPkt,
+					Value: float64(total.Nanoseconds()) / float64(runs)})
+			}
+		}
+		return samples, err
+	}, nil
+}
+
+// SpeedLimitParams are the speedlimit-response experiment's parameters (the thesis's
+// experiment 1).
+type SpeedLimitParams struct {
+	SpeedLimitServerParams
+	Clients  int      `json:"clients"`
+	Requests int      `json:"requests"`
+	Timeout  Duration `json:"timeout,omitempty"`
+	Leave    string   `json:"leave,omitempty"`
+	Keep     int      `json:"keep,omitempty"`
+}
+
+func speedLimit(raw json.RawMessage, _ Overrides) (any, runFunc, error) {
+	p, err := decode[SpeedLimitParams](raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := bench.SpeedLimitConfig{Port: p.Port, Clients: p.Clients, Requests: p.Requests, Timeout: time.Duration(p.Timeout),
+		Leave: p.Leave, Keep: p.Keep}
+	return withServer(p, p.SpeedLimitServerParams, cfg, bench.SpeedLimit)
+}
+
+// SpeedLimitDropParams are the speedlimit-droppoint experiment's parameters (the thesis's
+// experiment 2).
+type SpeedLimitDropParams struct {
+	SpeedLimitServerParams
+	Start    int      `json:"start"`
+	Max      int      `json:"max"`
+	Step     int      `json:"step,omitempty"`
+	Requests int      `json:"requests"`
+	Timeout  Duration `json:"timeout,omitempty"`
+	Pause    Duration `json:"pause,omitempty"`
+	Leave    string   `json:"leave,omitempty"`
+}
+
+func speedLimitDrop(raw json.RawMessage, _ Overrides) (any, runFunc, error) {
+	p, err := decode[SpeedLimitDropParams](raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := bench.SpeedLimitDropConfig{Port: p.Port, Start: p.Start, Max: p.Max, Step: p.Step, Requests: p.Requests,
+		Timeout: time.Duration(p.Timeout), Pause: time.Duration(p.Pause), Leave: p.Leave}
+	return withServer(p, p.SpeedLimitServerParams, cfg, bench.SpeedLimitDropPoint)
+}
+
+// SpeedLimitScalingParams are the speedlimit-scaling experiment's parameters (the thesis's
+// experiment 3).
+type SpeedLimitScalingParams struct {
+	SpeedLimitServerParams
+	Clients  []int    `json:"clients"`
+	Requests int      `json:"requests"`
+	Timeout  Duration `json:"timeout,omitempty"`
+	Pause    Duration `json:"pause,omitempty"`
+	Leave    string   `json:"leave,omitempty"`
+	Keep     int      `json:"keep,omitempty"`
+	Continue bool     `json:"continue,omitempty"`
+}
+
+func speedLimitScaling(raw json.RawMessage, _ Overrides) (any, runFunc, error) {
+	p, err := decode[SpeedLimitScalingParams](raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := bench.SpeedLimitScalingConfig{Port: p.Port, Clients: p.Clients, Requests: p.Requests, Timeout: time.Duration(p.Timeout),
+		Pause: time.Duration(p.Pause), Leave: p.Leave, Keep: p.Keep, Continue: p.Continue}
+	return withServer(p, p.SpeedLimitServerParams, cfg, bench.SpeedLimitScaling)
+}
+
+// SpeedLimitLoadParams are the speedlimit-load experiment's parameters (open loop, ours).
+// Rates are requests per second; --duration sets the time per rate.
+type SpeedLimitLoadParams struct {
+	SpeedLimitServerParams
+	Rates   []float64 `json:"rates"`
+	Clients int       `json:"clients,omitempty"`
+	PerRate Duration  `json:"per_rate"`
+	Pause   Duration  `json:"pause,omitempty"`
+	Timeout Duration  `json:"timeout,omitempty"`
+	Leave   string    `json:"leave,omitempty"`
+	Keep    int       `json:"keep,omitempty"`
+}
+
+func speedLimitLoad(raw json.RawMessage, o Overrides) (any, runFunc, error) {
+	p, err := decode[SpeedLimitLoadParams](raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o.Duration > 0 {
+		p.PerRate = Duration(o.Duration)
+	}
+	cfg := bench.SpeedLimitLoadConfig{Port: p.Port, Rates: p.Rates, Clients: p.Clients, PerRate: time.Duration(p.PerRate),
+		Pause: time.Duration(p.Pause), Timeout: time.Duration(p.Timeout), Leave: p.Leave, Keep: p.Keep}
+	return withServer(p, p.SpeedLimitServerParams, cfg, bench.SpeedLimitLoad)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/edgebpf/edgebpf/bench"
@@ -35,12 +36,19 @@ type RunOptions struct {
 // then is written.
 var ErrInterrupted = errors.New("run interrupted")
 
-// job is one experiment on one data plane.
+// job is one experiment on one data plane, or in one server configuration.
 type job struct {
 	plan      Plan
-	dataplane string
-	meta      *reports.ExperimentMeta
+	dataplane string // the results' dataplane column: the data plane, or the configuration
+	// configuration is set for experiments with configurations: their node runs the direct
+	// data plane and the meter deploys this server configuration on it.
+	configuration string
+	meta          *reports.ExperimentMeta
 }
+
+// configurationDataPlane is the data plane the nodes of experiments with configurations run:
+// their server configurations are what they compare.
+const configurationDataPlane = "direct"
 
 // prepare checks every option and resolves the plans without touching the system, so that a
 // mistake is reported before anything is created.
@@ -76,14 +84,24 @@ func (o *RunOptions) prepare() ([]job, *reports.Meta, error) {
 		Tool: "edgebpf", Version: reports.Version, Commit: reports.BuildCommit(), Command: o.Command,
 		Host: reports.CollectHost(), Profile: o.Profile, XDPMode: "none",
 		Started: time.Now().UTC(), Status: "running",
-		Topology: map[string]any{"node": o.Node.Name, "subnet": o.Node.Subnet.String(),
-			"service_range": o.Node.ServiceRange.String(), "mtu": o.Node.MTU, "services": []string{"client", "server"}},
+		Topology: topology(o.Node.Resolved()),
 	}
 	var jobs []job
 	for _, e := range exps {
 		plan, err := e.Plan(o.Profile, o.Overrides)
 		if err != nil {
 			return nil, nil, err
+		}
+		// An experiment with configurations runs once per configuration, not per data
+		// plane: --dataplane does not select among them.
+		if len(e.Configurations) > 0 {
+			for _, c := range e.Configurations {
+				jobs = append(jobs, job{plan: plan, dataplane: c, configuration: c})
+				meta.Experiments = append(meta.Experiments, reports.ExperimentMeta{
+					Name: e.Name, DataPlane: c, Meter: e.Meter, Reps: plan.Reps, Params: plan.Params, Status: "pending",
+				})
+			}
+			continue
 		}
 		for _, dp := range o.DataPlanes {
 			jobs = append(jobs, job{plan: plan, dataplane: dp})
@@ -95,7 +113,11 @@ func (o *RunOptions) prepare() ([]job, *reports.Meta, error) {
 	for i := range jobs {
 		jobs[i].meta = &meta.Experiments[i]
 	}
-	for _, dp := range o.DataPlanes {
+	planes := slices.Clone(o.DataPlanes)
+	if slices.ContainsFunc(jobs, func(j job) bool { return j.configuration != "" }) && !slices.Contains(planes, configurationDataPlane) {
+		planes = append(planes, configurationDataPlane)
+	}
+	for _, dp := range planes {
 		d, _ := dataplanes.New(dp)
 		meta.DataPlanes = append(meta.DataPlanes, reports.DataPlaneMeta{Name: dp, Settings: d.Settings()})
 	}
@@ -157,7 +179,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 		now := time.Now().UTC()
 		j.meta.Status, j.meta.Started = "running", &now
 		_ = reports.WriteMeta(o.Out, meta)
-		err := runJob(ctx, sess, o, j)
+		err := runJob(ctx, sess, o, j, func(settings map[string]string) { recordServer(meta, j.configuration, settings) })
 		end := time.Now().UTC()
 		j.meta.Ended = &end
 		switch {
@@ -197,6 +219,11 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 	if err := reports.WriteMeta(o.Out, meta); err != nil {
 		return meta, err
 	}
+	if !interrupted { // Ctrl-C should not wait for plots; `edgebpf report` builds them later
+		if _, err := reports.Build(o.Out); err != nil {
+			o.Log.Warn("report incomplete; rebuild it with `edgebpf report`", "err", err)
+		}
+	}
 	o.Log.Info("run finished", "status", meta.Status, "out", o.Out, "wall", time.Since(start).Round(time.Millisecond))
 	switch {
 	case interrupted:
@@ -207,23 +234,55 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 	return meta, nil
 }
 
+// recordServer notes in meta.json how a configuration's server ran: its settings as a data
+// plane entry "speedlimit/<configuration>" (kept apart from the data planes proper, whose
+// names the configurations share), and its XDP mode in xdp_mode, which lists every mode a
+// run attached with ("native", "generic", "generic,native"), or says "none".
+func recordServer(meta *reports.Meta, configuration string, settings map[string]string) {
+	name := "speedlimit/" + configuration
+	i := slices.IndexFunc(meta.DataPlanes, func(d reports.DataPlaneMeta) bool { return d.Name == name })
+	if i < 0 {
+		meta.DataPlanes = append(meta.DataPlanes, reports.DataPlaneMeta{Name: name, Settings: settings})
+	} else if old := meta.DataPlanes[i].Settings["xdp_mode"]; !slices.Contains(strings.Split(old, ","), settings["xdp_mode"]) {
+		meta.DataPlanes[i].Settings["xdp_mode"] = old + "," + settings["xdp_mode"]
+	}
+	mode := settings["xdp_mode"]
+	if mode == "" || mode == "none" {
+		return
+	}
+	var modes []string
+	if meta.XDPMode != "" && meta.XDPMode != "none" {
+		modes = strings.Split(meta.XDPMode, ",")
+	}
+	if !slices.Contains(modes, mode) {
+		modes = append(modes, mode)
+		slices.Sort(modes)
+		meta.XDPMode = strings.Join(modes, ",")
+	}
+}
+
 // runJob builds a fresh node with a client and a server service, deploys the data plane and
-// runs the plan's repetitions, writing the raw file after each one.
-func runJob(ctx context.Context, sess *netsetup.Session, o RunOptions, j job) (err error) {
+// runs the plan's repetitions, writing the raw file after each one. record receives the
+// settings of the server a configured meter deploys.
+func runJob(ctx context.Context, sess *netsetup.Session, o RunOptions, j job, record func(map[string]string)) (err error) {
 	node, err := netsetup.NewNode(sess, o.Node)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, node.Close()) }()
-	dp, err := dataplanes.New(j.dataplane)
+	plane := j.dataplane
+	if j.configuration != "" {
+		plane = configurationDataPlane
+	}
+	dp, err := dataplanes.New(plane)
 	if err != nil {
 		return err
 	}
 	if err := dp.Deploy(ctx, node); err != nil {
-		return fmt.Errorf("deploy %s: %w", j.dataplane, err)
+		return fmt.Errorf("deploy %s: %w", plane, err)
 	}
 	defer func() { err = errors.Join(err, dp.Close()) }()
-	if err := node.SetLabels(j.dataplane, ""); err != nil {
+	if err := node.SetLabels(plane, ""); err != nil {
 		return err
 	}
 	var ins [2]*netsetup.Instance
@@ -240,12 +299,13 @@ func runJob(ctx context.Context, sess *netsetup.Session, o RunOptions, j job) (e
 	if err != nil {
 		return err
 	}
-	ep := bench.Endpoints{Client: ins[0].NS, Server: ins[1].NS, Target: target}
+	env := Env{Endpoints: bench.Endpoints{Client: ins[0].NS, Server: ins[1].NS, Target: target},
+		Configuration: j.configuration, Node: node, Client: ins[0], Server: ins[1], Record: record}
 	var all []stats.Sample
 	began := time.Now()
 	for rep := 1; rep <= j.plan.Reps; rep++ {
 		t0 := time.Now()
-		samples, err := j.plan.Run(ctx, ep)
+		samples, err := j.plan.Run(ctx, env)
 		for i := range samples {
 			samples[i].Rep = rep
 		}
@@ -297,4 +357,10 @@ func makeOutDir(dir string) (created bool, err error) {
 	}
 	probe.Close()
 	return created, os.Remove(probe.Name())
+}
+
+// topology describes the node every job builds, for meta.json.
+func topology(n netsetup.NodeConfig) map[string]any {
+	return map[string]any{"node": n.Name, "subnet": n.Subnet.String(), "service_range": n.ServiceRange.String(),
+		"mtu": n.MTU, "services": []string{"client", "server"}}
 }

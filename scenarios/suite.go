@@ -14,6 +14,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/edgebpf/edgebpf/dataplanes/speedlimit"
 )
 
 //go:embed suite.json
@@ -38,6 +40,11 @@ type Experiment struct {
 	// Optional experiments run only when named, never as part of all: they need more than
 	// the harness (such as external tools) or measure the harness itself.
 	Optional bool `json:"optional,omitempty"`
+	// Configurations, for meters that deploy a server of their own (the speed-limit
+	// experiments), are the server configurations to compare. Such an experiment runs once
+	// per configuration on a node with the direct data plane, whatever --dataplane says, and
+	// its results carry the configuration in their dataplane column.
+	Configurations []string `json:"configurations,omitempty"`
 }
 
 // Profile is an experiment's parameters under one profile.
@@ -82,6 +89,9 @@ func Parse(r io.Reader, name string) (*Suite, error) {
 			errs = append(errs, fmt.Errorf("%s: experiment %s: unknown meter %q: choose from %s", name, e.Name, e.Meter, strings.Join(MeterNames(), ", ")))
 			continue
 		}
+		if err := e.checkConfigurations(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
 		for _, p := range Profiles {
 			if _, ok := e.Profiles[p]; !ok {
 				errs = append(errs, fmt.Errorf("%s: experiment %s has no %s profile", name, e.Name, p))
@@ -101,6 +111,31 @@ func Parse(r io.Reader, name string) (*Suite, error) {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// checkConfigurations checks that an experiment names configurations exactly when its meter
+// takes them, and only known ones.
+func (e Experiment) checkConfigurations() error {
+	if !configuredMeters[e.Meter] {
+		if len(e.Configurations) > 0 {
+			return fmt.Errorf("experiment %s: meter %s deploys no server: drop its configurations", e.Name, e.Meter)
+		}
+		return nil
+	}
+	if len(e.Configurations) == 0 {
+		return fmt.Errorf("experiment %s: meter %s needs configurations to compare, such as [\"userspace\", \"mixed\", \"ebpf\"]", e.Name, e.Meter)
+	}
+	seen := map[string]bool{}
+	for _, c := range e.Configurations {
+		if _, err := speedlimit.ParseMode(c); err != nil {
+			return fmt.Errorf("experiment %s: %w", e.Name, err)
+		}
+		if seen[c] {
+			return fmt.Errorf("experiment %s: configuration %s is listed twice", e.Name, c)
+		}
+		seen[c] = true
+	}
+	return nil
 }
 
 // Names lists the suite's experiments in order.

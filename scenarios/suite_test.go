@@ -12,7 +12,8 @@ import (
 
 func TestBuiltinSuite(t *testing.T) {
 	s := Builtin()
-	assert.Equal(t, []string{"latency", "jitter", "throughput", "bottleneck", "resources", "calibration"}, s.Names())
+	assert.Equal(t, []string{"latency", "jitter", "throughput", "bottleneck", "resources", "calibration",
+		"speedlimit-response", "speedlimit-droppoint", "speedlimit-scaling", "speedlimit-load"}, s.Names())
 	// The full profile carries the thesis's parameters (reference.md §3).
 	e, err := s.Select([]string{"latency"})
 	require.NoError(t, err)
@@ -57,7 +58,7 @@ func TestSelect(t *testing.T) {
 	s := Builtin()
 	all, err := s.Select([]string{"all"})
 	require.NoError(t, err)
-	assert.Len(t, all, 5)
+	assert.Len(t, all, 9)
 	for _, e := range all {
 		assert.False(t, e.Optional, "all leaves out optional experiments: %s", e.Name)
 	}
@@ -105,7 +106,7 @@ func TestParseCustomSuite(t *testing.T) {
 func TestParseRejects(t *testing.T) {
 	cases := map[string]struct{ json, want string }{
 		"unknown field":   {`{"experiments":[{"name":"x","meter":"tcpping","bogus":1}]}`, `unknown field "bogus"`},
-		"unknown meter":   {`{"experiments":[{"name":"x","meter":"ping","profiles":{}}]}`, `unknown meter "ping": choose from reference, resources, tcpping`},
+		"unknown meter":   {`{"experiments":[{"name":"x","meter":"ping","profiles":{}}]}`, `unknown meter "ping": choose from reference, resources, speedlimit, speedlimit-drop`},
 		"missing profile": {`{"experiments":[{"name":"x","meter":"tcpping","profiles":{"smoke":{"reps":1,"params":{"count":1,"interval":"1s"}}}}]}`, "has no quick profile"},
 		"bad duration":    {profiles(`{"count":1,"interval":"soon"}`), `duration "soon" is malformed`},
 		"bad param":       {profiles(`{"count":-1,"interval":"1s"}`), "count"},

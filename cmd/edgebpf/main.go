@@ -81,6 +81,7 @@ CSV, summaries and metadata. It never changes the host's own network namespace.`
 	root.AddCommand(
 		newListCmd(), newRunCmd(), newReportCmd(), newCompareCmd(), newNodeCmd(), newStatusCmd(), newExecCmd(), newCleanupCmd(),
 	)
+	root.AddCommand(newSpeedLimitCmd())
 	return root
 }
 

@@ -77,17 +77,18 @@ func TestSmokeRunWritesResults(t *testing.T) {
 	code, out, stderr := edgebpf(context.Background(), "run", "all", "--profile", "smoke", "--out", dir)
 	require.Zero(t, code, stderr)
 	assert.Contains(t, out, "status done")
-	assert.Contains(t, stderr, "[5/5] resources on direct", "progress is shown")
+	assert.Contains(t, stderr, "[5/17] resources on direct", "progress is shown")
+	assert.Contains(t, stderr, "[17/17] speedlimit-load on ebpf", "configurations run as data planes")
 
 	meta, err := reports.ReadMeta(dir)
 	require.NoError(t, err)
 	assert.Equal(t, "done", meta.Status)
 	assert.Equal(t, "smoke", meta.Profile)
 	assert.NotEmpty(t, meta.Host.Kernel)
-	require.Len(t, meta.Experiments, 5)
+	require.Len(t, meta.Experiments, 17)
 	for _, e := range meta.Experiments {
 		assert.Equal(t, "done", e.Status, e.Name)
-		_, err := os.Stat(reports.RawPath(dir, e.Name, "direct"))
+		_, err := os.Stat(reports.RawPath(dir, e.Name, e.DataPlane))
 		assert.NoError(t, err)
 	}
 	entries, err := reports.ReadSummary(dir)
@@ -150,7 +151,7 @@ func TestNodeStatusExec(t *testing.T) {
 	var st struct {
 		Nodes []struct {
 			Name, Namespace, Bridge, Dataplane, API string
-			Services                           []struct {
+			Services                                []struct {
 				Name      string `json:"name"`
 				ServiceIP string `json:"service_ip"`
 				Instances []struct {

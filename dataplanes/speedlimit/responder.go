@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -70,9 +71,8 @@ type ResponderConfig struct {
 // and its attachments. Close detaches and unloads it; since the attachments are bpf_links,
 // the kernel also detaches them when the process dies or the namespace is deleted.
 type Responder struct {
-	objs    speedlimitObjects
-	compute bool
-	mode    XDPMode
+	objs speedlimitObjects
+	mode XDPMode
 
 	mu     sync.Mutex
 	links  []link.Link
@@ -103,7 +103,8 @@ func NewResponder(cfg ResponderConfig) (r *Responder, err error) {
 	if err := spec.Variables[speedlimitVarConfig].Set(speedlimitSpeedlimitConfig{Port: cfg.Port, Mode: uint32(mode)}); err != nil {
 		return nil, fmt.Errorf("configure the speed-limit program: %w", err)
 	}
-	r = &Responder{compute: cfg.Compute, mode: XDPNone}
+	r = &Responder{mode: XDPNone}
+	loaded := r // the named result is nil once an error is returned
 	if err := spec.LoadAndAssign(&r.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -113,8 +114,7 @@ func NewResponder(cfg ResponderConfig) (r *Responder, err error) {
 	}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, r.Close())
-			r = nil
+			err = errors.Join(err, loaded.Close())
 		}
 	}()
 	// The limit starts where the formula starts: no car, 120 km/h.
@@ -253,7 +253,7 @@ var statNames = [...]string{
 }
 
 // Stats counts what the program did with the frames it saw, by outcome: "replied" (answered
-// with XDP_TX), "left" and "left_empty" (OUT_OF_RANGE, dropped), "left_contended", 
+// with XDP_TX), "left" and "left_empty" (OUT_OF_RANGE, dropped), "left_contended",
 // "csum_offloaded" (accepted with a checksum left to offload), and "pass_<reason>" for every
 // frame handed to the stack.
 type Stats map[string]uint64
@@ -298,6 +298,17 @@ func (r *Responder) Stats() (Stats, error) {
 		out[name] = sum
 	}
 	return out, nil
+}
+
+// RunStats returns how often the kernel ran the responder program and for how long in total.
+// The kernel counts only while BPF statistics are enabled (ebpf.EnableStats,
+// kernel.bpf_stats_enabled), which costs two clock reads per run.
+func (r *Responder) RunStats() (runs uint64, total time.Duration, err error) {
+	st, err := r.objs.SpeedlimitXdp.Stats()
+	if err != nil {
+		return 0, 0, fmt.Errorf("read the program's run statistics: %w", err)
+	}
+	return st.RunCount, st.Runtime, nil
 }
 
 // Close detaches the program and unloads it with its maps. It is idempotent.

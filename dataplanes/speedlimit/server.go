@@ -143,10 +143,10 @@ func StartServer(cfg ServerConfig) (s *Server, err error) {
 	}
 	cfg = cfg.withDefaults()
 	s = &Server{cfg: cfg, fd: -1, tick: make(chan struct{})}
+	started := s // the named result is nil once an error is returned
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, s.Close())
-			s = nil
+			err = errors.Join(err, started.Close())
 		}
 	}()
 	err = cfg.NS.Do(func() error {
@@ -300,6 +300,16 @@ func (s *Server) Cars() (uint64, error) {
 		return s.cars.Load(), nil
 	}
 	return s.resp.Cars()
+}
+
+// RunStats returns the XDP program's run count and total run time (see Responder.RunStats);
+// ok is false in the user-space configuration.
+func (s *Server) RunStats() (runs uint64, total time.Duration, ok bool, err error) {
+	if s.resp == nil {
+		return 0, 0, false, nil
+	}
+	runs, total, err = s.resp.RunStats()
+	return runs, total, true, err
 }
 
 // Stats describes what the server did: the user-space loop's counters and, in the XDP
