@@ -116,7 +116,8 @@ static __always_inline int judge(struct __sk_buff *skb)
 	if (res == PARSE_IPV4) {
 		struct flow_key k = { .saddr = p.saddr, .daddr = p.daddr, .sport = p.sport, .dport = p.dport, .proto = p.proto };
 		__u64 *seen = bpf_map_lookup_elem(&fw_flows, &k);
-		if (seen && now - *seen < config.flow_timeout_ns) {
+		/* A stamp from another CPU may be ahead of this CPU's now: that flow is fresh. */
+		if (seen && (*seen >= now || now - *seen < config.flow_timeout_ns)) {
 			*seen = now;
 			stat(STAT_FLOW);
 			return TCX_NEXT;

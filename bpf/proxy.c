@@ -162,7 +162,10 @@ static __always_inline int upcall(struct __sk_buff *skb)
 static __always_inline int expired(const struct px_session *s, __u8 proto, __u64 now)
 {
 	__u64 idle = s->closing ? config.closing_ns : (proto == IPPROTO_TCP ? config.tcp_idle_ns : config.udp_idle_ns);
-	return now - s->last_seen > idle;
+	/* Another CPU may have stamped the session after this one read the clock: a last_seen
+	 * ahead of now is fresh, not an underflow to "long ago". */
+	__u64 seen = s->last_seen;
+	return now > seen && now - seen > idle;
 }
 
 /* rewrite applies a session's translation, fixes the checksums incrementally and hands the

@@ -63,6 +63,10 @@ func onThread(target netns.NsHandle, fn func() error) error {
 // namespace and may be used from any goroutine afterwards; goroutines fn starts do not run
 // in the namespace.
 func (n *Namespace) Do(fn func() error) error {
+	if !n.handle.IsOpen() {
+		// Never fall through to running fn wherever the caller happens to be (the host).
+		return fmt.Errorf("namespace %s is closed", n.Name)
+	}
 	if err := onThread(n.handle, fn); err != nil {
 		return fmt.Errorf("in namespace %s: %w", n.Name, err)
 	}

@@ -1,8 +1,13 @@
 package firewall
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"net/netip"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cilium/ebpf"
 
@@ -181,4 +186,30 @@ func FuzzFirewall(f *testing.F) {
 			t.Fatalf("verdict %d is neither TCX_NEXT nor TC_ACT_SHOT", ret)
 		}
 	})
+}
+
+// TestFlowStampedAheadIsFresh: a flow stamped by another CPU after this one read the clock is
+// fresh, not expired (an unsigned underflow once dropped replies of allowed flows).
+func TestFlowStampedAheadIsFresh(t *testing.T) {
+	f := load(t, "")
+	_, err := f.Add(RuleRequest{Proto: "tcp", DstPort: PortRange{5201, 5201}})
+	require.NoError(t, err)
+	require.EqualValues(t, next, verdict(t, f, tcp("10.18.0.2", "10.18.0.3", 40000, 5201)))
+	rev := firewallFlowKey{Saddr: ip4("10.18.0.3"), Daddr: ip4("10.18.0.2"), Sport: be16(5201), Dport: be16(40000), Proto: 6}
+	var ts unix.Timespec
+	require.NoError(t, unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts))
+	ahead := uint64(ts.Nano()) + uint64(time.Second)
+	require.NoError(t, f.objs.FwFlows.Update(&rev, ahead, ebpf.UpdateExist))
+	assert.EqualValues(t, next, verdict(t, f, tcp("10.18.0.3", "10.18.0.2", 5201, 40000)), "the reply still passes")
+}
+
+func ip4(s string) uint32 {
+	a := netip.MustParseAddr(s).As4()
+	return binary.NativeEndian.Uint32(a[:])
+}
+
+func be16(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
 }

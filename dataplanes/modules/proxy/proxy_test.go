@@ -12,6 +12,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/edgebpf/edgebpf/internal/testenv"
 	"github.com/edgebpf/edgebpf/internal/testpkt"
@@ -187,6 +188,28 @@ func TestSessionsExpire(t *testing.T) {
 	_, out = r.run(t, frame)
 	ip, _ = decode(t, out)
 	assert.NotEqual(t, first, ip.DstIP.String(), "an expired session is balanced anew")
+}
+
+// TestSessionStampedAheadIsFresh: another CPU may stamp a session after this one read the
+// clock. A last_seen ahead of now must not underflow into "idle for ages" (it did: sessions
+// were re-created mid-connection and replies went astray under bidirectional load).
+func TestSessionStampedAheadIsFresh(t *testing.T) {
+	r := newRig(t)
+	frame := testpkt.IPv4(testpkt.Spec{Proto: "tcp", Src: "10.18.0.50", Dst: "10.30.9.1", Sport: 9, Dport: 80})
+	r.run(t, frame)
+	key := proxyPxSessionKey{Saddr: be32(netip.MustParseAddr("10.18.0.50")), Daddr: be32(r.svc), Sport: htons(9), Dport: htons(80), Proto: 6}
+	var s proxyPxSession
+	require.NoError(t, r.p.objs.PxSessions.Lookup(&key, &s))
+	var ts unix.Timespec
+	require.NoError(t, unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts))
+	s.LastSeen = uint64(ts.Nano()) + uint64(time.Second)
+	require.NoError(t, r.p.objs.PxSessions.Update(&key, &s, ebpf.UpdateExist))
+	before, err := r.p.Stats()
+	require.NoError(t, err)
+	r.run(t, frame)
+	after, err := r.p.Stats()
+	require.NoError(t, err)
+	assert.Equal(t, before.NewSessions, after.NewSessions, "the session is still used, not re-created")
 }
 
 func TestUpcallHeaderMatchesC(t *testing.T) {
