@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -139,14 +140,18 @@ func proxiedNode(b *testing.B, extra int) (client *netsetup.Instance, target str
 		ln, err = net.Listen("tcp4", ":7402")
 		return err
 	}))
-	b.Cleanup(func() { ln.Close() })
+	done := make(chan struct{})
+	b.Cleanup(func() { ln.Close(); <-done })
 	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		defer wg.Wait()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
+			wg.Go(func() { _, _ = io.Copy(io.Discard, c); c.Close() })
 		}
 	}()
 	client, _ = node.Instance("client", 0)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
 
 	"github.com/edgebpf/edgebpf/internal/testenv"
 	"github.com/edgebpf/edgebpf/netsetup"
@@ -175,4 +177,38 @@ func roundTrip(c net.Conn) (int, error) {
 		return 0, err
 	}
 	return int(b[0]), nil
+}
+
+// TestICMPEchoToServiceIP checks the documented choice for ICMP: an echo to a service IP is
+// balanced like a session and answered, from the service IP, by the chosen instance.
+func TestICMPEchoToServiceIP(t *testing.T) {
+	node := testenv.Node(t, "client", "server")
+	dp := New()
+	require.NoError(t, dp.Deploy(context.Background(), node))
+	t.Cleanup(func() { assert.NoError(t, dp.Close()) })
+	svc, _ := node.Registry.Service("server")
+	client, _ := node.Instance("client", 0)
+	var c *icmp.PacketConn
+	require.NoError(t, client.NS.Do(func() (err error) {
+		c, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+		return err
+	}))
+	defer c.Close()
+	req, err := (&icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: 77, Seq: 1, Data: []byte("edgebpf")}}).Marshal(nil)
+	require.NoError(t, err)
+	_, err = c.WriteTo(req, &net.IPAddr{IP: svc.IP.AsSlice()})
+	require.NoError(t, err)
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		require.NoError(t, err, "the echo is answered")
+		m, err := icmp.ParseMessage(1, buf[:n])
+		require.NoError(t, err)
+		if m.Type != ipv4.ICMPTypeEchoReply {
+			continue
+		}
+		assert.Equal(t, svc.IP.String(), from.String(), "the reply comes from the service IP")
+		return
+	}
 }

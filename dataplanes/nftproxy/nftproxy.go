@@ -21,6 +21,13 @@
 //
 // Note: deleting the conntrack entries alone, as kube-proxy does for UDP, was tried: the
 // next datagram of the old session is then a new session and another instance answers it.
+//
+// Note: kube-proxy writes each service's balancing map inline (anonymous). That was tried:
+// installing 10,000 services x 4 in one batch took 119 s, because the kernel walks the whole
+// transaction to bind every anonymous set; named per-service maps take 8 s. A commit that
+// adds a goto makes the kernel validate every chain reachable from the table, so with
+// 10,000 services one change (an instance added or removed) costs about 50 - 140 ms, and
+// installing them one batch per service 346 s (go test -bench . ./dataplanes/nftproxy/).
 package nftproxy
 
 import (
