@@ -10,7 +10,11 @@ LDFLAGS  := -X github.com/edgebpf/edgebpf/reports.Version=$(VERSION) -X github.c
 PROFILE  ?= quick
 OUT      ?= results/$(shell date +%Y%m%d-%H%M%S)-$(PROFILE)
 
-.PHONY: all build deps run test test-short vet generate check-generated clean
+# dist builds these architectures into DIST_DIR.
+DIST_ARCHS ?= amd64 arm64
+DIST_DIR   ?= dist
+
+.PHONY: all build dist deps run reproduce test test-short vet generate check-generated clean
 
 all: build
 
@@ -21,9 +25,28 @@ deps:
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o edgebpf ./cmd/edgebpf
 
+# dist: static binaries dist/edgebpf-linux-<arch> that run without Go, clang, libc or the
+# source tree (the BPF objects are embedded), and their SHA256SUMS. cloudlab/run-remote.sh
+# copies one to the node.
+dist:
+	@mkdir -p $(DIST_DIR)
+	@for arch in $(DIST_ARCHS); do \
+		echo "$(DIST_DIR)/edgebpf-linux-$$arch"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" \
+			-o $(DIST_DIR)/edgebpf-linux-$$arch ./cmd/edgebpf || exit 1; \
+	done
+	cd $(DIST_DIR) && sha256sum edgebpf-linux-* > SHA256SUMS
+
 # run: the experiment suite on this machine with the built-in topology.
 run: deps build
 	./edgebpf run all --profile $(PROFILE) --out $(OUT)
+
+# reproduce: the whole suite on every data plane with the theses' parameters (PROFILE=full,
+# the default here; hours: README.md, "Reproducing on bare metal"), then the report.
+reproduce: PROFILE = full
+reproduce: deps build
+	./edgebpf check
+	./edgebpf run all --dataplane all --profile $(PROFILE) --out $(OUT)
 
 vet:
 	$(GO) vet ./...
@@ -48,3 +71,4 @@ check-generated: generate
 
 clean:
 	rm -f edgebpf
+	rm -rf dist

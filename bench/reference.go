@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/edgebpf/edgebpf/bench/stats"
+	"github.com/edgebpf/edgebpf/internal/cpupin"
 )
 
 // ReferenceConfig configures Reference. Zero-valued fields take the defaults given with them.
@@ -622,7 +623,7 @@ type toolProc struct {
 // follows the forking thread, so the tool is killed when edgebpf dies, never before. ctx
 // kills the process. Standard output goes to stdout if it is not nil. On error nothing is
 // left running.
-func startTool(ctx context.Context, ns NS, listen uint16, stdout io.Writer, path string, args ...string) (*toolProc, error) {
+func startTool(ctx context.Context, ns NS, role cpupin.Role, listen uint16, stdout io.Writer, path string, args ...string) (*toolProc, error) {
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = toolWaitDelay
@@ -639,6 +640,8 @@ func startTool(ctx context.Context, ns NS, listen uint16, stdout io.Writer, path
 			ran = true
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
+			// The process inherits the forking thread's CPU affinity.
+			defer cpupin.Thread(ctx, role)()
 			p.waitErr = p.run(ctx, listen, ready)
 			return nil
 		})
@@ -725,13 +728,13 @@ func (p *toolProc) stop() {
 
 // startServer starts a tool's server in ns and waits until it listens on port.
 func startServer(ctx context.Context, ns NS, port uint16, path string, args ...string) (*toolProc, error) {
-	return startTool(ctx, ns, port, nil, path, args...)
+	return startTool(ctx, ns, cpupin.Server, port, nil, path, args...)
 }
 
 // runClient runs a tool's client in ns to its end, its standard output to stdout if not
 // nil, and returns what the tool wrote otherwise (its standard error at least).
 func runClient(ctx context.Context, ns NS, stdout io.Writer, path string, args ...string) ([]byte, error) {
-	p, err := startTool(ctx, ns, 0, stdout, path, args...)
+	p, err := startTool(ctx, ns, cpupin.Client, 0, stdout, path, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -50,6 +50,7 @@ import (
 
 	"github.com/edgebpf/edgebpf/bench/stats"
 	"github.com/edgebpf/edgebpf/dataplanes/speedlimit/wire"
+	"github.com/edgebpf/edgebpf/internal/cpupin"
 )
 
 // When a client's cars leave the sign's range.
@@ -646,6 +647,7 @@ func runSL(ctx context.Context, ep Endpoints, p slPlan) (*slOutcome, error) {
 	errs := make([]error, p.clients)
 	for i, c := range cl {
 		wg.Go(func() {
+			defer cpupin.Thread(ctx, cpupin.Client)()
 			errs[i] = c.run(i, p, ready, begin, &start, &stop)
 		})
 	}

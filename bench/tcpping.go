@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgebpf/edgebpf/bench/stats"
+	"github.com/edgebpf/edgebpf/internal/cpupin"
 )
 
 // TCPPingConfig configures TCPPing. Zero-valued fields take the defaults given with them.
@@ -95,7 +96,7 @@ func TCPPing(ctx context.Context, ep Endpoints, cfg TCPPingConfig) ([]stats.Samp
 	start := time.Now()
 	family, target := sockaddr(ep.Target, cfg.Port)
 
-	srv, err := startPingServer(ep.Server, family, cfg.Port)
+	srv, err := startPingServer(ctx, ep.Server, family, cfg.Port)
 	if err != nil {
 		return nil, fmt.Errorf("tcp ping: start server: %w", err)
 	}
@@ -111,6 +112,7 @@ func TCPPing(ctx context.Context, ep Endpoints, cfg TCPPingConfig) ([]stats.Samp
 		// and every connect runs on the same thread.
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
+		defer cpupin.Thread(ctx, cpupin.Client)()
 		timer := time.NewTimer(time.Hour)
 		defer timer.Stop()
 		var last time.Time
@@ -194,7 +196,7 @@ type pingServer struct {
 
 // startPingServer listens on all addresses of family on port in ns and drains the accept
 // queue in a goroutine until stop.
-func startPingServer(ns NS, family int, port uint16) (*pingServer, error) {
+func startPingServer(ctx context.Context, ns NS, family int, port uint16) (*pingServer, error) {
 	s := &pingServer{fd: -1, done: make(chan struct{})}
 	err := ns.Do(func() error {
 		fd, err := listenTCP(family, port, unix.SOMAXCONN)
@@ -206,7 +208,10 @@ func startPingServer(ns NS, family int, port uint16) (*pingServer, error) {
 	}
 	go func() {
 		defer close(s.done)
-		s.err = ns.Do(s.acceptLoop)
+		s.err = ns.Do(func() error {
+			defer cpupin.Thread(ctx, cpupin.Server)()
+			return s.acceptLoop()
+		})
 	}()
 	return s, nil
 }

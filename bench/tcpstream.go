@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgebpf/edgebpf/bench/stats"
+	"github.com/edgebpf/edgebpf/internal/cpupin"
 )
 
 // TCPStreamConfig configures TCPStream. Zero-valued fields take the defaults given with
@@ -126,7 +127,7 @@ func TCPStream(ctx context.Context, ep Endpoints, cfg TCPStreamConfig) ([]stats.
 		}
 		return nil, fmt.Errorf("tcp stream to %s port %d: %w", ep.Target, cfg.Port, err)
 	}
-	r.start(cfg)
+	r.start(ctx, cfg)
 	samples, err := r.measure(ctx, start, cfg)
 	r.stop()
 	if err != nil && !errors.Is(err, ctx.Err()) {
@@ -218,7 +219,7 @@ func openStreams(ctx context.Context, ep Endpoints, cfg TCPStreamConfig) (_ *str
 }
 
 // start runs one receiver goroutine per accepted socket and one sender per client socket.
-func (r *streamRun) start(cfg TCPStreamConfig) {
+func (r *streamRun) start(ctx context.Context, cfg TCPStreamConfig) {
 	chunk := cfg.BufSize
 	var p *pacer
 	if cfg.Rate > 0 {
@@ -227,10 +228,16 @@ func (r *streamRun) start(cfg TCPStreamConfig) {
 		chunk = min(max(int(cfg.Rate/8/1000), 512), cfg.BufSize)
 	}
 	for _, fd := range r.receivers {
-		r.wg.Go(func() { r.receive(fd, cfg.BufSize) })
+		r.wg.Go(func() {
+			defer cpupin.Thread(ctx, cpupin.Server)()
+			r.receive(fd, cfg.BufSize)
+		})
 	}
 	for _, fd := range r.senders {
-		r.wg.Go(func() { r.send(fd, chunk, p) })
+		r.wg.Go(func() {
+			defer cpupin.Thread(ctx, cpupin.Client)()
+			r.send(fd, chunk, p)
+		})
 	}
 }
 

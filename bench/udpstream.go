@@ -40,6 +40,8 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+
+	"github.com/edgebpf/edgebpf/internal/cpupin"
 )
 
 const (
@@ -218,6 +220,7 @@ func runUDPStream(ctx context.Context, ep Endpoints, cfg udpStreamConfig) (*udpS
 	rx.res, rx.stamped, rx.drainUntil = res, &stamped, &drainUntil
 	rxDone := make(chan error, 1)
 	go func() {
+		defer cpupin.Thread(ctx, cpupin.Server)()
 		err := rx.run(stopCtx.Done())
 		if err != nil {
 			stop()
@@ -225,7 +228,10 @@ func runUDPStream(ctx context.Context, ep Endpoints, cfg udpStreamConfig) (*udpS
 		rxDone <- err
 	}()
 	txDone := make(chan error, 1)
-	go func() { txDone <- tx.run(stopCtx.Done(), res, &stamped) }()
+	go func() {
+		defer cpupin.Thread(ctx, cpupin.Client)()
+		txDone <- tx.run(stopCtx.Done(), res, &stamped)
+	}()
 
 	txErr := <-txDone
 	if txErr != nil || stopCtx.Err() != nil {

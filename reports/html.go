@@ -42,6 +42,7 @@ func HTML(ds *Dataset, r *Report, problems []error) ([]byte, error) {
 		v.Host = [][2]string{
 			{"hostname", m.Host.Hostname}, {"kernel", m.Host.Kernel}, {"architecture", m.Host.Arch},
 			{"CPU", m.Host.CPUModel}, {"cores", fmt.Sprint(m.Host.Cores)}, {"governor", m.Host.Governor},
+			{"SMT", m.Host.SMT}, {"turbo", m.Host.Turbo},
 			{"memory", FormatValue(float64(m.Host.MemTotal), "bytes")}, {"Go", m.Host.GoVersion},
 			{"edgebpf", strings.TrimSpace(m.Version + " " + shortCommit(m.Commit))},
 		}
@@ -55,6 +56,33 @@ func HTML(ds *Dataset, r *Report, problems []error) ([]byte, error) {
 		for _, e := range m.Experiments {
 			params, _ := json.Marshal(e.Params)
 			v.Experiments = append(v.Experiments, experimentView{ExperimentMeta: e, Params: string(params)})
+			if e.Status == "skipped" && e.SkipReason != "" {
+				v.NotRun = append(v.NotRun, e)
+			}
+		}
+		if w := m.Warmup; w != nil {
+			v.Run = append(v.Run, [2]string{"warm-up", "off"})
+			if w.Enabled {
+				v.Run[len(v.Run)-1][1] = "one unrecorded run of the " + w.Profile + " parameters per experiment and data plane"
+			}
+		}
+		if m.Schedule != "" {
+			v.Run = append(v.Run, [2]string{"schedule", m.Schedule})
+		}
+		pin := "none"
+		if len(m.Pinning) > 0 {
+			var kv []string
+			for _, k := range slices.Sorted(maps.Keys(m.Pinning)) {
+				kv = append(kv, k+" on CPU "+m.Pinning[k])
+			}
+			pin = strings.Join(kv, ", ")
+			if m.PinningNote != "" {
+				pin += " (" + m.PinningNote + ")"
+			}
+		}
+		v.Run = append(v.Run, [2]string{"CPU pinning", pin})
+		if l := m.StartLoad; l != nil {
+			v.Run = append(v.Run, [2]string{"load at start", fmt.Sprintf("loadavg %.2f, %.0f %% busy over %.0f s", l.LoadAvg1, l.BusyPercent, l.Sample)})
 		}
 		for _, k := range slices.Sorted(maps.Keys(m.Tools)) {
 			v.Tools = append(v.Tools, [2]string{k, m.Tools[k]})
@@ -76,6 +104,8 @@ type pageView struct {
 	Host           [][2]string
 	DataPlanes     [][2]string
 	Experiments    []experimentView
+	NotRun         []ExperimentMeta
+	Run            [][2]string
 	Tools          [][2]string
 	Problems       []string
 	Thesis         []*Table
@@ -171,6 +201,7 @@ footer { margin-top: 40px; color: var(--muted); font-size: 13px; border-top: 1px
 <div class="cmd">produced by <code>{{if .Command}}{{.Command}}{{else}}(command not recorded){{end}}</code></div>
 <nav><a href="#tables">Tables</a><a href="#figures">Figures</a><a href="#metadata">Run metadata</a><a href="#results">Every experiment</a></nav>
 </header>
+{{if .NotRun}}<section class="problems"><h2>Not run on this machine</h2><ul>{{range .NotRun}}<li>{{.Name}} on {{.DataPlane}}: skipped: {{.SkipReason}}</li>{{end}}</ul><p><code>edgebpf check</code> lists what this machine offers.</p></section>{{end}}
 {{if .Problems}}<section class="problems"><h2>Problems with this run's data</h2><ul>{{range .Problems}}<li>{{.}}</li>{{end}}</ul><p>Everything else is reported.</p></section>{{end}}
 
 <section id="tables">
@@ -198,15 +229,19 @@ footer { margin-top: 40px; color: var(--muted); font-size: 13px; border-top: 1px
 <dl class="kv"><dt>profile</dt><dd>{{.Profile}}</dd><dt>status</dt><dd>{{.Status}}</dd><dt>XDP mode</dt><dd>{{.XDPMode}}</dd>
 <dt>started</dt><dd>{{$.Started}}</dd>{{if $.Ended}}<dt>ended</dt><dd>{{$.Ended}} ({{$.Wall}})</dd>{{end}}
 <dt>command</dt><dd><code>{{$.Command}}</code></dd>
+{{range $.Run}}<dt>{{index . 0}}</dt><dd>{{index . 1}}</dd>{{end}}
 {{range $k, $v := .Topology}}<dt>topology: {{$k}}</dt><dd>{{$v}}</dd>{{end}}
 {{range $.Tools}}<dt>tool: {{index . 0}}</dt><dd>{{index . 1}}</dd>{{end}}</dl>
 {{if .Warnings}}<ul class="notes">{{range .Warnings}}<li>{{.}}</li>{{end}}</ul>{{end}}
+{{if .Features}}<h3>Kernel and machine features</h3>
+<div class="tw"><table><tr><th>feature</th><th>available</th><th>detail</th></tr>
+{{range .Features}}<tr><td>{{.Name}}</td><td>{{if .OK}}yes{{else}}no{{end}}</td><td>{{.Detail}}</td></tr>{{end}}</table></div>{{end}}
 <h3>Data planes</h3>
 <div class="tw"><table><tr><th>data plane</th><th>settings</th></tr>
 {{range $.DataPlanes}}<tr><td>{{index . 0}}</td><td>{{index . 1}}</td></tr>{{end}}</table></div>
 <h3>Experiments</h3>
 <div class="tw"><table><tr><th>experiment</th><th>data plane</th><th>meter</th><th>reps</th><th>status</th><th>parameters</th></tr>
-{{range $.Experiments}}<tr><td>{{.Name}}</td><td>{{.DataPlane}}</td><td>{{.Meter}}</td><td>{{.Reps}}</td><td>{{.Status}}{{if .Error}}: {{.Error}}{{end}}</td><td><code>{{.Params}}</code></td></tr>
+{{range $.Experiments}}<tr><td>{{.Name}}</td><td>{{.DataPlane}}</td><td>{{.Meter}}</td><td>{{.Reps}}</td><td>{{.Status}}{{if .SkipReason}}: {{.SkipReason}}{{end}}{{if .Error}}: {{.Error}}{{end}}</td><td><code>{{.Params}}</code></td></tr>
 {{end}}</table></div>
 {{else}}<p class="sub">meta.json is missing.</p>{{end}}
 </section>

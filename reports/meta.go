@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,20 +32,60 @@ type Meta struct {
 	Topology    map[string]any    `json:"topology,omitempty"`
 	Tools       map[string]string `json:"tools,omitempty"`
 	XDPMode     string            `json:"xdp_mode"`
-	Started     time.Time         `json:"started"`
-	Ended       *time.Time        `json:"ended,omitempty"`
-	Status      string            `json:"status"` // running, done, failed, interrupted
-	Warnings    []string          `json:"warnings,omitempty"`
+	// Features is what the machine offers (edgebpf check); experiments that need a missing
+	// one are skipped with the reason.
+	Features []FeatureMeta `json:"features,omitempty"`
+	// Pinning maps the roles whose threads were pinned (client, server, proxy) to their
+	// CPU lists; PinningNote says what that covers.
+	Pinning     map[string]string `json:"pinning,omitempty"`
+	PinningNote string            `json:"pinning_note,omitempty"`
+	// Schedule says in which order repetitions ran; Warmup whether and how each
+	// (experiment, data plane) was warmed up first.
+	Schedule string      `json:"schedule,omitempty"`
+	Warmup   *WarmupMeta `json:"warmup,omitempty"`
+	// StartLoad is the machine's load just before the run.
+	StartLoad *LoadMeta  `json:"start_load,omitempty"`
+	Started   time.Time  `json:"started"`
+	Ended     *time.Time `json:"ended,omitempty"`
+	Status    string     `json:"status"` // running, done, failed, interrupted
+	// Warnings are conditions that make numbers less trustworthy (CPU governor, SMT and
+	// turbo state, other load) and problems that did not stop the run.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// FeatureMeta records one kernel or machine feature: available or not, and what was found.
+type FeatureMeta struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// WarmupMeta records the warm-up: one unrecorded run per (experiment, data plane) before its
+// first repetition, with the parameters of Profile.
+type WarmupMeta struct {
+	Enabled bool   `json:"enabled"`
+	Profile string `json:"profile,omitempty"`
+}
+
+// LoadMeta is the machine's load when a run started.
+type LoadMeta struct {
+	LoadAvg1 float64 `json:"loadavg1"`
+	// BusyPercent is the share of all CPUs' time not idle (nor iowait) over Sample seconds.
+	BusyPercent float64 `json:"busy_percent"`
+	Sample      float64 `json:"sample_s"`
 }
 
 // Host describes the machine a run measured on.
 type Host struct {
-	Hostname  string `json:"hostname"`
-	Kernel    string `json:"kernel"`
-	Arch      string `json:"arch"`
-	CPUModel  string `json:"cpu_model"`
-	Cores     int    `json:"cores"`
-	Governor  string `json:"governor"`
+	Hostname string `json:"hostname"`
+	Kernel   string `json:"kernel"`
+	Arch     string `json:"arch"`
+	CPUModel string `json:"cpu_model"`
+	Cores    int    `json:"cores"`
+	Governor string `json:"governor"`
+	// SMT and Turbo are "on", "off" or "unknown" (what /sys says).
+	SMT       string `json:"smt,omitempty"`
+	Turbo     string `json:"turbo,omitempty"`
 	MemTotal  uint64 `json:"mem_total_bytes"`
 	GoVersion string `json:"go_version"`
 }
@@ -57,16 +98,31 @@ type DataPlaneMeta struct {
 
 // ExperimentMeta records one experiment's parameters and outcome.
 type ExperimentMeta struct {
-	Name      string     `json:"name"`
-	DataPlane string     `json:"dataplane"`
-	Meter     string     `json:"meter"`
-	Reps      int        `json:"reps"`
-	Params    any        `json:"params"`
-	Status    string     `json:"status"` // pending, running, done, failed, interrupted
-	Error     string     `json:"error,omitempty"`
-	Started   *time.Time `json:"started,omitempty"`
-	Ended     *time.Time `json:"ended,omitempty"`
-	Warnings  []string   `json:"warnings,omitempty"`
+	Name      string `json:"name"`
+	DataPlane string `json:"dataplane"`
+	Meter     string `json:"meter"`
+	Reps      int    `json:"reps"`
+	Params    any    `json:"params"`
+	Status    string `json:"status"` // pending, running, done, failed, interrupted, skipped
+	Error     string `json:"error,omitempty"`
+	// SkipReason says why a skipped experiment did not run (a missing kernel feature or
+	// tool, an interrupted run).
+	SkipReason string     `json:"skip_reason,omitempty"`
+	Started    *time.Time `json:"started,omitempty"`
+	Ended      *time.Time `json:"ended,omitempty"`
+	// Warmup is the unrecorded warm-up run, Reps every recorded repetition, in the order
+	// they ran.
+	Warmup   *RepMeta  `json:"warmup,omitempty"`
+	RepTimes []RepMeta `json:"rep_times,omitempty"`
+	Warnings []string  `json:"warnings,omitempty"`
+}
+
+// RepMeta records when one repetition ran and how many samples it gave.
+type RepMeta struct {
+	Rep     int       `json:"rep"`
+	Started time.Time `json:"started"`
+	Ended   time.Time `json:"ended"`
+	Samples int       `json:"samples"`
 }
 
 // WriteMeta writes dir/meta.json atomically.
@@ -152,14 +208,67 @@ func CollectHost() Host {
 		}
 		f.Close()
 	}
-	if b, err := os.ReadFile("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"); err == nil {
-		h.Governor = strings.TrimSpace(string(b))
-	}
+	h.Governor = Governor()
+	h.SMT, h.Turbo = smtState(), turboState()
 	var si unix.Sysinfo_t
 	if unix.Sysinfo(&si) == nil {
 		h.MemTotal = uint64(si.Totalram) * uint64(si.Unit)
 	}
 	return h
+}
+
+// Governor returns the CPU frequency governor: one name when every CPU has the same, a list
+// ("performance,powersave") when they differ, "unknown" without cpufreq (as in most VMs).
+func Governor() string {
+	paths, _ := filepath.Glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor")
+	var govs []string
+	for _, p := range paths {
+		if b, err := os.ReadFile(p); err == nil {
+			if g := strings.TrimSpace(string(b)); !slices.Contains(govs, g) {
+				govs = append(govs, g)
+			}
+		}
+	}
+	if len(govs) == 0 {
+		return "unknown"
+	}
+	slices.Sort(govs)
+	return strings.Join(govs, ",")
+}
+
+// smtState reads whether simultaneous multithreading is active.
+func smtState() string {
+	if b, err := os.ReadFile("/sys/devices/system/cpu/smt/active"); err == nil {
+		switch strings.TrimSpace(string(b)) {
+		case "1":
+			return "on"
+		case "0":
+			return "off"
+		}
+	}
+	return "unknown"
+}
+
+// turboState reads whether the CPU may boost above its base clock: intel_pstate's no_turbo,
+// else cpufreq's boost (acpi-cpufreq, amd-pstate).
+func turboState() string {
+	if b, err := os.ReadFile("/sys/devices/system/cpu/intel_pstate/no_turbo"); err == nil {
+		switch strings.TrimSpace(string(b)) {
+		case "0":
+			return "on"
+		case "1":
+			return "off"
+		}
+	}
+	if b, err := os.ReadFile("/sys/devices/system/cpu/cpufreq/boost"); err == nil {
+		switch strings.TrimSpace(string(b)) {
+		case "1":
+			return "on"
+		case "0":
+			return "off"
+		}
+	}
+	return "unknown"
 }
 
 // ToolVersions returns the first line of `NAME --version` (or -v) for each installed tool.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/edgebpf/edgebpf/bench/stats"
 	"github.com/edgebpf/edgebpf/internal/atomicfile"
@@ -120,7 +121,25 @@ func writeSummaries(ds *Dataset, thesis []*Table) error {
 	if err := atomicfile.Write(filepath.Join(ds.Dir, "summary.json"), append(b, '\n'), 0o644); err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(ds.Dir, "summary.md"), []byte(markdownReport(thesis, ds.Entries)), 0o644)
+	md := markdownReport(thesis, ds.Entries) + notRunMarkdown(ds.Meta)
+	return atomicfile.Write(filepath.Join(ds.Dir, "summary.md"), []byte(md), 0o644)
+}
+
+// notRunMarkdown lists the experiments a run skipped, with the reason; "" when none was.
+func notRunMarkdown(m *Meta) string {
+	if m == nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, e := range m.Experiments {
+		if e.Status == "skipped" && e.SkipReason != "" {
+			if b.Len() == 0 {
+				b.WriteString("\n# Not run on this machine\n\n| experiment | data plane | reason |\n| --- | --- | --- |\n")
+			}
+			fmt.Fprintf(&b, "| %s | %s | skipped: %s |\n", e.Name, e.DataPlane, strings.ReplaceAll(e.SkipReason, "|", "\\|"))
+		}
+	}
+	return b.String()
 }
 
 // orderByRun sorts entries by the order in which the run lists experiments (m may be nil);

@@ -16,6 +16,7 @@ import (
 	"github.com/edgebpf/edgebpf/bench"
 	"github.com/edgebpf/edgebpf/bench/stats"
 	"github.com/edgebpf/edgebpf/dataplanes/speedlimit"
+	"github.com/edgebpf/edgebpf/internal/cpupin"
 	"github.com/edgebpf/edgebpf/netsetup"
 )
 
@@ -344,6 +345,7 @@ func withServer[C validator](params any, sp SpeedLimitServerParams, cfg C, run f
 		srv, err := speedlimit.StartServer(speedlimit.ServerConfig{
 			Mode: mode, Port: sp.Port, Period: time.Duration(sp.Period), XDP: xdp,
 			NS: env.Server.NS, Iface: env.Server.Peer, PeerNS: env.Node.NS, PeerIface: env.Server.Veth,
+			CPUs: cpupin.FromContext(ctx)[cpupin.Server],
 		})
 		if err != nil {
 			return nil, err

@@ -15,6 +15,8 @@ import (
 	"github.com/edgebpf/edgebpf/bench"
 	"github.com/edgebpf/edgebpf/bench/stats"
 	"github.com/edgebpf/edgebpf/dataplanes"
+	"github.com/edgebpf/edgebpf/internal/cpupin"
+	"github.com/edgebpf/edgebpf/internal/features"
 	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/reports"
 )
@@ -30,6 +32,12 @@ type RunOptions struct {
 	Command     []string // the command line, for meta.json
 	Node        netsetup.NodeConfig
 	Log         *slog.Logger // progress; nil discards
+	// CPUs pins the threads of the client, server and proxy roles (package cpupin); nil
+	// pins nothing.
+	CPUs cpupin.Plan
+	// Warmup runs each (experiment, data plane) once with the experiment's smoke parameters
+	// before its first repetition, unrecorded. nil: on for quick and full, off for smoke.
+	Warmup *bool
 }
 
 // ErrInterrupted is returned when the run's context was cancelled; what was measured until
@@ -44,6 +52,7 @@ type job struct {
 	// data plane and the meter deploys this server configuration on it.
 	configuration string
 	meta          *reports.ExperimentMeta
+	warmup        *Plan // nil: no warm-up
 }
 
 // configurationDataPlane is the data plane the nodes of experiments with configurations run:
@@ -73,6 +82,13 @@ func (o *RunOptions) prepare() ([]job, *reports.Meta, error) {
 	if err := o.Node.Validate(); err != nil {
 		return nil, nil, err
 	}
+	if err := o.CPUs.Validate(); err != nil {
+		return nil, nil, err
+	}
+	warm := o.Profile != "smoke"
+	if o.Warmup != nil {
+		warm = *o.Warmup
+	}
 	exps, err := o.Suite.Select(o.Experiments)
 	if err != nil {
 		return nil, nil, err
@@ -85,6 +101,14 @@ func (o *RunOptions) prepare() ([]job, *reports.Meta, error) {
 		Host: reports.CollectHost(), Profile: o.Profile, XDPMode: "none",
 		Started: time.Now().UTC(), Status: "running",
 		Topology: topology(o.Node.Resolved()),
+		Schedule: "interleaved: repetition r of every data plane (or configuration) of an experiment runs before repetition r+1 of any, each on a node of its own kept for the whole experiment",
+		Warmup:   &reports.WarmupMeta{Enabled: warm},
+	}
+	if warm {
+		meta.Warmup.Profile = "smoke"
+	}
+	if p := o.CPUs.Settings(); len(p) > 0 {
+		meta.Pinning, meta.PinningNote = p, pinningNote
 	}
 	var jobs []job
 	for _, e := range exps {
@@ -92,11 +116,19 @@ func (o *RunOptions) prepare() ([]job, *reports.Meta, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		var warmup *Plan
+		if warm {
+			w, err := e.Plan("smoke", Overrides{Reps: 1})
+			if err != nil {
+				return nil, nil, fmt.Errorf("warm-up: %w", err)
+			}
+			warmup = &w
+		}
 		// An experiment with configurations runs once per configuration, not per data
 		// plane: --dataplane does not select among them.
 		if len(e.Configurations) > 0 {
 			for _, c := range e.Configurations {
-				jobs = append(jobs, job{plan: plan, dataplane: c, configuration: c})
+				jobs = append(jobs, job{plan: plan, dataplane: c, configuration: c, warmup: warmup})
 				meta.Experiments = append(meta.Experiments, reports.ExperimentMeta{
 					Name: e.Name, DataPlane: c, Meter: e.Meter, Reps: plan.Reps, Params: plan.Params, Status: "pending",
 				})
@@ -104,7 +136,7 @@ func (o *RunOptions) prepare() ([]job, *reports.Meta, error) {
 			continue
 		}
 		for _, dp := range o.DataPlanes {
-			jobs = append(jobs, job{plan: plan, dataplane: dp})
+			jobs = append(jobs, job{plan: plan, dataplane: dp, warmup: warmup})
 			meta.Experiments = append(meta.Experiments, reports.ExperimentMeta{
 				Name: e.Name, DataPlane: dp, Meter: e.Meter, Reps: plan.Reps, Params: plan.Params, Status: "pending",
 			})
@@ -126,10 +158,15 @@ func (o *RunOptions) prepare() ([]job, *reports.Meta, error) {
 
 // Run measures every selected experiment on every selected data plane and writes the results
 // directory as it goes: raw CSV after every repetition, summary.json and summary.md after
-// every experiment, meta.json at every change of state. A failing experiment is recorded and
-// the run goes on; a cancelled context stops the run within a second or two and keeps what
-// was measured (ErrInterrupted). Everything it creates on the system is removed before it
-// returns.
+// every experiment, meta.json at every change of state. It first probes the kernel's
+// features and skips, with the reason, the jobs whose feature is missing; it notes in
+// meta.json and on the log what makes numbers less trustworthy (CPU governor, SMT and turbo
+// state, other load). Within an experiment the repetitions are interleaved across data
+// planes (or configurations): repetition r of every one runs before repetition r+1 of any,
+// each on a node of its own that lives for the whole experiment, after one unrecorded
+// warm-up run each when warm-up is on. A failing job is recorded and the run goes on; a
+// cancelled context stops the run within a second or two and keeps what was measured
+// (ErrInterrupted). Everything it creates on the system is removed before it returns.
 func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 	jobs, meta, err := o.prepare()
 	if err != nil {
@@ -154,6 +191,21 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 			o.Log.Error("cleanup failed; run `edgebpf cleanup`", "err", cerr)
 		}
 	}()
+	r := &runner{o: o, sess: sess, meta: meta, total: len(jobs), start: time.Now()}
+	feats := probeFeatures(sess)
+	meta.Features = featureMeta(feats)
+	for i := range jobs {
+		if reason := jobs[i].missing(feats); reason != "" {
+			jobs[i].meta.Status, jobs[i].meta.SkipReason = "skipped", reason
+			o.Log.Warn(fmt.Sprintf("skipping %s on %s: %s", jobs[i].plan.Experiment, jobs[i].dataplane, reason))
+		}
+	}
+	load, warnings := Hygiene(ctx, meta.Host)
+	meta.StartLoad = load
+	for _, w := range warnings {
+		o.Log.Warn(w)
+	}
+	meta.Warnings = append(meta.Warnings, warnings...)
 	var tools []string
 	for _, j := range jobs {
 		for _, t := range meterTools[j.plan.Meter] {
@@ -166,32 +218,15 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 	if err := reports.WriteMeta(o.Out, meta); err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	var failed []string
+	ctx = cpupin.WithPlan(ctx, o.CPUs)
 	interrupted := false
-	for i, j := range jobs {
+	for _, g := range groupJobs(jobs) {
 		if ctx.Err() != nil {
 			interrupted = true
 			break
 		}
-		o.Log.Info(fmt.Sprintf("[%d/%d] %s on %s", i+1, len(jobs), j.plan.Experiment, j.dataplane),
-			"reps", j.plan.Reps, "elapsed", time.Since(start).Round(time.Second))
-		now := time.Now().UTC()
-		j.meta.Status, j.meta.Started = "running", &now
-		_ = reports.WriteMeta(o.Out, meta)
-		err := runJob(ctx, sess, o, j, func(settings map[string]string) { recordServer(meta, j.configuration, settings) })
-		end := time.Now().UTC()
-		j.meta.Ended = &end
-		switch {
-		case err == nil:
-			j.meta.Status = "done"
-		case ctx.Err() != nil:
-			j.meta.Status, j.meta.Error = "interrupted", err.Error()
+		if r.experiment(ctx, g) {
 			interrupted = true
-		default:
-			j.meta.Status, j.meta.Error = "failed", err.Error()
-			failed = append(failed, j.plan.Experiment+"/"+j.dataplane)
-			o.Log.Error(fmt.Sprintf("%s on %s failed", j.plan.Experiment, j.dataplane), "err", err)
 		}
 		if _, serr := reports.WriteSummary(o.Out); serr != nil {
 			meta.Warnings = append(meta.Warnings, "summary: "+serr.Error())
@@ -200,6 +235,9 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 		if interrupted {
 			break
 		}
+	}
+	if n := cpupin.Failures(); n > 0 {
+		meta.Warnings = append(meta.Warnings, fmt.Sprintf("%d threads could not be pinned and ran on any CPU", n))
 	}
 	end := time.Now().UTC()
 	meta.Ended = &end
@@ -211,7 +249,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 				meta.Experiments[i].Status = "skipped"
 			}
 		}
-	case len(failed) > 0:
+	case len(r.failed) > 0:
 		meta.Status = "failed"
 	default:
 		meta.Status = "done"
@@ -224,14 +262,258 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 			o.Log.Warn("report incomplete; rebuild it with `edgebpf report`", "err", err)
 		}
 	}
-	o.Log.Info("run finished", "status", meta.Status, "out", o.Out, "wall", time.Since(start).Round(time.Millisecond))
+	o.Log.Info("run finished", "status", meta.Status, "out", o.Out, "wall", time.Since(r.start).Round(time.Millisecond))
 	switch {
 	case interrupted:
 		return meta, ErrInterrupted
-	case len(failed) > 0:
-		return meta, fmt.Errorf("%d of %d experiments failed (%v): see %s", len(failed), len(jobs), failed, filepath.Join(o.Out, "meta.json"))
+	case len(r.failed) > 0:
+		return meta, fmt.Errorf("%d of %d experiments failed (%v): see %s", len(r.failed), len(jobs), r.failed, filepath.Join(o.Out, "meta.json"))
 	}
 	return meta, nil
+}
+
+// probeFeatures is features.Probe; tests replace it to pretend a feature is missing.
+var probeFeatures = features.Probe
+
+func featureMeta(r features.Report) []reports.FeatureMeta {
+	out := make([]reports.FeatureMeta, len(r.Features))
+	for i, f := range r.Features {
+		out[i] = reports.FeatureMeta{Name: string(f.Name), OK: f.OK, Detail: f.Detail}
+	}
+	return out
+}
+
+// groupJobs splits the jobs into experiments: runs of consecutive jobs of one experiment.
+func groupJobs(jobs []job) [][]*job {
+	var out [][]*job
+	for i := range jobs {
+		if i == 0 || jobs[i].plan.Experiment != jobs[i-1].plan.Experiment {
+			out = append(out, nil)
+		}
+		out[len(out)-1] = append(out[len(out)-1], &jobs[i])
+	}
+	return out
+}
+
+// step is one run of a job's meter: its warm-up (rep 0) or a recorded repetition.
+type step struct {
+	job int // index in the experiment's jobs
+	rep int
+}
+
+// schedule orders an experiment's runs: every job's warm-up first if warm is set, then
+// repetition r of every job before repetition r+1 of any (A B C A B C ...), so that drift
+// of the machine over time hits every data plane alike.
+func schedule(reps []int, warm bool) []step {
+	var out []step
+	if warm {
+		for j := range reps {
+			out = append(out, step{j, 0})
+		}
+	}
+	for r := 1; r <= slices.Max(append([]int{0}, reps...)); r++ {
+		for j, n := range reps {
+			if r <= n {
+				out = append(out, step{j, r})
+			}
+		}
+	}
+	return out
+}
+
+// runner holds what the jobs of one run share.
+type runner struct {
+	o      RunOptions
+	sess   *netsetup.Session
+	meta   *reports.Meta
+	total  int // jobs in the run, for the progress log
+	n      int // jobs started so far
+	start  time.Time
+	failed []string
+}
+
+// live is a job whose node is up.
+type live struct {
+	j       *job
+	env     Env
+	close   func() error
+	samples []stats.Sample
+	started bool // a warm-up or repetition began
+	err     error
+}
+
+// experiment runs one experiment's jobs interleaved and reports whether the run was
+// interrupted.
+func (r *runner) experiment(ctx context.Context, g []*job) (interrupted bool) {
+	var lv []*live
+	for _, j := range g {
+		if j.meta.Status == "skipped" {
+			continue
+		}
+		r.n++
+		r.o.Log.Info(fmt.Sprintf("[%d/%d] %s on %s", r.n, r.total, j.plan.Experiment, j.dataplane),
+			"reps", j.plan.Reps, "elapsed", time.Since(r.start).Round(time.Second))
+		now := time.Now().UTC()
+		j.meta.Status, j.meta.Started = "running", &now
+		_ = reports.WriteMeta(r.o.Out, r.meta)
+		l := &live{j: j}
+		l.env, l.close, l.err = r.setup(ctx, j)
+		if l.err != nil {
+			r.finish(l)
+			continue
+		}
+		lv = append(lv, l)
+	}
+	reps := make([]int, len(lv))
+	warm := false
+	for i, l := range lv {
+		reps[i] = l.j.plan.Reps
+		warm = warm || l.j.warmup != nil
+	}
+	began := time.Now()
+	done, total := 0, 0
+	for _, s := range schedule(reps, warm) {
+		if s.rep > 0 {
+			total++
+		}
+	}
+	for _, s := range schedule(reps, warm) {
+		l := lv[s.job]
+		if l.err != nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		l.started = true
+		if s.rep == 0 {
+			if l.j.warmup != nil {
+				r.warmup(ctx, l)
+			}
+			continue
+		}
+		t0 := time.Now()
+		samples, err := l.j.plan.Run(ctx, l.env)
+		t1 := time.Now()
+		for i := range samples {
+			samples[i].Rep = s.rep
+		}
+		l.samples = append(l.samples, samples...)
+		l.j.meta.RepTimes = append(l.j.meta.RepTimes, reports.RepMeta{Rep: s.rep, Started: t0.UTC(), Ended: t1.UTC(), Samples: len(samples)})
+		if werr := reports.WriteRaw(r.o.Out, l.j.plan.Experiment, l.j.dataplane, l.samples); werr != nil {
+			l.err = errors.Join(err, werr)
+			continue
+		}
+		if err != nil {
+			l.err = fmt.Errorf("rep %d: %w", s.rep, err)
+			continue
+		}
+		done++
+		left := time.Since(began) / time.Duration(done) * time.Duration(total-done)
+		r.o.Log.Info(fmt.Sprintf("  %s/%s rep %d/%d", l.j.plan.Experiment, l.j.dataplane, s.rep, l.j.plan.Reps),
+			"samples", len(samples), "took", t1.Sub(t0).Round(time.Millisecond), "median", medians(samples),
+			"left", left.Round(time.Second))
+	}
+	for _, l := range lv {
+		l.err = errors.Join(l.err, l.close())
+		if ctx.Err() != nil && l.err == nil && len(l.j.meta.RepTimes) < l.j.plan.Reps {
+			l.err = ctx.Err()
+		}
+		r.finish(l)
+	}
+	return ctx.Err() != nil
+}
+
+// warmup runs a job's warm-up plan once and throws its samples away. A failing warm-up is
+// noted; the repetitions still run and fail on their own if the job is broken.
+func (r *runner) warmup(ctx context.Context, l *live) {
+	t0 := time.Now()
+	samples, err := l.j.warmup.Run(ctx, l.env)
+	t1 := time.Now()
+	l.j.meta.Warmup = &reports.RepMeta{Rep: 0, Started: t0.UTC(), Ended: t1.UTC(), Samples: len(samples)}
+	if err != nil && ctx.Err() == nil {
+		w := "warm-up failed: " + err.Error()
+		l.j.meta.Warnings = append(l.j.meta.Warnings, w)
+		r.o.Log.Warn(fmt.Sprintf("%s on %s: %s", l.j.plan.Experiment, l.j.dataplane, w))
+	}
+	r.o.Log.Info(fmt.Sprintf("  %s/%s warm-up (not recorded)", l.j.plan.Experiment, l.j.dataplane),
+		"took", t1.Sub(t0).Round(time.Millisecond))
+}
+
+// finish records a job's outcome.
+func (r *runner) finish(l *live) {
+	j := l.j
+	end := time.Now().UTC()
+	j.meta.Ended = &end
+	switch {
+	case l.err == nil:
+		j.meta.Status = "done"
+	case errors.Is(l.err, context.Canceled) && !l.started:
+		j.meta.Status = "skipped"
+	case errors.Is(l.err, context.Canceled):
+		j.meta.Status, j.meta.Error = "interrupted", l.err.Error()
+	default:
+		j.meta.Status, j.meta.Error = "failed", l.err.Error()
+		r.failed = append(r.failed, j.plan.Experiment+"/"+j.dataplane)
+		r.o.Log.Error(fmt.Sprintf("%s on %s failed", j.plan.Experiment, j.dataplane), "err", l.err)
+	}
+}
+
+// setup builds a job's node — named after its data plane or configuration, so the nodes of
+// one experiment live side by side — with a client and a server service, deploys the data
+// plane, and returns the meter's environment and what removes the node.
+func (r *runner) setup(ctx context.Context, j *job) (env Env, closeAll func() error, err error) {
+	cfg := r.o.Node
+	cfg.Name = cfg.Resolved().Name + "-" + j.dataplane
+	node, err := netsetup.NewNode(r.sess, cfg)
+	if err != nil {
+		return Env{}, nil, err
+	}
+	var dp dataplanes.DataPlane
+	closeAll = func() error {
+		var err error
+		if dp != nil {
+			err = dp.Close()
+		}
+		return errors.Join(err, node.Close())
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, closeAll())
+		}
+	}()
+	plane := j.dataplane
+	if j.configuration != "" {
+		plane = configurationDataPlane
+	}
+	d, err := dataplanes.New(plane)
+	if err != nil {
+		return Env{}, nil, err
+	}
+	if err := d.Deploy(ctx, node); err != nil {
+		return Env{}, nil, fmt.Errorf("deploy %s: %w", plane, err)
+	}
+	dp = d
+	if err := node.SetLabels(plane, ""); err != nil {
+		return Env{}, nil, err
+	}
+	var ins [2]*netsetup.Instance
+	for i, name := range []string{"client", "server"} {
+		if _, err := node.AddService(name); err != nil {
+			return Env{}, nil, err
+		}
+		if ins[i], err = node.AddInstance(name); err != nil {
+			return Env{}, nil, err
+		}
+	}
+	svc, _ := node.Registry.Service("server")
+	target, err := dp.Target(svc)
+	if err != nil {
+		return Env{}, nil, err
+	}
+	record := func(settings map[string]string) { recordServer(r.meta, j.configuration, settings) }
+	return Env{Endpoints: bench.Endpoints{Client: ins[0].NS, Server: ins[1].NS, Target: target},
+		Configuration: j.configuration, Node: node, Client: ins[0], Server: ins[1], Record: record}, closeAll, nil
 }
 
 // recordServer notes in meta.json how a configuration's server ran: its settings as a data
@@ -259,69 +541,6 @@ func recordServer(meta *reports.Meta, configuration string, settings map[string]
 		slices.Sort(modes)
 		meta.XDPMode = strings.Join(modes, ",")
 	}
-}
-
-// runJob builds a fresh node with a client and a server service, deploys the data plane and
-// runs the plan's repetitions, writing the raw file after each one. record receives the
-// settings of the server a configured meter deploys.
-func runJob(ctx context.Context, sess *netsetup.Session, o RunOptions, j job, record func(map[string]string)) (err error) {
-	node, err := netsetup.NewNode(sess, o.Node)
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, node.Close()) }()
-	plane := j.dataplane
-	if j.configuration != "" {
-		plane = configurationDataPlane
-	}
-	dp, err := dataplanes.New(plane)
-	if err != nil {
-		return err
-	}
-	if err := dp.Deploy(ctx, node); err != nil {
-		return fmt.Errorf("deploy %s: %w", plane, err)
-	}
-	defer func() { err = errors.Join(err, dp.Close()) }()
-	if err := node.SetLabels(plane, ""); err != nil {
-		return err
-	}
-	var ins [2]*netsetup.Instance
-	for i, name := range []string{"client", "server"} {
-		if _, err := node.AddService(name); err != nil {
-			return err
-		}
-		if ins[i], err = node.AddInstance(name); err != nil {
-			return err
-		}
-	}
-	svc, _ := node.Registry.Service("server")
-	target, err := dp.Target(svc)
-	if err != nil {
-		return err
-	}
-	env := Env{Endpoints: bench.Endpoints{Client: ins[0].NS, Server: ins[1].NS, Target: target},
-		Configuration: j.configuration, Node: node, Client: ins[0], Server: ins[1], Record: record}
-	var all []stats.Sample
-	began := time.Now()
-	for rep := 1; rep <= j.plan.Reps; rep++ {
-		t0 := time.Now()
-		samples, err := j.plan.Run(ctx, env)
-		for i := range samples {
-			samples[i].Rep = rep
-		}
-		all = append(all, samples...)
-		if werr := reports.WriteRaw(o.Out, j.plan.Experiment, j.dataplane, all); werr != nil {
-			return errors.Join(err, werr)
-		}
-		if err != nil {
-			return fmt.Errorf("rep %d: %w", rep, err)
-		}
-		left := time.Since(began) / time.Duration(rep) * time.Duration(j.plan.Reps-rep)
-		o.Log.Info(fmt.Sprintf("  %s/%s rep %d/%d", j.plan.Experiment, j.dataplane, rep, j.plan.Reps),
-			"samples", len(samples), "took", time.Since(t0).Round(time.Millisecond), "median", medians(samples),
-			"left", left.Round(time.Second))
-	}
-	return nil
 }
 
 // medians gives a one-line glimpse of a repetition for the progress log.
@@ -361,6 +580,6 @@ func makeOutDir(dir string) (created bool, err error) {
 
 // topology describes the node every job builds, for meta.json.
 func topology(n netsetup.NodeConfig) map[string]any {
-	return map[string]any{"node": n.Name, "subnet": n.Subnet.String(), "service_range": n.ServiceRange.String(),
+	return map[string]any{"node": n.Name + "-<data plane or configuration>", "subnet": n.Subnet.String(), "service_range": n.ServiceRange.String(),
 		"mtu": n.MTU, "services": []string{"client", "server"}}
 }

@@ -79,7 +79,7 @@ CSV, summaries and metadata. It never changes the host's own network namespace.`
 		return &exitError{code: 2, err: fmt.Errorf("%w (see `%s --help`)", err, c.CommandPath())}
 	})
 	root.AddCommand(
-		newListCmd(), newRunCmd(), newReportCmd(), newCompareCmd(), newNodeCmd(), newStatusCmd(), newExecCmd(), newCleanupCmd(),
+		newListCmd(), newCheckCmd(), newRunCmd(), newReportCmd(), newCompareCmd(), newNodeCmd(), newStatusCmd(), newExecCmd(), newCleanupCmd(),
 	)
 	root.AddCommand(newSpeedLimitCmd())
 	return root

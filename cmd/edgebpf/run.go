@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgebpf/edgebpf/dataplanes"
+	"github.com/edgebpf/edgebpf/internal/cpupin"
 	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/scenarios"
 )
@@ -18,14 +19,22 @@ func newRunCmd() *cobra.Command {
 	var (
 		dps, profile, out, duration, rates, scenario string
 		reps, mtu                                    int
+		cpus                                         [3]string
+		warmup                                       bool
 	)
 	c := &cobra.Command{
 		Use:   "run [EXPERIMENT...|all]",
 		Short: "Run experiments and write raw CSV, summary.json and meta.json",
-		Long: `Run builds a fresh node with a client and a server service for every experiment and data
+		Long: `Run builds a node with a client and a server service for every experiment and data
 plane, runs the experiment's meter, and writes DIR/meta.json, DIR/raw/<experiment>/<dataplane>.csv,
 DIR/summary.json and DIR/summary.md as it goes. Ctrl-C stops within a second or two, removes what
-the run created and keeps what was measured.`,
+the run created and keeps what was measured.
+
+It first probes the kernel (as edgebpf check does) and skips, with the reason in meta.json and
+the report, what this machine cannot run. Repetitions are interleaved across data planes
+(A B C A B C ...), after one unrecorded warm-up run of each (--warmup, on for quick and full).
+--cpu-client, --cpu-server and --cpu-proxy pin the threads of those roles; meta.json says
+what that covers.`,
 		Example: `  edgebpf run all --profile quick --out results/quick
   edgebpf run latency throughput --dataplane direct --reps 10
   edgebpf run bottleneck --rates 100M,500M,1G --duration 5s`,
@@ -33,6 +42,25 @@ the run created and keeps what was measured.`,
 			o := scenarios.RunOptions{Experiments: args, Profile: profile, Out: out, Command: os.Args,
 				Log: logger(c), Node: netsetup.NodeConfig{MTU: mtu}}
 			var err error
+			for i, role := range cpupin.Roles {
+				if cpus[i] == "" {
+					continue
+				}
+				s, err := cpupin.Parse(cpus[i])
+				if err != nil {
+					return usageError("--cpu-%s: %w", role, err)
+				}
+				if o.CPUs == nil {
+					o.CPUs = cpupin.Plan{}
+				}
+				o.CPUs[role] = s
+			}
+			if err := o.CPUs.Validate(); err != nil {
+				return usageError("%w", err)
+			}
+			if c.Flags().Changed("warmup") {
+				o.Warmup = &warmup
+			}
 			if o.DataPlanes, err = dataplanes.Parse(dps); err != nil {
 				return usageError("%w", err)
 			}
@@ -86,5 +114,9 @@ the run created and keeps what was measured.`,
 	f.StringVar(&rates, "rates", "", "bottleneck target rates, e.g. 1M,50M,100M (default: the profile's)")
 	f.StringVar(&scenario, "scenario", "", "a suite file of the shape of scenarios/suite.json instead of the built-in one")
 	f.IntVar(&mtu, "mtu", netsetup.DefaultMTU, "MTU of the bridge and every veth")
+	for i, role := range cpupin.Roles {
+		f.StringVar(&cpus[i], "cpu-"+string(role), "", "pin the "+string(role)+" role's threads to these CPUs, e.g. 1 or 2-3 (default: not pinned)")
+	}
+	f.BoolVar(&warmup, "warmup", false, "one unrecorded run of the smoke parameters per experiment and data plane first (default: on for quick and full, off for smoke)")
 	return c
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgebpf/edgebpf/dataplanes/speedlimit/wire"
+	"github.com/edgebpf/edgebpf/internal/cpupin"
 )
 
 // Mode is one of the thesis's three server configurations (its table 5.2).
@@ -66,6 +67,8 @@ type ServerConfig struct {
 	PeerIface string
 	// XDP is the attach mode of the XDP configurations. Default XDPAuto.
 	XDP XDPMode
+	// CPUs, if not empty, pins the user-space loop's thread (package cpupin).
+	CPUs cpupin.Set
 }
 
 func (c ServerConfig) withDefaults() ServerConfig {
@@ -195,6 +198,7 @@ func (s *Server) serve() {
 	defer s.wg.Done()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	defer cpupin.Plan{cpupin.Server: s.cfg.CPUs}.Thread(cpupin.Server)()
 	buf := make([]byte, 2048)
 	out := make([]byte, wire.Size)
 	for !s.stop.Load() {

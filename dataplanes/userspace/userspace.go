@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/edgebpf/edgebpf/internal/cpupin"
 	"github.com/edgebpf/edgebpf/netsetup"
 )
 
@@ -151,7 +152,12 @@ func (d *DataPlane) Deploy(ctx context.Context, node *netsetup.Node) (err error)
 	d.stop = make(chan struct{})
 	d.closing.Store(false)
 	d.wg.Add(2)
-	go d.run(newReader(d.fd, &d.closing), d.core)
+	// The reader's thread is pinned when the run's plan (in ctx) pins the proxy role.
+	pin := cpupin.FromContext(ctx)
+	go func() {
+		defer pin.Thread(cpupin.Proxy)()
+		d.run(newReader(d.fd, &d.closing), d.core)
+	}()
 	go d.reap(d.core, d.stop)
 	return nil
 }

@@ -1,0 +1,1 @@
+# Stand-in for geni.rspec (see geni/__init__.py).

@@ -1,0 +1,70 @@
+package cpupin
+
+import (
+	"context"
+	"runtime"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+func TestParse(t *testing.T) {
+	for in, want := range map[string]string{"0": "0", "3,1": "1,3", "0-2": "0-2", "0,2-3,5": "0,2-3,5", " 1 , 1 ": "1", "4-4": "4"} {
+		s, err := Parse(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, s.String(), in)
+	}
+	for _, in := range []string{"", "a", "-1", "3-1", "1-", "1,,2", "5000"} {
+		_, err := Parse(in)
+		assert.Error(t, err, in)
+	}
+}
+
+func TestThreadPinsAndRestores(t *testing.T) {
+	var before unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(0, &before))
+	first := -1
+	for c := range 1024 {
+		if before.IsSet(c) {
+			first = c
+			break
+		}
+	}
+	s, err := Parse(strconv.Itoa(first))
+	require.NoError(t, err)
+	ctx := WithPlan(context.Background(), Plan{Client: s})
+	require.NoError(t, Plan{Client: s}.Validate())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // keep this goroutine's thread to compare before and after
+		defer runtime.UnlockOSThread()
+		var orig, pinned, after unix.CPUSet
+		_ = unix.SchedGetaffinity(0, &orig)
+		undo := Thread(ctx, Client)
+		_ = unix.SchedGetaffinity(0, &pinned)
+		undo()
+		_ = unix.SchedGetaffinity(0, &after)
+		assert.Equal(t, 1, pinned.Count())
+		assert.True(t, pinned.IsSet(first))
+		assert.Equal(t, orig, after, "affinity restored")
+		// Roles the plan does not pin are left alone.
+		Thread(ctx, Server)()
+		var same unix.CPUSet
+		_ = unix.SchedGetaffinity(0, &same)
+		assert.Equal(t, orig, same)
+	}()
+	<-done
+	assert.Zero(t, Failures())
+}
+
+func TestValidateRejectsUnavailableCPUs(t *testing.T) {
+	s, _ := Parse("1000")
+	err := Plan{Server: s}.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "--cpu-server: CPU 1000 is not available")
+	assert.Equal(t, map[string]string{"server": "1000"}, Plan{Server: s, Proxy: Set{}}.Settings())
+}

@@ -1,0 +1,159 @@
+package scenarios
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/edgebpf/edgebpf/internal/features"
+	"github.com/edgebpf/edgebpf/internal/testenv"
+	"github.com/edgebpf/edgebpf/netsetup"
+	"github.com/edgebpf/edgebpf/reports"
+)
+
+func TestScheduleInterleaves(t *testing.T) {
+	assert.Equal(t, []step{{0, 1}, {1, 1}, {2, 1}, {0, 2}, {1, 2}, {2, 2}}, schedule([]int{2, 2, 2}, false))
+	assert.Equal(t, []step{{0, 0}, {1, 0}, {0, 1}, {1, 1}, {0, 2}, {1, 2}}, schedule([]int{2, 2}, true), "warm-ups first")
+	assert.Equal(t, []step{{0, 1}, {1, 1}, {1, 2}, {1, 3}}, schedule([]int{1, 3}, false), "uneven repetitions")
+	assert.Empty(t, schedule(nil, true))
+}
+
+// allOK is a probe report with every feature available.
+func allOK() features.Report {
+	var r features.Report
+	for _, n := range features.All {
+		r.Set(n, true, "test")
+	}
+	return r
+}
+
+// TestMissingFeatureSkipsTheRightJobs checks the mapping from features to experiments and
+// data planes: each missing feature skips exactly the jobs that need it, with the reason.
+func TestMissingFeatureSkipsTheRightJobs(t *testing.T) {
+	planes := []string{"direct", "ebpf", "nftables", "userspace"}
+	cases := map[features.Name]func(v Verdict) bool{
+		features.TCX:      func(v Verdict) bool { return v.DataPlane == "ebpf" && !v.Configuration },
+		features.BTF:      func(v Verdict) bool { return v.DataPlane == "ebpf" && !v.Configuration },
+		features.XDP:      func(v Verdict) bool { return v.Configuration && v.DataPlane != "userspace" },
+		features.BPF:      func(v Verdict) bool { return v.DataPlane == "ebpf" || v.DataPlane == "mixed" },
+		features.TUN:      func(v Verdict) bool { return v.DataPlane == "userspace" && !v.Configuration },
+		features.NFTables: func(v Verdict) bool { return v.DataPlane == "nftables" },
+		features.Sockperf: func(v Verdict) bool { return v.Experiment == "calibration" },
+		features.Iperf3:   func(v Verdict) bool { return v.Experiment == "calibration" },
+		features.Netns:    func(Verdict) bool { return true },
+		features.Veth:     func(Verdict) bool { return true },
+		features.Bridge:   func(Verdict) bool { return true },
+	}
+	require.Len(t, cases, len(features.All), "every feature is tested")
+	vs, err := Feasibility(Builtin(), planes, allOK())
+	require.NoError(t, err)
+	require.Len(t, vs, 6*4+4*3)
+	for _, v := range vs {
+		assert.Empty(t, v.Reason, "%s/%s", v.Experiment, v.DataPlane)
+	}
+	for name, affected := range cases {
+		r := allOK()
+		r.Set(name, false, "forced missing by the test")
+		vs, err := Feasibility(Builtin(), planes, r)
+		require.NoError(t, err)
+		n := 0
+		for _, v := range vs {
+			if affected(v) {
+				n++
+				assert.Equal(t, "this machine lacks "+string(name)+" (forced missing by the test)", v.Reason, "%s: %s/%s", name, v.Experiment, v.DataPlane)
+			} else {
+				assert.Empty(t, v.Reason, "%s: %s/%s", name, v.Experiment, v.DataPlane)
+			}
+		}
+		assert.NotZero(t, n, name)
+	}
+}
+
+// TestRunInterleavesAndSkips runs latency on two data planes with two repetitions while the
+// probe pretends nftables is missing: direct and userspace run in A B A B order (meta.json's
+// per-repetition times), nftables is skipped with the reason in meta.json, summary.md and
+// index.html, and the run is done.
+func TestRunInterleavesAndSkips(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	probeFeatures = func(s *netsetup.Session) features.Report {
+		r := features.Probe(s)
+		r.Set(features.NFTables, false, "forced missing by the test")
+		return r
+	}
+	t.Cleanup(func() { probeFeatures = features.Probe })
+	dir := t.TempDir()
+	meta, err := Run(context.Background(), RunOptions{Experiments: []string{"latency"}, Profile: "smoke",
+		DataPlanes: []string{"direct", "nftables", "userspace"}, Overrides: Overrides{Reps: 2}, Out: dir})
+	require.NoError(t, err)
+	assert.Equal(t, "done", meta.Status)
+	require.Len(t, meta.Experiments, 3)
+	a, skipped, b := meta.Experiments[0], meta.Experiments[1], meta.Experiments[2]
+	assert.Equal(t, "done", a.Status)
+	assert.Equal(t, "done", b.Status)
+	assert.Equal(t, "skipped", skipped.Status)
+	assert.Equal(t, "this machine lacks nftables (forced missing by the test)", skipped.SkipReason)
+	assert.Empty(t, skipped.RepTimes)
+
+	// A B A B: each repetition starts after the one before it ended, across data planes.
+	require.Len(t, a.RepTimes, 2)
+	require.Len(t, b.RepTimes, 2)
+	order := []reports.RepMeta{a.RepTimes[0], b.RepTimes[0], a.RepTimes[1], b.RepTimes[1]}
+	for i := 1; i < len(order); i++ {
+		assert.False(t, order[i].Started.Before(order[i-1].Ended), "repetition %d started before %d ended", i, i-1)
+	}
+	assert.Equal(t, []int{1, 2}, []int{a.RepTimes[0].Rep, a.RepTimes[1].Rep})
+	assert.Nil(t, a.Warmup, "no warm-up in smoke")
+
+	// Raw CSVs of both data planes, both repetitions; none for the skipped one.
+	rows, err := reports.ReadRaw(dir)
+	require.NoError(t, err)
+	reps := map[string][]int{}
+	for _, r := range rows {
+		if !slices.Contains(reps[r.DataPlane], r.Rep) {
+			reps[r.DataPlane] = append(reps[r.DataPlane], r.Rep)
+		}
+	}
+	assert.Equal(t, map[string][]int{"direct": {1, 2}, "userspace": {1, 2}}, reps)
+
+	// The features and the reason are recorded and shown.
+	saved, err := reports.ReadMeta(dir)
+	require.NoError(t, err)
+	require.Len(t, saved.Features, len(features.All))
+	assert.NotNil(t, saved.StartLoad)
+	md, err := os.ReadFile(filepath.Join(dir, "summary.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "| latency | nftables | skipped: this machine lacks nftables (forced missing by the test) |")
+	page, err := os.ReadFile(filepath.Join(dir, "index.html"))
+	require.NoError(t, err)
+	assert.Contains(t, string(page), "latency on nftables: skipped: this machine lacks nftables (forced missing by the test)")
+	assert.True(t, strings.Contains(string(page), "Kernel and machine features"))
+}
+
+// TestRunWarmsUpUnrecorded checks that the warm-up runs first on every data plane and
+// leaves no samples.
+func TestRunWarmsUpUnrecorded(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	dir := t.TempDir()
+	on := true
+	meta, err := Run(context.Background(), RunOptions{Experiments: []string{"latency"}, Profile: "smoke",
+		DataPlanes: []string{"direct", "userspace"}, Warmup: &on, Out: dir})
+	require.NoError(t, err)
+	require.True(t, meta.Warmup.Enabled)
+	a, b := meta.Experiments[0], meta.Experiments[1]
+	require.NotNil(t, a.Warmup)
+	require.NotNil(t, b.Warmup)
+	assert.True(t, b.Warmup.Ended.Before(a.RepTimes[0].Started), "both warm-ups come before the first repetition")
+	rows, err := reports.ReadRaw(dir)
+	require.NoError(t, err)
+	for _, r := range rows {
+		assert.Equal(t, 1, r.Rep, "only the recorded repetition is in raw/")
+	}
+	assert.Less(t, time.Duration(0), a.Warmup.Ended.Sub(a.Warmup.Started))
+}
