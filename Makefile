@@ -39,7 +39,7 @@ dist:
 
 # run: the experiment suite on this machine with the built-in topology.
 run: deps build
-	./edgebpf run all --profile $(PROFILE) --out $(OUT)
+	./edgebpf run all --dataplane all --profile $(PROFILE) --out $(OUT)
 
 # reproduce: the whole suite on every data plane with the theses' parameters (PROFILE=full,
 # the default here; hours: README.md, "Reproducing on bare metal"), then the report.
