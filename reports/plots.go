@@ -614,14 +614,11 @@ func bottleneckOWD(ds *Dataset) []figureSpec {
 		caption: "Median one-way delay of the UDP stream at each target rate; bars span the 10th to 90th percentile (a log axis when delays differ a hundredfold). The thesis ran this sweep for the user-space proxy only."}}
 }
 
-// rateCurves draws one line per data plane of a metric's median at each target rate.
-func rateCurves(ds *Dataset, name, title, source, metric, quantity, unit, caption string) figureSpec {
-	dps := ds.dataPlanes(expBottleneck)
-	var order []string
-	var cs [][]curvePoint
-	var all []float64
-	for _, dp := range dps {
-		c := curve(ds, expBottleneck, dp, metric)
+// curves collects a metric's curve of every data plane of an experiment that has one: the
+// data planes in order, their curves, and every point's median (for the axis range).
+func curves(ds *Dataset, exp, metric string) (order []string, cs [][]curvePoint, all []float64) {
+	for _, dp := range ds.dataPlanes(exp) {
+		c := curve(ds, exp, dp, metric)
 		if len(c) == 0 {
 			continue
 		}
@@ -631,6 +628,12 @@ func rateCurves(ds *Dataset, name, title, source, metric, quantity, unit, captio
 			all = append(all, median(pt.sorted))
 		}
 	}
+	return order, cs, all
+}
+
+// rateCurves draws one line per data plane of a metric's median at each target rate.
+func rateCurves(ds *Dataset, name, title, source, metric, quantity, unit, caption string) figureSpec {
+	order, cs, all := curves(ds, expBottleneck, metric)
 	if len(order) == 0 {
 		return skipped(name, title, source, fmt.Sprintf("no %s samples of the bottleneck experiment in this run", metric))
 	}
@@ -1097,21 +1100,7 @@ func speedlimitScaling(ds *Dataset) []figureSpec {
 	if !ds.has(expSLScaling, metric) {
 		metric = metricMeanRequestTime.Name
 	}
-	dps := ds.dataPlanes(expSLScaling)
-	var order []string
-	var cs [][]curvePoint
-	var all []float64
-	for _, dp := range dps {
-		c := curve(ds, expSLScaling, dp, metric)
-		if len(c) == 0 {
-			continue
-		}
-		order = append(order, dp)
-		cs = append(cs, c)
-		for _, pt := range c {
-			all = append(all, median(pt.sorted))
-		}
-	}
+	order, cs, all := curves(ds, expSLScaling, metric)
 	if len(order) == 0 {
 		return []figureSpec{skipped(name, title, source, "no response_time samples with a client count of the speedlimit-scaling experiment in this run")}
 	}
