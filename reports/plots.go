@@ -230,12 +230,19 @@ func jitterCDF(ds *Dataset) []figureSpec {
 	return []figureSpec{f}
 }
 
-func jitterBox(ds *Dataset) []figureSpec {
-	dps := ds.dataPlanes(expJitter)
-	vals := map[string][]float64{}
+// valuesPerDataPlane returns the data planes of an experiment and each one's values of a
+// metric, every x pooled: what a box figure per data plane draws.
+func valuesPerDataPlane(ds *Dataset, exp, metric string) ([]string, map[string][]float64) {
+	dps := ds.dataPlanes(exp)
+	vals := make(map[string][]float64, len(dps))
 	for _, dp := range dps {
-		vals[dp] = ds.values(expJitter, dp, "jitter", "*")
+		vals[dp] = ds.values(exp, dp, metric, "*")
 	}
+	return dps, vals
+}
+
+func jitterBox(ds *Dataset) []figureSpec {
+	dps, vals := valuesPerDataPlane(ds, expJitter, "jitter")
 	return []figureSpec{boxFigure("jitter-box", "Jitter per run", "Riegel Fig. 4.2a", "jitter", "s",
 		"The final RFC 3550 interarrival jitter of each 1 Mbit/s UDP run, one value per repetition; boxes are quartiles, whiskers reach the last value within 1.5 IQR.",
 		dps, vals, "no jitter samples of the jitter experiment in this run")}
@@ -994,22 +1001,14 @@ func bpfCost(ds *Dataset) []figureSpec {
 // --- speed limit -----------------------------------------------------------------------
 
 func speedlimitResponseBox(ds *Dataset) []figureSpec {
-	dps := ds.dataPlanes(expSLResponse)
-	vals := map[string][]float64{}
-	for _, dp := range dps {
-		vals[dp] = ds.values(expSLResponse, dp, metricResponseTime.Name, "*")
-	}
+	dps, vals := valuesPerDataPlane(ds, expSLResponse, metricResponseTime.Name)
 	return []figureSpec{boxFigure("speedlimit-response-box", "Speed limit: time per request", "Weinhold Fig. 5.3", "time per request", "s",
 		"Wall-clock time of every request (send to reply) per server configuration, all clients and repetitions pooled (boxes drawn from 1001 evenly spaced order statistics when there are more samples).",
 		dps, vals, "no response_time samples of the speedlimit-response experiment in this run")}
 }
 
 func speedlimitDropPoint(ds *Dataset) []figureSpec {
-	dps := ds.dataPlanes(expSLDropPoint)
-	vals := map[string][]float64{}
-	for _, dp := range dps {
-		vals[dp] = ds.values(expSLDropPoint, dp, metricDropPoint.Name, "*")
-	}
+	dps, vals := valuesPerDataPlane(ds, expSLDropPoint, metricDropPoint.Name)
 	return []figureSpec{boxFigure("speedlimit-droppoint", "Speed limit: clients until the first drop", "Weinhold Fig. 5.5", "clients", "count",
 		"Concurrent clients the server answered without a timeout before the first drop, one value per repetition, per server configuration.",
 		dps, vals, "no drop_point samples of the speedlimit-droppoint experiment in this run")}
