@@ -1,6 +1,10 @@
 package userspace
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/edgebpf/edgebpf/internal/inetcsum"
+)
 
 // IP protocol numbers the proxy understands.
 const (
@@ -72,28 +76,8 @@ func parseIPv4(pkt []byte) (ipv4, bool) {
 // Checksums follow RFC 1071 (the Internet checksum) and RFC 1624 (incremental update:
 // HC' = ~(~HC + ~m + m') for each changed 16-bit word m -> m').
 
-// csumAdd adds b's 16-bit big-endian words to the one's-complement accumulator sum.
-func csumAdd(sum uint32, b []byte) uint32 {
-	for len(b) >= 2 {
-		sum += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		sum += uint32(b[0]) << 8
-	}
-	return sum
-}
-
-// csumFold folds sum to 16 bits and complements it: the checksum to store.
-func csumFold(sum uint32) uint16 {
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
-}
-
 // checksum is the Internet checksum of b.
-func checksum(b []byte) uint16 { return csumFold(csumAdd(0, b)) }
+func checksum(b []byte) uint16 { return inetcsum.Checksum(b) }
 
 // csumReplace4 updates checksum hc for a 32-bit field changed from old to new (RFC 1624).
 func csumReplace4(hc uint16, old, new [4]byte) uint16 {
@@ -102,7 +86,7 @@ func csumReplace4(hc uint16, old, new [4]byte) uint16 {
 	sum += uint32(^(uint16(old[2])<<8 | uint16(old[3])))
 	sum += uint32(uint16(new[0])<<8 | uint16(new[1]))
 	sum += uint32(uint16(new[2])<<8 | uint16(new[3]))
-	return csumFold(sum)
+	return inetcsum.Fold(sum)
 }
 
 // rewriteAddrs sets the IPv4 source and destination of pkt (header h) to src and dst and
@@ -163,8 +147,8 @@ func putIPv4Header(b []byte, total int, proto uint8, src, dst [4]byte) {
 
 // pseudoSum is the one's-complement sum of the TCP/UDP pseudo-header.
 func pseudoSum(src, dst [4]byte, proto uint8, length int) uint32 {
-	sum := csumAdd(0, src[:])
-	sum = csumAdd(sum, dst[:])
+	sum := inetcsum.Add(0, src[:])
+	sum = inetcsum.Add(sum, dst[:])
 	return sum + uint32(proto) + uint32(length)
 }
 
@@ -224,7 +208,7 @@ func buildRST(out []byte, h *ipv4) []byte {
 	}
 	t[12] = 5 << 4
 	clear(t[14:20]) // window, checksum, urgent pointer
-	sum := csumAdd(pseudoSum(h.dst, h.src, protoTCP, 20), t)
-	binary.BigEndian.PutUint16(t[16:], csumFold(sum))
+	sum := inetcsum.Add(pseudoSum(h.dst, h.src, protoTCP, 20), t)
+	binary.BigEndian.PutUint16(t[16:], inetcsum.Fold(sum))
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/edgebpf/edgebpf/internal/inetcsum"
 	"net"
 	"net/netip"
 
@@ -84,9 +85,7 @@ func (p *Proxy) handle(raw []byte) error {
 		// A packet with a source that is not the instance's own: not a client we translate.
 		return fmt.Errorf("upcall from %s with source %s, not its namespace IP %s", from.Name, src, from.NSIP)
 	}
-	if err := p.putClient(from); err != nil {
-		return err
-	}
+	// The sender is a known client: Attached installed it, so no map write here.
 	target, known := p.installed[dst]
 	if !known {
 		if svc, ins, ok := p.node.Registry.ByServiceIP(dst); ok {
@@ -244,7 +243,7 @@ func unreachable(pkt []byte, dstMAC, srcMAC net.HardwareAddr, code byte) []byte 
 }
 
 // checksum is the Internet checksum (RFC 1071) of b.
-func checksum(b []byte) uint16 { return ^checksum2(nil, b) }
+func checksum(b []byte) uint16 { return inetcsum.Checksum(b) }
 
 // completeL4Checksum recomputes the TCP or UDP checksum of an Ethernet frame with IPv4 in
 // place. A UDP checksum of zero (none) stays zero; fragments and malformed frames are left
@@ -288,18 +287,4 @@ func completeL4Checksum(pkt []byte) {
 }
 
 // checksum2 is the one's-complement sum (not inverted) over a then b; a has even length.
-func checksum2(a, b []byte) uint16 {
-	var sum uint32
-	for _, buf := range [][]byte{a, b} {
-		for i := 0; i+1 < len(buf); i += 2 {
-			sum += uint32(binary.BigEndian.Uint16(buf[i:]))
-		}
-		if len(buf)%2 == 1 {
-			sum += uint32(buf[len(buf)-1]) << 8
-		}
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return uint16(sum)
-}
+func checksum2(a, b []byte) uint16 { return ^inetcsum.Fold(inetcsum.Add(inetcsum.Add(0, a), b)) }
