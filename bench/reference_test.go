@@ -109,11 +109,11 @@ func TestReferenceLoopback(t *testing.T) {
 	assert.Len(t, m["rtt:edgebpf"], 20)
 	assert.Len(t, m["throughput:iperf3"], 2, "two intervals of 500ms")
 	assert.Len(t, m["throughput:edgebpf"], 2)
-	for _, name := range []string{"jitter:iperf3", "jitter:edgebpf", "loss:iperf3", "loss:edgebpf"} {
+	for _, name := range []string{"jitter:iperf3", "jitter:edgebpf", "jitter:edgebpf-user", "loss:iperf3", "loss:edgebpf", "loss:edgebpf-user"} {
 		require.Len(t, m[name], 1, name)
 		assert.GreaterOrEqual(t, m[name][0], 0.0, name)
 	}
-	assert.Len(t, m, 8, "no other metrics: %v", m)
+	assert.Len(t, m, 10, "no other metrics: %v", m)
 	for _, s := range samples {
 		want, ok := stats.Lookup(s.Metric.Name)
 		require.True(t, ok)
@@ -127,13 +127,13 @@ func TestReferenceLoopback(t *testing.T) {
 	for _, s := range samples {
 		assert.Equal(t, seen[s.Metric.Name], s.Seq, s.Metric.Name)
 		seen[s.Metric.Name]++
-		if s.Metric.Name != "loss:iperf3" && s.Metric.Name != "loss:edgebpf" &&
+		if !strings.HasPrefix(s.Metric.Name, "loss:") &&
 			(len(order) == 0 || order[len(order)-1] != s.Metric.Name) {
 			order = append(order, s.Metric.Name)
 		}
 	}
 	assert.Equal(t, []string{"throughput:iperf3", "throughput:edgebpf", "rtt:sockperf", "rtt:edgebpf",
-		"jitter:iperf3", "jitter:edgebpf"}, order)
+		"jitter:iperf3", "jitter:edgebpf", "jitter:edgebpf-user"}, order)
 	for i := 1; i < len(samples); i++ {
 		if samples[i].Metric.Name != samples[i-1].Metric.Name {
 			assert.GreaterOrEqual(t, samples[i].T, samples[i-1].T, "a later run comes later")

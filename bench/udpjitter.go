@@ -24,7 +24,20 @@ type UDPJitterConfig struct {
 	// Grace is how long the receiver waits for late packets after the last send before
 	// counting the missing ones as lost. Default 200ms.
 	Grace time.Duration
+	// RxStamps says where a datagram's receive time is taken: RxStampsKernel (the default)
+	// when it enters the receiver's namespace, or RxStampsUser after the receiver's
+	// recvmmsg returns, application to application like iperf3.
+	RxStamps string
 }
+
+// Where UDPJitter takes receive times (UDPJitterConfig.RxStamps).
+const (
+	// RxStampsKernel takes them in the kernel (SO_TIMESTAMPNS), per datagram, as it enters
+	// the receiver's namespace: the meter's own scheduling delays stay out of the figures.
+	RxStampsKernel = "kernel"
+	// RxStampsUser takes them in user space after recvmmsg returns, once per batch.
+	RxStampsUser = "user"
+)
 
 func (c UDPJitterConfig) withDefaults() UDPJitterConfig {
 	if c.Port == 0 {
@@ -41,6 +54,9 @@ func (c UDPJitterConfig) withDefaults() UDPJitterConfig {
 	}
 	if c.Grace == 0 {
 		c.Grace = defaultUDPGrace
+	}
+	if c.RxStamps == "" {
+		c.RxStamps = RxStampsKernel
 	}
 	return c
 }
@@ -62,6 +78,9 @@ func (c UDPJitterConfig) Validate() error {
 	if err := udpRateError(meter, "rate", d.Rate, size, dur); err != nil {
 		errs = append(errs, err)
 	}
+	if d.RxStamps != RxStampsKernel && d.RxStamps != RxStampsUser {
+		errs = append(errs, fmt.Errorf("%s: receive timestamps %q are unknown: use %q or %q", meter, c.RxStamps, RxStampsKernel, RxStampsUser))
+	}
 	return errors.Join(errs...)
 }
 
@@ -69,8 +88,10 @@ func (c UDPJitterConfig) Validate() error {
 // ep.Client to ep.Target:cfg.Port, received on all addresses in ep.Server, like the thesis's
 // iperf3 -u -b 1M. The stream machinery is described in udpstream.go: every datagram carries
 // its sequence number and CLOCK_MONOTONIC send time, and sender and receiver share the host's
-// clock, so one-way delays need no clock synchronisation; both times are taken in user space,
-// application to application like iperf3.
+// clock, so one-way delays need no clock synchronisation. Send times are taken in user space;
+// receive times by default in the kernel as a datagram enters the receiver's namespace, which
+// keeps the receiving goroutine's wake-up delays out of delay and jitter (cfg.RxStamps;
+// RxStampsUser times both ends in user space, application to application like iperf3).
 //
 // UDPJitter returns one stats.OWD sample in seconds per received packet (Seq is the packet's
 // sequence number, so lost packets leave gaps; T its send time), then one stats.Jitter
@@ -95,6 +116,7 @@ func UDPJitter(ctx context.Context, ep Endpoints, cfg UDPJitterConfig) ([]stats.
 		duration: cfg.Duration,
 		grace:    cfg.Grace,
 		owdEvery: 1,
+		kernelRx: cfg.RxStamps == RxStampsKernel,
 	})
 	if res == nil {
 		return nil, fmt.Errorf("udp jitter: %w", err)

@@ -49,6 +49,23 @@ func TestUDPJitterLoopback(t *testing.T) {
 		m["jitter"][0].Value*1e6, owd[len(owd)/2].Value*1e6, m["send_rate"][0].Value)
 }
 
+// TestUDPStreamKernelStamps checks that with kernel receive timestamps every datagram gets
+// its own, and that each lies between its send time and the moment the batch was read.
+func TestUDPStreamKernelStamps(t *testing.T) {
+	for _, kernel := range []bool{true, false} {
+		cfg := udpStreamConfig{port: 25206, rate: 20e6, size: defaultUDPSize, duration: 300 * time.Millisecond,
+			grace: defaultUDPGrace, owdEvery: 1, kernelRx: kernel}
+		res, err := runUDPStream(context.Background(), udpLoopback, cfg)
+		require.NoError(t, err)
+		assert.Zero(t, res.userStamped, "kernel %v: datagrams without a kernel timestamp", kernel)
+		require.NotEmpty(t, res.owd)
+		for _, o := range res.owd {
+			assert.Positive(t, o.owd, "packet %d arrives after it was sent", o.seq)
+			assert.Less(t, o.owd, int64(time.Second), "packet %d", o.seq)
+		}
+	}
+}
+
 func TestUDPJitterCancel(t *testing.T) {
 	before := runtime.NumGoroutine()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -83,6 +100,7 @@ func TestUDPJitterValidate(t *testing.T) {
 		{"no packet", UDPJitterConfig{Rate: 1000, Duration: time.Second}, []string{"sends not even one 1400-byte packet in 1s", "11200 bit/s"}},
 		{"negative grace", UDPJitterConfig{Grace: -1}, []string{"grace -1ns is negative"}},
 		{"several", UDPJitterConfig{Rate: -1, Size: 8}, []string{"rate -1", "size 8"}},
+		{"stamps", UDPJitterConfig{RxStamps: "hardware"}, []string{`receive timestamps "hardware" are unknown: use "kernel" or "user"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()

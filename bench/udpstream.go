@@ -6,10 +6,12 @@ package bench
 // Every datagram's payload starts with a 16-byte header, big-endian: the packet's sequence
 // number (uint64, from 0) and its CLOCK_MONOTONIC send time in ns (int64). Sender and
 // receiver run on one host and read one clock, so a packet's one-way delay is its receive
-// time minus its send time, with no clock synchronisation. Both times are taken in user
-// space, application to application like iperf3: the send time once per sendmmsg batch
-// right before the call, the receive time once per recvmmsg batch right after the call
-// returns, so every packet of a batch shares it.
+// time minus its send time, with no clock synchronisation. The send time is taken in user
+// space once per sendmmsg batch right before the call. The receive time is taken either in
+// user space once per recvmmsg batch right after the call returns, so every packet of a
+// batch shares it (application to application like iperf3), or, with kernelRx, per datagram
+// by the kernel as it enters the receiver's namespace (SO_TIMESTAMPNS, CLOCK_REALTIME,
+// brought to CLOCK_MONOTONIC with the clocks' offset read after every batch).
 //
 // Rates are UDP payload bit/s, as iperf3 -b counts them: IP and UDP headers (28 bytes per
 // datagram) are not included.
@@ -119,6 +121,9 @@ type udpStreamConfig struct {
 	// owdEvery keeps the one-way delay of the packets whose sequence number is a multiple
 	// of it; 1 keeps all, 0 none.
 	owdEvery uint64
+	// kernelRx takes each datagram's receive time from the kernel (SO_TIMESTAMPNS: when it
+	// entered the receiver's namespace) instead of after recvmmsg returns in user space.
+	kernelRx bool
 }
 
 // packets returns how many packets the stream is scheduled to send: packet i is due at
@@ -152,6 +157,7 @@ type udpStreamResult struct {
 	duplicates  uint64
 	reordered   uint64 // received after a higher sequence number
 	stray       uint64 // datagrams that are not part of this stream
+	userStamped uint64 // datagrams timed in user space although kernel timestamps were asked for
 	jitter      float64
 	owd         []udpOWD
 	rcvBuf      int // the receive buffer the kernel granted, bytes
@@ -276,6 +282,17 @@ func setUDPBuffer(conn *net.UDPConn, force, plain int) (int, error) {
 	return got, errors.Join(err, serr)
 }
 
+// setSockoptInt sets one integer socket option of conn.
+func setSockoptInt(conn *net.UDPConn, level, opt, value int) error {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), level, opt, value) })
+	return errors.Join(err, serr)
+}
+
 // udpReceiver reads one stream. Its fields after conn are owned by run until it returns.
 type udpReceiver struct {
 	conn       *net.UDPConn
@@ -284,6 +301,7 @@ type udpReceiver struct {
 	size       int
 	rcvBuf     int
 	owdEvery   uint64
+	kernelRx   bool
 	expected   uint64 // packets scheduled
 	res        *udpStreamResult
 	stamped    *atomic.Uint64
@@ -292,7 +310,7 @@ type udpReceiver struct {
 
 // listenUDPStream creates the receiving socket on 0.0.0.0:cfg.port inside ns.
 func listenUDPStream(ns NS, cfg udpStreamConfig) (*udpReceiver, error) {
-	rx := &udpReceiver{size: cfg.size, owdEvery: cfg.owdEvery, expected: cfg.packets()}
+	rx := &udpReceiver{size: cfg.size, owdEvery: cfg.owdEvery, kernelRx: cfg.kernelRx, expected: cfg.packets()}
 	err := ns.Do(func() error {
 		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero, Port: int(cfg.port)})
 		if err != nil {
@@ -308,12 +326,21 @@ func listenUDPStream(ns NS, cfg udpStreamConfig) (*udpReceiver, error) {
 		rx.conn.Close()
 		return nil, fmt.Errorf("set the receive buffer of udp port %d: %w", cfg.port, err)
 	}
+	if cfg.kernelRx {
+		if err := setSockoptInt(rx.conn, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+			rx.conn.Close()
+			return nil, fmt.Errorf("ask for kernel receive timestamps on udp port %d: %w", cfg.port, err)
+		}
+	}
 	rx.pc = ipv4.NewPacketConn(rx.conn)
 	// One buffer byte more than a payload, so an oversized datagram shows as such.
 	bufs := make([]byte, udpBatch*(cfg.size+1))
 	rx.msgs = make([]ipv4.Message, udpBatch)
 	for i := range rx.msgs {
 		rx.msgs[i].Buffers = [][]byte{bufs[i*(cfg.size+1) : (i+1)*(cfg.size+1)]}
+		if cfg.kernelRx {
+			rx.msgs[i].OOB = make([]byte, unix.CmsgSpace(timespecLen))
+		}
 	}
 	return rx, nil
 }
@@ -357,6 +384,9 @@ func (rx *udpReceiver) run(stop <-chan struct{}) error {
 		}
 		n, err := rx.pc.ReadBatch(rx.msgs, 0)
 		arrival := udpNow()
+		// CLOCK_REALTIME minus CLOCK_MONOTONIC, taken afresh every batch so that a slewing
+		// wall clock cannot bias the kernel's timestamps.
+		realtimeAhead := time.Now().UnixNano() - udpNow()
 		if err != nil {
 			if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
 				continue
@@ -371,8 +401,17 @@ func (rx *udpReceiver) run(stop <-chan struct{}) error {
 			return err
 		}
 		limit := rx.stamped.Load()
+		batchArrival := arrival
 		for i := range n {
 			m := &rx.msgs[i]
+			arrival = batchArrival
+			if rx.kernelRx {
+				if t, ok := kernelTimestamp(m.OOB[:m.NN]); ok && t-realtimeAhead <= batchArrival {
+					arrival = t - realtimeAhead
+				} else {
+					res.userStamped++
+				}
+			}
 			seq, sent, ok := decodeUDPHeader(m.Buffers[0][:m.N])
 			// Anything not sent by this stream's sender is stray: a wrong size, a sequence
 			// number not yet sent, or a send time before this stream began (a late
@@ -411,6 +450,26 @@ func (rx *udpReceiver) run(stop <-chan struct{}) error {
 			}
 		}
 	}
+}
+
+// timespecLen is the size of the struct timespec of an SCM_TIMESTAMPNS message on the
+// 64-bit platforms the project builds for.
+const timespecLen = 16
+
+// kernelTimestamp returns the CLOCK_REALTIME ns of an SCM_TIMESTAMPNS control message in oob.
+func kernelTimestamp(oob []byte) (int64, bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= timespecLen {
+			sec := int64(binary.NativeEndian.Uint64(m.Data[0:8]))
+			nsec := int64(binary.NativeEndian.Uint64(m.Data[8:16]))
+			return sec*1e9 + nsec, true
+		}
+	}
+	return 0, false
 }
 
 // udpSender sends one stream from a connected socket.

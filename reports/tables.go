@@ -523,12 +523,17 @@ func scalingFitTable(ds *Dataset) *Table {
 // --- calibration -----------------------------------------------------------------------
 
 func calibrationTable(ds *Dataset) *Table {
-	type pair struct{ ours, ref Entry }
+	// Per quantity: the reference tool's entry and edgebpf's, the meter as the experiments
+	// run it ("edgebpf") first, then its variants ("edgebpf-user": another method).
+	type group struct {
+		tool string
+		ref  Entry
+		ours []Entry
+	}
 	var rows [][]string
 	var notes []string
 	for _, dp := range ds.dataPlanes(expCalibration) {
-		byBase := map[string]*pair{}
-		tools := map[string]string{}
+		byBase := map[string]*group{}
 		var bases []string
 		for _, e := range ds.Entries {
 			if e.Experiment != expCalibration || e.DataPlane != dp || e.X != "" {
@@ -538,37 +543,44 @@ func calibrationTable(ds *Dataset) *Table {
 			if !ok {
 				continue
 			}
-			p := byBase[base]
-			if p == nil {
-				p = &pair{}
-				byBase[base] = p
+			g := byBase[base]
+			if g == nil {
+				g = &group{}
+				byBase[base] = g
 				bases = append(bases, base)
 			}
-			if src == "edgebpf" {
-				p.ours = e
+			if src == "edgebpf" || strings.HasPrefix(src, "edgebpf-") {
+				g.ours = append(g.ours, e)
 			} else {
-				p.ref = e
-				tools[base] = src
+				g.ref, g.tool = e, src
 			}
 		}
 		for _, base := range bases {
-			p := byBase[base]
-			if p.ours.N == 0 || p.ref.N == 0 {
-				continue
+			g := byBase[base]
+			slices.SortStableFunc(g.ours, func(a, b Entry) int { return strings.Compare(a.Metric, b.Metric) })
+			for _, ours := range g.ours {
+				if ours.N == 0 || g.ref.N == 0 {
+					continue
+				}
+				ratio := "–"
+				if g.ref.Median != 0 {
+					ratio = strconv.FormatFloat(ours.Median/g.ref.Median, 'f', 3, 64)
+				}
+				quantity := base
+				if _, variant, ok := strings.Cut(ours.Metric, ":edgebpf-"); ok {
+					quantity += " (" + variant + ")"
+				}
+				rows = append(rows, []string{dp, quantity, g.tool,
+					medianCell(g.ref, dp+" "+base+" "+g.tool, &notes), medianCell(ours, dp+" "+ours.Metric, &notes), ratio})
 			}
-			ratio := "–"
-			if p.ref.Median != 0 {
-				ratio = strconv.FormatFloat(p.ours.Median/p.ref.Median, 'f', 3, 64)
-			}
-			rows = append(rows, []string{dp, base, tools[base],
-				medianCell(p.ref, dp+" "+base+" "+tools[base], &notes), medianCell(p.ours, dp+" "+base+" edgebpf", &notes), ratio})
 		}
 	}
 	if len(rows) == 0 {
 		return nil
 	}
 	return &Table{ID: "calibration", Title: "Calibration: edgebpf's meters against reference tools",
-		Intro:  "The same path measured by the reference tool and by edgebpf's meter, interleaved; a ratio near 1 shows the meter is not the limit.",
+		Intro: "The same path measured by the reference tool and by edgebpf's meter, interleaved; a ratio near 1 shows the meter is not the limit. " +
+			"jitter (user) is edgebpf's jitter meter with receive times taken in user space, iperf3's method; plain jitter is the meter as the experiments run it, with kernel receive timestamps.",
 		Header: []string{"data plane", "quantity", "tool", "tool: median [95 % CI] n", "edgebpf: median [95 % CI] n", "edgebpf / tool"},
 		Rows:   rows, Notes: notes}
 }

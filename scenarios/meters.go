@@ -200,6 +200,9 @@ type UDPJitterParams struct {
 	Rate     Rate     `json:"rate"`
 	Size     int      `json:"size,omitempty"`
 	Duration Duration `json:"duration"`
+	// RxStamps is where receive times are taken: "kernel" (the default) or "user"
+	// (bench.UDPJitterConfig.RxStamps).
+	RxStamps string `json:"rx_stamps,omitempty"`
 }
 
 func udpJitter(raw json.RawMessage, o Overrides) (any, runFunc, error) {
@@ -210,7 +213,10 @@ func udpJitter(raw json.RawMessage, o Overrides) (any, runFunc, error) {
 	if o.Duration > 0 {
 		p.Duration = Duration(o.Duration)
 	}
-	cfg := bench.UDPJitterConfig{Port: p.Port, Rate: float64(p.Rate), Size: p.Size, Duration: time.Duration(p.Duration)}
+	if p.RxStamps == "" {
+		p.RxStamps = bench.RxStampsKernel // recorded in meta.json: it changes what the figures mean
+	}
+	cfg := bench.UDPJitterConfig{Port: p.Port, Rate: float64(p.Rate), Size: p.Size, Duration: time.Duration(p.Duration), RxStamps: p.RxStamps}
 	return bind(p, cfg, bench.UDPJitter)
 }
 
