@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgebpf/edgebpf/dataplanes/direct"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpfplane"
+	"github.com/edgebpf/edgebpf/dataplanes/manager"
 	"github.com/edgebpf/edgebpf/dataplanes/nftproxy"
 	"github.com/edgebpf/edgebpf/dataplanes/userspace"
 	"github.com/edgebpf/edgebpf/netsetup"
@@ -31,6 +32,14 @@ type DataPlane interface {
 	// Close undoes Deploy. It is idempotent.
 	Close() error
 }
+
+// ProgramRunner is implemented by data planes whose packets run BPF programs: it returns the
+// kernel's run statistics of each, so a run can report their cost per packet.
+type ProgramRunner interface {
+	ProgramRuns() ([]manager.ProgramRun, error)
+}
+
+var _ ProgramRunner = (*ebpfplane.DataPlane)(nil)
 
 var constructors = map[string]func() DataPlane{
 	"direct":    func() DataPlane { return direct.New() },

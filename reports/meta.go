@@ -43,6 +43,10 @@ type Meta struct {
 	// (experiment, data plane) was warmed up first.
 	Schedule string      `json:"schedule,omitempty"`
 	Warmup   *WarmupMeta `json:"warmup,omitempty"`
+	// BPFStats says the kernel counted BPF programs' run time during the run (edgebpf run
+	// --bpf-stats): bpf_ns_per_pkt samples are recorded, and every BPF program ran with two
+	// clock reads more per packet.
+	BPFStats bool `json:"bpf_stats,omitempty"`
 	// StartLoad is the machine's load just before the run.
 	StartLoad *LoadMeta  `json:"start_load,omitempty"`
 	Started   time.Time  `json:"started"`

@@ -945,6 +945,9 @@ func bpfCost(ds *Dataset) []figureSpec {
 			if prog == "" {
 				prog = "program"
 			}
+			// A program's cost depends on the traffic (a connect per packet, bulk data):
+			// one bar per experiment.
+			prog = k.exp + "\n" + prog
 			unit = r.Unit
 			kk := key{k.dp, prog}
 			if _, ok := vals[kk]; !ok {
@@ -995,7 +998,7 @@ func bpfCost(ds *Dataset) []figureSpec {
 	p.X.Min, p.X.Max = -0.6, float64(len(progs))-0.4
 	p.Y.Min, p.Y.Max = 0, sc.of(maxAbs(all))*1.2
 	return []figureSpec{{name: name, title: title, source: source, p: p,
-		caption: "Median run time per packet of each BPF program, from the kernel's BPF statistics (run time / run count), per data plane."}}
+		caption: "Median over repetitions of each BPF program's run time per packet in each experiment, from the kernel's BPF statistics (run time / run count over a repetition; edgebpf run --bpf-stats), per data plane."}}
 }
 
 // --- speed limit -----------------------------------------------------------------------

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgebpf/edgebpf/bench"
 	"github.com/edgebpf/edgebpf/bench/stats"
+	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/dataplanes/speedlimit"
 	"github.com/edgebpf/edgebpf/internal/cpupin"
 	"github.com/edgebpf/edgebpf/netsetup"
@@ -29,6 +30,9 @@ type Overrides struct {
 	Reps     int
 	Duration time.Duration
 	Rates    []float64
+	// BPFStats records the run time per packet of the BPF programs a repetition runs
+	// (bpf_ns_per_pkt); it turns the speed-limit experiments' bpf_stats on.
+	BPFStats bool
 }
 
 // Plan is an experiment resolved for one profile: the meter to run, how often, and with
@@ -54,6 +58,8 @@ type Env struct {
 	// Record, if set, receives the settings a meter's server ran with (such as the XDP
 	// mode), for meta.json.
 	Record func(settings map[string]string)
+	// programs, if set, reads the run statistics of the data plane's BPF programs.
+	programs dataplanes.ProgramRunner
 }
 
 // Run runs the meter once.
@@ -394,11 +400,12 @@ type SpeedLimitParams struct {
 	Keep     int      `json:"keep,omitempty"`
 }
 
-func speedLimit(raw json.RawMessage, _ Overrides) (any, runFunc, error) {
+func speedLimit(raw json.RawMessage, o Overrides) (any, runFunc, error) {
 	p, err := decode[SpeedLimitParams](raw)
 	if err != nil {
 		return nil, nil, err
 	}
+	p.BPFStats = p.BPFStats || o.BPFStats
 	cfg := bench.SpeedLimitConfig{Port: p.Port, Clients: p.Clients, Requests: p.Requests, Timeout: time.Duration(p.Timeout),
 		Leave: p.Leave, Keep: p.Keep}
 	return withServer(p, p.SpeedLimitServerParams, cfg, bench.SpeedLimit)
@@ -417,11 +424,12 @@ type SpeedLimitDropParams struct {
 	Leave    string   `json:"leave,omitempty"`
 }
 
-func speedLimitDrop(raw json.RawMessage, _ Overrides) (any, runFunc, error) {
+func speedLimitDrop(raw json.RawMessage, o Overrides) (any, runFunc, error) {
 	p, err := decode[SpeedLimitDropParams](raw)
 	if err != nil {
 		return nil, nil, err
 	}
+	p.BPFStats = p.BPFStats || o.BPFStats
 	cfg := bench.SpeedLimitDropConfig{Port: p.Port, Start: p.Start, Max: p.Max, Step: p.Step, Requests: p.Requests,
 		Timeout: time.Duration(p.Timeout), Pause: time.Duration(p.Pause), Leave: p.Leave}
 	return withServer(p, p.SpeedLimitServerParams, cfg, bench.SpeedLimitDropPoint)
@@ -440,11 +448,12 @@ type SpeedLimitScalingParams struct {
 	Continue bool     `json:"continue,omitempty"`
 }
 
-func speedLimitScaling(raw json.RawMessage, _ Overrides) (any, runFunc, error) {
+func speedLimitScaling(raw json.RawMessage, o Overrides) (any, runFunc, error) {
 	p, err := decode[SpeedLimitScalingParams](raw)
 	if err != nil {
 		return nil, nil, err
 	}
+	p.BPFStats = p.BPFStats || o.BPFStats
 	cfg := bench.SpeedLimitScalingConfig{Port: p.Port, Clients: p.Clients, Requests: p.Requests, Timeout: time.Duration(p.Timeout),
 		Pause: time.Duration(p.Pause), Leave: p.Leave, Keep: p.Keep, Continue: p.Continue}
 	return withServer(p, p.SpeedLimitServerParams, cfg, bench.SpeedLimitScaling)
@@ -468,6 +477,7 @@ func speedLimitLoad(raw json.RawMessage, o Overrides) (any, runFunc, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	p.BPFStats = p.BPFStats || o.BPFStats
 	if o.Duration > 0 {
 		p.PerRate = Duration(o.Duration)
 	}

@@ -12,9 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
 	"github.com/edgebpf/edgebpf/bench"
 	"github.com/edgebpf/edgebpf/bench/stats"
 	"github.com/edgebpf/edgebpf/dataplanes"
+	"github.com/edgebpf/edgebpf/dataplanes/manager"
 	"github.com/edgebpf/edgebpf/internal/cpupin"
 	"github.com/edgebpf/edgebpf/internal/features"
 	"github.com/edgebpf/edgebpf/netsetup"
@@ -174,6 +178,16 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 	}
 	if err := netsetup.RequirePrivileges(); err != nil {
 		return nil, err
+	}
+	if o.Overrides.BPFStats {
+		// Held for the whole run; the kernel stops counting when the descriptor closes, also
+		// when edgebpf is killed.
+		st, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+		if err != nil {
+			return nil, fmt.Errorf("bpf statistics: the kernel refused to count BPF run time (needs Linux 5.8 and CAP_SYS_ADMIN): %w", err)
+		}
+		defer st.Close()
+		meta.BPFStats = true
 	}
 	created, err := makeOutDir(o.Out)
 	if err != nil {
@@ -392,9 +406,11 @@ func (r *runner) experiment(ctx context.Context, g []*job) (interrupted bool) {
 			}
 			continue
 		}
+		before := r.programRuns(l)
 		t0 := time.Now()
 		samples, err := l.j.plan.Run(ctx, l.env)
 		t1 := time.Now()
+		samples = append(samples, r.programCost(l, before, t1.Sub(t0))...)
 		for i := range samples {
 			samples[i].Rep = s.rep
 		}
@@ -422,6 +438,42 @@ func (r *runner) experiment(ctx context.Context, g []*job) (interrupted bool) {
 		r.finish(l)
 	}
 	return ctx.Err() != nil
+}
+
+// programRuns reads the run statistics of the job's BPF programs when the run records them;
+// nil otherwise.
+func (r *runner) programRuns(l *live) []manager.ProgramRun {
+	if !r.o.Overrides.BPFStats || l.env.programs == nil {
+		return nil
+	}
+	runs, err := l.env.programs.ProgramRuns()
+	if err != nil {
+		l.j.meta.Warnings = append(l.j.meta.Warnings, "bpf statistics: "+err.Error())
+		return nil
+	}
+	return runs
+}
+
+// programCost returns one bpf_ns_per_pkt:<program> sample per BPF program that ran during a
+// repetition: its mean run time per packet over the repetition (took long), from the kernel's
+// counts before and after it.
+func (r *runner) programCost(l *live, before []manager.ProgramRun, took time.Duration) []stats.Sample {
+	if before == nil {
+		return nil
+	}
+	after := r.programRuns(l)
+	var out []stats.Sample
+	for _, a := range after {
+		i := slices.IndexFunc(before, func(b manager.ProgramRun) bool { return b.Name == a.Name })
+		if i < 0 || a.Runs <= before[i].Runs {
+			continue
+		}
+		ns := float64(a.Runtime-before[i].Runtime) / float64(a.Runs-before[i].Runs)
+		m := bpfNsPerPkt
+		m.Name += ":" + a.Name
+		out = append(out, stats.Sample{T: took.Seconds(), Metric: m, Value: ns})
+	}
+	return out
 }
 
 // warmup runs a job's warm-up plan once and throws its samples away. A failing warm-up is
@@ -512,8 +564,10 @@ func (r *runner) setup(ctx context.Context, j *job) (env Env, closeAll func() er
 		return Env{}, nil, err
 	}
 	record := func(settings map[string]string) { recordServer(r.meta, j.configuration, settings) }
+	programs, _ := dp.(dataplanes.ProgramRunner)
 	return Env{Endpoints: bench.Endpoints{Client: ins[0].NS, Server: ins[1].NS, Target: target},
-		Configuration: j.configuration, Node: node, Client: ins[0], Server: ins[1], Record: record}, closeAll, nil
+		Configuration: j.configuration, Node: node, Client: ins[0], Server: ins[1], Record: record,
+		programs: programs}, closeAll, nil
 }
 
 // recordServer notes in meta.json how a configuration's server ran: its settings as a data

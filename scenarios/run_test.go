@@ -157,3 +157,28 @@ func TestRunWarmsUpUnrecorded(t *testing.T) {
 	}
 	assert.Less(t, time.Duration(0), a.Warmup.Ended.Sub(a.Warmup.Started))
 }
+
+// TestRunBPFStats checks that --bpf-stats records, per repetition, the run time per packet of
+// the eBPF data plane's programs that ran, and nothing for a data plane without programs.
+func TestRunBPFStats(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	dir := t.TempDir()
+	meta, err := Run(context.Background(), RunOptions{Experiments: []string{"latency"}, Profile: "smoke",
+		DataPlanes: []string{"direct", "ebpf"}, Overrides: Overrides{Reps: 2, BPFStats: true}, Out: dir})
+	require.NoError(t, err)
+	assert.True(t, meta.BPFStats)
+	rows, err := reports.ReadRaw(dir)
+	require.NoError(t, err)
+	perRep := map[string][]int{}
+	for _, r := range rows {
+		if !strings.HasPrefix(r.Metric, "bpf_ns_per_pkt:") {
+			continue
+		}
+		assert.Equal(t, "ebpf", r.DataPlane, "only the eBPF data plane runs BPF programs")
+		assert.Positive(t, r.Value, r.Metric)
+		assert.Equal(t, "ns", r.Unit)
+		perRep[r.Metric] = append(perRep[r.Metric], r.Rep)
+	}
+	// Every connect sends through the proxy's ingress program on the client's veth.
+	assert.Equal(t, []int{1, 2}, perRep["bpf_ns_per_pkt:proxy_ingress"], "%v", perRep)
+}

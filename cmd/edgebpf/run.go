@@ -20,7 +20,7 @@ func newRunCmd() *cobra.Command {
 		dps, profile, out, duration, rates, scenario string
 		reps, mtu                                    int
 		cpus                                         [3]string
-		warmup                                       bool
+		warmup, bpfStats                             bool
 	)
 	c := &cobra.Command{
 		Use:   "run [EXPERIMENT...|all]",
@@ -34,7 +34,13 @@ It first probes the kernel (as edgebpf check does) and skips, with the reason in
 the report, what this machine cannot run. Repetitions are interleaved across data planes
 (A B C A B C ...), after one unrecorded warm-up run of each (--warmup, on for quick and full).
 --cpu-client, --cpu-server and --cpu-proxy pin the threads of those roles; meta.json says
-what that covers.`,
+what that covers.
+
+--bpf-stats has the kernel count the run time of BPF programs during the run and records,
+per repetition, the mean run time per packet of every program of the eBPF data plane and
+of the XDP speed-limit responder (bpf_ns_per_pkt:<program>). It adds two clock reads to
+every run of every BPF program on the machine, so keep it out of runs whose latency you
+compare.`,
 		Example: `  edgebpf run all --profile quick --out results/quick
   edgebpf run latency throughput --dataplane direct --reps 10
   edgebpf run bottleneck --rates 100M,500M,1G --duration 5s`,
@@ -71,6 +77,7 @@ what that covers.`,
 				return usageError("--reps %d must be positive", reps)
 			}
 			o.Overrides.Reps = reps
+			o.Overrides.BPFStats = bpfStats
 			if duration != "" {
 				if o.Overrides.Duration, err = scenarios.ParseDuration(duration); err != nil {
 					return usageError("--duration: %w", err)
@@ -117,6 +124,7 @@ what that covers.`,
 	for i, role := range cpupin.Roles {
 		f.StringVar(&cpus[i], "cpu-"+string(role), "", "pin the "+string(role)+" role's threads to these CPUs, e.g. 1 or 2-3 (default: not pinned)")
 	}
+	f.BoolVar(&bpfStats, "bpf-stats", false, "record every BPF program's run time per packet (bpf_ns_per_pkt); slows every BPF program a little")
 	f.BoolVar(&warmup, "warmup", false, "one unrecorded run of the smoke parameters per experiment and data plane first (default: on for quick and full, off for smoke)")
 	return c
 }

@@ -66,6 +66,14 @@ func (d *DataPlane) Proxy() *proxy.Proxy {
 	return p
 }
 
+// ProgramRuns returns the run statistics of the modules' programs (dataplanes.ProgramRunner).
+func (d *DataPlane) ProgramRuns() ([]manager.ProgramRun, error) {
+	if d.m == nil {
+		return nil, errors.New("ebpf data plane is not deployed")
+	}
+	return d.m.ProgramRuns()
+}
+
 // Settings describes the data plane.
 func (*DataPlane) Settings() map[string]string {
 	return map[string]string{"proxy": "eBPF module (TCX ingress on bridge-side veths)", "delivery": "bpf_redirect_peer",

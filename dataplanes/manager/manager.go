@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -107,6 +108,49 @@ func (m *Manager) info(pos int, e *entry) Info {
 		inf.Programs = append(inf.Programs, pi)
 	}
 	return inf
+}
+
+// ProgramRun is how often the kernel ran one of a module's programs and for how long in
+// total. The kernel counts only while BPF statistics are enabled (ebpf.EnableStats or the
+// kernel.bpf_stats_enabled sysctl), which costs two clock reads per run.
+type ProgramRun struct {
+	// Name is <module>_<hook>, hook ingress (the service sends) or egress (it receives);
+	// <module>#<id>_<hook> when two modules share a name.
+	Name    string
+	Runs    uint64
+	Runtime time.Duration
+}
+
+// ProgramRuns returns the run statistics of every module's programs in chain order.
+func (m *Manager) ProgramRuns() ([]ProgramRun, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	names := map[string]int{}
+	for _, e := range m.mods {
+		names[e.name]++
+	}
+	var out []ProgramRun
+	for _, e := range m.mods {
+		name := e.name
+		if names[e.name] > 1 {
+			name += "#" + strconv.Itoa(e.id)
+		}
+		in, eg := e.mod.Programs()
+		for _, p := range []struct {
+			hook string
+			prog *ebpf.Program
+		}{{"ingress", in}, {"egress", eg}} {
+			if p.prog == nil {
+				continue
+			}
+			st, err := p.prog.Stats()
+			if err != nil {
+				return nil, fmt.Errorf("run statistics of module %d's %s program: %w", e.id, p.hook, err)
+			}
+			out = append(out, ProgramRun{Name: name + "_" + p.hook, Runs: st.RunCount, Runtime: st.Runtime})
+		}
+	}
+	return out, nil
 }
 
 // List returns the modules in deployment order.

@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/edgebpf/edgebpf/dataplanes/manager"
 	_ "github.com/edgebpf/edgebpf/dataplanes/modules/counter"
@@ -331,4 +333,32 @@ func TestModulesWhileTrafficFlows(t *testing.T) {
 	}
 	cancel()
 	assert.NoError(t, <-errs, "traffic is not disturbed while modules come and go")
+}
+
+// TestProgramRuns checks the names in chain order (with the id where a module name repeats)
+// and that the kernel's counts grow with traffic while BPF statistics are on.
+func TestProgramRuns(t *testing.T) {
+	a := newAPI(t)
+	a.create("counter", "")
+	a.create("firewall", `{"default":"pass"}`)
+	a.create("counter", "")
+	runs, err := a.m.ProgramRuns()
+	require.NoError(t, err)
+	var names []string
+	for _, r := range runs {
+		names = append(names, r.Name)
+	}
+	assert.Equal(t, []string{"counter#1_ingress", "counter#1_egress", "firewall_ingress", "firewall_egress",
+		"counter#3_ingress", "counter#3_egress"}, names)
+
+	st, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+	require.NoError(t, err)
+	defer st.Close()
+	require.NoError(t, connect(t, a.node, 7101))
+	after, err := a.m.ProgramRuns()
+	require.NoError(t, err)
+	for i, r := range after {
+		assert.Greater(t, r.Runs, runs[i].Runs, "%s ran for the connection's packets", r.Name)
+		assert.Greater(t, r.Runtime, runs[i].Runtime, r.Name)
+	}
 }
