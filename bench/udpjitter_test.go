@@ -2,12 +2,14 @@ package bench
 
 import (
 	"context"
+	"encoding/binary"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/edgebpf/edgebpf/bench/stats"
 )
@@ -113,4 +115,29 @@ func TestUDPJitterValidate(t *testing.T) {
 			assert.EqualError(t, merr, err.Error())
 		})
 	}
+}
+
+// TestKernelTimestampParse checks the in-place walk over control messages against what the
+// kernel's layout would be: another message first, then the timestamp; and a cut-off one.
+func TestKernelTimestampParse(t *testing.T) {
+	msg := func(level, typ int32, data []byte) []byte {
+		b := make([]byte, unix.CmsgSpace(len(data)))
+		binary.NativeEndian.PutUint64(b[0:8], uint64(unix.CmsgLen(len(data))))
+		binary.NativeEndian.PutUint32(b[8:12], uint32(level))
+		binary.NativeEndian.PutUint32(b[12:16], uint32(typ))
+		copy(b[16:], data)
+		return b
+	}
+	ts := make([]byte, 16)
+	binary.NativeEndian.PutUint64(ts[0:8], 1700000000)
+	binary.NativeEndian.PutUint64(ts[8:16], 123456789)
+	oob := append(msg(unix.SOL_IP, unix.IP_TTL, []byte{64, 0, 0, 0}), msg(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, ts)...)
+	got, ok := kernelTimestamp(oob)
+	require.True(t, ok)
+	assert.Equal(t, int64(1700000000123456789), got)
+	_, ok = kernelTimestamp(oob[:len(oob)-20])
+	assert.False(t, ok, "a cut-off message is no timestamp")
+	_, ok = kernelTimestamp(nil)
+	assert.False(t, ok)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = kernelTimestamp(oob) }))
 }

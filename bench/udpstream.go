@@ -386,7 +386,10 @@ func (rx *udpReceiver) run(stop <-chan struct{}) error {
 		arrival := udpNow()
 		// CLOCK_REALTIME minus CLOCK_MONOTONIC, taken afresh every batch so that a slewing
 		// wall clock cannot bias the kernel's timestamps.
-		realtimeAhead := time.Now().UnixNano() - udpNow()
+		var realtimeAhead int64
+		if rx.kernelRx {
+			realtimeAhead = time.Now().UnixNano() - udpNow()
+		}
 		if err != nil {
 			if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
 				continue
@@ -452,22 +455,30 @@ func (rx *udpReceiver) run(stop <-chan struct{}) error {
 	}
 }
 
-// timespecLen is the size of the struct timespec of an SCM_TIMESTAMPNS message on the
-// 64-bit platforms the project builds for.
-const timespecLen = 16
+// timespecLen is the size of the struct timespec of an SCM_TIMESTAMPNS message, and
+// cmsgHdrLen that of a control message header, on the 64-bit platforms the project builds
+// for (a header is a 64-bit length, then 32-bit level and type).
+const (
+	timespecLen = 16
+	cmsgHdrLen  = 16
+)
 
-// kernelTimestamp returns the CLOCK_REALTIME ns of an SCM_TIMESTAMPNS control message in oob.
+// kernelTimestamp returns the CLOCK_REALTIME ns of the SCM_TIMESTAMPNS control message in
+// oob. It walks the headers in place: it runs per datagram and must not allocate.
 func kernelTimestamp(oob []byte) (int64, bool) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return 0, false
-	}
-	for _, m := range msgs {
-		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= timespecLen {
-			sec := int64(binary.NativeEndian.Uint64(m.Data[0:8]))
-			nsec := int64(binary.NativeEndian.Uint64(m.Data[8:16]))
+	for len(oob) >= cmsgHdrLen {
+		n := binary.NativeEndian.Uint64(oob[0:8])
+		level := int32(binary.NativeEndian.Uint32(oob[8:12]))
+		typ := int32(binary.NativeEndian.Uint32(oob[12:16]))
+		if n < cmsgHdrLen || n > uint64(len(oob)) {
+			return 0, false
+		}
+		if level == unix.SOL_SOCKET && typ == unix.SCM_TIMESTAMPNS && n >= cmsgHdrLen+timespecLen {
+			sec := int64(binary.NativeEndian.Uint64(oob[cmsgHdrLen : cmsgHdrLen+8]))
+			nsec := int64(binary.NativeEndian.Uint64(oob[cmsgHdrLen+8 : cmsgHdrLen+16]))
 			return sec*1e9 + nsec, true
 		}
+		oob = oob[min(uint64(unix.CmsgSpace(int(n)-cmsgHdrLen)), uint64(len(oob))):]
 	}
 	return 0, false
 }
