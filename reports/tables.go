@@ -239,7 +239,8 @@ func riegelTable(ds *Dataset) *Table {
 	}
 	t.Notes = append(t.Notes,
 		"Improvement: how much better eBPF is than the user-space proxy, (user space − eBPF) / user space for latency, jitter and CPU and (eBPF − user space) / user space for throughput, on medians; p is the Mann–Whitney U test of the two samples (benchstat's method).",
-		"CPU is the system-wide busy share of all cores in the load phase (100 Mbit/s TCP), including the load generator, as in the thesis.")
+		"CPU is the system-wide busy share of all cores in the load phase (100 Mbit/s TCP), including the load generator, as in the thesis.",
+		"Jitter: the thesis's iperf3 took receive times in user space; edgebpf's meter takes them in the kernel as a datagram enters the server's namespace, unless the suite's rx_stamps says user (meta.json records which), so the receiving process's wake-ups stay out. The calibration experiment measures both methods next to iperf3.")
 	return t
 }
 
