@@ -78,11 +78,15 @@ type Info struct {
 	Programs []ProgramInfo `json:"programs"`
 }
 
-// ProgramInfo names one of a module's programs as bpftool shows it.
+// ProgramInfo names one of a module's programs as bpftool shows it, with the kernel's run
+// statistics, which count only while BPF statistics are enabled (kernel.bpf_stats_enabled,
+// or edgebpf run --bpf-stats) and are 0 otherwise.
 type ProgramInfo struct {
-	Hook string `json:"hook"` // tc_ingress (the service sends) or tc_egress (it receives)
-	Name string `json:"name"`
-	ID   uint32 `json:"id"`
+	Hook      string `json:"hook"` // tc_ingress (the service sends) or tc_egress (it receives)
+	Name      string `json:"name"`
+	ID        uint32 `json:"id"`
+	RunCount  uint64 `json:"run_count"`
+	RunTimeNs uint64 `json:"run_time_ns"`
 }
 
 func (m *Manager) info(pos int, e *entry) Info {
@@ -104,6 +108,9 @@ func (m *Manager) info(pos int, e *entry) Info {
 			pi.Name = i.Name
 			id, _ := i.ID()
 			pi.ID = uint32(id)
+		}
+		if st, err := p.prog.Stats(); err == nil {
+			pi.RunCount, pi.RunTimeNs = st.RunCount, uint64(st.Runtime.Nanoseconds())
 		}
 		inf.Programs = append(inf.Programs, pi)
 	}

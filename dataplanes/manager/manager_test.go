@@ -361,4 +361,14 @@ func TestProgramRuns(t *testing.T) {
 		assert.Greater(t, r.Runs, runs[i].Runs, "%s ran for the connection's packets", r.Name)
 		assert.Greater(t, r.Runtime, runs[i].Runtime, r.Name)
 	}
+	// The API shows the same counts.
+	code, out := a.do("GET", "/ebpf/2", "")
+	require.Equal(t, http.StatusOK, code, out)
+	var inf manager.Info
+	require.NoError(t, json.Unmarshal([]byte(out), &inf))
+	require.Len(t, inf.Programs, 2)
+	for _, p := range inf.Programs {
+		assert.GreaterOrEqual(t, p.RunCount, after[2].Runs, p.Hook)
+		assert.Positive(t, p.RunTimeNs, p.Hook)
+	}
 }
