@@ -169,10 +169,10 @@ var (
 	refRTTOurs          = qualify(stats.RTT, "edgebpf")
 	refJitterIperf3     = qualify(stats.Jitter, "iperf3")
 	refJitterOurs       = qualify(stats.Jitter, "edgebpf")
-	refJitterOursUser   = qualify(stats.Jitter, "edgebpf-user")
+	refJitterOursKernel = qualify(stats.Jitter, "edgebpf-kernel")
 	refLossIperf3       = qualify(stats.Loss, "iperf3")
 	refLossOurs         = qualify(stats.Loss, "edgebpf")
-	refLossOursUser     = qualify(stats.Loss, "edgebpf-user")
+	refLossOursKernel   = qualify(stats.Loss, "edgebpf-kernel")
 )
 
 // Reference measures the path from ep.Client to ep.Target with the established reference
@@ -192,11 +192,9 @@ var (
 //     both are one round trip of the same path, through different kernel code;
 //   - UDP jitter: iperf3 -u -b JitterRate -l Size -t Duration -J, one jitter:iperf3 sample
 //     (end.streams[0].udp.jitter_ms, in seconds) and one loss:iperf3, then UDPJitter at the
-//     same rate, size and duration as the experiments run it (kernel receive timestamps),
-//     jitter:edgebpf and loss:edgebpf, and once more with receive times taken in user space
-//     as iperf3 takes them, jitter:edgebpf-user and loss:edgebpf-user. The first pair says
-//     what the experiments' figures mean next to iperf3's; the second checks the meter's
-//     arithmetic against iperf3's on the same method.
+//     same rate, size and duration, jitter:edgebpf and loss:edgebpf, and once more with
+//     the kernel's receive timestamps, jitter:edgebpf-kernel and loss:edgebpf-kernel: how
+//     much of the jitter the receiving process's own wake-ups add on this path.
 //
 // Each tool is started inside its namespace: the process is forked from the thread that
 // ep.Server.Do or ep.Client.Do runs on, which holds the namespace and stays locked until the
@@ -230,7 +228,7 @@ func Reference(ctx context.Context, ep Endpoints, cfg ReferenceConfig) ([]stats.
 	}{
 		{"iperf3 tcp", r.iperf3TCP}, {"tcp stream", r.tcpStream},
 		{"sockperf", r.sockperf}, {"tcp ping", r.tcpPing},
-		{"iperf3 udp", r.iperf3UDP}, {"udp jitter", r.udpJitter}, {"udp jitter, user-space stamps", r.udpJitterUser},
+		{"iperf3 udp", r.iperf3UDP}, {"udp jitter", r.udpJitter}, {"udp jitter, kernel stamps", r.udpJitterKernel},
 	}
 	for round := 1; round <= cfg.Rounds; round++ {
 		for _, s := range steps {
@@ -405,14 +403,14 @@ func (r *refRun) iperf3UDP(ctx context.Context) error {
 
 func (r *refRun) udpJitter(ctx context.Context) error {
 	return r.ours(ctx, func(ctx context.Context) ([]stats.Sample, error) {
-		return UDPJitter(ctx, r.ep, r.cfg.jitterConfig(RxStampsKernel))
+		return UDPJitter(ctx, r.ep, r.cfg.jitterConfig(RxStampsUser))
 	}, map[stats.Metric]stats.Metric{stats.Jitter: refJitterOurs, stats.Loss: refLossOurs})
 }
 
-func (r *refRun) udpJitterUser(ctx context.Context) error {
+func (r *refRun) udpJitterKernel(ctx context.Context) error {
 	return r.ours(ctx, func(ctx context.Context) ([]stats.Sample, error) {
-		return UDPJitter(ctx, r.ep, r.cfg.jitterConfig(RxStampsUser))
-	}, map[stats.Metric]stats.Metric{stats.Jitter: refJitterOursUser, stats.Loss: refLossOursUser})
+		return UDPJitter(ctx, r.ep, r.cfg.jitterConfig(RxStampsKernel))
+	}, map[stats.Metric]stats.Metric{stats.Jitter: refJitterOursKernel, stats.Loss: refLossOursKernel})
 }
 
 // toolResult combines a tool's exit and the parse of its output: iperf3 reports its own

@@ -109,7 +109,7 @@ func TestReferenceLoopback(t *testing.T) {
 	assert.Len(t, m["rtt:edgebpf"], 20)
 	assert.Len(t, m["throughput:iperf3"], 2, "two intervals of 500ms")
 	assert.Len(t, m["throughput:edgebpf"], 2)
-	for _, name := range []string{"jitter:iperf3", "jitter:edgebpf", "jitter:edgebpf-user", "loss:iperf3", "loss:edgebpf", "loss:edgebpf-user"} {
+	for _, name := range []string{"jitter:iperf3", "jitter:edgebpf", "jitter:edgebpf-kernel", "loss:iperf3", "loss:edgebpf", "loss:edgebpf-kernel"} {
 		require.Len(t, m[name], 1, name)
 		assert.GreaterOrEqual(t, m[name][0], 0.0, name)
 	}
@@ -133,7 +133,7 @@ func TestReferenceLoopback(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []string{"throughput:iperf3", "throughput:edgebpf", "rtt:sockperf", "rtt:edgebpf",
-		"jitter:iperf3", "jitter:edgebpf", "jitter:edgebpf-user"}, order)
+		"jitter:iperf3", "jitter:edgebpf", "jitter:edgebpf-kernel"}, order)
 	for i := 1; i < len(samples); i++ {
 		if samples[i].Metric.Name != samples[i-1].Metric.Name {
 			assert.GreaterOrEqual(t, samples[i].T, samples[i-1].T, "a later run comes later")

@@ -239,8 +239,7 @@ func riegelTable(ds *Dataset) *Table {
 	}
 	t.Notes = append(t.Notes,
 		"Improvement: how much better eBPF is than the user-space proxy, (user space − eBPF) / user space for latency, jitter and CPU and (eBPF − user space) / user space for throughput, on medians; p is the Mann–Whitney U test of the two samples (benchstat's method).",
-		"CPU is the system-wide busy share of all cores in the load phase (100 Mbit/s TCP), including the load generator, as in the thesis.",
-		"Jitter: the thesis's iperf3 took receive times in user space; edgebpf's meter takes them in the kernel as a datagram enters the server's namespace, unless the suite's rx_stamps says user (meta.json records which), so the receiving process's wake-ups stay out. The calibration experiment measures both methods next to iperf3.")
+		"CPU is the system-wide busy share of all cores in the load phase (100 Mbit/s TCP), including the load generator, as in the thesis.")
 	return t
 }
 
@@ -581,7 +580,7 @@ func calibrationTable(ds *Dataset) *Table {
 	}
 	return &Table{ID: "calibration", Title: "Calibration: edgebpf's meters against reference tools",
 		Intro: "The same path measured by the reference tool and by edgebpf's meter, interleaved; a ratio near 1 shows the meter is not the limit. " +
-			"jitter (user) is edgebpf's jitter meter with receive times taken in user space, iperf3's method; plain jitter is the meter as the experiments run it, with kernel receive timestamps.",
+			"jitter (kernel) is edgebpf's jitter meter with the kernel's receive timestamps instead of user-space ones: how much of the jitter the receiving process's wake-ups add on this path (not comparable across data planes: the stamp's place depends on the path).",
 		Header: []string{"data plane", "quantity", "tool", "tool: median [95 % CI] n", "edgebpf: median [95 % CI] n", "edgebpf / tool"},
 		Rows:   rows, Notes: notes}
 }

@@ -206,7 +206,7 @@ type UDPJitterParams struct {
 	Rate     Rate     `json:"rate"`
 	Size     int      `json:"size,omitempty"`
 	Duration Duration `json:"duration"`
-	// RxStamps is where receive times are taken: "kernel" (the default) or "user"
+	// RxStamps is where receive times are taken: "user" (the default) or "kernel"
 	// (bench.UDPJitterConfig.RxStamps).
 	RxStamps string `json:"rx_stamps,omitempty"`
 }
@@ -220,7 +220,7 @@ func udpJitter(raw json.RawMessage, o Overrides) (any, runFunc, error) {
 		p.Duration = Duration(o.Duration)
 	}
 	if p.RxStamps == "" {
-		p.RxStamps = bench.RxStampsKernel // recorded in meta.json: it changes what the figures mean
+		p.RxStamps = bench.RxStampsUser // recorded in meta.json: it changes what the figures mean
 	}
 	cfg := bench.UDPJitterConfig{Port: p.Port, Rate: float64(p.Rate), Size: p.Size, Duration: time.Duration(p.Duration), RxStamps: p.RxStamps}
 	return bind(p, cfg, bench.UDPJitter)
