@@ -10,8 +10,9 @@ package bench
 // space once per sendmmsg batch right before the call. The receive time is taken either in
 // user space once per recvmmsg batch right after the call returns, so every packet of a
 // batch shares it (application to application like iperf3), or, with kernelRx, per datagram
-// by the kernel as it enters the receiver's namespace (SO_TIMESTAMPNS, CLOCK_REALTIME,
-// brought to CLOCK_MONOTONIC with the clocks' offset read after every batch).
+// from the kernel's receive timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME, brought to
+// CLOCK_MONOTONIC with the clocks' offset read after every batch; where the kernel takes it
+// depends on the path, see RxStampsKernel).
 //
 // Rates are UDP payload bit/s, as iperf3 -b counts them: IP and UDP headers (28 bytes per
 // datagram) are not included.
@@ -121,8 +122,8 @@ type udpStreamConfig struct {
 	// owdEvery keeps the one-way delay of the packets whose sequence number is a multiple
 	// of it; 1 keeps all, 0 none.
 	owdEvery uint64
-	// kernelRx takes each datagram's receive time from the kernel (SO_TIMESTAMPNS: when it
-	// entered the receiver's namespace) instead of after recvmmsg returns in user space.
+	// kernelRx takes each datagram's receive time from the kernel's receive timestamp
+	// (SO_TIMESTAMPNS) instead of after recvmmsg returns in user space.
 	kernelRx bool
 }
 

@@ -89,21 +89,32 @@ type ProgramInfo struct {
 	RunTimeNs uint64 `json:"run_time_ns"`
 }
 
+// hookedProgram is one of a module's programs with its hook, ingress or egress.
+type hookedProgram struct {
+	hook string
+	prog *ebpf.Program
+}
+
+// hooked returns the module's programs that exist, ingress first.
+func hooked(mod Module) []hookedProgram {
+	in, eg := mod.Programs()
+	var out []hookedProgram
+	for _, p := range []hookedProgram{{"ingress", in}, {"egress", eg}} {
+		if p.prog != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func (m *Manager) info(pos int, e *entry) Info {
 	inf := Info{ID: e.id, Name: e.name, Position: pos, Config: e.mod.Config(), Created: e.created, Attached: []string{}, Programs: []ProgramInfo{}}
 	for _, a := range e.at {
 		inf.Attached = append(inf.Attached, a.in.Veth)
 	}
 	slices.Sort(inf.Attached)
-	in, eg := e.mod.Programs()
-	for _, p := range []struct {
-		hook string
-		prog *ebpf.Program
-	}{{"tc_ingress", in}, {"tc_egress", eg}} {
-		if p.prog == nil {
-			continue
-		}
-		pi := ProgramInfo{Hook: p.hook}
+	for _, p := range hooked(e.mod) {
+		pi := ProgramInfo{Hook: "tc_" + p.hook}
 		if i, err := p.prog.Info(); err == nil {
 			pi.Name = i.Name
 			id, _ := i.ID()
@@ -142,14 +153,7 @@ func (m *Manager) ProgramRuns() ([]ProgramRun, error) {
 		if names[e.name] > 1 {
 			name += "#" + strconv.Itoa(e.id)
 		}
-		in, eg := e.mod.Programs()
-		for _, p := range []struct {
-			hook string
-			prog *ebpf.Program
-		}{{"ingress", in}, {"egress", eg}} {
-			if p.prog == nil {
-				continue
-			}
+		for _, p := range hooked(e.mod) {
 			st, err := p.prog.Stats()
 			if err != nil {
 				return nil, fmt.Errorf("run statistics of module %d's %s program: %w", e.id, p.hook, err)
