@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -100,6 +101,7 @@ func TestRemovedInstanceSessionsEnd(t *testing.T) {
 		}
 		if order[0] != 1-first {
 			t.Logf("sessions after the UDP one (on %d) were not strictly alternating: %v", first, order)
+			logConntrackStats(t, node)
 		}
 		return nil
 	}))
@@ -134,6 +136,16 @@ func TestRemovedInstanceSessionsEnd(t *testing.T) {
 		assert.Equal(t, 1-at[0], next, "a new session goes to the remaining instance")
 		return err
 	}))
+}
+
+// logConntrackStats logs the node namespace's conntrack counters (insert_failed, drop, ...),
+// the first thing to read when a session took an unexpected turn.
+func logConntrackStats(t *testing.T, node *netsetup.Node) {
+	_ = node.NS.Do(func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/stat/nf_conntrack")
+		t.Logf("conntrack statistics of the node namespace (per CPU, hex): %s %v", b, err)
+		return nil
+	})
 }
 
 const echoPort = 7401
