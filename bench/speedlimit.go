@@ -612,7 +612,6 @@ func (c *slClient) close() {
 // runSL runs one plan. It returns the outcome so far with ctx.Err() when ctx ends, and an
 // error naming the first wrong reply if any came.
 func runSL(ctx context.Context, ep Endpoints, p slPlan) (*slOutcome, error) {
-	_, target := sockaddr(ep.Target, p.port)
 	cl := make([]*slClient, p.clients)
 	closeAll := func() {
 		for _, c := range cl {
@@ -622,6 +621,9 @@ func runSL(ctx context.Context, ep Endpoints, p slPlan) (*slOutcome, error) {
 		}
 	}
 	for i := range cl {
+		// A sockaddr of its own per client: unix.Connect writes into it, and clients
+		// reconnect concurrently.
+		_, target := sockaddr(ep.Target, p.port)
 		cl[i] = &slClient{ns: ep.Client, target: target, fd: -1}
 		if err := cl[i].open(p.timeout); err != nil {
 			closeAll()

@@ -389,7 +389,7 @@ func (rx *udpReceiver) run(stop <-chan struct{}) error {
 		// wall clock cannot bias the kernel's timestamps.
 		var realtimeAhead int64
 		if rx.kernelRx {
-			realtimeAhead = time.Now().UnixNano() - udpNow()
+			realtimeAhead = realtimeOffset()
 		}
 		if err != nil {
 			if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
@@ -454,6 +454,25 @@ func (rx *udpReceiver) run(stop <-chan struct{}) error {
 			}
 		}
 	}
+}
+
+// realtimeOffset returns CLOCK_REALTIME minus CLOCK_MONOTONIC in ns: the wall clock read
+// between two monotonic reads, against their midpoint, keeping the tightest of three tries,
+// so that a thread preempted between two reads does not skew it.
+func realtimeOffset() int64 {
+	var best, width int64 = 0, math.MaxInt64
+	for range 3 {
+		m1 := udpNow()
+		r := time.Now().UnixNano()
+		m2 := udpNow()
+		if m2-m1 < width {
+			best, width = r-(m1+(m2-m1)/2), m2-m1
+		}
+		if width < 1000 {
+			break
+		}
+	}
+	return best
 }
 
 // timespecLen is the size of the struct timespec of an SCM_TIMESTAMPNS message, and
