@@ -14,7 +14,7 @@ OUT      ?= results/$(shell date +%Y%m%d-%H%M%S)-$(PROFILE)
 DIST_ARCHS ?= amd64 arm64
 DIST_DIR   ?= dist
 
-.PHONY: all build dist deps run reproduce test test-short vet generate check-generated clean
+.PHONY: all build dist deps run reproduce test test-short test-race vet generate check-generated clean
 
 all: build
 
@@ -58,6 +58,10 @@ test: deps vet
 
 test-short: vet
 	$(GO) test -count=1 -short ./...
+
+# test-race: every tier under the race detector (about 3 min here); CI runs it after test.
+test-race: deps
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 # generate rebuilds the committed bpf2go output (*_bpfel.go, *_bpfel.o) from bpf/.
 # bpf2go reads its compiler, strip tool and flags from these variables.
