@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what edgebpf needs on a fresh Debian/Ubuntu machine: the pinned BPF toolchain (to
 # regenerate and check BPF objects), iproute2, the reference tools the calibration compares
-# against (iperf3, sockperf, hping3) and shellcheck (the scripts' tests); then the Go modules.
+# against (iperf3, sockperf, hping3), gcc (cgo for the race detector and the host include path)
+# and shellcheck (the scripts' tests); then the Go modules.
 # Idempotent: it installs only what is missing and touches nothing else.
 set -euo pipefail
 
-pkgs=(clang-14 llvm-14 libbpf-dev bpftool iproute2 iperf3 sockperf hping3 jq chromium fonts-liberation shellcheck)
+pkgs=(clang-14 llvm-14 libbpf-dev bpftool gcc libc6-dev iproute2 iperf3 sockperf hping3 jq chromium fonts-liberation shellcheck)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
