@@ -469,9 +469,7 @@ func (r *runner) programCost(l *live, before []manager.ProgramRun, took time.Dur
 			continue
 		}
 		ns := float64(a.Runtime-before[i].Runtime) / float64(a.Runs-before[i].Runs)
-		m := bpfNsPerPkt
-		m.Name += ":" + a.Name
-		out = append(out, stats.Sample{T: took.Seconds(), Metric: m, Value: ns})
+		out = append(out, stats.Sample{T: took.Seconds(), Metric: programCostMetric(a.Name), Value: ns})
 	}
 	return out
 }

@@ -158,9 +158,9 @@ func TestSpeedLimitSmokeRun(t *testing.T) {
 	for _, r := range rows {
 		seen[r.Experiment+"/"+r.DataPlane+"/"+r.Metric+"/"+r.XUnit] = true
 	}
-	assert.True(t, seen["speedlimit-response/mixed/bpf_ns_per_pkt/"])
-	assert.True(t, seen["speedlimit-response/ebpf/bpf_ns_per_pkt/"])
-	assert.False(t, seen["speedlimit-response/userspace/bpf_ns_per_pkt/"], "no program, no run time")
+	assert.True(t, seen["speedlimit-response/mixed/bpf_ns_per_pkt:speedlimit_xdp/"])
+	assert.True(t, seen["speedlimit-response/ebpf/bpf_ns_per_pkt:speedlimit_xdp/"])
+	assert.False(t, seen["speedlimit-response/userspace/bpf_ns_per_pkt:speedlimit_xdp/"], "no program, no run time")
 	for _, conf := range []string{"userspace", "mixed", "ebpf"} {
 		for _, want := range []string{
 			"speedlimit-response/" + conf + "/response_time/",
