@@ -141,7 +141,7 @@ func TestNodeStatusExec(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
 	go func() {
-		code, _, _ := edgebpf(ctx, "node", "--names", "alpha,beta", "--instances", "2", "--ready-file", ready, "--api", "127.0.0.1:0")
+		code, _, _ := edgebpf(ctx, "node", "--names", "alpha,beta", "--instances", "2", "--ready-file", ready, "--api", "127.0.0.1:0", "--bpf-stats")
 		done <- code
 	}()
 	require.Eventually(t, func() bool { _, err := os.Stat(ready); return err == nil }, 10*time.Second, 20*time.Millisecond)
@@ -190,6 +190,26 @@ func TestNodeStatusExec(t *testing.T) {
 	code, out, stderr = edgebpf(context.Background(), "exec", "beta/1", "--", "ip", "-o", "-4", "addr", "show")
 	require.Zero(t, code, stderr)
 	assert.Contains(t, out, beta1NSIP+"/")
+	// With --bpf-stats the API shows the counter's programs running for a datagram between
+	// two instances.
+	code, _, stderr = edgebpf(context.Background(), "exec", "beta/0", "--", "bash", "-c", "echo x > /dev/udp/"+beta1NSIP+"/9")
+	require.Zero(t, code, stderr)
+	resp, err = http.Get("http://" + api + "/ebpf/1")
+	require.NoError(t, err)
+	var mod struct {
+		Programs []struct {
+			Hook     string `json:"hook"`
+			RunCount uint64 `json:"run_count"`
+		} `json:"programs"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&mod))
+	resp.Body.Close()
+	var runs uint64
+	for _, p := range mod.Programs {
+		runs += p.RunCount
+	}
+	assert.Positive(t, runs, "the counter's programs ran and were counted: %+v", mod.Programs)
+
 	code, _, _ = edgebpf(context.Background(), "exec", "beta/1", "--", "false")
 	assert.Equal(t, 1, code, "the command's exit code is passed on")
 	code, _, stderr = edgebpf(context.Background(), "exec", "gamma", "--", "true")

@@ -11,7 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/dataplanes/manager"
@@ -26,6 +28,7 @@ func newNodeCmd() *cobra.Command {
 		dp, names, readyFile, api string
 		services, instances       int
 		mtu                       int
+		bpfStats                  bool
 	)
 	c := &cobra.Command{
 		Use:   "node",
@@ -34,7 +37,10 @@ func newNodeCmd() *cobra.Command {
 with the given number of instances, deploys the data plane, starts the eBPF manager with its REST
 API (docs/api/openapi.json) on --api, writes the node's description to the ready file, and waits
 for Ctrl-C or SIGTERM; then it removes everything it created, modules included. Use
-'edgebpf status' to see its addresses and 'edgebpf exec' to run commands in its instances.`,
+
+'edgebpf status' to see its addresses and 'edgebpf exec' to run commands in its instances.
+With --bpf-stats the kernel counts the modules' run time while the node runs, and the API's
+module listings show each program's run_count and run_time_ns.`,
 		Example: `  edgebpf node --services 2 --instances 1 --ready-file /tmp/node.json &
   curl -s -XPOST localhost:6000/ebpf -d '{"name":"counter"}'
   curl -s localhost:6000/ebpf/1/counts
@@ -63,6 +69,14 @@ for Ctrl-C or SIGTERM; then it removes everything it created, modules included. 
 			cfg := netsetup.NodeConfig{MTU: mtu}
 			if err := cfg.Validate(); err != nil {
 				return usageError("%w", err)
+			}
+			if bpfStats {
+				// Counting stops when the descriptor closes, also when edgebpf is killed.
+				st, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+				if err != nil {
+					return fmt.Errorf("--bpf-stats: the kernel refused to count BPF run time (needs Linux 5.8 and CAP_SYS_ADMIN): %w", err)
+				}
+				defer st.Close()
 			}
 			sess, err := netsetup.NewSession("edgebpf node")
 			if err != nil {
@@ -128,6 +142,7 @@ for Ctrl-C or SIGTERM; then it removes everything it created, modules included. 
 	f.StringVar(&names, "names", "", "comma-separated service names instead of svc0, svc1, ...")
 	f.IntVar(&instances, "instances", 1, "instances per service")
 	f.IntVar(&mtu, "mtu", netsetup.DefaultMTU, "MTU of the bridge and every veth")
+	f.BoolVar(&bpfStats, "bpf-stats", false, "have the kernel count the BPF programs' run time (shown by the API); slows every BPF program a little")
 	f.StringVar(&readyFile, "ready-file", "", "write the node's description (JSON) here once it is up; removed on exit")
 	f.StringVar(&api, "api", "127.0.0.1:6000", "listen address of the eBPF manager's REST API (\"\" for none); port 0 picks a free one")
 	return c
