@@ -10,12 +10,10 @@ import (
 	"slices"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
-
 	"github.com/edgebpf/edgebpf/bench"
 	"github.com/edgebpf/edgebpf/bench/stats"
 	"github.com/edgebpf/edgebpf/dataplanes"
+	"github.com/edgebpf/edgebpf/dataplanes/manager"
 	"github.com/edgebpf/edgebpf/dataplanes/speedlimit"
 	"github.com/edgebpf/edgebpf/internal/cpupin"
 	"github.com/edgebpf/edgebpf/netsetup"
@@ -376,9 +374,9 @@ func withServer[C validator](params any, sp SpeedLimitServerParams, cfg C, run f
 			env.Record(srv.Settings())
 		}
 		if sp.BPFStats && mode != speedlimit.Userspace {
-			st, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+			st, err := manager.CountRunTime()
 			if err != nil {
-				return nil, fmt.Errorf("enable bpf statistics: %w", err)
+				return nil, fmt.Errorf("bpf statistics: %w", err)
 			}
 			defer st.Close()
 		}

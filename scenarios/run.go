@@ -12,9 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
-
 	"github.com/edgebpf/edgebpf/bench"
 	"github.com/edgebpf/edgebpf/bench/stats"
 	"github.com/edgebpf/edgebpf/dataplanes"
@@ -180,11 +177,9 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 		return nil, err
 	}
 	if o.Overrides.BPFStats {
-		// Held for the whole run; the kernel stops counting when the descriptor closes, also
-		// when edgebpf is killed.
-		st, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+		st, err := manager.CountRunTime() // held for the whole run
 		if err != nil {
-			return nil, fmt.Errorf("bpf statistics: the kernel refused to count BPF run time (needs Linux 5.8 and CAP_SYS_ADMIN): %w", err)
+			return nil, fmt.Errorf("bpf statistics: %w", err)
 		}
 		defer st.Close()
 		meta.BPFStats = true

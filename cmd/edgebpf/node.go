@@ -11,9 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/dataplanes/manager"
@@ -37,7 +35,6 @@ func newNodeCmd() *cobra.Command {
 with the given number of instances, deploys the data plane, starts the eBPF manager with its REST
 API (docs/api/openapi.json) on --api, writes the node's description to the ready file, and waits
 for Ctrl-C or SIGTERM; then it removes everything it created, modules included. Use
-
 'edgebpf status' to see its addresses and 'edgebpf exec' to run commands in its instances.
 With --bpf-stats the kernel counts the modules' run time while the node runs, and the API's
 module listings show each program's run_count and run_time_ns.`,
@@ -71,10 +68,9 @@ module listings show each program's run_count and run_time_ns.`,
 				return usageError("%w", err)
 			}
 			if bpfStats {
-				// Counting stops when the descriptor closes, also when edgebpf is killed.
-				st, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+				st, err := manager.CountRunTime()
 				if err != nil {
-					return fmt.Errorf("--bpf-stats: the kernel refused to count BPF run time (needs Linux 5.8 and CAP_SYS_ADMIN): %w", err)
+					return fmt.Errorf("--bpf-stats: %w", err)
 				}
 				defer st.Close()
 			}

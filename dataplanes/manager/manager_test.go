@@ -14,10 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/edgebpf/edgebpf/dataplanes/manager"
 	_ "github.com/edgebpf/edgebpf/dataplanes/modules/counter"
@@ -351,7 +349,7 @@ func TestProgramRuns(t *testing.T) {
 	assert.Equal(t, []string{"counter#1_ingress", "counter#1_egress", "firewall_ingress", "firewall_egress",
 		"counter#3_ingress", "counter#3_egress"}, names)
 
-	st, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+	st, err := manager.CountRunTime()
 	require.NoError(t, err)
 	defer st.Close()
 	require.NoError(t, connect(t, a.node, 7101))
