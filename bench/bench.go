@@ -1,7 +1,7 @@
 // Package bench holds the load generators and meters of edgebpf: TCP connect ping, UDP
 // jitter, TCP bulk throughput, the UDP bottleneck sweep and the CPU/RAM sampler. Each meter
 // runs its server side in one network namespace and its client side in another, and returns
-// typed samples (package bench/stats). bench knows nothing of data planes: it is handed the
+// typed samples (package stats). bench knows nothing of data planes: it is handed the
 // namespaces to run in and the address the client must send to.
 package bench
 

@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/edgebpf/edgebpf/bench"
-	"github.com/edgebpf/edgebpf/bench/stats"
 	"github.com/edgebpf/edgebpf/internal/testenv"
+	"github.com/edgebpf/edgebpf/stats"
 )
 
 // The tests in this file run every meter between two instance namespaces of a real node, the

@@ -19,8 +19,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/edgebpf/edgebpf/bench/stats"
 	"github.com/edgebpf/edgebpf/internal/cpupin"
+	"github.com/edgebpf/edgebpf/stats"
 )
 
 // ReferenceConfig configures Reference. Zero-valued fields take the defaults given with them.

@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/edgebpf/edgebpf/bench/stats"
 	"github.com/edgebpf/edgebpf/internal/testenv"
+	"github.com/edgebpf/edgebpf/stats"
 )
 
 // refRequireTools skips t when iperf3 or sockperf is missing, or fails it when

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/edgebpf/edgebpf/bench/stats"
+	"github.com/edgebpf/edgebpf/stats"
 )
 
 // The phases of Resources, the X of its samples.

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/edgebpf/edgebpf/bench/stats"
+	"github.com/edgebpf/edgebpf/stats"
 )
 
 func TestResourcesLoopback(t *testing.T) {

@@ -48,9 +48,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/edgebpf/edgebpf/bench/stats"
-	"github.com/edgebpf/edgebpf/dataplanes/speedlimit/wire"
 	"github.com/edgebpf/edgebpf/internal/cpupin"
+	"github.com/edgebpf/edgebpf/stats"
+	"github.com/edgebpf/edgebpf/workloads/speedlimit/wire"
 )
 
 // When a client's cars leave the sign's range.

@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/edgebpf/edgebpf/bench/stats"
-	"github.com/edgebpf/edgebpf/dataplanes/speedlimit/wire"
+	"github.com/edgebpf/edgebpf/stats"
+	"github.com/edgebpf/edgebpf/workloads/speedlimit/wire"
 )
 
 // fakeSign is a speed-limit server on loopback for the client's tests: it answers

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/edgebpf/edgebpf/bench/stats"
+	"github.com/edgebpf/edgebpf/stats"
 )
 
 func TestSysmonParseProcStat(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/edgebpf/edgebpf/bench/stats"
+	"github.com/edgebpf/edgebpf/stats"
 )
 
 // tcpLoopback runs both sides of a meter in the test's namespace over 127.0.0.1.

@@ -11,8 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/edgebpf/edgebpf/bench/stats"
 	"github.com/edgebpf/edgebpf/internal/cpupin"
+	"github.com/edgebpf/edgebpf/stats"
 )
 
 // TCPStreamConfig configures TCPStream. Zero-valued fields take the defaults given with

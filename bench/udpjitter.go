@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/edgebpf/edgebpf/bench/stats"
+	"github.com/edgebpf/edgebpf/stats"
 )
 
 // UDPJitterConfig configures UDPJitter. Zero-valued fields take the defaults given with them.

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/edgebpf/edgebpf/bench/stats"
+	"github.com/edgebpf/edgebpf/stats"
 )
 
 // udpLoopback runs both sides of a meter in the test's own namespace over 127.0.0.1.

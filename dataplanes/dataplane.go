@@ -12,9 +12,9 @@ import (
 	"strings"
 
 	"github.com/edgebpf/edgebpf/dataplanes/direct"
-	"github.com/edgebpf/edgebpf/dataplanes/ebpfplane"
-	"github.com/edgebpf/edgebpf/dataplanes/manager"
-	"github.com/edgebpf/edgebpf/dataplanes/nftproxy"
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf"
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
+	"github.com/edgebpf/edgebpf/dataplanes/nftables"
 	"github.com/edgebpf/edgebpf/dataplanes/userspace"
 	"github.com/edgebpf/edgebpf/netsetup"
 )
@@ -39,13 +39,13 @@ type ProgramRunner interface {
 	ProgramRuns() ([]manager.ProgramRun, error)
 }
 
-var _ ProgramRunner = (*ebpfplane.DataPlane)(nil)
+var _ ProgramRunner = (*ebpf.DataPlane)(nil)
 
 var constructors = map[string]func() DataPlane{
 	"direct":    func() DataPlane { return direct.New() },
 	"userspace": func() DataPlane { return userspace.New() },
-	"ebpf":      func() DataPlane { return ebpfplane.New() },
-	"nftables":  func() DataPlane { return nftproxy.New() },
+	"ebpf":      func() DataPlane { return ebpf.New() },
+	"nftables":  func() DataPlane { return nftables.New() },
 }
 
 // planned are data planes the design names that this build does not have yet.

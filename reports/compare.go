@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/perf/benchmath"
 
-	"github.com/edgebpf/edgebpf/bench/stats"
+	"github.com/edgebpf/edgebpf/stats"
 )
 
 // CompareOptions set what counts as a regression.

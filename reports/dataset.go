@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/edgebpf/edgebpf/bench/stats"
+	"github.com/edgebpf/edgebpf/stats"
 )
 
 // Dataset is a results directory read into memory: its metadata, every raw row, the

@@ -1,6 +1,6 @@
 package reports
 
-import "github.com/edgebpf/edgebpf/bench/stats"
+import "github.com/edgebpf/edgebpf/stats"
 
 // The experiments the report knows by name: their tables and figures follow the theses.
 // Experiments it does not know are still summarised in the per-experiment tables.
@@ -18,7 +18,7 @@ const (
 )
 
 // The metrics of the speed-limit experiments and of the eBPF manager's program statistics.
-// bench/stats does not define them (their meters live with their data planes), so the
+// stats does not define them (their meters live with their data planes), so the
 // report registers them: raw files that hold them then parse and summarise like any other.
 var (
 	metricResponseTime    = stats.Metric{Name: "response_time", Unit: "s", Better: stats.Lower}

@@ -19,8 +19,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/edgebpf/edgebpf/bench/stats"
 	"github.com/edgebpf/edgebpf/internal/atomicfile"
+	"github.com/edgebpf/edgebpf/stats"
 )
 
 // Header is the column row of every raw CSV file. Note: architecture.md's first draft had no

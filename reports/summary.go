@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/edgebpf/edgebpf/bench/stats"
 	"github.com/edgebpf/edgebpf/internal/atomicfile"
+	"github.com/edgebpf/edgebpf/stats"
 )
 
 // Entry is one object of summary.json: the summary of one metric of one experiment on one

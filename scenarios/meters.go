@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/edgebpf/edgebpf/bench"
-	"github.com/edgebpf/edgebpf/bench/stats"
 	"github.com/edgebpf/edgebpf/dataplanes"
-	"github.com/edgebpf/edgebpf/dataplanes/manager"
-	"github.com/edgebpf/edgebpf/dataplanes/speedlimit"
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
 	"github.com/edgebpf/edgebpf/internal/cpupin"
 	"github.com/edgebpf/edgebpf/netsetup"
+	"github.com/edgebpf/edgebpf/stats"
+	"github.com/edgebpf/edgebpf/workloads/speedlimit"
 )
 
 // Overrides are the command line's changes to a profile's parameters. Zero fields change

@@ -13,13 +13,13 @@ import (
 	"time"
 
 	"github.com/edgebpf/edgebpf/bench"
-	"github.com/edgebpf/edgebpf/bench/stats"
 	"github.com/edgebpf/edgebpf/dataplanes"
-	"github.com/edgebpf/edgebpf/dataplanes/manager"
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
 	"github.com/edgebpf/edgebpf/internal/cpupin"
 	"github.com/edgebpf/edgebpf/internal/features"
 	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/reports"
+	"github.com/edgebpf/edgebpf/stats"
 )
 
 // RunOptions selects what a run measures and where it writes.

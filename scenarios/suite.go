@@ -15,7 +15,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/edgebpf/edgebpf/dataplanes/speedlimit"
+	"github.com/edgebpf/edgebpf/workloads/speedlimit"
 )
 
 //go:embed suite.json

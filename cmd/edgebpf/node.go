@@ -14,9 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgebpf/edgebpf/dataplanes"
-	"github.com/edgebpf/edgebpf/dataplanes/manager"
-	_ "github.com/edgebpf/edgebpf/dataplanes/modules/counter"  // registers the counter module
-	_ "github.com/edgebpf/edgebpf/dataplanes/modules/firewall" // registers the firewall module
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
+	_ "github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/counter"  // registers the counter module
+	_ "github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/firewall" // registers the firewall module
 	"github.com/edgebpf/edgebpf/internal/atomicfile"
 	"github.com/edgebpf/edgebpf/netsetup"
 )

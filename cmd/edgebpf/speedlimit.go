@@ -14,12 +14,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgebpf/edgebpf/bench"
-	"github.com/edgebpf/edgebpf/bench/stats"
 	"github.com/edgebpf/edgebpf/dataplanes"
-	"github.com/edgebpf/edgebpf/dataplanes/speedlimit"
-	"github.com/edgebpf/edgebpf/dataplanes/speedlimit/wire"
 	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/reports"
+	"github.com/edgebpf/edgebpf/stats"
+	"github.com/edgebpf/edgebpf/workloads/speedlimit"
+	"github.com/edgebpf/edgebpf/workloads/speedlimit/wire"
 )
 
 func newSpeedLimitCmd() *cobra.Command {

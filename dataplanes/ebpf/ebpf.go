@@ -1,0 +1,91 @@
+// Package ebpf is the `ebpf` data plane: the eBPF manager on the node with the proxy
+// module deployed, so that service IPs are translated in the kernel (dataplanes/ebpf/modules/proxy)
+// and other modules (counter, firewall) can be chained with it through the manager's API.
+package ebpf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
+	_ "github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/counter"  // chainable with the proxy
+	_ "github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/firewall" // chainable with the proxy
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/proxy"
+	"github.com/edgebpf/edgebpf/netsetup"
+)
+
+// DataPlane is the eBPF data plane.
+type DataPlane struct {
+	m     *manager.Manager
+	proxy manager.Info
+}
+
+// New returns an undeployed eBPF data plane.
+func New() *DataPlane { return &DataPlane{} }
+
+// Name returns "ebpf".
+func (*DataPlane) Name() string { return "ebpf" }
+
+// Deploy starts the manager on node and creates the proxy module.
+func (d *DataPlane) Deploy(_ context.Context, node *netsetup.Node) error {
+	m, err := manager.New(node)
+	if err != nil {
+		return err
+	}
+	inf, err := m.Create("proxy", nil)
+	if err != nil {
+		return errors.Join(fmt.Errorf("deploy ebpf proxy: %w", err), m.Close())
+	}
+	d.m, d.proxy = m, inf
+	return nil
+}
+
+// Target returns the service IP: the proxy translates it.
+func (d *DataPlane) Target(svc netsetup.Service) (netip.Addr, error) {
+	if d.m == nil {
+		return netip.Addr{}, errors.New("ebpf data plane is not deployed")
+	}
+	return svc.IP, nil
+}
+
+// Manager returns the node's eBPF manager, for `edgebpf node` to serve its API.
+func (d *DataPlane) Manager() *manager.Manager { return d.m }
+
+// Proxy returns the proxy module, or nil before Deploy.
+func (d *DataPlane) Proxy() *proxy.Proxy {
+	if d.m == nil {
+		return nil
+	}
+	mod, ok := d.m.Module(d.proxy.ID)
+	if !ok {
+		return nil
+	}
+	p, _ := mod.(*proxy.Proxy)
+	return p
+}
+
+// ProgramRuns returns the run statistics of the modules' programs (dataplanes.ProgramRunner).
+func (d *DataPlane) ProgramRuns() ([]manager.ProgramRun, error) {
+	if d.m == nil {
+		return nil, errors.New("ebpf data plane is not deployed")
+	}
+	return d.m.ProgramRuns()
+}
+
+// Settings describes the data plane.
+func (*DataPlane) Settings() map[string]string {
+	return map[string]string{"proxy": "eBPF module (TCX ingress on bridge-side veths)", "delivery": "bpf_redirect_peer",
+		"sessions": "LRU 5-tuple, both directions", "install": "lazy (first packet via upcall)"}
+}
+
+// Close deletes the modules and stops the manager. It is idempotent.
+func (d *DataPlane) Close() error {
+	if d.m == nil {
+		return nil
+	}
+	err := d.m.Close()
+	d.m = nil
+	return err
+}

@@ -1,3 +1,0 @@
-package counter
-
-//go:generate go tool bpf2go -target bpfel -type counter_key -type counter_value counter ../../../bpf/counter.c -- -I../../../bpf/include
