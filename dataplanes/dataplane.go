@@ -1,7 +1,11 @@
-// Package dataplanes defines the interface every data plane of edgebpf implements and
-// selects one by name. A data plane is what carries traffic from one service instance to
-// another on a node: no proxy at all (direct), a user-space proxy, eBPF modules, nftables.
-// All of them run on the same topology, addresses and MTU, so results are comparable.
+// Package dataplanes defines the interface every data plane of edgebpf implements and the
+// spec each one describes itself with. A data plane is what carries traffic from one service
+// instance to another on a node: no proxy at all (direct), a user-space proxy, eBPF modules,
+// nftables. All of them run on the same topology, addresses and MTU, so results are
+// comparable.
+//
+// The package imports no implementation: each data plane's package exports its Spec, and
+// dataplanes/builtin lists the specs this build has in a Registry.
 package dataplanes
 
 import (
@@ -11,12 +15,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/edgebpf/edgebpf/dataplanes/direct"
-	"github.com/edgebpf/edgebpf/dataplanes/ebpf"
-	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
-	"github.com/edgebpf/edgebpf/dataplanes/nftables"
-	"github.com/edgebpf/edgebpf/dataplanes/userspace"
 	"github.com/edgebpf/edgebpf/netsetup"
+	"github.com/edgebpf/edgebpf/subject"
 )
 
 // DataPlane carries traffic between the services of one node.
@@ -33,50 +33,45 @@ type DataPlane interface {
 	Close() error
 }
 
-// ProgramRunner is implemented by data planes whose packets run BPF programs: it returns the
-// kernel's run statistics of each, so a run can report their cost per packet.
-type ProgramRunner interface {
-	ProgramRuns() ([]manager.ProgramRun, error)
+// ProgramRunner is implemented by data planes whose packets run BPF programs.
+type ProgramRunner = subject.ProgramRunner
+
+// Spec describes a data plane: its subject facts (name, needs, colour, order) and how to make
+// a fresh, undeployed one.
+type Spec struct {
+	subject.Spec
+	New func() DataPlane
 }
 
-var _ ProgramRunner = (*ebpf.DataPlane)(nil)
+// Registry is the set of data planes a build offers, in their order.
+type Registry []Spec
 
-var constructors = map[string]func() DataPlane{
-	"direct":    func() DataPlane { return direct.New() },
-	"userspace": func() DataPlane { return userspace.New() },
-	"ebpf":      func() DataPlane { return ebpf.New() },
-	"nftables":  func() DataPlane { return nftables.New() },
+// Names lists the registry's data planes in order.
+func (r Registry) Names() []string { return r.Catalogue().Names() }
+
+// Catalogue returns the registry's subject specs.
+func (r Registry) Catalogue() subject.Catalogue {
+	out := make(subject.Catalogue, len(r))
+	for i, s := range r {
+		out[i] = s.Spec
+	}
+	return out
 }
 
-// planned are data planes the design names that this build does not have yet.
-var planned []string
-
-// Names lists the available data planes, sorted.
-func Names() []string {
-	names := make([]string, 0, len(constructors))
-	for n := range constructors {
-		names = append(names, n)
+// Lookup returns the named data plane's spec, or an error that lists the choices.
+func (r Registry) Lookup(name string) (Spec, error) {
+	i := slices.IndexFunc(r, func(s Spec) bool { return s.Name == name })
+	if i < 0 {
+		return Spec{}, fmt.Errorf("unknown data plane %q: choose from %s", name, strings.Join(r.Names(), ", "))
 	}
-	slices.Sort(names)
-	return names
-}
-
-// New returns a fresh, undeployed data plane by name.
-func New(name string) (DataPlane, error) {
-	if c, ok := constructors[name]; ok {
-		return c(), nil
-	}
-	if slices.Contains(planned, name) {
-		return nil, fmt.Errorf("data plane %q is not built yet: available are %s", name, strings.Join(Names(), ", "))
-	}
-	return nil, fmt.Errorf("unknown data plane %q: choose from %s", name, strings.Join(Names(), ", "))
+	return r[i], nil
 }
 
 // Parse splits a comma-separated list of data plane names, checking every name and
-// rejecting duplicates; "all" means every available data plane.
-func Parse(list string) ([]string, error) {
+// rejecting duplicates; "all" means every data plane of the registry.
+func (r Registry) Parse(list string) ([]string, error) {
 	if strings.TrimSpace(list) == "all" {
-		return Names(), nil
+		return r.Names(), nil
 	}
 	var out []string
 	for _, n := range strings.Split(list, ",") {
@@ -84,7 +79,7 @@ func Parse(list string) ([]string, error) {
 		if n == "" {
 			return nil, fmt.Errorf("empty data plane name in %q: give a comma-separated list such as direct,userspace", list)
 		}
-		if _, err := New(n); err != nil {
+		if _, err := r.Lookup(n); err != nil {
 			return nil, err
 		}
 		if slices.Contains(out, n) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/edgebpf/edgebpf/internal/atomicfile"
+	"github.com/edgebpf/edgebpf/subject"
 )
 
 // Report is what Build wrote: the summaries, the theses' tables, the figures and the
@@ -31,11 +32,11 @@ const PlotsDir = "plots"
 // is left out and named, with its line, in the returned error, which is then an
 // *InputError. A directory without meta.json is not a results directory (*InputError,
 // nothing written).
-func Build(dir string) (*Report, error) {
+func Build(dir string, subjects subject.Catalogue) (*Report, error) {
 	if _, err := ReadMeta(dir); err != nil {
 		return nil, &InputError{err}
 	}
-	ds, err := LoadDataset(dir)
+	ds, err := LoadDataset(dir, subjects)
 	if err != nil {
 		return nil, &InputError{err}
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgebpf/edgebpf/subjects"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gonum.org/v1/plot/vg"
@@ -40,7 +42,7 @@ func thesisFixture(t *testing.T) string {
 
 func TestBuildThesisFixture(t *testing.T) {
 	dir := thesisFixture(t)
-	r, err := Build(dir)
+	r, err := Build(dir, subjects.All())
 	require.NoError(t, err)
 	assert.Empty(t, r.Skipped, "every figure has data")
 
@@ -83,7 +85,7 @@ func TestBuildThesisFixture(t *testing.T) {
 	assert.NotContains(t, html, "Problems with this run")
 
 	// Rebuilding gives the same files.
-	_, err = Build(dir)
+	_, err = Build(dir, subjects.All())
 	require.NoError(t, err)
 	again, err := os.ReadFile(filepath.Join(dir, "index.html"))
 	require.NoError(t, err)
@@ -97,7 +99,7 @@ func TestBuildSkipsWhatDidNotRun(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "plots"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "plots", "ram.png"), []byte("old"), 0o644))
 
-	r, err := Build(dir)
+	r, err := Build(dir, subjects.All())
 	require.NoError(t, err)
 	var names []string
 	for _, f := range r.Figures {
@@ -115,7 +117,7 @@ func TestBuildSkipsWhatDidNotRun(t *testing.T) {
 
 func TestBuildNotAResultsDirectory(t *testing.T) {
 	dir := t.TempDir()
-	_, err := Build(dir)
+	_, err := Build(dir, subjects.All())
 	var ie *InputError
 	require.ErrorAs(t, err, &ie)
 	assert.Contains(t, err.Error(), "is "+dir+" an edgebpf results directory?")
@@ -123,7 +125,7 @@ func TestBuildNotAResultsDirectory(t *testing.T) {
 	assert.ErrorIs(t, err, os.ErrNotExist, "nothing is written")
 
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "meta.json"), []byte("{"), 0o644))
-	_, err = Build(dir)
+	_, err = Build(dir, subjects.All())
 	require.ErrorAs(t, err, &ie)
 	assert.Contains(t, err.Error(), "parse "+filepath.Join(dir, "meta.json"))
 }
@@ -137,7 +139,7 @@ func TestBuildReportsTheRestWhenARowIsBad(t *testing.T) {
 	lines[3] = "jitter,ebpf,1,2,0.1,,,owd,fast,s\n"
 	require.NoError(t, os.WriteFile(bad, []byte(strings.Join(lines, "")), 0o644))
 
-	r, err := Build(dir)
+	r, err := Build(dir, subjects.All())
 	require.Error(t, err)
 	var ie *InputError
 	assert.ErrorAs(t, err, &ie)
@@ -168,22 +170,13 @@ func TestBuildNeverPlotsNaN(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Dir(RawPath(dir, "throughput", "broken")), 0o755))
 	require.NoError(t, os.WriteFile(RawPath(dir, "throughput", "broken"),
 		[]byte(strings.Join(Header, ",")+"\nthroughput,broken,1,0,NaN,,,throughput,NaN,bit/s\n"), 0o644))
-	r, err := Build(dir)
+	r, err := Build(dir, subjects.All())
 	require.NoError(t, err)
 	assert.Len(t, r.Figures, len(allFigures))
 	for _, f := range r.Figures {
 		assert.NotContains(t, string(f.SVG), "NaN", f.Name)
 		assert.NotContains(t, string(f.SVG), "broken", f.Name)
 	}
-}
-
-func TestColourIsStable(t *testing.T) {
-	assert.Equal(t, palette["ebpf"], Colour("ebpf"))
-	assert.Equal(t, Colour("xdp-lb"), Colour("xdp-lb"))
-	assert.NotEqual(t, Colour("userspace"), Colour("ebpf"))
-	dps := []string{"zeta", "ebpf", "alpha", "direct", "nftables", "userspace", "mixed"}
-	sortDataPlanes(dps)
-	assert.Equal(t, []string{"direct", "userspace", "mixed", "ebpf", "nftables", "alpha", "zeta"}, dps)
 }
 
 func TestSketchKeepsExtremes(t *testing.T) {
@@ -205,7 +198,7 @@ func TestFullFixture(t *testing.T) {
 	rows, err := fx.Thesis(*fullFixture, fx.Full)
 	require.NoError(t, err)
 	start := time.Now()
-	r, err := Build(*fullFixture)
+	r, err := Build(*fullFixture, subjects.All())
 	require.NoError(t, err)
 	t.Logf("%d raw rows: report built in %v (%d figures, %d entries)", rows, time.Since(start).Round(time.Millisecond), len(r.Figures), len(r.Entries))
 }

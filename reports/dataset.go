@@ -3,13 +3,12 @@ package reports
 import (
 	"cmp"
 	"errors"
-	"hash/fnv"
-	"image/color"
 	"os"
 	"slices"
 	"strconv"
 
 	"github.com/edgebpf/edgebpf/stats"
+	"github.com/edgebpf/edgebpf/subject"
 )
 
 // Dataset is a results directory read into memory: its metadata, every raw row, the
@@ -23,6 +22,9 @@ type Dataset struct {
 	// Err holds what went wrong reading or summarising raw data (naming files and lines);
 	// the rows that could be read are still in Rows.
 	Err error
+	// Subjects orders and colours the data planes (and responder configurations) in
+	// tables and figures; names it does not know come last, in a hash-picked colour.
+	Subjects subject.Catalogue
 
 	index   map[seriesKey][]int
 	entries map[entryKey]int
@@ -36,10 +38,11 @@ type entryKey struct {
 }
 
 // LoadDataset reads dir/meta.json (optional) and every raw file below dir/raw, and
-// summarises them. Problems with the raw data are in the Dataset's Err; an error is
+// summarises them; subjects orders and colours what it finds (package subjects has them
+// all). Problems with the raw data are in the Dataset's Err; an error is
 // returned only when meta.json exists but cannot be parsed.
-func LoadDataset(dir string) (*Dataset, error) {
-	ds := &Dataset{Dir: dir}
+func LoadDataset(dir string, subjects subject.Catalogue) (*Dataset, error) {
+	ds := &Dataset{Dir: dir, Subjects: subjects}
 	m, merr := ReadMeta(dir)
 	if merr == nil {
 		ds.Meta = m
@@ -49,7 +52,7 @@ func LoadDataset(dir string) (*Dataset, error) {
 	if entries == nil {
 		entries = []Entry{}
 	}
-	orderByRun(entries, ds.Meta)
+	orderByRun(entries, ds.Meta, subjects)
 	ds.Rows, ds.Entries, ds.Err = rows, entries, errors.Join(rerr, serr)
 	ds.index = make(map[seriesKey][]int)
 	for i, r := range rows {
@@ -115,7 +118,7 @@ func (ds *Dataset) dataPlanes(exp string) []string {
 			out = append(out, k.dp)
 		}
 	}
-	sortDataPlanes(out)
+	ds.Subjects.Sort(out)
 	return out
 }
 
@@ -150,53 +153,6 @@ func sortXs(xs []string) {
 		nums[x] = f
 	}
 	slices.SortFunc(xs, func(a, b string) int { return cmp.Compare(nums[a], nums[b]) })
-}
-
-// DataPlaneOrder is the order in which tables and figures list data planes: the physical
-// limit first, then the thesis baselines and ours; data planes not listed follow by name.
-var DataPlaneOrder = []string{"direct", "userspace", "mixed", "ebpf", "nftables"}
-
-func sortDataPlanes(dps []string) {
-	rank := func(dp string) int {
-		if i := slices.Index(DataPlaneOrder, dp); i >= 0 {
-			return i
-		}
-		return len(DataPlaneOrder)
-	}
-	slices.SortFunc(dps, func(a, b string) int {
-		if c := cmp.Compare(rank(a), rank(b)); c != 0 {
-			return c
-		}
-		return cmp.Compare(a, b)
-	})
-}
-
-// palette gives each known data plane its colour in every figure: the thesis drew the
-// user-space proxy blue and the eBPF proxy orange.
-var palette = map[string]color.RGBA{
-	"direct":    {0x4d, 0x4d, 0x4d, 0xff},
-	"userspace": {0x1f, 0x77, 0xb4, 0xff},
-	"ebpf":      {0xff, 0x7f, 0x0e, 0xff},
-	"nftables":  {0x2c, 0xa0, 0x2c, 0xff},
-	"mixed":     {0x94, 0x67, 0xbd, 0xff},
-}
-
-// fallback colours for data planes the palette does not name, picked by a hash of the
-// name so that a data plane keeps its colour across figures and runs.
-var fallback = []color.RGBA{
-	{0xd6, 0x27, 0x28, 0xff}, {0x8c, 0x56, 0x4b, 0xff}, {0xe3, 0x77, 0xc2, 0xff},
-	{0x17, 0xbe, 0xcf, 0xff}, {0xbc, 0xbd, 0x22, 0xff}, {0x39, 0x3b, 0x79, 0xff},
-	{0x84, 0x3c, 0x39, 0xff}, {0x63, 0x79, 0x39, 0xff},
-}
-
-// Colour returns the colour of a data plane in every figure.
-func Colour(dataplane string) color.RGBA {
-	if c, ok := palette[dataplane]; ok {
-		return c
-	}
-	h := fnv.New32a()
-	h.Write([]byte(dataplane))
-	return fallback[h.Sum32()%uint32(len(fallback))]
 }
 
 // lookupMetric returns the metric's definition, or one with its unit and no direction.

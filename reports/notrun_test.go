@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/edgebpf/edgebpf/subjects"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -23,7 +25,7 @@ func TestSkippedExperimentsAreShown(t *testing.T) {
 	m.Warmup = &WarmupMeta{Enabled: true, Profile: "smoke"}
 	m.StartLoad = &LoadMeta{LoadAvg1: 0.5, BusyPercent: 3, Sample: 1}
 	require.NoError(t, WriteMeta(dir, m))
-	_, err = Build(dir)
+	_, err = Build(dir, subjects.All())
 	require.NoError(t, err)
 
 	md, err := os.ReadFile(filepath.Join(dir, "summary.md"))

@@ -151,7 +151,7 @@ func cdfFigure(ds *Dataset, name, title, source, exp, metric, quantity string) f
 		if err != nil {
 			continue
 		}
-		l.LineStyle = lineStyle(Colour(s.dp), 1.6)
+		l.LineStyle = lineStyle(ds.Subjects.Colour(s.dp), 1.6)
 		l.StepStyle = plotter.PostStep
 		p.Add(l)
 		p.Legend.Add(fmt.Sprintf("%s (n=%d)", s.dp, n), l)
@@ -177,7 +177,7 @@ func p99Of(sorted [][]float64) float64 {
 
 // boxFigure draws one box per data plane (Tukey's schematic: quartiles, whiskers to the
 // last value within 1.5 IQR, points beyond).
-func boxFigure(name, title, source, quantity, unit, caption string, dps []string, values map[string][]float64, emptyReason string) figureSpec {
+func boxFigure(ds *Dataset, name, title, source, quantity, unit, caption string, dps []string, values map[string][]float64, emptyReason string) figureSpec {
 	var names []string
 	var sorted [][]float64
 	for _, dp := range dps {
@@ -204,10 +204,10 @@ func boxFigure(name, title, source, quantity, unit, caption string, dps []string
 		if err != nil {
 			continue
 		}
-		b.FillColor = withAlpha(Colour(dp), 0.45)
-		b.BoxStyle = lineStyle(Colour(dp), 1.2)
+		b.FillColor = withAlpha(ds.Subjects.Colour(dp), 0.45)
+		b.BoxStyle = lineStyle(ds.Subjects.Colour(dp), 1.2)
 		b.MedianStyle = lineStyle(color.Black, 2)
-		b.GlyphStyle.Color = Colour(dp)
+		b.GlyphStyle.Color = ds.Subjects.Colour(dp)
 		b.GlyphStyle.Radius = vg.Points(1.5)
 		p.Add(b)
 		labels[i] = fmt.Sprintf("%s (n=%d)", dp, len(sorted[i]))
@@ -243,7 +243,7 @@ func valuesPerDataPlane(ds *Dataset, exp, metric string) ([]string, map[string][
 
 func jitterBox(ds *Dataset) []figureSpec {
 	dps, vals := valuesPerDataPlane(ds, expJitter, "jitter")
-	return []figureSpec{boxFigure("jitter-box", "Jitter per run", "Riegel Fig. 4.2a", "jitter", "s",
+	return []figureSpec{boxFigure(ds, "jitter-box", "Jitter per run", "Riegel Fig. 4.2a", "jitter", "s",
 		"The final RFC 3550 interarrival jitter of each 1 Mbit/s UDP run, one value per repetition; boxes are quartiles, whiskers reach the last value within 1.5 IQR.",
 		dps, vals, "no jitter samples of the jitter experiment in this run")}
 }
@@ -262,7 +262,7 @@ func throughputBox(ds *Dataset) []figureSpec {
 			vals[dp] = append(vals[dp], mean(byRep[rep]))
 		}
 	}
-	return []figureSpec{boxFigure("throughput-box", "Throughput per run", "Riegel Fig. 4.3a", "throughput", "bit/s",
+	return []figureSpec{boxFigure(ds, "throughput-box", "Throughput per run", "Riegel Fig. 4.3a", "throughput", "bit/s",
 		"The mean of each run's per-interval TCP throughput (payload bits/s at the receiver), one value per repetition.",
 		dps, vals, "no throughput samples of the throughput experiment in this run")}
 }
@@ -457,7 +457,7 @@ func throughputTime(ds *Dataset) []figureSpec {
 	p.Y.Min = 0
 	p.Y.Max = sc.of(maxAbs(all...)) * 1.3
 	for i, s := range series {
-		c := Colour(names[i])
+		c := ds.Subjects.Colour(names[i])
 		for _, r := range s.reps {
 			ys := make([]float64, len(r[1]))
 			for j, v := range r[1] {
@@ -478,8 +478,8 @@ func throughputTime(ds *Dataset) []figureSpec {
 		if err != nil {
 			continue
 		}
-		l.LineStyle = lineStyle(Colour(names[i]), 2)
-		pts.Color = Colour(names[i])
+		l.LineStyle = lineStyle(ds.Subjects.Colour(names[i]), 2)
+		pts.Color = ds.Subjects.Colour(names[i])
 		pts.Shape = draw.CircleGlyph{}
 		pts.Radius = vg.Points(2)
 		p.Add(l, pts)
@@ -599,7 +599,7 @@ func bottleneckOWD(ds *Dataset) []figureSpec {
 		if len(pts) == 0 {
 			continue
 		}
-		c := Colour(dp)
+		c := ds.Subjects.Colour(dp)
 		l, sp, err := plotter.NewLinePoints(pts)
 		if err != nil {
 			continue
@@ -667,7 +667,7 @@ func rateCurves(ds *Dataset, name, title, source, metric, quantity, unit, captio
 		if err != nil {
 			continue
 		}
-		c := Colour(dp)
+		c := ds.Subjects.Colour(dp)
 		l.LineStyle = lineStyle(c, 1.8)
 		sp.Color, sp.Shape, sp.Radius = c, draw.CircleGlyph{}, vg.Points(2.5)
 		p.Add(l, sp)
@@ -717,7 +717,7 @@ func bottleneckRates(ds *Dataset) []figureSpec {
 		}
 	}
 	for _, pr := range ps {
-		c := Colour(pr.dp)
+		c := ds.Subjects.Colour(pr.dp)
 		for k, cv := range [][]curvePoint{pr.sent, pr.recv} {
 			var pts plotter.XYs
 			for _, pt := range cv {
@@ -784,7 +784,7 @@ func cpuPerDataPlane(ds *Dataset) []figureSpec {
 		sm, err := stats.EWMA(ts.v, ewmaAlpha)
 		if err == nil {
 			if l, err := plotter.NewLine(xyLine(ts.t, sm)); err == nil {
-				l.LineStyle = lineStyle(Colour(dp), 2.2)
+				l.LineStyle = lineStyle(ds.Subjects.Colour(dp), 2.2)
 				p.Add(l)
 				p.Legend.Add("EWMA α=0.2 of the median", l)
 			}
@@ -864,7 +864,7 @@ func overTime(ds *Dataset, name, title, source, metric, quantity, caption string
 		if err != nil {
 			continue
 		}
-		l.LineStyle = lineStyle(Colour(names[i]), 2)
+		l.LineStyle = lineStyle(ds.Subjects.Colour(names[i]), 2)
 		p.Add(l)
 		p.Legend.Add(names[i], l)
 	}
@@ -910,8 +910,8 @@ func cpuPerGbit(ds *Dataset) []figureSpec {
 			continue
 		}
 		b.XMin = float64(i)
-		b.Color = withAlpha(Colour(dp), 0.8)
-		b.LineStyle = lineStyle(Colour(dp), 1)
+		b.Color = withAlpha(ds.Subjects.Colour(dp), 0.8)
+		b.LineStyle = lineStyle(ds.Subjects.Colour(dp), 1)
 		p.Add(b)
 		labels[i] = fmt.Sprintf("%s: %.3g", dp, vals[i])
 	}
@@ -926,11 +926,11 @@ func bpfCost(ds *Dataset) []figureSpec {
 	const name, title, source = "bpf-cost", "BPF program cost per packet", "ours"
 	type key struct{ dp, prog string }
 	vals := map[key][]float64{}
-	unit := metricBPFNsPerPkt.Unit
+	unit := stats.BPFNsPerPkt.Unit
 	var progs, dps []string
 	for k, idx := range ds.index {
 		base, qual, _ := strings.Cut(k.metric, ":")
-		if base != metricBPFNsPerPkt.Name {
+		if base != stats.BPFNsPerPkt.Name {
 			continue
 		}
 		for _, i := range idx {
@@ -965,7 +965,7 @@ func bpfCost(ds *Dataset) []figureSpec {
 		return []figureSpec{skipped(name, title, source, "no bpf_ns_per_pkt samples in this run (an eBPF data plane records them from the kernel's BPF statistics)")}
 	}
 	slices.Sort(progs)
-	sortDataPlanes(dps)
+	ds.Subjects.Sort(dps)
 	var all []float64
 	med := map[key]float64{}
 	for k, v := range vals {
@@ -989,8 +989,8 @@ func bpfCost(ds *Dataset) []figureSpec {
 			continue
 		}
 		b.Offset = w * vg.Length(float64(j)-float64(len(dps)-1)/2)
-		b.Color = withAlpha(Colour(dp), 0.8)
-		b.LineStyle = lineStyle(Colour(dp), 1)
+		b.Color = withAlpha(ds.Subjects.Colour(dp), 0.8)
+		b.LineStyle = lineStyle(ds.Subjects.Colour(dp), 1)
 		p.Add(b)
 		p.Legend.Add(dp, b)
 	}
@@ -1004,15 +1004,15 @@ func bpfCost(ds *Dataset) []figureSpec {
 // --- speed limit -----------------------------------------------------------------------
 
 func speedlimitResponseBox(ds *Dataset) []figureSpec {
-	dps, vals := valuesPerDataPlane(ds, expSLResponse, metricResponseTime.Name)
-	return []figureSpec{boxFigure("speedlimit-response-box", "Speed limit: time per request", "Weinhold Fig. 5.3", "time per request", "s",
+	dps, vals := valuesPerDataPlane(ds, expSLResponse, stats.ResponseTime.Name)
+	return []figureSpec{boxFigure(ds, "speedlimit-response-box", "Speed limit: time per request", "Weinhold Fig. 5.3", "time per request", "s",
 		"Wall-clock time of every request (send to reply) per server configuration, all clients and repetitions pooled (boxes drawn from 1001 evenly spaced order statistics when there are more samples).",
 		dps, vals, "no response_time samples of the speedlimit-response experiment in this run")}
 }
 
 func speedlimitDropPoint(ds *Dataset) []figureSpec {
-	dps, vals := valuesPerDataPlane(ds, expSLDropPoint, metricDropPoint.Name)
-	return []figureSpec{boxFigure("speedlimit-droppoint", "Speed limit: clients until the first drop", "Weinhold Fig. 5.5", "clients", "count",
+	dps, vals := valuesPerDataPlane(ds, expSLDropPoint, stats.DropPoint.Name)
+	return []figureSpec{boxFigure(ds, "speedlimit-droppoint", "Speed limit: clients until the first drop", "Weinhold Fig. 5.5", "clients", "count",
 		"Concurrent clients the server answered without a timeout before the first drop, one value per repetition, per server configuration.",
 		dps, vals, "no drop_point samples of the speedlimit-droppoint experiment in this run")}
 }
@@ -1026,7 +1026,7 @@ func speedlimitClients(ds *Dataset) []figureSpec {
 	var all []float64
 	for _, dp := range dps {
 		m := map[int]*clientStat{}
-		ds.rows(expSLResponse, dp, metricClientMedian.Name, func(r *Row) {
+		ds.rows(expSLResponse, dp, stats.ClientMedian.Name, func(r *Row) {
 			if finite(r.Value) {
 				if m[r.Seq] == nil {
 					m[r.Seq] = &clientStat{}
@@ -1034,7 +1034,7 @@ func speedlimitClients(ds *Dataset) []figureSpec {
 				m[r.Seq].med = append(m[r.Seq].med, r.Value)
 			}
 		})
-		ds.rows(expSLResponse, dp, metricClientStddev.Name, func(r *Row) {
+		ds.rows(expSLResponse, dp, stats.ClientStddev.Name, func(r *Row) {
 			if finite(r.Value) && m[r.Seq] != nil {
 				m[r.Seq].sd = append(m[r.Seq].sd, r.Value)
 			}
@@ -1075,7 +1075,7 @@ func speedlimitClients(ds *Dataset) []figureSpec {
 		if len(pts) == 0 {
 			continue
 		}
-		c := Colour(dp)
+		c := ds.Subjects.Colour(dp)
 		sp, err := plotter.NewScatter(pts)
 		if err != nil {
 			continue
@@ -1098,9 +1098,9 @@ func speedlimitClients(ds *Dataset) []figureSpec {
 
 func speedlimitScaling(ds *Dataset) []figureSpec {
 	const name, title, source = "speedlimit-scaling", "Speed limit: time per request vs clients", "Weinhold Fig. 5.6"
-	metric := metricResponseTime.Name
+	metric := stats.ResponseTime.Name
 	if !ds.has(expSLScaling, metric) {
-		metric = metricMeanRequestTime.Name
+		metric = stats.MeanRequestTime.Name
 	}
 	order, cs, all := curves(ds, expSLScaling, metric)
 	if len(order) == 0 {
@@ -1121,7 +1121,7 @@ func speedlimitScaling(ds *Dataset) []figureSpec {
 		if len(xs) == 0 {
 			continue
 		}
-		c := Colour(dp)
+		c := ds.Subjects.Colour(dp)
 		sp, err := plotter.NewScatter(xyLine(xs, ys))
 		if err != nil {
 			continue
@@ -1151,9 +1151,9 @@ func speedlimitLoad(ds *Dataset) []figureSpec {
 	type spec struct{ name, title, metric, quantity, unit, caption string }
 	var out []figureSpec
 	for _, s := range []spec{
-		{"speedlimit-load-time", "Speed limit: time per request vs offered rate", metricResponseTime.Name, "median time per request", "s",
+		{"speedlimit-load-time", "Speed limit: time per request vs offered rate", stats.ResponseTime.Name, "median time per request", "s",
 			"Median time per request at each offered request rate, per server configuration."},
-		{"speedlimit-load-rate", "Speed limit: achieved vs offered rate", metricAchievedRate.Name, "achieved rate", "req/s",
+		{"speedlimit-load-rate", "Speed limit: achieved vs offered rate", stats.AchievedRate.Name, "achieved rate", "req/s",
 			"Median rate of answered requests at each offered request rate, per server configuration."},
 	} {
 		dps := ds.dataPlanes(expSLLoad)
@@ -1192,7 +1192,7 @@ func speedlimitLoad(ds *Dataset) []figureSpec {
 			if err != nil {
 				continue
 			}
-			c := Colour(dp)
+			c := ds.Subjects.Colour(dp)
 			l.LineStyle = lineStyle(c, 1.8)
 			sp.Color, sp.Shape, sp.Radius = c, draw.CircleGlyph{}, vg.Points(2.5)
 			p.Add(l, sp)

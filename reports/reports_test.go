@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edgebpf/edgebpf/subjects"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -77,7 +79,7 @@ func TestRawGoldenAndRoundTrip(t *testing.T) {
 
 func TestSummaryGolden(t *testing.T) {
 	dir := writeFixture(t)
-	entries, err := WriteSummary(dir)
+	entries, err := WriteSummary(dir, subjects.All())
 	require.NoError(t, err)
 	require.Len(t, entries, 2+2+1+1)
 	js, err := os.ReadFile(filepath.Join(dir, "summary.json"))
@@ -99,7 +101,7 @@ func TestSummaryGolden(t *testing.T) {
 	assert.Equal(t, 110e-6, back[4].Median)
 
 	require.NoError(t, WriteMeta(dir, &Meta{Experiments: []ExperimentMeta{{Name: "latency"}, {Name: "bottleneck"}}}))
-	entries, err = WriteSummary(dir)
+	entries, err = WriteSummary(dir, subjects.All())
 	require.NoError(t, err)
 	assert.Equal(t, "latency", entries[0].Experiment)
 	assert.Equal(t, "userspace", entries[1].DataPlane)
@@ -126,7 +128,7 @@ func TestSummaryKeepsGoodFilesWhenOneIsBad(t *testing.T) {
 	bad := RawPath(dir, "jitter", "direct")
 	require.NoError(t, os.MkdirAll(filepath.Dir(bad), 0o755))
 	require.NoError(t, os.WriteFile(bad, []byte("nonsense\n"), 0o644))
-	entries, err := WriteSummary(dir)
+	entries, err := WriteSummary(dir, subjects.All())
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), bad)
 	assert.Len(t, entries, 6, "the good files are still summarised")
@@ -135,7 +137,7 @@ func TestSummaryKeepsGoodFilesWhenOneIsBad(t *testing.T) {
 func TestSummaryNeverHoldsNaN(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, WriteRaw(dir, "x", "direct", []stats.Sample{{Metric: stats.RTT, Value: math.NaN()}}))
-	_, err := WriteSummary(dir)
+	_, err := WriteSummary(dir, subjects.All())
 	require.NoError(t, err)
 	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
 	require.NoError(t, err)

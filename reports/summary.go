@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgebpf/edgebpf/internal/atomicfile"
 	"github.com/edgebpf/edgebpf/stats"
+	"github.com/edgebpf/edgebpf/subject"
 )
 
 // Entry is one object of summary.json: the summary of one metric of one experiment on one
@@ -103,9 +104,10 @@ func Summarize(rows []Row) ([]Entry, error) {
 
 // WriteSummary rebuilds summary.json and summary.md in dir from dir/raw alone (and
 // meta.json, when present, for the order of experiments). What can be summarised is written
-// even when some raw file is bad; the error names the bad files and lines.
-func WriteSummary(dir string) ([]Entry, error) {
-	ds, err := LoadDataset(dir)
+// even when some raw file is bad; the error names the bad files and lines. subjects orders the
+// tables' data planes.
+func WriteSummary(dir string, subjects subject.Catalogue) ([]Entry, error) {
+	ds, err := LoadDataset(dir, subjects)
 	if werr := writeSummaries(ds, ThesisTables(ds)); werr != nil {
 		return nil, werr
 	}
@@ -144,8 +146,8 @@ func notRunMarkdown(m *Meta) string {
 
 // orderByRun sorts entries by the order in which the run lists experiments (m may be nil);
 // experiments it does not list keep their order after those it does. Within an experiment,
-// data planes follow DataPlaneOrder.
-func orderByRun(entries []Entry, m *Meta) {
+// data planes follow the subjects' order.
+func orderByRun(entries []Entry, m *Meta, subjects subject.Catalogue) {
 	first := map[string]int{}
 	for i, e := range entries {
 		if _, ok := first[e.Experiment]; !ok {
@@ -168,23 +170,11 @@ func orderByRun(entries []Entry, m *Meta) {
 	for exp := range first {
 		ranks[exp] = rank(exp)
 	}
-	dpRank := func(dp string) int {
-		if i := slices.Index(DataPlaneOrder, dp); i >= 0 {
-			return i
-		}
-		return len(DataPlaneOrder)
-	}
 	slices.SortStableFunc(entries, func(a, b Entry) int {
 		if c := cmp.Compare(ranks[a.Experiment], ranks[b.Experiment]); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(dpRank(a.DataPlane), dpRank(b.DataPlane)); c != 0 {
-			return c
-		}
-		if dpRank(a.DataPlane) == len(DataPlaneOrder) {
-			return cmp.Compare(a.DataPlane, b.DataPlane)
-		}
-		return 0
+		return subjects.Compare(a.DataPlane, b.DataPlane)
 	})
 }
 

@@ -212,7 +212,7 @@ func riegelTable(ds *Dataset) *Table {
 	if !found {
 		return nil
 	}
-	sortDataPlanes(dps)
+	ds.Subjects.Sort(dps)
 	t := &Table{ID: "riegel-5-1", Title: "Riegel 2024, Table 5.1: summary of the evaluation",
 		Intro: "This run's median per data plane with its 95 % confidence interval [lo, hi] and number of samples n, next to the thesis's figures (the thesis reported means, of the user-space proxy and the eBPF proxy only)."}
 	t.Header = []string{"measurement"}
@@ -345,7 +345,7 @@ func thesisCells(m map[string]thesisFigures, dp string) []string {
 const configNote = "Configurations as in the thesis: userspace = user-space-only, mixed = XDP answers and user space computes the limit, ebpf = eBPF-only."
 
 func weinhold54(ds *Dataset) *Table {
-	m := metricMeanRequestTime
+	m := stats.MeanRequestTime
 	dps := weinholdConfigs(ds, expSLResponse, m.Name)
 	if len(dps) == 0 {
 		return nil
@@ -379,7 +379,7 @@ func speedupCell(dp string, base, v []float64, bs, e Entry, better stats.Better)
 }
 
 func weinhold55(ds *Dataset) *Table {
-	m := metricMeanRequestTime
+	m := stats.MeanRequestTime
 	dps := weinholdConfigs(ds, expSLResponse, m.Name)
 	if len(dps) == 0 {
 		return nil
@@ -418,7 +418,7 @@ func weinhold55(ds *Dataset) *Table {
 }
 
 func weinhold56(ds *Dataset) *Table {
-	m := metricDropPoint
+	m := stats.DropPoint
 	dps := weinholdConfigs(ds, expSLDropPoint, m.Name)
 	if len(dps) == 0 {
 		return nil
@@ -441,7 +441,7 @@ func weinhold56(ds *Dataset) *Table {
 }
 
 func perRequestTable(ds *Dataset) *Table {
-	m := metricResponseTime
+	m := stats.ResponseTime
 	dps := weinholdConfigs(ds, expSLResponse, m.Name)
 	if len(dps) == 0 {
 		return nil
@@ -456,7 +456,7 @@ func perRequestTable(ds *Dataset) *Table {
 		e := summarise(v, m.Unit)
 		sc := scaleFor(m.Unit, e.Median)
 		timeouts := "–"
-		if to := ds.values(expSLResponse, dp, metricTimeouts.Name, "*"); len(to) > 0 {
+		if to := ds.values(expSLResponse, dp, stats.Timeouts.Name, "*"); len(to) > 0 {
 			sum := 0.0
 			for _, x := range to {
 				sum += x
@@ -480,9 +480,9 @@ type scalingFit struct {
 }
 
 func scalingFits(ds *Dataset) []scalingFit {
-	metric := metricResponseTime.Name
+	metric := stats.ResponseTime.Name
 	if !ds.has(expSLScaling, metric) {
-		metric = metricMeanRequestTime.Name
+		metric = stats.MeanRequestTime.Name
 	}
 	var out []scalingFit
 	for _, dp := range ds.dataPlanes(expSLScaling) {

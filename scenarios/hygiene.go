@@ -4,38 +4,30 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/edgebpf/edgebpf/internal/features"
 	"github.com/edgebpf/edgebpf/reports"
+	"github.com/edgebpf/edgebpf/subject"
 )
 
-// What each job needs of the machine (package features). Every job builds a node:
-// namespaces, a bridge and veths. The data planes and the speed-limit configurations add
-// their own; the calibration meter runs iperf3 and sockperf.
+// What each job needs of the machine (package features), besides what its subjects' specs
+// say: every job builds a node (namespaces, a bridge and veths), and the calibration meter
+// runs iperf3 and sockperf.
 var (
-	nodeNeeds      = []features.Name{features.Netns, features.Bridge, features.Veth}
-	dataPlaneNeeds = map[string][]features.Name{
-		"userspace": {features.TUN},
-		"nftables":  {features.NFTables},
-		"ebpf":      {features.BPF, features.BTF, features.TCX},
-	}
-	configurationNeeds = map[string][]features.Name{
-		"mixed": {features.BPF, features.XDP},
-		"ebpf":  {features.BPF, features.XDP},
-	}
+	nodeNeeds  = []features.Name{features.Netns, features.Bridge, features.Veth}
 	meterNeeds = map[string][]features.Name{"reference": {features.Iperf3, features.Sockperf}}
 )
 
-// needs lists the features a job needs.
+// needs lists the features a job needs: the node's, its data plane's, its responder's (if the
+// subject is one) and its meter's.
 func (j job) needs() []features.Name {
-	n := append([]features.Name{}, nodeNeeds...)
-	if j.configuration != "" {
-		n = append(n, configurationNeeds[j.configuration]...)
-	} else {
-		n = append(n, dataPlaneNeeds[j.dataplane]...)
+	n := slices.Concat(nodeNeeds, j.plane.Needs)
+	if j.subject.Kind == subject.Responder {
+		n = append(n, j.subject.Needs...)
 	}
 	return append(n, meterNeeds[j.plan.Meter]...)
 }
@@ -71,8 +63,8 @@ func Feasibility(s *Suite, planes []string, r features.Report) ([]Verdict, error
 	out := make([]Verdict, len(jobs))
 	for i, j := range jobs {
 		e, _ := s.Select([]string{j.plan.Experiment})
-		out[i] = Verdict{Experiment: j.plan.Experiment, Optional: e[0].Optional, DataPlane: j.dataplane,
-			Configuration: j.configuration != "", Reason: j.missing(r)}
+		out[i] = Verdict{Experiment: j.plan.Experiment, Optional: e[0].Optional, DataPlane: j.name(),
+			Configuration: j.subject.Kind == subject.Responder, Reason: j.missing(r)}
 	}
 	return out, nil
 }

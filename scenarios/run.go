@@ -9,10 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
-	"github.com/edgebpf/edgebpf/bench"
 	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
 	"github.com/edgebpf/edgebpf/internal/cpupin"
@@ -20,6 +18,8 @@ import (
 	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/reports"
 	"github.com/edgebpf/edgebpf/stats"
+	"github.com/edgebpf/edgebpf/subject"
+	"github.com/edgebpf/edgebpf/subjects"
 )
 
 // RunOptions selects what a run measures and where it writes.
@@ -45,24 +45,60 @@ type RunOptions struct {
 // then is written.
 var ErrInterrupted = errors.New("run interrupted")
 
-// job is one experiment on one data plane, or in one server configuration.
+// job is one experiment on one subject: a data plane, or a responder configuration deployed
+// on a node that runs the direct data plane.
 type job struct {
-	plan      Plan
-	dataplane string // the results' dataplane column: the data plane, or the configuration
-	// configuration is set for experiments with configurations: their node runs the direct
-	// data plane and the meter deploys this server configuration on it.
-	configuration string
-	meta          *reports.ExperimentMeta
-	warmup        *Plan // nil: no warm-up
+	plan    Plan
+	subject subject.Spec    // what the job measures; its name fills the results' dataplane column
+	plane   dataplanes.Spec // the node's data plane: the subject itself, or direct under a responder
+	meta    *reports.ExperimentMeta
+	warmup  *Plan // nil: no warm-up
 }
 
-// configurationDataPlane is the data plane the nodes of experiments with configurations run:
-// their server configurations are what they compare.
-const configurationDataPlane = "direct"
+// name is the job's subject as the results name it.
+func (j *job) name() string { return j.subject.Name }
+
+// responderPlane is the data plane of the nodes a responder configuration is deployed on:
+// the configurations are what those experiments compare.
+const responderPlane = "direct"
 
 // prepare checks every option and resolves the plans without touching the system, so that a
 // mistake is reported before anything is created.
 func (o *RunOptions) prepare() ([]job, *reports.Meta, error) {
+	warm, err := o.check()
+	if err != nil {
+		return nil, nil, err
+	}
+	exps, err := o.Suite.Select(o.Experiments)
+	if err != nil {
+		return nil, nil, err
+	}
+	meta := o.newMeta(warm)
+	var jobs []job
+	for _, e := range exps {
+		js, err := o.jobs(e, warm)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, j := range js {
+			meta.Experiments = append(meta.Experiments, reports.ExperimentMeta{
+				Name: e.Name, DataPlane: j.name(), Meter: e.Meter, Reps: j.plan.Reps, Params: j.plan.Params, Status: "pending",
+			})
+		}
+		jobs = append(jobs, js...)
+	}
+	for i := range jobs {
+		jobs[i].meta = &meta.Experiments[i]
+		planned := slices.ContainsFunc(meta.DataPlanes, func(d reports.DataPlaneMeta) bool { return d.Name == jobs[i].plane.Name })
+		if !planned {
+			meta.DataPlanes = append(meta.DataPlanes, reports.DataPlaneMeta{Name: jobs[i].plane.Name, Settings: jobs[i].plane.New().Settings()})
+		}
+	}
+	return jobs, meta, nil
+}
+
+// check fills the options' defaults and checks them; it says whether warm-up is on.
+func (o *RunOptions) check() (warm bool, err error) {
 	if o.Suite == nil {
 		o.Suite = Builtin()
 	}
@@ -70,33 +106,31 @@ func (o *RunOptions) prepare() ([]job, *reports.Meta, error) {
 		o.Profile = "quick"
 	}
 	if err := CheckProfile(o.Profile); err != nil {
-		return nil, nil, err
+		return false, err
 	}
 	if len(o.DataPlanes) == 0 {
 		o.DataPlanes = []string{"direct"}
 	}
 	for _, dp := range o.DataPlanes {
-		if _, err := dataplanes.New(dp); err != nil {
-			return nil, nil, err
+		if _, err := subjects.DataPlanes().Lookup(dp); err != nil {
+			return false, err
 		}
 	}
-	if err := o.Node.Validate(); err != nil {
-		return nil, nil, err
-	}
-	if err := o.CPUs.Validate(); err != nil {
-		return nil, nil, err
-	}
-	warm := o.Profile != "smoke"
-	if o.Warmup != nil {
-		warm = *o.Warmup
-	}
-	exps, err := o.Suite.Select(o.Experiments)
-	if err != nil {
-		return nil, nil, err
+	if err := errors.Join(o.Node.Validate(), o.CPUs.Validate()); err != nil {
+		return false, err
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	warm = o.Profile != "smoke"
+	if o.Warmup != nil {
+		warm = *o.Warmup
+	}
+	return warm, nil
+}
+
+// newMeta starts the run's meta.json.
+func (o *RunOptions) newMeta(warm bool) *reports.Meta {
 	meta := &reports.Meta{
 		Tool: "edgebpf", Version: reports.Version, Commit: reports.BuildCommit(), Command: o.Command,
 		Host: reports.CollectHost(), Profile: o.Profile, XDPMode: "none",
@@ -111,50 +145,48 @@ func (o *RunOptions) prepare() ([]job, *reports.Meta, error) {
 	if p := o.CPUs.Settings(); len(p) > 0 {
 		meta.Pinning, meta.PinningNote = p, pinningNote
 	}
-	var jobs []job
-	for _, e := range exps {
-		plan, err := e.Plan(o.Profile, o.Overrides)
+	return meta
+}
+
+// jobs resolves one experiment into a job per subject: per responder configuration for an
+// experiment that lists configurations (--dataplane does not select among them), per selected
+// data plane otherwise.
+func (o *RunOptions) jobs(e Experiment, warm bool) ([]job, error) {
+	plan, err := e.Plan(o.Profile, o.Overrides)
+	if err != nil {
+		return nil, err
+	}
+	var warmup *Plan
+	if warm {
+		w, err := e.Plan("smoke", Overrides{Reps: 1})
 		if err != nil {
-			return nil, nil, err
+			return nil, fmt.Errorf("warm-up: %w", err)
 		}
-		var warmup *Plan
-		if warm {
-			w, err := e.Plan("smoke", Overrides{Reps: 1})
+		warmup = &w
+	}
+	var out []job
+	if len(e.Configurations) > 0 {
+		direct, err := subjects.DataPlanes().Lookup(responderPlane)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range e.Configurations {
+			spec, err := responder(c)
 			if err != nil {
-				return nil, nil, fmt.Errorf("warm-up: %w", err)
+				return nil, fmt.Errorf("experiment %s: %w", e.Name, err)
 			}
-			warmup = &w
+			out = append(out, job{plan: plan, subject: spec, plane: direct, warmup: warmup})
 		}
-		// An experiment with configurations runs once per configuration, not per data
-		// plane: --dataplane does not select among them.
-		if len(e.Configurations) > 0 {
-			for _, c := range e.Configurations {
-				jobs = append(jobs, job{plan: plan, dataplane: c, configuration: c, warmup: warmup})
-				meta.Experiments = append(meta.Experiments, reports.ExperimentMeta{
-					Name: e.Name, DataPlane: c, Meter: e.Meter, Reps: plan.Reps, Params: plan.Params, Status: "pending",
-				})
-			}
-			continue
+		return out, nil
+	}
+	for _, dp := range o.DataPlanes {
+		spec, err := subjects.DataPlanes().Lookup(dp)
+		if err != nil {
+			return nil, err
 		}
-		for _, dp := range o.DataPlanes {
-			jobs = append(jobs, job{plan: plan, dataplane: dp, warmup: warmup})
-			meta.Experiments = append(meta.Experiments, reports.ExperimentMeta{
-				Name: e.Name, DataPlane: dp, Meter: e.Meter, Reps: plan.Reps, Params: plan.Params, Status: "pending",
-			})
-		}
+		out = append(out, job{plan: plan, subject: spec.Spec, plane: spec, warmup: warmup})
 	}
-	for i := range jobs {
-		jobs[i].meta = &meta.Experiments[i]
-	}
-	planes := slices.Clone(o.DataPlanes)
-	if slices.ContainsFunc(jobs, func(j job) bool { return j.configuration != "" }) && !slices.Contains(planes, configurationDataPlane) {
-		planes = append(planes, configurationDataPlane)
-	}
-	for _, dp := range planes {
-		d, _ := dataplanes.New(dp)
-		meta.DataPlanes = append(meta.DataPlanes, reports.DataPlaneMeta{Name: dp, Settings: d.Settings()})
-	}
-	return jobs, meta, nil
+	return out, nil
 }
 
 // Run measures every selected experiment on every selected data plane and writes the results
@@ -201,18 +233,29 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 		}
 	}()
 	r := &runner{o: o, sess: sess, meta: meta, total: len(jobs), start: time.Now()}
-	feats := probeFeatures(sess)
+	if err := r.begin(ctx, jobs); err != nil {
+		return nil, err
+	}
+	interrupted := r.experiments(cpupin.WithPlan(ctx, o.CPUs), jobs)
+	return r.end(interrupted, len(jobs))
+}
+
+// begin skips the jobs the machine cannot run, samples the machine's load and writes the
+// first meta.json.
+func (r *runner) begin(ctx context.Context, jobs []job) error {
+	meta := r.meta
+	feats := probeFeatures(r.sess)
 	meta.Features = featureMeta(feats)
 	for i := range jobs {
 		if reason := jobs[i].missing(feats); reason != "" {
 			jobs[i].meta.Status, jobs[i].meta.SkipReason = "skipped", reason
-			o.Log.Warn(fmt.Sprintf("skipping %s on %s: %s", jobs[i].plan.Experiment, jobs[i].dataplane, reason))
+			r.o.Log.Warn(fmt.Sprintf("skipping %s on %s: %s", jobs[i].plan.Experiment, jobs[i].name(), reason))
 		}
 	}
 	load, warnings := Hygiene(ctx, meta.Host)
 	meta.StartLoad = load
 	for _, w := range warnings {
-		o.Log.Warn(w)
+		r.o.Log.Warn(w)
 	}
 	meta.Warnings = append(meta.Warnings, warnings...)
 	var tools []string
@@ -224,27 +267,31 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 		}
 	}
 	meta.Tools = reports.ToolVersions(tools...)
-	if err := reports.WriteMeta(o.Out, meta); err != nil {
-		return nil, err
-	}
-	ctx = cpupin.WithPlan(ctx, o.CPUs)
-	interrupted := false
+	return reports.WriteMeta(r.o.Out, meta)
+}
+
+// experiments runs the jobs experiment by experiment, writing the summaries after each, and
+// reports whether the run was interrupted.
+func (r *runner) experiments(ctx context.Context, jobs []job) (interrupted bool) {
 	for _, g := range groupJobs(jobs) {
 		if ctx.Err() != nil {
-			interrupted = true
-			break
+			return true
 		}
-		if r.experiment(ctx, g) {
-			interrupted = true
+		interrupted = r.experiment(ctx, g)
+		if _, serr := reports.WriteSummary(r.o.Out, subjects.All()); serr != nil {
+			r.meta.Warnings = append(r.meta.Warnings, "summary: "+serr.Error())
 		}
-		if _, serr := reports.WriteSummary(o.Out); serr != nil {
-			meta.Warnings = append(meta.Warnings, "summary: "+serr.Error())
-		}
-		_ = reports.WriteMeta(o.Out, meta)
+		_ = reports.WriteMeta(r.o.Out, r.meta)
 		if interrupted {
-			break
+			return true
 		}
 	}
+	return false
+}
+
+// end writes the run's final state and report, and returns the run's outcome.
+func (r *runner) end(interrupted bool, jobs int) (*reports.Meta, error) {
+	meta, o := r.meta, r.o
 	if n := cpupin.Failures(); n > 0 {
 		meta.Warnings = append(meta.Warnings, fmt.Sprintf("%d threads could not be pinned and ran on any CPU", n))
 	}
@@ -267,7 +314,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 		return meta, err
 	}
 	if !interrupted { // Ctrl-C should not wait for plots; `edgebpf report` builds them later
-		if _, err := reports.Build(o.Out); err != nil {
+		if _, err := reports.Build(o.Out, subjects.All()); err != nil {
 			o.Log.Warn("report incomplete; rebuild it with `edgebpf report`", "err", err)
 		}
 	}
@@ -276,7 +323,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 	case interrupted:
 		return meta, ErrInterrupted
 	case len(r.failed) > 0:
-		return meta, fmt.Errorf("%d of %d experiments failed (%v): see %s", len(r.failed), len(jobs), r.failed, filepath.Join(o.Out, "meta.json"))
+		return meta, fmt.Errorf("%d of %d experiments failed (%v): see %s", len(r.failed), jobs, r.failed, filepath.Join(o.Out, "meta.json"))
 	}
 	return meta, nil
 }
@@ -344,8 +391,7 @@ type runner struct {
 // live is a job whose node is up.
 type live struct {
 	j       *job
-	env     Env
-	close   func() error
+	dep     *deployment
 	samples []stats.Sample
 	started bool // a warm-up or repetition began
 	err     error
@@ -360,73 +406,22 @@ func (r *runner) experiment(ctx context.Context, g []*job) (interrupted bool) {
 			continue
 		}
 		r.n++
-		r.o.Log.Info(fmt.Sprintf("[%d/%d] %s on %s", r.n, r.total, j.plan.Experiment, j.dataplane),
+		r.o.Log.Info(fmt.Sprintf("[%d/%d] %s on %s", r.n, r.total, j.plan.Experiment, j.name()),
 			"reps", j.plan.Reps, "elapsed", time.Since(r.start).Round(time.Second))
 		now := time.Now().UTC()
 		j.meta.Status, j.meta.Started = "running", &now
 		_ = reports.WriteMeta(r.o.Out, r.meta)
 		l := &live{j: j}
-		l.env, l.close, l.err = r.setup(ctx, j)
+		l.dep, l.err = r.deploy(ctx, j)
 		if l.err != nil {
 			r.finish(l)
 			continue
 		}
 		lv = append(lv, l)
 	}
-	reps := make([]int, len(lv))
-	warm := false
-	for i, l := range lv {
-		reps[i] = l.j.plan.Reps
-		warm = warm || l.j.warmup != nil
-	}
-	began := time.Now()
-	done, total := 0, 0
-	for _, s := range schedule(reps, warm) {
-		if s.rep > 0 {
-			total++
-		}
-	}
-	for _, s := range schedule(reps, warm) {
-		l := lv[s.job]
-		if l.err != nil {
-			continue
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		l.started = true
-		if s.rep == 0 {
-			if l.j.warmup != nil {
-				r.warmup(ctx, l)
-			}
-			continue
-		}
-		before := r.programRuns(l)
-		t0 := time.Now()
-		samples, err := l.j.plan.Run(ctx, l.env)
-		t1 := time.Now()
-		samples = append(samples, r.programCost(l, before, t1.Sub(t0))...)
-		for i := range samples {
-			samples[i].Rep = s.rep
-		}
-		l.samples = append(l.samples, samples...)
-		l.j.meta.RepTimes = append(l.j.meta.RepTimes, reports.RepMeta{Rep: s.rep, Started: t0.UTC(), Ended: t1.UTC(), Samples: len(samples)})
-		if werr := reports.WriteRaw(r.o.Out, l.j.plan.Experiment, l.j.dataplane, l.samples); werr != nil {
-			l.err = errors.Join(err, werr)
-			continue
-		}
-		if err != nil {
-			l.err = fmt.Errorf("rep %d: %w", s.rep, err)
-			continue
-		}
-		done++
-		left := time.Since(began) / time.Duration(done) * time.Duration(total-done)
-		r.o.Log.Info(fmt.Sprintf("  %s/%s rep %d/%d", l.j.plan.Experiment, l.j.dataplane, s.rep, l.j.plan.Reps),
-			"samples", len(samples), "took", t1.Sub(t0).Round(time.Millisecond), "median", medians(samples),
-			"left", left.Round(time.Second))
-	}
+	r.interleave(ctx, lv)
 	for _, l := range lv {
-		l.err = errors.Join(l.err, l.close())
+		l.err = errors.Join(l.err, l.dep.close())
 		if ctx.Err() != nil && l.err == nil && len(l.j.meta.RepTimes) < l.j.plan.Reps {
 			l.err = ctx.Err()
 		}
@@ -435,13 +430,103 @@ func (r *runner) experiment(ctx context.Context, g []*job) (interrupted bool) {
 	return ctx.Err() != nil
 }
 
-// programRuns reads the run statistics of the job's BPF programs when the run records them;
-// nil otherwise.
-func (r *runner) programRuns(l *live) []manager.ProgramRun {
-	if !r.o.Overrides.BPFStats || l.env.programs == nil {
+// interleave runs the live jobs' warm-ups and repetitions in schedule order until done or
+// cancelled.
+func (r *runner) interleave(ctx context.Context, lv []*live) {
+	reps := make([]int, len(lv))
+	warm := false
+	for i, l := range lv {
+		reps[i] = l.j.plan.Reps
+		warm = warm || l.j.warmup != nil
+	}
+	steps := schedule(reps, warm)
+	began := time.Now()
+	done, total := 0, 0
+	for _, s := range steps {
+		if s.rep > 0 {
+			total++
+		}
+	}
+	for _, s := range steps {
+		l := lv[s.job]
+		if l.err != nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		l.started = true
+		if s.rep == 0 {
+			if l.j.warmup != nil {
+				r.warmup(ctx, l)
+			}
+			continue
+		}
+		samples, took, ok := r.repetition(ctx, l, s.rep)
+		if ok {
+			done++
+			left := time.Since(began) / time.Duration(done) * time.Duration(total-done)
+			r.o.Log.Info(fmt.Sprintf("  %s/%s rep %d/%d", l.j.plan.Experiment, l.j.name(), s.rep, l.j.plan.Reps),
+				"samples", len(samples), "took", took.Round(time.Millisecond), "median", medians(samples),
+				"left", left.Round(time.Second))
+		}
+	}
+}
+
+// repetition runs one recorded repetition of a job and writes its raw file; it returns the
+// repetition's samples, how long it took and whether it succeeded.
+func (r *runner) repetition(ctx context.Context, l *live, rep int) ([]stats.Sample, time.Duration, bool) {
+	t0 := time.Now()
+	samples, err := r.measure(ctx, l, l.j.plan)
+	t1 := time.Now()
+	for i := range samples {
+		samples[i].Rep = rep
+	}
+	l.samples = append(l.samples, samples...)
+	l.j.meta.RepTimes = append(l.j.meta.RepTimes, reports.RepMeta{Rep: rep, Started: t0.UTC(), Ended: t1.UTC(), Samples: len(samples)})
+	if werr := reports.WriteRaw(r.o.Out, l.j.plan.Experiment, l.j.name(), l.samples); werr != nil {
+		l.err = errors.Join(err, werr)
+		return nil, 0, false
+	}
+	if err != nil {
+		l.err = fmt.Errorf("rep %d: %w", rep, err)
+		return nil, 0, false
+	}
+	return samples, t1.Sub(t0), true
+}
+
+// measure runs a plan's meter once against the job's deployed subject: it starts what the
+// subject runs per repetition (a fresh responder), reads its BPF programs' run statistics
+// before and after when the run records them, runs the meter and stops the subject again.
+func (r *runner) measure(ctx context.Context, l *live, p Plan) (samples []stats.Sample, err error) {
+	count := r.o.Overrides.BPFStats || p.bpfStats()
+	if count && !r.o.Overrides.BPFStats && l.dep.perRep != nil {
+		st, err := manager.CountRunTime() // only while the meter runs, as the scenario asks
+		if err != nil {
+			return nil, fmt.Errorf("bpf statistics: %w", err)
+		}
+		defer st.Close()
+	}
+	if err := l.dep.start(ctx); err != nil {
+		return nil, err
+	}
+	r.recordSettings(l.dep)
+	defer func() { err = errors.Join(err, l.dep.stop()) }()
+	var before []subject.ProgramRun
+	if count {
+		before = r.programRuns(l)
+	}
+	t0 := time.Now()
+	samples, err = p.Run(ctx, l.dep.env)
+	return append(samples, r.programCost(l, before, time.Since(t0))...), err
+}
+
+// programRuns reads the run statistics of the job's BPF programs, or nil if it has none.
+func (r *runner) programRuns(l *live) []subject.ProgramRun {
+	if l.dep.programs == nil {
 		return nil
 	}
-	runs, err := l.env.programs.ProgramRuns()
+	runs, err := l.dep.programs.ProgramRuns()
 	if err != nil {
 		l.j.meta.Warnings = append(l.j.meta.Warnings, "bpf statistics: "+err.Error())
 		return nil
@@ -452,19 +537,18 @@ func (r *runner) programRuns(l *live) []manager.ProgramRun {
 // programCost returns one bpf_ns_per_pkt:<program> sample per BPF program that ran during a
 // repetition: its mean run time per packet over the repetition (took long), from the kernel's
 // counts before and after it.
-func (r *runner) programCost(l *live, before []manager.ProgramRun, took time.Duration) []stats.Sample {
+func (r *runner) programCost(l *live, before []subject.ProgramRun, took time.Duration) []stats.Sample {
 	if before == nil {
 		return nil
 	}
-	after := r.programRuns(l)
 	var out []stats.Sample
-	for _, a := range after {
-		i := slices.IndexFunc(before, func(b manager.ProgramRun) bool { return b.Name == a.Name })
+	for _, a := range r.programRuns(l) {
+		i := slices.IndexFunc(before, func(b subject.ProgramRun) bool { return b.Name == a.Name })
 		if i < 0 || a.Runs <= before[i].Runs {
 			continue
 		}
 		ns := float64(a.Runtime-before[i].Runtime) / float64(a.Runs-before[i].Runs)
-		out = append(out, stats.Sample{T: took.Seconds(), Metric: programCostMetric(a.Name), Value: ns})
+		out = append(out, stats.Sample{T: took.Seconds(), Metric: stats.ProgramCost(a.Name), Value: ns})
 	}
 	return out
 }
@@ -473,15 +557,15 @@ func (r *runner) programCost(l *live, before []manager.ProgramRun, took time.Dur
 // noted; the repetitions still run and fail on their own if the job is broken.
 func (r *runner) warmup(ctx context.Context, l *live) {
 	t0 := time.Now()
-	samples, err := l.j.warmup.Run(ctx, l.env)
+	samples, err := r.measure(ctx, l, *l.j.warmup)
 	t1 := time.Now()
 	l.j.meta.Warmup = &reports.RepMeta{Rep: 0, Started: t0.UTC(), Ended: t1.UTC(), Samples: len(samples)}
 	if err != nil && ctx.Err() == nil {
 		w := "warm-up failed: " + err.Error()
 		l.j.meta.Warnings = append(l.j.meta.Warnings, w)
-		r.o.Log.Warn(fmt.Sprintf("%s on %s: %s", l.j.plan.Experiment, l.j.dataplane, w))
+		r.o.Log.Warn(fmt.Sprintf("%s on %s: %s", l.j.plan.Experiment, l.j.name(), w))
 	}
-	r.o.Log.Info(fmt.Sprintf("  %s/%s warm-up (not recorded)", l.j.plan.Experiment, l.j.dataplane),
+	r.o.Log.Info(fmt.Sprintf("  %s/%s warm-up (not recorded)", l.j.plan.Experiment, l.j.name()),
 		"took", t1.Sub(t0).Round(time.Millisecond))
 }
 
@@ -499,94 +583,8 @@ func (r *runner) finish(l *live) {
 		j.meta.Status, j.meta.Error = "interrupted", l.err.Error()
 	default:
 		j.meta.Status, j.meta.Error = "failed", l.err.Error()
-		r.failed = append(r.failed, j.plan.Experiment+"/"+j.dataplane)
-		r.o.Log.Error(fmt.Sprintf("%s on %s failed", j.plan.Experiment, j.dataplane), "err", l.err)
-	}
-}
-
-// setup builds a job's node — named after its data plane or configuration, so the nodes of
-// one experiment live side by side — with a client and a server service, deploys the data
-// plane, and returns the meter's environment and what removes the node.
-func (r *runner) setup(ctx context.Context, j *job) (env Env, closeAll func() error, err error) {
-	cfg := r.o.Node
-	cfg.Name = cfg.Resolved().Name + "-" + j.dataplane
-	node, err := netsetup.NewNode(r.sess, cfg)
-	if err != nil {
-		return Env{}, nil, err
-	}
-	var dp dataplanes.DataPlane
-	closeAll = func() error {
-		var err error
-		if dp != nil {
-			err = dp.Close()
-		}
-		return errors.Join(err, node.Close())
-	}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, closeAll())
-		}
-	}()
-	plane := j.dataplane
-	if j.configuration != "" {
-		plane = configurationDataPlane
-	}
-	d, err := dataplanes.New(plane)
-	if err != nil {
-		return Env{}, nil, err
-	}
-	if err := d.Deploy(ctx, node); err != nil {
-		return Env{}, nil, fmt.Errorf("deploy %s: %w", plane, err)
-	}
-	dp = d
-	if err := node.SetLabels(plane, ""); err != nil {
-		return Env{}, nil, err
-	}
-	var ins [2]*netsetup.Instance
-	for i, name := range []string{"client", "server"} {
-		if _, err := node.AddService(name); err != nil {
-			return Env{}, nil, err
-		}
-		if ins[i], err = node.AddInstance(name); err != nil {
-			return Env{}, nil, err
-		}
-	}
-	svc, _ := node.Registry.Service("server")
-	target, err := dp.Target(svc)
-	if err != nil {
-		return Env{}, nil, err
-	}
-	record := func(settings map[string]string) { recordServer(r.meta, j.configuration, settings) }
-	programs, _ := dp.(dataplanes.ProgramRunner)
-	return Env{Endpoints: bench.Endpoints{Client: ins[0].NS, Server: ins[1].NS, Target: target},
-		Configuration: j.configuration, Node: node, Client: ins[0], Server: ins[1], Record: record,
-		programs: programs}, closeAll, nil
-}
-
-// recordServer notes in meta.json how a configuration's server ran: its settings as a data
-// plane entry "speedlimit/<configuration>" (kept apart from the data planes proper, whose
-// names the configurations share), and its XDP mode in xdp_mode, which lists every mode a
-// run attached with ("native", "generic", "generic,native"), or says "none".
-func recordServer(meta *reports.Meta, configuration string, settings map[string]string) {
-	name := "speedlimit/" + configuration
-	i := slices.IndexFunc(meta.DataPlanes, func(d reports.DataPlaneMeta) bool { return d.Name == name })
-	if i < 0 {
-		meta.DataPlanes = append(meta.DataPlanes, reports.DataPlaneMeta{Name: name, Settings: settings})
-	} else if old := meta.DataPlanes[i].Settings["xdp_mode"]; !slices.Contains(strings.Split(old, ","), settings["xdp_mode"]) {
-		meta.DataPlanes[i].Settings["xdp_mode"] = old + "," + settings["xdp_mode"]
-	}
-	mode := settings["xdp_mode"]
-	if mode == "" || mode == "none" {
-		return
-	}
-	var modes []string
-	if meta.XDPMode != "" && meta.XDPMode != "none" {
-		modes = strings.Split(meta.XDPMode, ",")
-	}
-	if !slices.Contains(modes, mode) {
-		modes = append(modes, mode)
-		slices.Sort(modes)
-		meta.XDPMode = strings.Join(modes, ",")
+		r.failed = append(r.failed, j.plan.Experiment+"/"+j.name())
+		r.o.Log.Error(fmt.Sprintf("%s on %s failed", j.plan.Experiment, j.name()), "err", l.err)
 	}
 }
 

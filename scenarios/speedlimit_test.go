@@ -93,20 +93,20 @@ func TestConfigurationJobs(t *testing.T) {
 	require.NoError(t, err)
 	var got []string
 	for _, j := range jobs {
-		got = append(got, j.plan.Experiment+"/"+j.dataplane+"/"+j.configuration)
+		got = append(got, j.plan.Experiment+"/"+j.name()+"/"+string(j.subject.Kind)+"/"+j.plane.Name)
 	}
-	assert.Equal(t, []string{"latency/direct/", "speedlimit-response/userspace/userspace",
-		"speedlimit-response/mixed/mixed", "speedlimit-response/ebpf/ebpf"}, got)
+	assert.Equal(t, []string{"latency/direct/dataplane/direct", "speedlimit-response/userspace/responder/direct",
+		"speedlimit-response/mixed/responder/direct", "speedlimit-response/ebpf/responder/direct"}, got)
 	require.Len(t, meta.Experiments, 4)
 	assert.Equal(t, "mixed", meta.Experiments[2].DataPlane)
 	assert.Equal(t, "none", meta.XDPMode)
 
-	recordServer(meta, "userspace", map[string]string{"xdp_mode": "none"})
+	recordSettings(meta, "speedlimit/userspace", map[string]string{"xdp_mode": "none"})
 	assert.Equal(t, "none", meta.XDPMode)
-	recordServer(meta, "mixed", map[string]string{"xdp_mode": "native"})
-	recordServer(meta, "ebpf", map[string]string{"xdp_mode": "native"})
+	recordSettings(meta, "speedlimit/mixed", map[string]string{"xdp_mode": "native"})
+	recordSettings(meta, "speedlimit/ebpf", map[string]string{"xdp_mode": "native"})
 	assert.Equal(t, "native", meta.XDPMode)
-	recordServer(meta, "ebpf", map[string]string{"xdp_mode": "generic"})
+	recordSettings(meta, "speedlimit/ebpf", map[string]string{"xdp_mode": "generic"})
 	assert.Equal(t, "generic,native", meta.XDPMode)
 	var names []string
 	for _, d := range meta.DataPlanes {

@@ -14,8 +14,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-
-	"github.com/edgebpf/edgebpf/workloads/speedlimit"
 )
 
 //go:embed suite.json
@@ -127,7 +125,7 @@ func (e Experiment) checkConfigurations() error {
 	}
 	seen := map[string]bool{}
 	for _, c := range e.Configurations {
-		if _, err := speedlimit.ParseMode(c); err != nil {
+		if _, err := responder(c); err != nil {
 			return fmt.Errorf("experiment %s: %w", e.Name, err)
 		}
 		if seen[c] {

@@ -23,7 +23,8 @@ type Metric struct {
 	Better Better
 }
 
-// The metrics the meters produce. Names are part of the results contract.
+// The metrics the meters produce. Names are part of the results contract; Catalogue lists
+// them all with their meaning.
 var (
 	RTT        = Metric{Name: "rtt", Unit: "s", Better: Lower}
 	Jitter     = Metric{Name: "jitter", Unit: "s", Better: Lower}
@@ -45,7 +46,48 @@ var (
 	Timeouts        = Metric{Name: "timeouts", Unit: "count", Better: Lower}
 	AchievedRate    = Metric{Name: "achieved_rate", Unit: "req/s", Better: Higher}
 	ClientCPU       = Metric{Name: "client_cpu", Unit: "percent", Better: Lower}
+
+	// BPFNsPerPkt is the mean run time of a BPF program per packet; ProgramCost qualifies it
+	// with the program.
+	BPFNsPerPkt = Metric{Name: "bpf_ns_per_pkt", Unit: "ns", Better: Lower}
 )
+
+// ProgramCost is BPFNsPerPkt of one program: bpf_ns_per_pkt:<program>.
+func ProgramCost(program string) Metric {
+	m := BPFNsPerPkt
+	m.Name += ":" + program
+	return m
+}
+
+// Definition is a metric with what it means.
+type Definition struct {
+	Metric
+	Description string
+}
+
+// Catalogue is every metric edgebpf produces, for meters, summaries, reports and compare
+// alike. A metric with a qualifier ("cpu_process:edgebpf") is its base's.
+var Catalogue = []Definition{
+	{RTT, "round-trip time of one request (a TCP connect, or a request and its reply)"},
+	{Jitter, "RFC 3550 interarrival jitter of a UDP stream"},
+	{OWD, "one-way delay of a datagram, sender and receiver on one clock"},
+	{Throughput, "goodput received over an interval"},
+	{Loss, "share of datagrams sent that were not received"},
+	{SendRate, "rate the sender achieved"},
+	{CPU, "CPU time of the whole machine, percent of one core"},
+	{CPUSoftirq, "CPU time in softirq (the kernel's packet processing), percent of one core"},
+	{CPUProcess, "CPU time of one process, percent of one core"},
+	{RAM, "resident memory"},
+	{ResponseTime, "wall-clock time from a speed-limit request to its reply"},
+	{ClientMedian, "median response time of one speed-limit client"},
+	{ClientStddev, "standard deviation of one speed-limit client's response times"},
+	{MeanRequestTime, "one client's time for all its requests divided by their number (the thesis's aggregate)"},
+	{DropPoint, "clients at which the first request went unanswered"},
+	{Timeouts, "requests without a reply within the timeout"},
+	{AchievedRate, "speed-limit requests answered per second"},
+	{ClientCPU, "CPU time of the speed-limit client threads, percent of one core"},
+	{BPFNsPerPkt, "kernel run time of a BPF program per packet (with --bpf-stats)"},
+}
 
 // Sample is one measured value. Rep, Seq and T place it in a run: the repetition, its
 // order within the repetition, and seconds since the repetition started. X and XUnit are
@@ -60,33 +102,24 @@ type Sample struct {
 	Value  float64
 }
 
-var known = []Metric{RTT, Jitter, OWD, Throughput, Loss, SendRate, CPU, CPUSoftirq, CPUProcess, RAM,
-	ResponseTime, ClientMedian, ClientStddev, MeanRequestTime, DropPoint, Timeouts, AchievedRate, ClientCPU}
-
-// Lookup finds a well-known metric by name. A qualified name "base:qualifier" (such as
+// Lookup finds a metric of the catalogue by name. A qualified name "base:qualifier" (such as
 // cpu_process:edgebpf, one series per process) has the unit and direction of its base.
 func Lookup(name string) (Metric, bool) {
-	base, _, qualified := strings.Cut(name, ":")
-	for _, m := range known {
-		if m.Name == base {
-			if qualified {
-				m.Name = name
-			}
-			return m, true
-		}
+	d, ok := Describe(name)
+	if !ok {
+		return Metric{}, false
 	}
-	return Metric{}, false
+	d.Metric.Name = name
+	return d.Metric, true
 }
 
-// Register adds a metric to the well-known ones so Lookup finds it; data planes and meters
-// that add metrics call it from init. Registering a name twice with another unit or
-// direction panics: it is a programming error.
-func Register(m Metric) {
-	if old, ok := Lookup(m.Name); ok {
-		if old != m {
-			panic("stats: metric " + m.Name + " registered twice with different unit or direction")
+// Describe returns the catalogue's definition of a metric, or of its base if qualified.
+func Describe(name string) (Definition, bool) {
+	base, _, _ := strings.Cut(name, ":")
+	for _, d := range Catalogue {
+		if d.Name == base {
+			return d, true
 		}
-		return
 	}
-	known = append(known, m)
+	return Definition{}, false
 }

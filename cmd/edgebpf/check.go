@@ -9,11 +9,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/internal/features"
 	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/reports"
 	"github.com/edgebpf/edgebpf/scenarios"
+	"github.com/edgebpf/edgebpf/subjects"
 )
 
 func newCheckCmd() *cobra.Command {
@@ -29,7 +29,7 @@ the reason. Check also shows what makes numbers less trustworthy: the CPU govern
 state, and other load. The privileged probes need root.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			planes, err := dataplanes.Parse(dps)
+			planes, err := subjects.DataPlanes().Parse(dps)
 			if err != nil {
 				return usageError("%w", err)
 			}

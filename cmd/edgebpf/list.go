@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/scenarios"
+	"github.com/edgebpf/edgebpf/subjects"
 )
 
 func newListCmd() *cobra.Command {
@@ -27,7 +27,7 @@ func newListCmd() *cobra.Command {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", name, e.Meter, e.Source, e.Description)
 			}
 			fmt.Fprintln(w)
-			fmt.Fprintf(w, "DATA PLANES\t%s\n", strings.Join(dataplanes.Names(), ", "))
+			fmt.Fprintf(w, "DATA PLANES\t%s\n", strings.Join(subjects.DataPlanes().Names(), ", "))
 			fmt.Fprintf(w, "PROFILES\t%s\n", strings.Join(scenarios.Profiles, ", "))
 			return w.Flush()
 		},

@@ -13,12 +13,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
 	_ "github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/counter"  // registers the counter module
 	_ "github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/firewall" // registers the firewall module
 	"github.com/edgebpf/edgebpf/internal/atomicfile"
 	"github.com/edgebpf/edgebpf/netsetup"
+	"github.com/edgebpf/edgebpf/subjects"
 )
 
 func newNodeCmd() *cobra.Command {
@@ -59,10 +59,11 @@ module listings show each program's run_count and run_time_ns.`,
 			if instances < 1 {
 				return usageError("--instances %d must be at least 1", instances)
 			}
-			plane, err := dataplanes.New(dp)
+			spec, err := subjects.DataPlanes().Lookup(dp)
 			if err != nil {
 				return usageError("%w", err)
 			}
+			plane := spec.New()
 			cfg := netsetup.NodeConfig{MTU: mtu}
 			if err := cfg.Validate(); err != nil {
 				return usageError("%w", err)

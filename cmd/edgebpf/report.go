@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgebpf/edgebpf/reports"
+	"github.com/edgebpf/edgebpf/subjects"
 )
 
 func newReportCmd() *cobra.Command {
@@ -22,7 +23,7 @@ file is malformed (everything else is still reported), 1 when writing fails.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			dir := args[0]
-			r, err := reports.Build(dir)
+			r, err := reports.Build(dir, subjects.All())
 			if r != nil {
 				fmt.Fprintf(c.OutOrStdout(), "%s: %d summary entries, %d tables, %d figures (%d without data): %s\n",
 					dir, len(r.Entries), len(r.Tables), len(r.Figures), len(r.Skipped), filepath.Join(dir, "index.html"))

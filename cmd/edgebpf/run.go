@@ -9,10 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/internal/cpupin"
 	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/scenarios"
+	"github.com/edgebpf/edgebpf/subjects"
 )
 
 func newRunCmd() *cobra.Command {
@@ -67,7 +67,7 @@ compare.`,
 			if c.Flags().Changed("warmup") {
 				o.Warmup = &warmup
 			}
-			if o.DataPlanes, err = dataplanes.Parse(dps); err != nil {
+			if o.DataPlanes, err = subjects.DataPlanes().Parse(dps); err != nil {
 				return usageError("%w", err)
 			}
 			if err := scenarios.CheckProfile(profile); err != nil {

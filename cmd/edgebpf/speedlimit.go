@@ -14,10 +14,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgebpf/edgebpf/bench"
-	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/reports"
+	"github.com/edgebpf/edgebpf/scenarios"
 	"github.com/edgebpf/edgebpf/stats"
+	"github.com/edgebpf/edgebpf/subjects"
 	"github.com/edgebpf/edgebpf/workloads/speedlimit"
 	"github.com/edgebpf/edgebpf/workloads/speedlimit/wire"
 )
@@ -224,38 +225,26 @@ unverified; 'edgebpf speedlimit client' turns the offload off.`,
 	return c
 }
 
-// buildSpeedLimitNode builds serve's own node: services client and server, one instance each.
-func buildSpeedLimitNode(name string) (*netsetup.Session, *netsetup.Node, error) {
+// buildSpeedLimitNode builds serve's own node as the speed-limit experiments build theirs
+// (scenarios.BuildNode): the direct data plane, services client and server, one instance each.
+func buildSpeedLimitNode(name string) (*netsetup.Session, *scenarios.Node, error) {
 	cfg := netsetup.NodeConfig{Name: name}
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, usageError("--node: %w", err)
+	}
+	direct, err := subjects.DataPlanes().Lookup("direct")
+	if err != nil {
+		return nil, nil, err
 	}
 	sess, err := netsetup.NewSession("edgebpf speedlimit serve")
 	if err != nil {
 		return nil, nil, err
 	}
-	node, err := netsetup.NewNode(sess, cfg)
-	if err == nil {
-		var dp dataplanes.DataPlane
-		if dp, err = dataplanes.New("direct"); err == nil {
-			err = dp.Deploy(context.Background(), node)
-		}
-		if err == nil {
-			sess.OnClose(dp.Close)
-			err = node.SetLabels("direct", "")
-		}
-	}
-	for _, name := range []string{"client", "server"} {
-		if err != nil {
-			break
-		}
-		if _, err = node.AddService(name); err == nil {
-			_, err = node.AddInstance(name)
-		}
-	}
+	node, err := scenarios.BuildNode(context.Background(), sess, cfg, direct)
 	if err != nil {
 		return nil, nil, errors.Join(err, sess.Close())
 	}
+	sess.OnClose(node.DataPlane.Close)
 	return sess, node, nil
 }
 

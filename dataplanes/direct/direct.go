@@ -7,11 +7,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
+	"image/color"
 	"net/netip"
 
+	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/netsetup"
+	"github.com/edgebpf/edgebpf/subject"
 )
+
+// Spec describes the direct data plane for the registry (dataplanes/builtin).
+var Spec = dataplanes.Spec{
+	Spec: subject.Spec{
+		Kind: subject.DataPlane, Name: "direct", Order: 0,
+		Description: "no proxy: clients address the server instance's namespace IP (the physical limit)",
+		Colour:      color.RGBA{0x4d, 0x4d, 0x4d, 0xff},
+	},
+	New: func() dataplanes.DataPlane { return New() },
+}
 
 // DataPlane is the direct data plane.
 type DataPlane struct {

@@ -7,14 +7,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image/color"
 	"net/netip"
 
+	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
 	_ "github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/counter"  // chainable with the proxy
 	_ "github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/firewall" // chainable with the proxy
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/proxy"
+	"github.com/edgebpf/edgebpf/internal/features"
 	"github.com/edgebpf/edgebpf/netsetup"
+	"github.com/edgebpf/edgebpf/subject"
 )
+
+// Spec describes the ebpf data plane for the registry (dataplanes/builtin).
+var Spec = dataplanes.Spec{
+	Spec: subject.Spec{
+		Kind: subject.DataPlane, Name: "ebpf", Order: 30,
+		Description: "the eBPF manager with the proxy module on TCX (Riegel's eBPF proxy)",
+		Needs:       []features.Name{features.BPF, features.BTF, features.TCX},
+		Colour:      color.RGBA{0xff, 0x7f, 0x0e, 0xff},
+	},
+	New: func() dataplanes.DataPlane { return New() },
+}
 
 // DataPlane is the eBPF data plane.
 type DataPlane struct {

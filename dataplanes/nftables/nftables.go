@@ -34,14 +34,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image/color"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 
+	"github.com/edgebpf/edgebpf/dataplanes"
+	"github.com/edgebpf/edgebpf/internal/features"
 	"github.com/edgebpf/edgebpf/netsetup"
+	"github.com/edgebpf/edgebpf/subject"
 )
+
+// Spec describes the nftables data plane for the registry (dataplanes/builtin).
+var Spec = dataplanes.Spec{
+	Spec: subject.Spec{
+		Kind: subject.DataPlane, Name: "nftables", Order: 40,
+		Description: "kube-proxy-style nftables DNAT/SNAT (what operators use today)",
+		Needs:       []features.Name{features.NFTables},
+		Colour:      color.RGBA{0x2c, 0xa0, 0x2c, 0xff},
+	},
+	New: func() dataplanes.DataPlane { return New() },
+}
 
 // DataPlane is the nftables data plane on one node.
 type DataPlane struct {

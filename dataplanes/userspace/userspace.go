@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image/color"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -16,9 +17,23 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/internal/cpupin"
+	"github.com/edgebpf/edgebpf/internal/features"
 	"github.com/edgebpf/edgebpf/netsetup"
+	"github.com/edgebpf/edgebpf/subject"
 )
+
+// Spec describes the userspace data plane for the registry (dataplanes/builtin).
+var Spec = dataplanes.Spec{
+	Spec: subject.Spec{
+		Kind: subject.DataPlane, Name: "userspace", Order: 10,
+		Description: "Oakestra's user-space TUN proxy (the Riegel thesis's baseline)",
+		Needs:       []features.Name{features.TUN},
+		Colour:      color.RGBA{0x1f, 0x77, 0xb4, 0xff},
+	},
+	New: func() dataplanes.DataPlane { return New() },
+}
 
 // TunName is the TUN device: Oakestra's goProxyTun, named with the project's link prefix.
 const TunName = netsetup.LinkPrefix + "tun0"

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgebpf/edgebpf/netsetup"
+	"github.com/edgebpf/edgebpf/subject"
 )
 
 // Manager runs eBPF modules on one node. All its state is behind one mutex; module
@@ -131,15 +132,10 @@ func (m *Manager) info(pos int, e *entry) Info {
 }
 
 // ProgramRun is how often the kernel ran one of a module's programs and for how long in
-// total. The kernel counts only while BPF statistics are enabled (ebpf.EnableStats or the
-// kernel.bpf_stats_enabled sysctl), which costs two clock reads per run.
-type ProgramRun struct {
-	// Name is <module>_<hook>, hook ingress (the service sends) or egress (it receives);
-	// <module>#<id>_<hook> when two modules share a name.
-	Name    string
-	Runs    uint64
-	Runtime time.Duration
-}
+// total; Name is <module>_<hook>, hook ingress (the service sends) or egress (it receives),
+// <module>#<id>_<hook> when two modules share a name. The kernel counts only while BPF
+// statistics are enabled (CountRunTime), which costs two clock reads per run.
+type ProgramRun = subject.ProgramRun
 
 // CountRunTime has the kernel count every BPF program's runs and run time until the returned
 // closer is closed; the kernel also stops when the process exits, even killed. Counting adds
