@@ -11,7 +11,6 @@
  * control plane asks the registry, installs the translation and puts the packet back. */
 #include "edgebpf.h"
 #include "parse.h"
-#include <stddef.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
