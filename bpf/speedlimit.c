@@ -36,12 +36,6 @@
  * `stats` is per-CPU, written here without atomics, summed by user space.
  */
 #include "edgebpf.h"
-#include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <linux/udp.h>
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -127,16 +121,9 @@ struct {
  * loops more than once. */
 #define SPEEDLIMIT_CAS_TRIES 16
 
-static __always_inline void count(enum speedlimit_stat what)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &what);
-	if (v)
-		*v += 1;
-}
-
 static __always_inline int pass(enum speedlimit_stat why)
 {
-	count(why);
+	stat_inc(&stats, why);
 	return XDP_PASS;
 }
 
@@ -231,18 +218,19 @@ int speedlimit_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
+	/* Check 1 and the fixed IPv4 header (parse_iphdr); options are bounds-checked with the
+	 * UDP header below, which is found at IHL*4. */
 	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > data_end)
-		return pass(SPEEDLIMIT_STAT_MALFORMED);
-	if (eth->h_proto != bpf_htons(ETH_P_IP))
+	struct iphdr *ip;
+	switch (parse_iphdr(data, data_end, &ip)) {
+	case PARSE_IPV4:
+		break;
+	case PARSE_NOT_IPV4:
 		return pass(SPEEDLIMIT_STAT_NOT_IPV4);
-
-	struct iphdr *ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end)
+	default:
 		return pass(SPEEDLIMIT_STAT_MALFORMED);
+	}
 	__u32 ihl = ip->ihl * 4;
-	if (ip->version != 4 || ihl < sizeof(*ip))
-		return pass(SPEEDLIMIT_STAT_MALFORMED);
 	if (ip->protocol != IPPROTO_UDP)
 		return pass(SPEEDLIMIT_STAT_NOT_UDP);
 	/* More fragments, or an offset: the payload is not all here. */
@@ -284,7 +272,7 @@ int speedlimit_xdp(struct xdp_md *ctx)
 	    group_ip(ip->daddr))
 		return pass(SPEEDLIMIT_STAT_ADDRESS);
 	if (offloaded)
-		count(SPEEDLIMIT_STAT_CSUM_OFFLOADED);
+		stat_inc(&stats, SPEEDLIMIT_STAT_CSUM_OFFLOADED);
 
 	__u32 zero = 0;
 	__u64 *n = bpf_map_lookup_elem(&cars, &zero);
@@ -297,15 +285,15 @@ int speedlimit_xdp(struct xdp_md *ctx)
 		for (int i = 0; i < SPEEDLIMIT_CAS_TRIES; i++) {
 			__u64 old = *(volatile __u64 *)n;
 			if (old == 0) {
-				count(SPEEDLIMIT_STAT_LEFT_EMPTY);
+				stat_inc(&stats, SPEEDLIMIT_STAT_LEFT_EMPTY);
 				return XDP_DROP;
 			}
 			if (__sync_val_compare_and_swap(n, old, old - 1) == old) {
-				count(SPEEDLIMIT_STAT_LEFT);
+				stat_inc(&stats, SPEEDLIMIT_STAT_LEFT);
 				return XDP_DROP;
 			}
 		}
-		count(SPEEDLIMIT_STAT_CONTENDED);
+		stat_inc(&stats, SPEEDLIMIT_STAT_CONTENDED);
 		return XDP_DROP;
 	}
 
@@ -341,7 +329,7 @@ int speedlimit_xdp(struct xdp_md *ctx)
 	__u16 sum = ~fold(pseudo(ip->saddr, ip->daddr, udp->len) + sum16(udp, 8));
 	udp->check = sum ? sum : 0xffff; /* 0 would mean "no checksum" */
 
-	count(SPEEDLIMIT_STAT_REPLIED);
+	stat_inc(&stats, SPEEDLIMIT_STAT_REPLIED);
 	return XDP_TX;
 }
 
