@@ -3,7 +3,7 @@ GO       ?= go
 # The clang major version is pinned: generated BPF objects must not change with the compiler.
 CLANG    ?= clang-14
 STRIP    ?= llvm-strip-14
-BPF_CFLAGS ?= -O2 -g -Wall -Werror -I/usr/include/$(shell gcc -dumpmachine)
+BPF_CFLAGS ?= -O2 -g -Wall -Werror
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -X github.com/edgebpf/edgebpf/reports.Version=$(VERSION) -X github.com/edgebpf/edgebpf/reports.Commit=$(COMMIT)

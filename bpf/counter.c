@@ -1,7 +1,6 @@
 /* Packet counter module: counts packets and bytes per bridge-side veth and TC hook in per-CPU
  * counters, then passes the packet on to the next program of the chain. */
 #include "edgebpf.h"
-#include <bpf/bpf_helpers.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -43,10 +42,7 @@ static __always_inline int count(struct __sk_buff *skb, __u32 hook)
 		v->packets++;
 		v->bytes += skb->len;
 	} else {
-		__u32 zero = 0;
-		__u64 *m = bpf_map_lookup_elem(&counter_missed, &zero);
-		if (m)
-			(*m)++;
+		stat_inc(&counter_missed, 0);
 	}
 	return TCX_NEXT;
 }

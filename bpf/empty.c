@@ -1,6 +1,5 @@
 /* An empty TC program: the baseline against which the modules' per-packet cost is measured. */
 #include "edgebpf.h"
-#include <bpf/bpf_helpers.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

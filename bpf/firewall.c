@@ -3,7 +3,6 @@
  * and ICMP get the configured default; other IPv4 protocols and non-IPv4 frames (ARP, IPv6)
  * always pass. Allowed packets go on to the next program of the chain (TCX_NEXT). */
 #include "edgebpf.h"
-#include "parse.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -83,13 +82,6 @@ struct {
 	__type(value, __u64);
 } fw_stats SEC(".maps");
 
-static __always_inline void stat(__u32 which)
-{
-	__u64 *v = bpf_map_lookup_elem(&fw_stats, &which);
-	if (v)
-		(*v)++;
-}
-
 static __always_inline int rule_matches(const struct fw_rule *r, const struct l4 *p)
 {
 	if (r->proto != p->proto)
@@ -109,7 +101,7 @@ static __always_inline int judge(struct __sk_buff *skb)
 	if (res == PARSE_NOT_IPV4)
 		return TCX_NEXT;
 	if (res == PARSE_IPV4 && p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP && p.proto != IPPROTO_ICMP) {
-		stat(STAT_OTHER);
+		stat_inc(&fw_stats, STAT_OTHER);
 		return TCX_NEXT;
 	}
 	__u64 now = bpf_ktime_get_ns();
@@ -119,7 +111,7 @@ static __always_inline int judge(struct __sk_buff *skb)
 		/* A stamp from another CPU may be ahead of this CPU's now: that flow is fresh. */
 		if (seen && (*seen >= now || now - *seen < config.flow_timeout_ns)) {
 			*seen = now;
-			stat(STAT_FLOW);
+			stat_inc(&fw_stats, STAT_FLOW);
 			return TCX_NEXT;
 		}
 		__u32 zero = 0;
@@ -142,17 +134,17 @@ static __always_inline int judge(struct __sk_buff *skb)
 				struct flow_key rev = { .saddr = p.daddr, .daddr = p.saddr, .sport = p.dport, .dport = p.sport, .proto = p.proto };
 				bpf_map_update_elem(&fw_flows, &k, &now, BPF_ANY);
 				bpf_map_update_elem(&fw_flows, &rev, &now, BPF_ANY);
-				stat(STAT_RULE);
+				stat_inc(&fw_stats, STAT_RULE);
 				return TCX_NEXT;
 			}
 		}
 	}
 unmatched:
 	if (config.default_drop) {
-		stat(STAT_DROP);
+		stat_inc(&fw_stats, STAT_DROP);
 		return TC_ACT_SHOT;
 	}
-	stat(STAT_DEFAULT_PASS);
+	stat_inc(&fw_stats, STAT_DEFAULT_PASS);
 	return TCX_NEXT;
 }
 

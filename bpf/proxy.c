@@ -10,8 +10,6 @@
  * goes to user space with the packet itself (perf event output) and is consumed here: the
  * control plane asks the registry, installs the translation and puts the packet back. */
 #include "edgebpf.h"
-#include "parse.h"
-#include <stddef.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -139,23 +137,16 @@ struct {
 	__type(value, __u64);
 } px_stats SEC(".maps");
 
-static __always_inline void stat(__u32 which)
-{
-	__u64 *v = bpf_map_lookup_elem(&px_stats, &which);
-	if (v)
-		(*v)++;
-}
-
 static __always_inline int upcall(struct __sk_buff *skb)
 {
 	__u64 len = skb->len;
 	if (len > MAX_UPCALL) {
-		stat(PX_TOO_BIG);
+		stat_inc(&px_stats, PX_TOO_BIG);
 		return TC_ACT_SHOT;
 	}
 	struct px_upcall meta = { .ifindex = skb->ifindex, .len = len };
 	bpf_perf_event_output(skb, &px_upcalls, BPF_F_CURRENT_CPU | (len << 32), &meta, sizeof(meta));
-	stat(PX_UPCALL);
+	stat_inc(&px_stats, PX_UPCALL);
 	return TC_ACT_SHOT; /* user space owns the packet now and puts it back */
 }
 
@@ -193,7 +184,7 @@ static __always_inline int rewrite(struct __sk_buff *skb, const struct l4 *p, __
 	__builtin_memcpy(macs, s->mac, 6);
 	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
 		return TC_ACT_SHOT;
-	stat(PX_FORWARD);
+	stat_inc(&px_stats, PX_FORWARD);
 	return bpf_redirect_peer(s->ifindex, 0);
 }
 
@@ -210,7 +201,7 @@ int proxy_in(struct __sk_buff *skb)
 	if (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP)
 		return TCX_NEXT; /* ICMP and others: the node refuses them (no route) */
 	if (p.fragment) {
-		stat(PX_FRAGMENT);
+		stat_inc(&px_stats, PX_FRAGMENT);
 		return TC_ACT_SHOT;
 	}
 	struct iphdr *ip = data + ETH_HLEN;
@@ -249,10 +240,10 @@ int proxy_in(struct __sk_buff *skb)
 	struct px_session_key rkey = { .saddr = be->nsip, .daddr = cl->instance_ip, .sport = p.dport, .dport = p.sport, .proto = p.proto };
 	if (bpf_map_update_elem(&px_sessions, &key, &fwd, BPF_ANY) ||
 	    bpf_map_update_elem(&px_sessions, &rkey, &rev, BPF_ANY)) {
-		stat(PX_SESS_FULL);
+		stat_inc(&px_stats, PX_SESS_FULL);
 		bpf_map_delete_elem(&px_sessions, &key);
 		return upcall(skb);
 	}
-	stat(PX_NEW);
+	stat_inc(&px_stats, PX_NEW);
 	return rewrite(skb, &p, l4off, &fwd);
 }

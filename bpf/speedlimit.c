@@ -30,18 +30,12 @@
  * request's, so the reply is right whatever checksum state the request arrived in.
  *
  * State lives in three array maps, each with exactly one writer, so user space and the kernel
- * never race on a value (the thesis's caveat, its section 4.2): `cars` is written only here,
+ * never race on a value (the thesis's caveat, its section 4.2): `sl_cars` is written only here,
  * with atomic instructions (fetch-and-add, compare-and-exchange), and only read by user space;
- * `limit` is written only by user space (the mixed configuration's timer) and only read here;
- * `stats` is per-CPU, written here without atomics, summed by user space.
+ * `sl_limit` is written only by user space (the mixed configuration's timer) and only read here;
+ * `sl_stats` is per-CPU, written here without atomics, summed by user space.
  */
 #include "edgebpf.h"
-#include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <linux/udp.h>
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -60,7 +54,7 @@ struct speedlimit_msg {
 
 /* Where the limit in a reply comes from. */
 enum speedlimit_mode {
-	SPEEDLIMIT_MODE_LOOKUP = 0,  /* the mixed configuration: user space writes `limit` */
+	SPEEDLIMIT_MODE_LOOKUP = 0,  /* the mixed configuration: user space writes `sl_limit` */
 	SPEEDLIMIT_MODE_COMPUTE = 1, /* the eBPF-only configuration: computed per request here */
 };
 
@@ -106,37 +100,30 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
-} cars SEC(".maps");
+} sl_cars SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u32);
-} limit SEC(".maps");
+} sl_limit SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SPEEDLIMIT_STAT_MAX);
 	__type(key, enum speedlimit_stat);
 	__type(value, __u64);
-} stats SEC(".maps");
+} sl_stats SEC(".maps");
 
 /* How often OUT_OF_RANGE retries its compare-and-exchange before giving up. Each failure means
  * another CPU changed the counter in between, so on a 2-core machine it practically never
  * loops more than once. */
 #define SPEEDLIMIT_CAS_TRIES 16
 
-static __always_inline void count(enum speedlimit_stat what)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &what);
-	if (v)
-		*v += 1;
-}
-
 static __always_inline int pass(enum speedlimit_stat why)
 {
-	count(why);
+	stat_inc(&sl_stats, why);
 	return XDP_PASS;
 }
 
@@ -231,18 +218,19 @@ int speedlimit_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
+	/* Check 1 and the fixed IPv4 header (parse_iphdr); options are bounds-checked with the
+	 * UDP header below, which is found at IHL*4. */
 	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > data_end)
-		return pass(SPEEDLIMIT_STAT_MALFORMED);
-	if (eth->h_proto != bpf_htons(ETH_P_IP))
+	struct iphdr *ip;
+	switch (parse_iphdr(data, data_end, &ip)) {
+	case PARSE_IPV4:
+		break;
+	case PARSE_NOT_IPV4:
 		return pass(SPEEDLIMIT_STAT_NOT_IPV4);
-
-	struct iphdr *ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end)
+	default:
 		return pass(SPEEDLIMIT_STAT_MALFORMED);
+	}
 	__u32 ihl = ip->ihl * 4;
-	if (ip->version != 4 || ihl < sizeof(*ip))
-		return pass(SPEEDLIMIT_STAT_MALFORMED);
 	if (ip->protocol != IPPROTO_UDP)
 		return pass(SPEEDLIMIT_STAT_NOT_UDP);
 	/* More fragments, or an offset: the payload is not all here. */
@@ -284,10 +272,10 @@ int speedlimit_xdp(struct xdp_md *ctx)
 	    group_ip(ip->daddr))
 		return pass(SPEEDLIMIT_STAT_ADDRESS);
 	if (offloaded)
-		count(SPEEDLIMIT_STAT_CSUM_OFFLOADED);
+		stat_inc(&sl_stats, SPEEDLIMIT_STAT_CSUM_OFFLOADED);
 
 	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&cars, &zero);
+	__u64 *n = bpf_map_lookup_elem(&sl_cars, &zero);
 	if (!n)
 		return pass(SPEEDLIMIT_STAT_NO_STATE);
 
@@ -297,15 +285,15 @@ int speedlimit_xdp(struct xdp_md *ctx)
 		for (int i = 0; i < SPEEDLIMIT_CAS_TRIES; i++) {
 			__u64 old = *(volatile __u64 *)n;
 			if (old == 0) {
-				count(SPEEDLIMIT_STAT_LEFT_EMPTY);
+				stat_inc(&sl_stats, SPEEDLIMIT_STAT_LEFT_EMPTY);
 				return XDP_DROP;
 			}
 			if (__sync_val_compare_and_swap(n, old, old - 1) == old) {
-				count(SPEEDLIMIT_STAT_LEFT);
+				stat_inc(&sl_stats, SPEEDLIMIT_STAT_LEFT);
 				return XDP_DROP;
 			}
 		}
-		count(SPEEDLIMIT_STAT_CONTENDED);
+		stat_inc(&sl_stats, SPEEDLIMIT_STAT_CONTENDED);
 		return XDP_DROP;
 	}
 
@@ -315,7 +303,7 @@ int speedlimit_xdp(struct xdp_md *ctx)
 	if (config.mode == SPEEDLIMIT_MODE_COMPUTE) {
 		lim = speed_limit(c);
 	} else {
-		__u32 *l = bpf_map_lookup_elem(&limit, &zero);
+		__u32 *l = bpf_map_lookup_elem(&sl_limit, &zero);
 		if (!l)
 			return pass(SPEEDLIMIT_STAT_NO_STATE);
 		lim = *(volatile __u32 *)l;
@@ -341,7 +329,7 @@ int speedlimit_xdp(struct xdp_md *ctx)
 	__u16 sum = ~fold(pseudo(ip->saddr, ip->daddr, udp->len) + sum16(udp, 8));
 	udp->check = sum ? sum : 0xffff; /* 0 would mean "no checksum" */
 
-	count(SPEEDLIMIT_STAT_REPLIED);
+	stat_inc(&sl_stats, SPEEDLIMIT_STAT_REPLIED);
 	return XDP_TX;
 }
 

@@ -14,8 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
-	_ "github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/counter"  // registers the counter module
-	_ "github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/firewall" // registers the firewall module
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules"
 	"github.com/edgebpf/edgebpf/internal/atomicfile"
 	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/subjects"
@@ -93,7 +92,7 @@ module listings show each program's run_count and run_time_ns.`,
 			var mgr *manager.Manager
 			if withMgr, ok := plane.(interface{ Manager() *manager.Manager }); ok {
 				mgr = withMgr.Manager()
-			} else if mgr, err = manager.New(node); err != nil {
+			} else if mgr, err = manager.New(node, modules.Catalogue()); err != nil {
 				return err
 			} else {
 				sess.OnClose(mgr.Close)

@@ -12,8 +12,7 @@ import (
 
 	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
-	_ "github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/counter"  // chainable with the proxy
-	_ "github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/firewall" // chainable with the proxy
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/proxy"
 	"github.com/edgebpf/edgebpf/internal/features"
 	"github.com/edgebpf/edgebpf/netsetup"
@@ -45,7 +44,7 @@ func (*DataPlane) Name() string { return "ebpf" }
 
 // Deploy starts the manager on node and creates the proxy module.
 func (d *DataPlane) Deploy(_ context.Context, node *netsetup.Node) error {
-	m, err := manager.New(node)
+	m, err := manager.New(node, modules.Catalogue())
 	if err != nil {
 		return err
 	}

@@ -157,7 +157,7 @@ func run(t testing.TB, r *Responder, in []byte) (uint32, []byte) {
 
 func setCars(t testing.TB, r *Responder, n uint64) {
 	t.Helper()
-	require.NoError(t, r.objs.Cars.Update(uint32(0), n, 0))
+	require.NoError(t, r.objs.SlCars.Update(uint32(0), n, 0))
 }
 
 func cars(t testing.TB, r *Responder) uint64 {

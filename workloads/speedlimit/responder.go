@@ -206,7 +206,7 @@ func (r *Responder) Mode() XDPMode { return r.mode }
 // (atomically); user space only reads it.
 func (r *Responder) Cars() (uint64, error) {
 	var n uint64
-	if err := r.objs.Cars.Lookup(uint32(0), &n); err != nil {
+	if err := r.objs.SlCars.Lookup(uint32(0), &n); err != nil {
 		return 0, fmt.Errorf("read the car counter: %w", err)
 	}
 	return n, nil
@@ -216,7 +216,7 @@ func (r *Responder) Cars() (uint64, error) {
 // writes it; the program reads it with one aligned 32-bit load, so it sees the old or the new
 // value, never a mix.
 func (r *Responder) SetLimit(kmh uint32) error {
-	if err := r.objs.Limit.Update(uint32(0), kmh, ebpf.UpdateAny); err != nil {
+	if err := r.objs.SlLimit.Update(uint32(0), kmh, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("write the speed limit: %w", err)
 	}
 	return nil
@@ -225,7 +225,7 @@ func (r *Responder) SetLimit(kmh uint32) error {
 // Limit returns the limit user space last wrote.
 func (r *Responder) Limit() (uint32, error) {
 	var v uint32
-	if err := r.objs.Limit.Lookup(uint32(0), &v); err != nil {
+	if err := r.objs.SlLimit.Lookup(uint32(0), &v); err != nil {
 		return 0, fmt.Errorf("read the speed limit: %w", err)
 	}
 	return v, nil
@@ -288,7 +288,7 @@ func (r *Responder) Stats() (Stats, error) {
 	out := Stats{}
 	var perCPU []uint64
 	for i, name := range statNames {
-		if err := r.objs.Stats.Lookup(uint32(i), &perCPU); err != nil {
+		if err := r.objs.SlStats.Lookup(uint32(i), &perCPU); err != nil {
 			return nil, fmt.Errorf("read counter %s: %w", name, err)
 		}
 		var sum uint64

@@ -54,9 +54,9 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	speedlimitMapCars            = "cars"
-	speedlimitMapLimit           = "limit"
-	speedlimitMapStats           = "stats"
+	speedlimitMapSlCars          = "sl_cars"
+	speedlimitMapSlLimit         = "sl_limit"
+	speedlimitMapSlStats         = "sl_stats"
 	speedlimitProgSpeedlimitPeer = "speedlimit_peer"
 	speedlimitProgSpeedlimitXdp  = "speedlimit_xdp"
 	speedlimitVarConfig          = "config"
@@ -112,9 +112,9 @@ type speedlimitProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type speedlimitMapSpecs struct {
-	Cars  *ebpf.MapSpec `ebpf:"cars"`
-	Limit *ebpf.MapSpec `ebpf:"limit"`
-	Stats *ebpf.MapSpec `ebpf:"stats"`
+	SlCars  *ebpf.MapSpec `ebpf:"sl_cars"`
+	SlLimit *ebpf.MapSpec `ebpf:"sl_limit"`
+	SlStats *ebpf.MapSpec `ebpf:"sl_stats"`
 }
 
 // speedlimitVariableSpecs contains global variables before they are loaded into the kernel.
@@ -144,16 +144,16 @@ func (o *speedlimitObjects) Close() error {
 //
 // It can be passed to loadSpeedlimitObjects or ebpf.CollectionSpec.LoadAndAssign.
 type speedlimitMaps struct {
-	Cars  *ebpf.Map `ebpf:"cars"`
-	Limit *ebpf.Map `ebpf:"limit"`
-	Stats *ebpf.Map `ebpf:"stats"`
+	SlCars  *ebpf.Map `ebpf:"sl_cars"`
+	SlLimit *ebpf.Map `ebpf:"sl_limit"`
+	SlStats *ebpf.Map `ebpf:"sl_stats"`
 }
 
 func (m *speedlimitMaps) Close() error {
 	return _SpeedlimitClose(
-		m.Cars,
-		m.Limit,
-		m.Stats,
+		m.SlCars,
+		m.SlLimit,
+		m.SlStats,
 	)
 }
 

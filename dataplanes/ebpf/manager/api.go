@@ -74,7 +74,7 @@ func (m *Manager) Handler() http.Handler {
 		}
 		WriteJSON(w, http.StatusOK, map[string]any{"deleted": []int{id}})
 	})
-	mux.HandleFunc("GET /modules", func(w http.ResponseWriter, r *http.Request) { WriteJSON(w, http.StatusOK, Modules()) })
+	mux.HandleFunc("GET /modules", func(w http.ResponseWriter, r *http.Request) { WriteJSON(w, http.StatusOK, m.Modules()) })
 	mux.HandleFunc("GET /chains", func(w http.ResponseWriter, r *http.Request) {
 		c, err := m.Chains()
 		if err != nil {

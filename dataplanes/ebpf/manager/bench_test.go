@@ -14,6 +14,7 @@ import (
 	"github.com/edgebpf/edgebpf/bench"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager/emptyprog"
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/counter"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/firewall"
 	"github.com/edgebpf/edgebpf/internal/testenv"
@@ -102,7 +103,7 @@ func BenchmarkProgramCost(b *testing.B) {
 //	go test -run XXX -bench ChainThroughput -benchtime 1x ./dataplanes/ebpf/manager/
 func BenchmarkChainThroughput(b *testing.B) {
 	node := testenv.Node(b, "client", "server")
-	m, err := manager.New(node)
+	m, err := manager.New(node, modules.Catalogue())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func BenchmarkAttach200(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	m, err := manager.New(node)
+	m, err := manager.New(node, modules.Catalogue())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules"
 	"github.com/edgebpf/edgebpf/internal/testenv"
 )
 
@@ -14,7 +15,7 @@ import (
 // and never with a server error or a panic.
 func FuzzAPI(f *testing.F) {
 	node := testenv.Node(f, "a")
-	m, err := manager.New(node)
+	m, err := manager.New(node, modules.Catalogue())
 	if err != nil {
 		f.Fatal(err)
 	}

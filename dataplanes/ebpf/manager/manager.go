@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 // creation, deletion and the node's instance events are serialised by it.
 type Manager struct {
 	node        *netsetup.Node
+	catalogue   Catalogue // never changed after New
 	unsubscribe func()
 
 	mu     sync.Mutex
@@ -59,13 +62,18 @@ func (a *attachment) close() error {
 // ErrNotFound is returned for a module id that does not exist (HTTP 404).
 var ErrNotFound = errors.New("no module with id")
 
-// New starts a manager for node. It subscribes to the node's registry: instances created
-// later get every module's programs, in deployment order, before they carry traffic.
-func New(node *netsetup.Node) (*Manager, error) {
+// New starts a manager for node that creates the modules of catalogue by name (usually
+// dataplanes/ebpf/modules.Catalogue(); the manager keeps a copy). It subscribes to the node's
+// registry: instances created later get every module's programs, in deployment order, before
+// they carry traffic.
+func New(node *netsetup.Node, catalogue Catalogue) (*Manager, error) {
 	if node == nil {
 		return nil, errors.New("manager: no node")
 	}
-	m := &Manager{node: node, nextID: 1}
+	if err := catalogue.validate(); err != nil {
+		return nil, fmt.Errorf("manager: module catalogue: %w", err)
+	}
+	m := &Manager{node: node, catalogue: maps.Clone(catalogue), nextID: 1}
 	m.unsubscribe = node.Registry.Subscribe(m.onEvent)
 	return m, nil
 }
@@ -196,10 +204,24 @@ func (m *Manager) Get(id int) (Info, error) {
 	return Info{}, fmt.Errorf("%w %d", ErrNotFound, id)
 }
 
+// Modules lists the names of the modules the manager can create, sorted.
+func (m *Manager) Modules() []string { return m.catalogue.names() }
+
+func (m *Manager) factory(name string) (Factory, error) {
+	if err := validModuleName(name); err != nil {
+		return nil, err
+	}
+	f, ok := m.catalogue[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %q: available are %s", ErrUnknownModule, name, strings.Join(m.Modules(), ", "))
+	}
+	return f, nil
+}
+
 // Create loads the named module with its configuration and attaches it after every module
 // already deployed, on every instance of the node. On any failure nothing stays attached.
 func (m *Manager) Create(name string, config json.RawMessage) (Info, error) {
-	f, err := factory(name)
+	f, err := m.factory(name)
 	if err != nil {
 		return Info{}, err
 	}

@@ -18,8 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
-	_ "github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/counter"
-	_ "github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/firewall"
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules"
 	"github.com/edgebpf/edgebpf/internal/testenv"
 	"github.com/edgebpf/edgebpf/netsetup"
 )
@@ -36,7 +35,7 @@ type api struct {
 
 func newAPI(t *testing.T) *api {
 	node := testenv.Node(t, "client", "server")
-	m, err := manager.New(node)
+	m, err := manager.New(node, modules.Catalogue())
 	require.NoError(t, err)
 	srv := httptest.NewServer(m.Handler())
 	t.Cleanup(func() {
@@ -285,9 +284,34 @@ func TestAPIBadInput(t *testing.T) {
 	assert.Equal(t, 404, code)
 }
 
+// TestCatalogue: a manager creates exactly the modules of the catalogue it was given, lists
+// them on GET /modules, and refuses a catalogue with an invalid name or no factory.
+func TestCatalogue(t *testing.T) {
+	node := testenv.Node(t, "a")
+	counter := modules.Catalogue()["counter"]
+	_, err := manager.New(node, manager.Catalogue{"../counter": counter})
+	assert.ErrorIs(t, err, manager.ErrBadName)
+	_, err = manager.New(node, manager.Catalogue{"counter": nil})
+	assert.ErrorContains(t, err, "no factory")
+
+	cat := manager.Catalogue{"counter": counter}
+	m, err := manager.New(node, cat)
+	require.NoError(t, err)
+	defer m.Close()
+	delete(cat, "counter") // the manager keeps its own copy
+	assert.Equal(t, []string{"counter"}, m.Modules())
+	_, err = m.Create("firewall", nil)
+	assert.ErrorIs(t, err, manager.ErrUnknownModule)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/modules", nil))
+	assert.JSONEq(t, `["counter"]`, rec.Body.String())
+	_, err = m.Create("counter", nil)
+	require.NoError(t, err)
+}
+
 func TestCloseLeavesNothingAttached(t *testing.T) {
 	node := testenv.Node(t, "a", "b")
-	m, err := manager.New(node)
+	m, err := manager.New(node, modules.Catalogue())
 	require.NoError(t, err)
 	_, err = m.Create("counter", nil)
 	require.NoError(t, err)
@@ -298,7 +322,7 @@ func TestCloseLeavesNothingAttached(t *testing.T) {
 	_, err = m.Create("counter", nil)
 	assert.ErrorContains(t, err, "closed")
 	// The node keeps working without modules; no program stays attached.
-	m2, err := manager.New(node)
+	m2, err := manager.New(node, modules.Catalogue())
 	require.NoError(t, err)
 	defer m2.Close()
 	chains, err := m2.Chains()

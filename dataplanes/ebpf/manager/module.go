@@ -1,6 +1,7 @@
 // Package manager is edgebpf's eBPF manager: a run-time plugin system for eBPF network
-// functions on a worker node, after the Riegel thesis. Modules are compiled into the binary
-// and registered by name; each is a Go control plane with a BPF data plane of TCX programs.
+// functions on a worker node, after the Riegel thesis. Modules are compiled into the binary,
+// and New takes the catalogue of them by name (dataplanes/ebpf/modules.Catalogue); each is a
+// Go control plane with a BPF data plane of TCX programs.
 // Creating a module attaches its programs to the TC ingress and egress hooks of every service
 // instance's bridge-side veth, after the modules already there, so that deployment order is
 // chain order; new instances get every module in that order, and deleting a module keeps the
@@ -13,8 +14,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
-	"sync"
 
 	"github.com/cilium/ebpf"
 
@@ -60,54 +59,38 @@ type Factory func(node *netsetup.Node, config json.RawMessage) (Module, error)
 // ErrBadConfig marks a module configuration the module rejects (HTTP 400).
 var ErrBadConfig = errors.New("invalid module configuration")
 
-var (
-	regMu    sync.RWMutex
-	registry = map[string]Factory{}
-)
+// Catalogue maps module names to their factories: the modules a manager can create.
+// Names are what the REST API creates a module by — lower-case words — never paths.
+// dataplanes/ebpf/modules.Catalogue lists the modules compiled into edgebpf.
+type Catalogue map[string]Factory
 
-// Register makes a module available by name. Module packages call it from init. Names are
-// registry keys — lower-case words — never paths.
-func Register(name string, f Factory) {
-	if err := validModuleName(name); err != nil {
-		panic("manager: " + err.Error())
-	}
-	regMu.Lock()
-	defer regMu.Unlock()
-	if _, dup := registry[name]; dup {
-		panic("manager: module " + name + " registered twice")
-	}
-	registry[name] = f
-}
-
-// Modules lists the registered module names, sorted.
-func Modules() []string {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	names := make([]string, 0, len(registry))
-	for n := range registry {
+// names returns the catalogue's module names, sorted.
+func (c Catalogue) names() []string {
+	names := make([]string, 0, len(c))
+	for n := range c {
 		names = append(names, n)
 	}
 	slices.Sort(names)
 	return names
 }
 
-func factory(name string) (Factory, error) {
-	if err := validModuleName(name); err != nil {
-		return nil, err
+// validate checks every name and factory of the catalogue.
+func (c Catalogue) validate() error {
+	for _, name := range c.names() {
+		if err := validModuleName(name); err != nil {
+			return err
+		}
+		if c[name] == nil {
+			return fmt.Errorf("module %s has no factory", name)
+		}
 	}
-	regMu.RLock()
-	f, ok := registry[name]
-	regMu.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("%w %q: available are %s", ErrUnknownModule, name, strings.Join(Modules(), ", "))
-	}
-	return f, nil
+	return nil
 }
 
-// ErrUnknownModule is returned for a module name nobody registered (HTTP 404).
+// ErrUnknownModule is returned for a module name the manager's catalogue lacks (HTTP 404).
 var ErrUnknownModule = errors.New("no module named")
 
-// ErrBadName is returned for a module name that cannot be a registry key (HTTP 400).
+// ErrBadName is returned for a module name that cannot be a catalogue key (HTTP 400).
 var ErrBadName = errors.New("invalid module name")
 
 func validModuleName(name string) error {
@@ -119,7 +102,7 @@ func validModuleName(name string) error {
 	}
 	for _, r := range name {
 		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return fmt.Errorf("%w %q: a module name is a registered name such as counter, never a path", ErrBadName, name)
+			return fmt.Errorf("%w %q: a module name is a name such as counter, never a path", ErrBadName, name)
 		}
 	}
 	return nil

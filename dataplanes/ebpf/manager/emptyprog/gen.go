@@ -8,7 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-//go:generate go tool bpf2go -target bpfel empty ../../../../bpf/empty.c -- -I../../../../bpf/include
+//go:generate go tool bpf2go -target bpfel empty ../../../../bpf/empty.c -- -nostdinc -I../../../../bpf/include
 
 // Load loads the empty program; the caller closes it.
 func Load() (*ebpf.Program, error) {

@@ -20,9 +20,9 @@ import (
 	"github.com/edgebpf/edgebpf/netsetup"
 )
 
-func init() {
-	manager.Register("counter", func(_ *netsetup.Node, c json.RawMessage) (manager.Module, error) { return New(c) })
-}
+// Factory creates a counter for the manager; dataplanes/ebpf/modules lists it as "counter".
+// The counter ignores the node.
+func Factory(_ *netsetup.Node, config json.RawMessage) (manager.Module, error) { return New(config) }
 
 // Hooks as counter.c numbers them.
 const (

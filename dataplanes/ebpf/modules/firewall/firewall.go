@@ -32,9 +32,9 @@ import (
 	"github.com/edgebpf/edgebpf/netsetup"
 )
 
-func init() {
-	manager.Register("firewall", func(_ *netsetup.Node, c json.RawMessage) (manager.Module, error) { return New(c) })
-}
+// Factory creates a firewall for the manager; dataplanes/ebpf/modules lists it as "firewall".
+// The firewall ignores the node.
+func Factory(_ *netsetup.Node, config json.RawMessage) (manager.Module, error) { return New(config) }
 
 // MaxRules is the size of the rule table (MAX_RULES in firewall.c).
 const MaxRules = 256

@@ -38,8 +38,9 @@ import (
 	"github.com/edgebpf/edgebpf/netsetup"
 )
 
-func init() {
-	manager.Register("proxy", func(node *netsetup.Node, c json.RawMessage) (manager.Module, error) { return New(node, c) })
+// Factory creates a proxy for the manager on node; dataplanes/ebpf/modules lists it as "proxy".
+func Factory(node *netsetup.Node, config json.RawMessage) (manager.Module, error) {
+	return New(node, config)
 }
 
 // Config is the proxy's configuration.
