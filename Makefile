@@ -14,7 +14,7 @@ OUT      ?= results/$(shell date +%Y%m%d-%H%M%S)-$(PROFILE)
 DIST_ARCHS ?= amd64 arm64
 DIST_DIR   ?= dist
 
-.PHONY: all build dist deps run reproduce test test-short test-race vet generate check-generated clean
+.PHONY: all build dist deps run reproduce test test-short test-unprivileged test-race vet generate check-generated clean
 
 all: build
 
@@ -58,6 +58,12 @@ test: deps vet
 
 test-short: vet
 	$(GO) test -count=1 -short ./...
+
+# test-unprivileged: the short tests as root with every capability dropped, as a user without
+# privileges runs them: privileged tests must skip, and every input check must come before
+# anything needs a privilege. It ignores EDGEBPF_REQUIRE_PRIVILEGED on purpose.
+test-unprivileged: vet
+	env -u EDGEBPF_REQUIRE_PRIVILEGED setpriv --bounding-set=-all --inh-caps=-all $(GO) test -count=1 -short ./...
 
 # test-race: every tier under the race detector (about 3 min here); CI runs it after test.
 test-race: deps
