@@ -6,8 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -30,11 +28,13 @@ becomes edgebpf's.`,
 			if c.ArgsLenAtDash() != 1 {
 				return usageError("give the instance, then -- and the command: edgebpf exec svc0 -- ip addr")
 			}
-			ns, err := findInstance(args[0], nodeName)
-			if err != nil {
+			at, err := findInstance(args[0], nodeName)
+			if errors.Is(err, errNoNode) {
+				return fmt.Errorf("%w: start one with `edgebpf node`", err)
+			} else if err != nil {
 				return err
 			}
-			h, err := netsetup.OpenNamespace(ns)
+			h, err := netsetup.OpenNamespace(at.instance.Namespace)
 			if err != nil {
 				return err
 			}
@@ -63,43 +63,4 @@ becomes edgebpf's.`,
 	}
 	c.Flags().StringVar(&nodeName, "node", "", "node name, when several nodes run")
 	return c
-}
-
-// findInstance resolves SERVICE[/INSTANCE] to a namespace name among the running nodes.
-func findInstance(spec, nodeName string) (string, error) {
-	svc, inst, _ := strings.Cut(spec, "/")
-	if inst == "" {
-		inst = "0"
-	}
-	nodes, err := liveNodes()
-	if len(nodes) == 0 {
-		if err != nil {
-			return "", err
-		}
-		return "", errors.New("no edgebpf node is running: start one with `edgebpf node`")
-	}
-	var matches []string
-	for _, n := range nodes {
-		if nodeName != "" && n.Name != nodeName {
-			continue
-		}
-		for _, s := range n.Services {
-			if s.Name != svc {
-				continue
-			}
-			for i, in := range s.Instances {
-				if in.Name == inst || strconv.Itoa(i) == inst || in.Name == svc+"-"+inst {
-					matches = append(matches, in.Namespace)
-					break
-				}
-			}
-		}
-	}
-	switch len(matches) {
-	case 0:
-		return "", fmt.Errorf("no instance %s of service %s on a running node: see `edgebpf status`", inst, svc)
-	case 1:
-		return matches[0], nil
-	}
-	return "", fmt.Errorf("service %s runs on %d nodes: choose one with --node", svc, len(matches))
 }

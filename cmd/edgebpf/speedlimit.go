@@ -45,53 +45,14 @@ The experiments (edgebpf run speedlimit-response ...) build their own nodes and 
 	return c
 }
 
-// slInstance is an instance of a running node, resolved from the status records.
-type slInstance struct {
-	node     statusNode
-	instance netsetup.InstanceStatus
-}
-
-// resolveInstance finds SERVICE[/INSTANCE] among the running nodes, like `edgebpf exec`.
-func resolveInstance(spec, nodeName string) (slInstance, error) {
-	svc, inst, _ := strings.Cut(spec, "/")
-	if inst == "" {
-		inst = "0"
+// findSpeedLimitInstance is findInstance with a hint at how to start a node for the
+// speed-limit commands.
+func findSpeedLimitInstance(spec, node string) (nodeInstance, error) {
+	at, err := findInstance(spec, node)
+	if errors.Is(err, errNoNode) {
+		return at, fmt.Errorf("%w: start `edgebpf speedlimit serve` (it builds one) or `edgebpf node --names client,server`", err)
 	}
-	nodes, err := liveNodes()
-	if len(nodes) == 0 {
-		if err != nil {
-			return slInstance{}, err
-		}
-		return slInstance{}, errors.New("no edgebpf node is running: start `edgebpf speedlimit serve` (it builds one) or `edgebpf node --names client,server`")
-	}
-	var matches []slInstance
-	named := false
-	for _, n := range nodes {
-		if nodeName != "" && n.Name != nodeName {
-			continue
-		}
-		named = true
-		for _, s := range n.Services {
-			if s.Name != svc {
-				continue
-			}
-			for i, in := range s.Instances {
-				if in.Name == inst || strconv.Itoa(i) == inst || in.Name == svc+"-"+inst {
-					matches = append(matches, slInstance{node: n, instance: in})
-					break
-				}
-			}
-		}
-	}
-	switch {
-	case !named:
-		return slInstance{}, fmt.Errorf("no node %s is running: see `edgebpf status`", nodeName)
-	case len(matches) == 0:
-		return slInstance{}, fmt.Errorf("no instance %s of service %s on a running node: see `edgebpf status`", inst, svc)
-	case len(matches) == 1:
-		return matches[0], nil
-	}
-	return slInstance{}, fmt.Errorf("service %s runs on %d nodes: choose one with --node (see `edgebpf status`)", svc, len(matches))
+	return at, err
 }
 
 // instanceIface returns the name of the instance's end of its veth pair, inside its namespace.
@@ -160,7 +121,7 @@ unverified; 'edgebpf speedlimit client' turns the offload off.`,
 				return err
 			}
 			log := logger(c)
-			var at slInstance
+			var at nodeInstance
 			if on == "" {
 				name := nodeName
 				if name == "" {
@@ -174,11 +135,11 @@ unverified; 'edgebpf speedlimit client' turns the offload off.`,
 				st := node.Status()
 				for _, s := range st.Services {
 					if s.Name == "server" {
-						at = slInstance{node: statusNode{NodeStatus: st}, instance: s.Instances[0]}
+						at = nodeInstance{node: statusNode{NodeStatus: st}, instance: s.Instances[0]}
 					}
 				}
 				log.Info("built node "+name+" with client/0 and server/0; it goes when serve stops", "namespace", node.NS.Name)
-			} else if at, err = resolveInstance(on, nodeName); err != nil {
+			} else if at, err = findSpeedLimitInstance(on, nodeName); err != nil {
 				return err
 			}
 			ns, err := netsetup.OpenNamespace(at.instance.Namespace)
@@ -327,13 +288,13 @@ a drop; when every request drops, the client says so and exits with 1.`,
 			if err := netsetup.RequirePrivileges(); err != nil {
 				return err
 			}
-			from, err := resolveInstance(on, nodeName)
+			from, err := findSpeedLimitInstance(on, nodeName)
 			if err != nil {
 				return err
 			}
 			target, err := netip.ParseAddr(to)
 			if err != nil {
-				dst, rerr := resolveInstance(to, nodeName)
+				dst, rerr := findSpeedLimitInstance(to, nodeName)
 				if rerr != nil {
 					return fmt.Errorf("--to: %w", rerr)
 				}
