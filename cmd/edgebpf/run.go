@@ -46,7 +46,7 @@ compare.`,
   edgebpf run bottleneck --rates 100M,500M,1G --duration 5s`,
 		RunE: func(c *cobra.Command, args []string) error {
 			o := scenarios.RunOptions{Experiments: args, Profile: profile, Out: out, Command: os.Args,
-				Log: logger(c), Node: netsetup.NodeConfig{MTU: mtu}}
+				Log: logger(c.ErrOrStderr()), Node: netsetup.NodeConfig{MTU: mtu}}
 			var err error
 			for i, role := range cpupin.Roles {
 				if cpus[i] == "" {

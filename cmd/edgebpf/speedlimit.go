@@ -120,7 +120,7 @@ unverified; 'edgebpf speedlimit client' turns the offload off.`,
 			if err := netsetup.RequirePrivileges(); err != nil {
 				return err
 			}
-			log := logger(c)
+			log := logger(c.ErrOrStderr())
 			var at nodeInstance
 			if on == "" {
 				name := nodeName
