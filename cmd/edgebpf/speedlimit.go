@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -74,12 +75,15 @@ func instanceIface(ns *netsetup.Namespace) (string, error) {
 	return "", fmt.Errorf("namespace %s has no edgebpf veth", ns.Name)
 }
 
+// serveOptions are the flags of `edgebpf speedlimit serve`.
+type serveOptions struct {
+	mode, on, node, xdp string
+	port                uint16
+	period              time.Duration
+}
+
 func newSpeedLimitServeCmd() *cobra.Command {
-	var (
-		mode, on, nodeName, xdp string
-		port                    uint16
-		period                  time.Duration
-	)
+	var o serveOptions
 	c := &cobra.Command{
 		Use:   "serve --mode userspace|mixed|ebpf",
 		Short: "Serve speed limits from an instance until interrupted",
@@ -102,87 +106,122 @@ unverified; 'edgebpf speedlimit client' turns the offload off.`,
   edgebpf node --names client,server &
   edgebpf speedlimit serve --mode mixed --period 500ms --on server --port 6000`,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) (err error) {
-			if mode == "" {
-				return usageError("--mode is required: choose userspace, mixed or ebpf")
-			}
-			m, err := speedlimit.ParseMode(mode)
-			if err != nil {
-				return usageError("--mode: %w", err)
-			}
-			xm, err := speedlimit.ParseXDPMode(xdp)
-			if err != nil {
-				return usageError("--xdp: %w", err)
-			}
-			if period <= 0 {
-				return usageError("--period %v must be positive", period)
-			}
-			if err := netsetup.RequirePrivileges(); err != nil {
-				return err
-			}
-			log := logger(c.ErrOrStderr())
-			var at nodeInstance
-			if on == "" {
-				name := nodeName
-				if name == "" {
-					name = "speedlimit"
-				}
-				sess, node, err := buildSpeedLimitNode(name)
-				if err != nil {
-					return err
-				}
-				defer func() { err = errors.Join(err, sess.Close()) }()
-				st := node.Status()
-				for _, s := range st.Services {
-					if s.Name == "server" {
-						at = nodeInstance{node: statusNode{NodeStatus: st}, instance: s.Instances[0]}
-					}
-				}
-				log.Info("built node "+name+" with client/0 and server/0; it goes when serve stops", "namespace", node.NS.Name)
-			} else if at, err = findSpeedLimitInstance(on, nodeName); err != nil {
-				return err
-			}
-			ns, err := netsetup.OpenNamespace(at.instance.Namespace)
-			if err != nil {
-				return err
-			}
-			defer ns.Close()
-			nodeNS, err := netsetup.OpenNamespace(at.node.Namespace)
-			if err != nil {
-				return err
-			}
-			defer nodeNS.Close()
-			iface, err := instanceIface(ns)
-			if err != nil {
-				return err
-			}
-			srv, err := speedlimit.StartServer(speedlimit.ServerConfig{
-				Mode: m, Port: port, Period: period, XDP: xm,
-				NS: ns, Iface: iface, PeerNS: nodeNS, PeerIface: at.instance.Veth,
-			})
-			if err != nil {
-				return err
-			}
-			defer func() {
-				st, serr := srv.Stats()
-				cars, _ := srv.Cars()
-				fmt.Fprintf(c.OutOrStdout(), "stopped: %d cars in range; %s\n", cars, formatServerStats(st))
-				err = errors.Join(err, serr, srv.Close())
-			}()
-			log.Info("serving speed limits; Ctrl-C to stop", "mode", m, "xdp", srv.XDPMode(),
-				"address", at.instance.NSIP+":"+strconv.Itoa(int(srv.Port())), "instance", at.instance.Name, "iface", iface)
-			<-c.Context().Done()
-			return srv.Err()
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runSpeedLimitServe(c.Context(), c.OutOrStdout(), c.ErrOrStderr(), o)
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&mode, "mode", "", "server configuration: userspace, mixed or ebpf (required)")
-	f.StringVar(&on, "on", "", "serve from this instance of a running node, SERVICE[/INSTANCE], instead of building a node")
-	f.StringVar(&nodeName, "node", "", "the node to build (default speedlimit), or with --on the running node to serve on")
-	f.Uint16Var(&port, "port", wire.DefaultPort, "UDP port")
-	f.DurationVar(&period, "period", speedlimit.DefaultPeriod, "how often the mixed server recomputes the limit")
-	f.StringVar(&xdp, "xdp", "auto", "XDP attach mode: auto, native or generic")
+	f.StringVar(&o.mode, "mode", "", "server configuration: userspace, mixed or ebpf (required)")
+	f.StringVar(&o.on, "on", "", "serve from this instance of a running node, SERVICE[/INSTANCE], instead of building a node")
+	f.StringVar(&o.node, "node", "", "the node to build (default speedlimit), or with --on the running node to serve on")
+	f.Uint16Var(&o.port, "port", wire.DefaultPort, "UDP port")
+	f.DurationVar(&o.period, "period", speedlimit.DefaultPeriod, "how often the mixed server recomputes the limit")
+	f.StringVar(&o.xdp, "xdp", "auto", "XDP attach mode: auto, native or generic")
 	return c
+}
+
+// validate checks the flags without touching the system and returns the parsed modes.
+func (o serveOptions) validate() (speedlimit.Mode, speedlimit.XDPMode, error) {
+	if o.mode == "" {
+		return "", "", usageError("--mode is required: choose userspace, mixed or ebpf")
+	}
+	m, err := speedlimit.ParseMode(o.mode)
+	if err != nil {
+		return "", "", usageError("--mode: %w", err)
+	}
+	xm, err := speedlimit.ParseXDPMode(o.xdp)
+	if err != nil {
+		return "", "", usageError("--xdp: %w", err)
+	}
+	if o.period <= 0 {
+		return "", "", usageError("--period %v must be positive", o.period)
+	}
+	if o.on == "" {
+		cfg := netsetup.NodeConfig{Name: o.ownNode()}
+		if err := cfg.Validate(); err != nil {
+			return "", "", usageError("--node: %w", err)
+		}
+	}
+	return m, xm, nil
+}
+
+// ownNode is the name of the node serve builds without --on.
+func (o serveOptions) ownNode() string {
+	if o.node == "" {
+		return "speedlimit"
+	}
+	return o.node
+}
+
+// runSpeedLimitServe runs `edgebpf speedlimit serve` until ctx ends; it prints the server's
+// counters to out when it stops.
+func runSpeedLimitServe(ctx context.Context, out, errOut io.Writer, o serveOptions) (err error) {
+	m, xm, err := o.validate()
+	if err != nil {
+		return err
+	}
+	if err := netsetup.RequirePrivileges(); err != nil {
+		return err
+	}
+	log := logger(errOut)
+	at, closeNode, err := o.instance(log)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, closeNode()) }()
+	ns, err := netsetup.OpenNamespace(at.instance.Namespace)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	nodeNS, err := netsetup.OpenNamespace(at.node.Namespace)
+	if err != nil {
+		return err
+	}
+	defer nodeNS.Close()
+	iface, err := instanceIface(ns)
+	if err != nil {
+		return err
+	}
+	srv, err := speedlimit.StartServer(speedlimit.ServerConfig{
+		Mode: m, Port: o.port, Period: o.period, XDP: xm,
+		NS: ns, Iface: iface, PeerNS: nodeNS, PeerIface: at.instance.Veth,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		st, serr := srv.Stats()
+		cars, _ := srv.Cars()
+		fmt.Fprintf(out, "stopped: %d cars in range; %s\n", cars, formatServerStats(st))
+		err = errors.Join(err, serr, srv.Close())
+	}()
+	log.Info("serving speed limits; Ctrl-C to stop", "mode", m, "xdp", srv.XDPMode(),
+		"address", at.instance.NSIP+":"+strconv.Itoa(int(srv.Port())), "instance", at.instance.Name, "iface", iface)
+	<-ctx.Done()
+	return srv.Err()
+}
+
+// instance returns the instance serve serves from: with --on that instance of a running
+// node, else server/0 of a node serve builds, which closeNode removes.
+func (o serveOptions) instance(log *slog.Logger) (at nodeInstance, closeNode func() error, err error) {
+	if o.on != "" {
+		at, err = findSpeedLimitInstance(o.on, o.node)
+		return at, func() error { return nil }, err
+	}
+	name := o.ownNode()
+	sess, node, err := buildSpeedLimitNode(name)
+	if err != nil {
+		return at, nil, err
+	}
+	st := node.Status()
+	for _, s := range st.Services {
+		if s.Name == "server" {
+			at = nodeInstance{node: statusNode{NodeStatus: st}, instance: s.Instances[0]}
+		}
+	}
+	log.Info("built node "+name+" with client/0 and server/0; it goes when serve stops", "namespace", node.NS.Name)
+	return at, sess.Close, nil
 }
 
 // buildSpeedLimitNode builds serve's own node: services client and server, one instance each.
