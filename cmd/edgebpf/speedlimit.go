@@ -284,15 +284,18 @@ func formatServerStats(st map[string]uint64) string {
 	return strings.Join(parts, ", ")
 }
 
+// clientOptions are the flags of `edgebpf speedlimit client`.
+type clientOptions struct {
+	on, to, node, leave string
+	port                uint16
+	clients, requests   int
+	timeout, duration   time.Duration
+	rate                float64
+	json                bool
+}
+
 func newSpeedLimitClientCmd() *cobra.Command {
-	var (
-		on, to, nodeName, leave string
-		port                    uint16
-		clients, requests       int
-		timeout, duration       time.Duration
-		rate                    float64
-		asJSON                  bool
-	)
+	var o clientOptions
 	c := &cobra.Command{
 		Use:   "client",
 		Short: "Send speed-limit requests from an instance and time them",
@@ -314,94 +317,118 @@ a drop; when every request drops, the client says so and exits with 1.`,
   edgebpf speedlimit client --rate 50000 --duration 10s -n 32
   edgebpf speedlimit client --to 10.18.0.3 --leave never`,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) (err error) {
-			if leave != bench.LeaveEach && leave != bench.LeaveNever {
-				return usageError("--leave %q: choose each or never", leave)
-			}
-			if rate < 0 || duration <= 0 || timeout <= 0 {
-				return usageError("--rate, --duration and --timeout must be positive")
-			}
-			if clients < 1 || requests < 1 {
-				return usageError("-n and -m must be at least 1")
-			}
-			if err := netsetup.RequirePrivileges(); err != nil {
-				return err
-			}
-			from, err := findSpeedLimitInstance(on, nodeName)
-			if err != nil {
-				return err
-			}
-			target, err := netip.ParseAddr(to)
-			if err != nil {
-				dst, rerr := findSpeedLimitInstance(to, nodeName)
-				if rerr != nil {
-					return fmt.Errorf("--to: %w", rerr)
-				}
-				if target, err = netip.ParseAddr(dst.instance.NSIP); err != nil {
-					return err
-				}
-			}
-			ns, err := netsetup.OpenNamespace(from.instance.Namespace)
-			if err != nil {
-				return err
-			}
-			defer ns.Close()
-			iface, err := instanceIface(ns)
-			if err != nil {
-				return err
-			}
-			was, err := speedlimit.SetTxChecksum(ns, iface, false)
-			if err != nil {
-				return err
-			}
-			defer func() {
-				if was {
-					_, rerr := speedlimit.SetTxChecksum(ns, iface, true)
-					err = errors.Join(err, rerr)
-				}
-			}()
-			ep := bench.Endpoints{Client: ns, Server: ns, Target: target}
-			var samples []stats.Sample
-			what := fmt.Sprintf("%d clients x %d requests", clients, requests)
-			if rate > 0 {
-				what = fmt.Sprintf("%d clients, open loop at %.0f req/s for %v", clients, rate, duration)
-				samples, err = bench.SpeedLimitLoad(c.Context(), ep, bench.SpeedLimitLoadConfig{Port: port, Rates: []float64{rate},
-					Clients: clients, PerRate: duration, Timeout: timeout, Leave: leave, Keep: 1 << 30})
-			} else {
-				samples, err = bench.SpeedLimit(c.Context(), ep, bench.SpeedLimitConfig{Port: port, Clients: clients,
-					Requests: requests, Timeout: timeout, Leave: leave, Keep: requests})
-			}
-			sum := bench.SummarizeSpeedLimit(samples)
-			if len(samples) > 0 {
-				if asJSON {
-					b, _ := json.MarshalIndent(sum, "", "  ")
-					fmt.Fprintln(c.OutOrStdout(), string(b))
-				} else {
-					printSpeedLimit(c.OutOrStdout(), what, from.instance.Name, target.String(), port, sum)
-				}
-			}
-			if err != nil {
-				return err
-			}
-			if sum.Requests == 0 && sum.Timeouts > 0 {
-				return fmt.Errorf("no reply from %s port %d: all %d requests timed out after %v or were refused: is `edgebpf speedlimit serve` running there?", target, port, sum.Timeouts, timeout)
-			}
-			return nil
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runSpeedLimitClient(c.Context(), c.OutOrStdout(), c.ErrOrStderr(), o)
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&on, "on", "client", "the instance to send from: SERVICE[/INSTANCE]")
-	f.StringVar(&to, "to", "server", "the server: SERVICE[/INSTANCE] or an IP address")
-	f.StringVar(&nodeName, "node", "", "node name, when several nodes run")
-	f.Uint16Var(&port, "port", wire.DefaultPort, "the server's UDP port")
-	f.IntVarP(&clients, "clients", "n", 120, "concurrent clients")
-	f.IntVarP(&requests, "requests", "m", 10000, "requests per client (closed loop)")
-	f.DurationVar(&timeout, "timeout", time.Second, "how long a client waits for a reply before counting a drop")
-	f.StringVar(&leave, "leave", bench.LeaveEach, "when cars leave: each (after every reply) or never (the thesis)")
-	f.Float64Var(&rate, "rate", 0, "open loop: total requests per second (0: closed loop)")
-	f.DurationVar(&duration, "duration", 10*time.Second, "open loop: how long to send")
-	f.BoolVar(&asJSON, "json", false, "print the summary as JSON")
+	f.StringVar(&o.on, "on", "client", "the instance to send from: SERVICE[/INSTANCE]")
+	f.StringVar(&o.to, "to", "server", "the server: SERVICE[/INSTANCE] or an IP address")
+	f.StringVar(&o.node, "node", "", "node name, when several nodes run")
+	f.Uint16Var(&o.port, "port", wire.DefaultPort, "the server's UDP port")
+	f.IntVarP(&o.clients, "clients", "n", 120, "concurrent clients")
+	f.IntVarP(&o.requests, "requests", "m", 10000, "requests per client (closed loop)")
+	f.DurationVar(&o.timeout, "timeout", time.Second, "how long a client waits for a reply before counting a drop")
+	f.StringVar(&o.leave, "leave", bench.LeaveEach, "when cars leave: each (after every reply) or never (the thesis)")
+	f.Float64Var(&o.rate, "rate", 0, "open loop: total requests per second (0: closed loop)")
+	f.DurationVar(&o.duration, "duration", 10*time.Second, "open loop: how long to send")
+	f.BoolVar(&o.json, "json", false, "print the summary as JSON")
 	return c
+}
+
+// validate checks the flags without touching the system.
+func (o clientOptions) validate() error {
+	if o.leave != bench.LeaveEach && o.leave != bench.LeaveNever {
+		return usageError("--leave %q: choose each or never", o.leave)
+	}
+	if o.rate < 0 || o.duration <= 0 || o.timeout <= 0 {
+		return usageError("--rate, --duration and --timeout must be positive")
+	}
+	if o.clients < 1 || o.requests < 1 {
+		return usageError("-n and -m must be at least 1")
+	}
+	return nil
+}
+
+// runSpeedLimitClient runs `edgebpf speedlimit client` and prints its summary to out.
+func runSpeedLimitClient(ctx context.Context, out, _ io.Writer, o clientOptions) (err error) {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	if err := netsetup.RequirePrivileges(); err != nil {
+		return err
+	}
+	from, err := findSpeedLimitInstance(o.on, o.node)
+	if err != nil {
+		return err
+	}
+	target, err := o.target()
+	if err != nil {
+		return err
+	}
+	ns, err := netsetup.OpenNamespace(from.instance.Namespace)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	iface, err := instanceIface(ns)
+	if err != nil {
+		return err
+	}
+	was, err := speedlimit.SetTxChecksum(ns, iface, false)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if was {
+			_, rerr := speedlimit.SetTxChecksum(ns, iface, true)
+			err = errors.Join(err, rerr)
+		}
+	}()
+	what, samples, err := o.measure(ctx, bench.Endpoints{Client: ns, Server: ns, Target: target})
+	sum := bench.SummarizeSpeedLimit(samples)
+	if len(samples) > 0 {
+		if o.json {
+			b, _ := json.MarshalIndent(sum, "", "  ")
+			fmt.Fprintln(out, string(b))
+		} else {
+			printSpeedLimit(out, what, from.instance.Name, target.String(), o.port, sum)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if sum.Requests == 0 && sum.Timeouts > 0 {
+		return fmt.Errorf("no reply from %s port %d: all %d requests timed out after %v or were refused: is `edgebpf speedlimit serve` running there?", target, o.port, sum.Timeouts, o.timeout)
+	}
+	return nil
+}
+
+// target returns the address --to names: an IP address, or an instance's namespace IP.
+func (o clientOptions) target() (netip.Addr, error) {
+	if target, err := netip.ParseAddr(o.to); err == nil {
+		return target, nil
+	}
+	dst, err := findSpeedLimitInstance(o.to, o.node)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("--to: %w", err)
+	}
+	return netip.ParseAddr(dst.instance.NSIP)
+}
+
+// measure runs the clients, closed or open loop, and returns what ran, in words, and the
+// samples.
+func (o clientOptions) measure(ctx context.Context, ep bench.Endpoints) (string, []stats.Sample, error) {
+	if o.rate > 0 {
+		what := fmt.Sprintf("%d clients, open loop at %.0f req/s for %v", o.clients, o.rate, o.duration)
+		samples, err := bench.SpeedLimitLoad(ctx, ep, bench.SpeedLimitLoadConfig{Port: o.port, Rates: []float64{o.rate},
+			Clients: o.clients, PerRate: o.duration, Timeout: o.timeout, Leave: o.leave, Keep: 1 << 30})
+		return what, samples, err
+	}
+	what := fmt.Sprintf("%d clients x %d requests", o.clients, o.requests)
+	samples, err := bench.SpeedLimit(ctx, ep, bench.SpeedLimitConfig{Port: o.port, Clients: o.clients,
+		Requests: o.requests, Timeout: o.timeout, Leave: o.leave, Keep: o.requests})
+	return what, samples, err
 }
 
 func printSpeedLimit(w io.Writer, what, from, target string, port uint16, s bench.SpeedLimitSummary) {
