@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"slices"
@@ -16,8 +17,13 @@ import (
 	"github.com/edgebpf/edgebpf/subjects"
 )
 
+// checkOptions are the flags of `edgebpf check`.
+type checkOptions struct {
+	dataplanes string
+}
+
 func newCheckCmd() *cobra.Command {
-	var dps string
+	var o checkOptions
 	c := &cobra.Command{
 		Use:   "check",
 		Short: "Probe this machine's kernel and tools and say which experiments and data planes can run here",
@@ -29,53 +35,67 @@ the reason. Check also shows what makes numbers less trustworthy: the CPU govern
 state, and other load. The privileged probes need root.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			planes, err := subjects.DataPlanes().Parse(dps)
-			if err != nil {
-				return usageError("%w", err)
-			}
-			var sess *netsetup.Session
-			privErr := netsetup.RequirePrivileges()
-			if privErr == nil {
-				if sess, err = netsetup.NewSession("edgebpf check"); err != nil {
-					return err
-				}
-			}
-			r := features.Probe(sess)
-			if sess != nil {
-				if err := sess.Close(); err != nil {
-					return fmt.Errorf("remove the probe node: %w (run `edgebpf cleanup`)", err)
-				}
-			}
-			verdicts, err := scenarios.Feasibility(scenarios.Builtin(), planes, r)
-			if err != nil {
-				return err
-			}
-			host := reports.CollectHost()
-			w := c.OutOrStdout()
-			fmt.Fprintf(w, "kernel %s on %s, %d cores (%s)\n", host.Kernel, host.Arch, host.Cores, host.CPUModel)
-			if privErr != nil {
-				fmt.Fprintf(w, "not root: %v; the privileged probes did not run\n", privErr)
-			}
-			fmt.Fprintln(w)
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "FEATURE\tAVAILABLE\tDETAIL")
-			for _, f := range r.Features {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, yesNo(f.OK), f.Detail)
-			}
-			tw.Flush()
-			fmt.Fprintln(w)
-			printVerdicts(w, verdicts)
-			load, warnings := scenarios.Hygiene(c.Context(), host)
-			fmt.Fprintf(w, "\nmachine: governor %s, SMT %s, turbo %s, load average %.2f, %.0f %% busy over %.0f s\n",
-				host.Governor, host.SMT, host.Turbo, load.LoadAvg1, load.BusyPercent, load.Sample)
-			for _, s := range warnings {
-				fmt.Fprintln(w, "warning:", s)
-			}
-			return nil
+			return runCheck(c.Context(), c.OutOrStdout(), o)
 		},
 	}
-	c.Flags().StringVar(&dps, "dataplane", "all", "comma-separated data planes to check, or all")
+	c.Flags().StringVar(&o.dataplanes, "dataplane", "all", "comma-separated data planes to check, or all")
 	return c
+}
+
+// validate checks the flags and returns the data planes to check.
+func (o checkOptions) validate() ([]string, error) {
+	planes, err := subjects.DataPlanes().Parse(o.dataplanes)
+	if err != nil {
+		return nil, usageError("%w", err)
+	}
+	return planes, nil
+}
+
+// runCheck runs `edgebpf check`: it probes the machine (the privileged probes only as root)
+// and prints what can run here to w.
+func runCheck(ctx context.Context, w io.Writer, o checkOptions) error {
+	planes, err := o.validate()
+	if err != nil {
+		return err
+	}
+	var sess *netsetup.Session
+	privErr := netsetup.RequirePrivileges()
+	if privErr == nil {
+		if sess, err = netsetup.NewSession("edgebpf check"); err != nil {
+			return err
+		}
+	}
+	r := features.Probe(sess)
+	if sess != nil {
+		if err := sess.Close(); err != nil {
+			return fmt.Errorf("remove the probe node: %w (run `edgebpf cleanup`)", err)
+		}
+	}
+	verdicts, err := scenarios.Feasibility(scenarios.Builtin(), planes, r)
+	if err != nil {
+		return err
+	}
+	host := reports.CollectHost()
+	fmt.Fprintf(w, "kernel %s on %s, %d cores (%s)\n", host.Kernel, host.Arch, host.Cores, host.CPUModel)
+	if privErr != nil {
+		fmt.Fprintf(w, "not root: %v; the privileged probes did not run\n", privErr)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FEATURE\tAVAILABLE\tDETAIL")
+	for _, f := range r.Features {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, yesNo(f.OK), f.Detail)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	printVerdicts(w, verdicts)
+	load, warnings := scenarios.Hygiene(ctx, host)
+	fmt.Fprintf(w, "\nmachine: governor %s, SMT %s, turbo %s, load average %.2f, %.0f %% busy over %.0f s\n",
+		host.Governor, host.SMT, host.Turbo, load.LoadAvg1, load.BusyPercent, load.Sample)
+	for _, s := range warnings {
+		fmt.Fprintln(w, "warning:", s)
+	}
+	return nil
 }
 
 func yesNo(ok bool) string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -17,27 +18,31 @@ processes and state records of edgebpf processes that no longer run. It touches 
 the edgebpf- prefix and nothing a running edgebpf process owns.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := netsetup.RequirePrivileges(); err != nil {
-				return err
-			}
-			rep, err := netsetup.Cleanup()
-			out := c.OutOrStdout()
-			for _, p := range rep.Processes {
-				fmt.Fprintf(out, "killed process %d\n", p)
-			}
-			for _, n := range rep.Namespaces {
-				fmt.Fprintf(out, "removed namespace %s\n", n)
-			}
-			for _, r := range rep.Records {
-				fmt.Fprintf(out, "removed record %s\n", r)
-			}
-			for _, s := range rep.Skipped {
-				fmt.Fprintf(out, "left running %s\n", s)
-			}
-			if len(rep.Processes)+len(rep.Namespaces)+len(rep.Records) == 0 {
-				fmt.Fprintln(out, "nothing to clean up")
-			}
-			return err
+			return runCleanup(c.OutOrStdout())
 		},
 	}
+}
+
+// runCleanup runs `edgebpf cleanup` and lists on out what it removed.
+func runCleanup(out io.Writer) error {
+	if err := netsetup.RequirePrivileges(); err != nil {
+		return err
+	}
+	rep, err := netsetup.Cleanup()
+	for _, p := range rep.Processes {
+		fmt.Fprintf(out, "killed process %d\n", p)
+	}
+	for _, n := range rep.Namespaces {
+		fmt.Fprintf(out, "removed namespace %s\n", n)
+	}
+	for _, r := range rep.Records {
+		fmt.Fprintf(out, "removed record %s\n", r)
+	}
+	for _, s := range rep.Skipped {
+		fmt.Fprintf(out, "left running %s\n", s)
+	}
+	if len(rep.Processes)+len(rep.Namespaces)+len(rep.Records) == 0 {
+		fmt.Fprintln(out, "nothing to clean up")
+	}
+	return err
 }

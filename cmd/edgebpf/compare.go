@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -11,9 +12,15 @@ import (
 	"github.com/edgebpf/edgebpf/reports"
 )
 
+// compareOptions are the flags and arguments of `edgebpf compare`.
+type compareOptions struct {
+	baseDir, newDir  string
+	threshold, alpha float64
+	format           string
+}
+
 func newCompareCmd() *cobra.Command {
-	var threshold, alpha float64
-	var format string
+	var o compareOptions
 	c := &cobra.Command{
 		Use:   "compare BASE_DIR NEW_DIR",
 		Short: "Compare two results directories; exit 1 on a significant regression",
@@ -33,34 +40,48 @@ sides, no experiment in common).`,
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			if !slices.Contains(reports.CompareFormats, format) {
-				return usageError("--format %q is unknown: choose from %s", format, strings.Join(reports.CompareFormats, ", "))
-			}
-			if !(threshold >= 0 && threshold < 1000) {
-				return usageError("--threshold %v must be a percentage from 0 to 1000", threshold)
-			}
-			if !(alpha > 0 && alpha < 1) {
-				return usageError("--alpha %v must be between 0 and 1", alpha)
-			}
-			cmp, err := reports.Compare(args[0], args[1], reports.CompareOptions{Threshold: threshold / 100, Alpha: alpha})
-			if err != nil {
-				var ie *reports.InputError
-				if errors.As(err, &ie) {
-					return &exitError{code: 2, err: err}
-				}
-				return err
-			}
-			if err := reports.WriteComparison(c.OutOrStdout(), cmp, format); err != nil {
-				return err
-			}
-			if cmp.Regressions > 0 {
-				return &exitError{code: 1, err: fmt.Errorf("%d significant regressions beyond %g %% (see the table)", cmp.Regressions, threshold)}
-			}
-			return nil
+			o.baseDir, o.newDir = args[0], args[1]
+			return runCompare(c.OutOrStdout(), o)
 		},
 	}
-	c.Flags().Float64Var(&threshold, "threshold", 5, "relative change of the median in percent that a significant difference must exceed to count")
-	c.Flags().Float64Var(&alpha, "alpha", 0.05, "significance level of the Mann-Whitney U test")
-	c.Flags().StringVar(&format, "format", "text", "output format: "+strings.Join(reports.CompareFormats, ", "))
+	c.Flags().Float64Var(&o.threshold, "threshold", 5, "relative change of the median in percent that a significant difference must exceed to count")
+	c.Flags().Float64Var(&o.alpha, "alpha", 0.05, "significance level of the Mann-Whitney U test")
+	c.Flags().StringVar(&o.format, "format", "text", "output format: "+strings.Join(reports.CompareFormats, ", "))
 	return c
+}
+
+// validate checks the flags.
+func (o compareOptions) validate() error {
+	if !slices.Contains(reports.CompareFormats, o.format) {
+		return usageError("--format %q is unknown: choose from %s", o.format, strings.Join(reports.CompareFormats, ", "))
+	}
+	if !(o.threshold >= 0 && o.threshold < 1000) {
+		return usageError("--threshold %v must be a percentage from 0 to 1000", o.threshold)
+	}
+	if !(o.alpha > 0 && o.alpha < 1) {
+		return usageError("--alpha %v must be between 0 and 1", o.alpha)
+	}
+	return nil
+}
+
+// runCompare runs `edgebpf compare` and writes the comparison to out.
+func runCompare(out io.Writer, o compareOptions) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	cmp, err := reports.Compare(o.baseDir, o.newDir, reports.CompareOptions{Threshold: o.threshold / 100, Alpha: o.alpha})
+	if err != nil {
+		var ie *reports.InputError
+		if errors.As(err, &ie) {
+			return &exitError{code: 2, err: err}
+		}
+		return err
+	}
+	if err := reports.WriteComparison(out, cmp, o.format); err != nil {
+		return err
+	}
+	if cmp.Regressions > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d significant regressions beyond %g %% (see the table)", cmp.Regressions, o.threshold)}
+	}
+	return nil
 }

@@ -3,11 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -15,8 +14,16 @@ import (
 	"github.com/edgebpf/edgebpf/netsetup"
 )
 
+// execOptions are the flags and arguments of `edgebpf exec`.
+type execOptions struct {
+	node     string
+	instance string   // SERVICE[/INSTANCE]
+	command  []string // CMD [ARGS...]
+	dashAt   int      // how many arguments come before --, -1 without it (cobra.Command.ArgsLenAtDash)
+}
+
 func newExecCmd() *cobra.Command {
-	var nodeName string
+	var o execOptions
 	c := &cobra.Command{
 		Use:   "exec SERVICE[/INSTANCE] -- CMD [ARGS...]",
 		Short: "Run a command inside a service instance's network namespace",
@@ -27,79 +34,58 @@ becomes edgebpf's.`,
   edgebpf exec svc0/0 -- ping -c 3 10.18.0.3`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
-			if c.ArgsLenAtDash() != 1 {
-				return usageError("give the instance, then -- and the command: edgebpf exec svc0 -- ip addr")
-			}
-			ns, err := findInstance(args[0], nodeName)
-			if err != nil {
-				return err
-			}
-			h, err := netsetup.OpenNamespace(ns)
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			cmd := exec.Command(args[1], args[2:]...)
-			cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, c.OutOrStdout(), c.ErrOrStderr()
-			// Ctrl-C reaches the child through the terminal; SIGTERM is passed on.
-			sigs := make(chan os.Signal, 1)
-			signal.Notify(sigs, syscall.SIGTERM)
-			defer signal.Stop(sigs)
-			if err := h.Start(cmd); err != nil {
-				return fmt.Errorf("start %s: %w", args[1], err)
-			}
-			go func() {
-				for s := range sigs {
-					_ = cmd.Process.Signal(s)
-				}
-			}()
-			err = cmd.Wait()
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				return &exitError{code: ee.ExitCode(), err: fmt.Errorf("%s exited with code %d", args[1], ee.ExitCode())}
-			}
-			return err
+			o.instance, o.command, o.dashAt = args[0], args[1:], c.ArgsLenAtDash()
+			return runExec(c.OutOrStdout(), c.ErrOrStderr(), o)
 		},
 	}
-	c.Flags().StringVar(&nodeName, "node", "", "node name, when several nodes run")
+	c.Flags().StringVar(&o.node, "node", "", "node name, when several nodes run")
 	return c
 }
 
-// findInstance resolves SERVICE[/INSTANCE] to a namespace name among the running nodes.
-func findInstance(spec, nodeName string) (string, error) {
-	svc, inst, _ := strings.Cut(spec, "/")
-	if inst == "" {
-		inst = "0"
+// validate checks the arguments.
+func (o execOptions) validate() error {
+	if o.dashAt != 1 {
+		return usageError("give the instance, then -- and the command: edgebpf exec svc0 -- ip addr")
 	}
-	nodes, err := liveNodes()
-	if len(nodes) == 0 {
-		if err != nil {
-			return "", err
+	return nil
+}
+
+// runExec runs `edgebpf exec`: the command in the instance's namespace, with the process's
+// stdin and out and errOut, passing SIGTERM on. The command's exit code becomes edgebpf's.
+func runExec(out, errOut io.Writer, o execOptions) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	at, err := findInstance(o.instance, o.node)
+	if errors.Is(err, errNoNode) {
+		return fmt.Errorf("%w: start one with `edgebpf node`", err)
+	} else if err != nil {
+		return err
+	}
+	h, err := netsetup.OpenNamespace(at.instance.Namespace)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	name := o.command[0]
+	cmd := exec.Command(name, o.command[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, out, errOut
+	// Ctrl-C reaches the child through the terminal; SIGTERM is passed on.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	if err := h.Start(cmd); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		for s := range sigs {
+			_ = cmd.Process.Signal(s)
 		}
-		return "", errors.New("no edgebpf node is running: start one with `edgebpf node`")
+	}()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return &exitError{code: ee.ExitCode(), err: fmt.Errorf("%s exited with code %d", name, ee.ExitCode())}
 	}
-	var matches []string
-	for _, n := range nodes {
-		if nodeName != "" && n.Name != nodeName {
-			continue
-		}
-		for _, s := range n.Services {
-			if s.Name != svc {
-				continue
-			}
-			for i, in := range s.Instances {
-				if in.Name == inst || strconv.Itoa(i) == inst || in.Name == svc+"-"+inst {
-					matches = append(matches, in.Namespace)
-					break
-				}
-			}
-		}
-	}
-	switch len(matches) {
-	case 0:
-		return "", fmt.Errorf("no instance %s of service %s on a running node: see `edgebpf status`", inst, svc)
-	case 1:
-		return matches[0], nil
-	}
-	return "", fmt.Errorf("service %s runs on %d nodes: choose one with --node", svc, len(matches))
+	return err
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 
@@ -17,19 +18,24 @@ func newListCmd() *cobra.Command {
 		Short: "List experiments, data planes and profiles",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "EXPERIMENT\tMETER\tSOURCE\tDESCRIPTION")
-			for _, e := range scenarios.Builtin().Experiments {
-				name := e.Name
-				if e.Optional {
-					name += " (optional)"
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", name, e.Meter, e.Source, e.Description)
-			}
-			fmt.Fprintln(w)
-			fmt.Fprintf(w, "DATA PLANES\t%s\n", strings.Join(subjects.DataPlanes().Names(), ", "))
-			fmt.Fprintf(w, "PROFILES\t%s\n", strings.Join(scenarios.Profiles, ", "))
-			return w.Flush()
+			return runList(c.OutOrStdout())
 		},
 	}
+}
+
+// runList runs `edgebpf list`: experiments, data planes and profiles, on out.
+func runList(out io.Writer) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "EXPERIMENT\tMETER\tSOURCE\tDESCRIPTION")
+	for _, e := range scenarios.Builtin().Experiments {
+		name := e.Name
+		if e.Optional {
+			name += " (optional)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", name, e.Meter, e.Source, e.Description)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "DATA PLANES\t%s\n", strings.Join(subjects.DataPlanes().Names(), ", "))
+	fmt.Fprintf(w, "PROFILES\t%s\n", strings.Join(scenarios.Profiles, ", "))
+	return w.Flush()
 }

@@ -85,9 +85,9 @@ CSV, summaries and metadata. It never changes the host's own network namespace.`
 	return root
 }
 
-// logger writes progress lines to the command's stderr.
-func logger(c *cobra.Command) *slog.Logger {
-	return slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{
+// logger writes progress lines to w, the command's stderr.
+func logger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 			if a.Key == slog.TimeKey {
 				return slog.String("time", a.Value.Time().Format("15:04:05"))

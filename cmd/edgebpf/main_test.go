@@ -43,6 +43,7 @@ func TestBadInputIsOneSentenceAndNonZero(t *testing.T) {
 		{[]string{"run", "--scenario", "/nonexistent.json"}, "--scenario: open /nonexistent.json"},
 		{[]string{"node", "--instances", "0"}, "--instances 0 must be at least 1"},
 		{[]string{"node", "--services", "1", "--api", "127.0.0.1:99999"}, "--api 127.0.0.1:99999"},
+		{[]string{"node", "--api", "localhost"}, "--api localhost: address localhost: missing port in address"},
 		{[]string{"report", "/nonexistent"}, "an edgebpf results directory"},
 		{[]string{"exec", "svc0", "ls"}, "give the instance, then --"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},

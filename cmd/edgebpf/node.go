@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules"
 	"github.com/edgebpf/edgebpf/internal/atomicfile"
@@ -20,13 +22,23 @@ import (
 	"github.com/edgebpf/edgebpf/subjects"
 )
 
+// nodeOptions are the flags of `edgebpf node`.
+type nodeOptions struct {
+	dataplane, names, readyFile, api string
+	services, instances, mtu         int
+	bpfStats                         bool
+}
+
+// nodePlan is what nodeOptions.validate makes of the flags: the services to create, the
+// data plane (not yet deployed) and the node's configuration.
+type nodePlan struct {
+	services []string
+	plane    dataplanes.DataPlane
+	cfg      netsetup.NodeConfig
+}
+
 func newNodeCmd() *cobra.Command {
-	var (
-		dp, names, readyFile, api string
-		services, instances       int
-		mtu                       int
-		bpfStats                  bool
-	)
+	var o nodeOptions
 	c := &cobra.Command{
 		Use:   "node",
 		Short: "Run one emulated worker node with the eBPF manager's API in the foreground until interrupted",
@@ -43,105 +55,145 @@ module listings show each program's run_count and run_time_ns.`,
   edgebpf exec svc1 -- iperf3 -s -D
   edgebpf exec svc0 -- iperf3 -c "$(jq -r '.services[1].instances[0].ns_ip' /tmp/node.json)"`,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) (err error) {
-			var svcNames []string
-			if names != "" {
-				svcNames = strings.Split(names, ",")
-			} else {
-				if services < 0 || services > 250 {
-					return usageError("--services %d is out of range: use 0 to 250", services)
-				}
-				for i := range services {
-					svcNames = append(svcNames, fmt.Sprintf("svc%d", i))
-				}
-			}
-			if instances < 1 {
-				return usageError("--instances %d must be at least 1", instances)
-			}
-			spec, err := subjects.DataPlanes().Lookup(dp)
-			if err != nil {
-				return usageError("%w", err)
-			}
-			plane := spec.New()
-			cfg := netsetup.NodeConfig{MTU: mtu}
-			if err := cfg.Validate(); err != nil {
-				return usageError("%w", err)
-			}
-			if bpfStats {
-				st, err := manager.CountRunTime()
-				if err != nil {
-					return fmt.Errorf("--bpf-stats: %w", err)
-				}
-				defer st.Close()
-			}
-			sess, err := netsetup.NewSession("edgebpf node")
-			if err != nil {
-				return err
-			}
-			defer func() { err = errors.Join(err, sess.Close()) }()
-			node, err := netsetup.NewNode(sess, cfg)
-			if err != nil {
-				return err
-			}
-			if err := plane.Deploy(c.Context(), node); err != nil {
-				return fmt.Errorf("deploy %s: %w", dp, err)
-			}
-			sess.OnClose(plane.Close)
-			// The ebpf data plane brings its own manager (with the proxy module); the
-			// others get one for the API.
-			var mgr *manager.Manager
-			if withMgr, ok := plane.(interface{ Manager() *manager.Manager }); ok {
-				mgr = withMgr.Manager()
-			} else if mgr, err = manager.New(node, modules.Catalogue()); err != nil {
-				return err
-			} else {
-				sess.OnClose(mgr.Close)
-			}
-			addr := ""
-			if api != "" {
-				stop, bound, err := serveAPI(c.Context(), api, mgr.Handler())
-				if err != nil {
-					return err
-				}
-				sess.OnClose(stop)
-				addr = bound
-			}
-			if err := node.SetLabels(dp, addr); err != nil {
-				return err
-			}
-			for _, name := range svcNames {
-				if _, err := node.AddService(name); err != nil {
-					return err
-				}
-				for range instances {
-					if _, err := node.AddInstance(name); err != nil {
-						return err
-					}
-				}
-			}
-			st, _ := json.MarshalIndent(node.Status(), "", "  ")
-			if readyFile != "" {
-				if err := atomicfile.Write(readyFile, append(st, '\n'), 0o644); err != nil {
-					return err
-				}
-				defer os.Remove(readyFile)
-			}
-			logger(c).Info("node ready; Ctrl-C to stop", "node", node.Name(), "namespace", node.NS.Name,
-				"dataplane", dp, "services", len(svcNames), "instances", instances, "api", apiURL(addr))
-			<-c.Context().Done()
-			return nil
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runNode(c.Context(), c.OutOrStdout(), c.ErrOrStderr(), o)
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&dp, "dataplane", "direct", "data plane to deploy")
-	f.IntVar(&services, "services", 2, "number of services")
-	f.StringVar(&names, "names", "", "comma-separated service names instead of svc0, svc1, ...")
-	f.IntVar(&instances, "instances", 1, "instances per service")
-	f.IntVar(&mtu, "mtu", netsetup.DefaultMTU, "MTU of the bridge and every veth")
-	f.BoolVar(&bpfStats, "bpf-stats", false, "have the kernel count the BPF programs' run time (shown by the API); slows every BPF program a little")
-	f.StringVar(&readyFile, "ready-file", "", "write the node's description (JSON) here once it is up; removed on exit")
-	f.StringVar(&api, "api", "127.0.0.1:6000", "listen address of the eBPF manager's REST API (\"\" for none); port 0 picks a free one")
+	f.StringVar(&o.dataplane, "dataplane", "direct", "data plane to deploy")
+	f.IntVar(&o.services, "services", 2, "number of services")
+	f.StringVar(&o.names, "names", "", "comma-separated service names instead of svc0, svc1, ...")
+	f.IntVar(&o.instances, "instances", 1, "instances per service")
+	f.IntVar(&o.mtu, "mtu", netsetup.DefaultMTU, "MTU of the bridge and every veth")
+	f.BoolVar(&o.bpfStats, "bpf-stats", false, "have the kernel count the BPF programs' run time (shown by the API); slows every BPF program a little")
+	f.StringVar(&o.readyFile, "ready-file", "", "write the node's description (JSON) here once it is up; removed on exit")
+	f.StringVar(&o.api, "api", "127.0.0.1:6000", "listen address of the eBPF manager's REST API (\"\" for none); port 0 picks a free one")
 	return c
+}
+
+// validate checks the flags without touching the system and says what they ask for.
+func (o nodeOptions) validate() (nodePlan, error) {
+	var p nodePlan
+	if o.names != "" {
+		p.services = strings.Split(o.names, ",")
+	} else {
+		if o.services < 0 || o.services > 250 {
+			return p, usageError("--services %d is out of range: use 0 to 250", o.services)
+		}
+		for i := range o.services {
+			p.services = append(p.services, fmt.Sprintf("svc%d", i))
+		}
+	}
+	if o.instances < 1 {
+		return p, usageError("--instances %d must be at least 1", o.instances)
+	}
+	spec, err := subjects.DataPlanes().Lookup(o.dataplane)
+	if err != nil {
+		return p, usageError("%w", err)
+	}
+	p.plane = spec.New()
+	p.cfg = netsetup.NodeConfig{MTU: o.mtu}
+	if err := p.cfg.Validate(); err != nil {
+		return p, usageError("%w", err)
+	}
+	if err := checkListenAddr(o.api); err != nil {
+		return p, usageError("--api %s: %w: choose another address with --api", o.api, err)
+	}
+	return p, nil
+}
+
+// checkListenAddr checks that addr, unless empty, is HOST:PORT with a port net.Listen takes.
+func checkListenAddr(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	_, err = net.LookupPort("tcp", port)
+	return err
+}
+
+// runNode runs `edgebpf node`: it builds the node, waits for ctx to end and removes it.
+func runNode(ctx context.Context, _, errOut io.Writer, o nodeOptions) (err error) {
+	p, err := o.validate()
+	if err != nil {
+		return err
+	}
+	if o.bpfStats {
+		st, err := manager.CountRunTime()
+		if err != nil {
+			return fmt.Errorf("--bpf-stats: %w", err)
+		}
+		defer st.Close()
+	}
+	sess, err := netsetup.NewSession("edgebpf node")
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, sess.Close()) }()
+	node, addr, err := startNode(ctx, sess, o, p)
+	if err != nil {
+		return err
+	}
+	st, _ := json.MarshalIndent(node.Status(), "", "  ")
+	if o.readyFile != "" {
+		if err := atomicfile.Write(o.readyFile, append(st, '\n'), 0o644); err != nil {
+			return err
+		}
+		defer os.Remove(o.readyFile)
+	}
+	logger(errOut).Info("node ready; Ctrl-C to stop", "node", node.Name(), "namespace", node.NS.Name,
+		"dataplane", o.dataplane, "services", len(p.services), "instances", o.instances, "api", apiURL(addr))
+	<-ctx.Done()
+	return nil
+}
+
+// startNode builds the node in sess, deploys the data plane, serves the eBPF manager's API
+// and adds the services with their instances. It returns the node and the API's address.
+func startNode(ctx context.Context, sess *netsetup.Session, o nodeOptions, p nodePlan) (*netsetup.Node, string, error) {
+	node, err := netsetup.NewNode(sess, p.cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := p.plane.Deploy(ctx, node); err != nil {
+		return nil, "", fmt.Errorf("deploy %s: %w", o.dataplane, err)
+	}
+	sess.OnClose(p.plane.Close)
+	// The ebpf data plane brings its own manager (with the proxy module); the
+	// others get one for the API.
+	var mgr *manager.Manager
+	if withMgr, ok := p.plane.(interface{ Manager() *manager.Manager }); ok {
+		mgr = withMgr.Manager()
+	} else if mgr, err = manager.New(node, modules.Catalogue()); err != nil {
+		return nil, "", err
+	} else {
+		sess.OnClose(mgr.Close)
+	}
+	addr := ""
+	if o.api != "" {
+		stop, bound, err := serveAPI(ctx, o.api, mgr.Handler())
+		if err != nil {
+			return nil, "", err
+		}
+		sess.OnClose(stop)
+		addr = bound
+	}
+	if err := node.SetLabels(o.dataplane, addr); err != nil {
+		return nil, "", err
+	}
+	for _, name := range p.services {
+		if _, err := node.AddService(name); err != nil {
+			return nil, "", err
+		}
+		for range o.instances {
+			if _, err := node.AddInstance(name); err != nil {
+				return nil, "", err
+			}
+		}
+	}
+	return node, addr, nil
 }
 
 // serveAPI listens on addr and serves h until stop is called. It returns the bound address.

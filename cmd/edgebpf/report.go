@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -22,17 +23,21 @@ machine can be reported anywhere. Exit status 2 when DIR is not a results direct
 file is malformed (everything else is still reported), 1 when writing fails.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			dir := args[0]
-			r, err := reports.Build(dir, subjects.All())
-			if r != nil {
-				fmt.Fprintf(c.OutOrStdout(), "%s: %d summary entries, %d tables, %d figures (%d without data): %s\n",
-					dir, len(r.Entries), len(r.Tables), len(r.Figures), len(r.Skipped), filepath.Join(dir, "index.html"))
-			}
-			var ie *reports.InputError
-			if errors.As(err, &ie) {
-				return &exitError{code: 2, err: err}
-			}
-			return err
+			return runReport(c.OutOrStdout(), args[0])
 		},
 	}
+}
+
+// runReport runs `edgebpf report DIR` and says on out what it rebuilt.
+func runReport(out io.Writer, dir string) error {
+	r, err := reports.Build(dir, subjects.All())
+	if r != nil {
+		fmt.Fprintf(out, "%s: %d summary entries, %d tables, %d figures (%d without data): %s\n",
+			dir, len(r.Entries), len(r.Tables), len(r.Figures), len(r.Skipped), filepath.Join(dir, "index.html"))
+	}
+	var ie *reports.InputError
+	if errors.As(err, &ie) {
+		return &exitError{code: 2, err: err}
+	}
+	return err
 }

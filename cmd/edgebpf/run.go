@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -15,13 +17,17 @@ import (
 	"github.com/edgebpf/edgebpf/subjects"
 )
 
+// runOptions are the flags and arguments of `edgebpf run`.
+type runOptions struct {
+	experiments                                         []string
+	dataplanes, profile, out, duration, rates, scenario string
+	reps, mtu                                           int
+	cpus                                                [3]string // per cpupin.Roles
+	warmup, warmupSet, bpfStats                         bool
+}
+
 func newRunCmd() *cobra.Command {
-	var (
-		dps, profile, out, duration, rates, scenario string
-		reps, mtu                                    int
-		cpus                                         [3]string
-		warmup, bpfStats                             bool
-	)
+	var o runOptions
 	c := &cobra.Command{
 		Use:   "run [EXPERIMENT...|all]",
 		Short: "Run experiments and write raw CSV, summary.json and meta.json",
@@ -45,86 +51,114 @@ compare.`,
   edgebpf run latency throughput --dataplane direct --reps 10
   edgebpf run bottleneck --rates 100M,500M,1G --duration 5s`,
 		RunE: func(c *cobra.Command, args []string) error {
-			o := scenarios.RunOptions{Experiments: args, Profile: profile, Out: out, Command: os.Args,
-				Log: logger(c), Node: netsetup.NodeConfig{MTU: mtu}}
-			var err error
-			for i, role := range cpupin.Roles {
-				if cpus[i] == "" {
-					continue
-				}
-				s, err := cpupin.Parse(cpus[i])
-				if err != nil {
-					return usageError("--cpu-%s: %w", role, err)
-				}
-				if o.CPUs == nil {
-					o.CPUs = cpupin.Plan{}
-				}
-				o.CPUs[role] = s
-			}
-			if err := o.CPUs.Validate(); err != nil {
-				return usageError("%w", err)
-			}
-			if c.Flags().Changed("warmup") {
-				o.Warmup = &warmup
-			}
-			if o.DataPlanes, err = subjects.DataPlanes().Parse(dps); err != nil {
-				return usageError("%w", err)
-			}
-			if err := scenarios.CheckProfile(profile); err != nil {
-				return usageError("%w", err)
-			}
-			if reps < 0 {
-				return usageError("--reps %d must be positive", reps)
-			}
-			o.Overrides.Reps = reps
-			o.Overrides.BPFStats = bpfStats
-			if duration != "" {
-				if o.Overrides.Duration, err = scenarios.ParseDuration(duration); err != nil {
-					return usageError("--duration: %w", err)
-				}
-			}
-			if rates != "" {
-				if o.Overrides.Rates, err = scenarios.ParseRates(rates); err != nil {
-					return usageError("--rates: %w", err)
-				}
-			}
-			if scenario != "" {
-				f, err := os.Open(scenario)
-				if err != nil {
-					return usageError("--scenario: %w", err)
-				}
-				o.Suite, err = scenarios.Parse(f, scenario)
-				f.Close()
-				if err != nil {
-					return usageError("%w", err)
-				}
-			}
-			if o.Out == "" {
-				o.Out = filepath.Join("results", time.Now().Format("20060102-150405")+"-"+profile)
-			}
-			meta, err := scenarios.Run(c.Context(), o)
-			if meta != nil {
-				fmt.Fprintf(c.OutOrStdout(), "results: %s (status %s)\n", o.Out, meta.Status)
-			}
-			if errors.Is(err, scenarios.ErrInterrupted) {
-				return &exitError{code: 130, err: fmt.Errorf("%w: kept what was measured in %s", err, o.Out)}
-			}
-			return err
+			o.experiments = args
+			o.warmupSet = c.Flags().Changed("warmup")
+			return runRun(c.Context(), c.OutOrStdout(), c.ErrOrStderr(), o)
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&dps, "dataplane", "direct", "comma-separated data planes, or all")
-	f.StringVar(&profile, "profile", "quick", "smoke (seconds), quick (minutes) or full (the theses' parameters)")
-	f.StringVar(&out, "out", "", "results directory (default results/<time>-<profile>)")
-	f.IntVar(&reps, "reps", 0, "repetitions per experiment (default: the profile's)")
-	f.StringVar(&duration, "duration", "", "main duration of each experiment, e.g. 10s (default: the profile's)")
-	f.StringVar(&rates, "rates", "", "bottleneck target rates, e.g. 1M,50M,100M (default: the profile's)")
-	f.StringVar(&scenario, "scenario", "", "a suite file of the shape of scenarios/suite.json instead of the built-in one")
-	f.IntVar(&mtu, "mtu", netsetup.DefaultMTU, "MTU of the bridge and every veth")
+	f.StringVar(&o.dataplanes, "dataplane", "direct", "comma-separated data planes, or all")
+	f.StringVar(&o.profile, "profile", "quick", "smoke (seconds), quick (minutes) or full (the theses' parameters)")
+	f.StringVar(&o.out, "out", "", "results directory (default results/<time>-<profile>)")
+	f.IntVar(&o.reps, "reps", 0, "repetitions per experiment (default: the profile's)")
+	f.StringVar(&o.duration, "duration", "", "main duration of each experiment, e.g. 10s (default: the profile's)")
+	f.StringVar(&o.rates, "rates", "", "bottleneck target rates, e.g. 1M,50M,100M (default: the profile's)")
+	f.StringVar(&o.scenario, "scenario", "", "a suite file of the shape of scenarios/suite.json instead of the built-in one")
+	f.IntVar(&o.mtu, "mtu", netsetup.DefaultMTU, "MTU of the bridge and every veth")
 	for i, role := range cpupin.Roles {
-		f.StringVar(&cpus[i], "cpu-"+string(role), "", "pin the "+string(role)+" role's threads to these CPUs, e.g. 1 or 2-3 (default: not pinned)")
+		f.StringVar(&o.cpus[i], "cpu-"+string(role), "", "pin the "+string(role)+" role's threads to these CPUs, e.g. 1 or 2-3 (default: not pinned)")
 	}
-	f.BoolVar(&bpfStats, "bpf-stats", false, "record every BPF program's run time per packet (bpf_ns_per_pkt); slows every BPF program a little")
-	f.BoolVar(&warmup, "warmup", false, "one unrecorded run of the smoke parameters per experiment and data plane first (default: on for quick and full, off for smoke)")
+	f.BoolVar(&o.bpfStats, "bpf-stats", false, "record every BPF program's run time per packet (bpf_ns_per_pkt); slows every BPF program a little")
+	f.BoolVar(&o.warmup, "warmup", false, "one unrecorded run of the smoke parameters per experiment and data plane first (default: on for quick and full, off for smoke)")
 	return c
+}
+
+// validate checks the flags and arguments, reading the --scenario file, and turns them into
+// the options of scenarios.Run (without its log and command line).
+func (o runOptions) validate() (scenarios.RunOptions, error) {
+	r := scenarios.RunOptions{Experiments: o.experiments, Profile: o.profile, Out: o.out,
+		Node: netsetup.NodeConfig{MTU: o.mtu}}
+	var err error
+	for i, role := range cpupin.Roles {
+		if o.cpus[i] == "" {
+			continue
+		}
+		s, err := cpupin.Parse(o.cpus[i])
+		if err != nil {
+			return r, usageError("--cpu-%s: %w", role, err)
+		}
+		if r.CPUs == nil {
+			r.CPUs = cpupin.Plan{}
+		}
+		r.CPUs[role] = s
+	}
+	if err := r.CPUs.Validate(); err != nil {
+		return r, usageError("%w", err)
+	}
+	if o.warmupSet {
+		warmup := o.warmup
+		r.Warmup = &warmup
+	}
+	if r.DataPlanes, err = subjects.DataPlanes().Parse(o.dataplanes); err != nil {
+		return r, usageError("%w", err)
+	}
+	if err := scenarios.CheckProfile(o.profile); err != nil {
+		return r, usageError("%w", err)
+	}
+	if o.reps < 0 {
+		return r, usageError("--reps %d must be positive", o.reps)
+	}
+	r.Overrides.Reps = o.reps
+	r.Overrides.BPFStats = o.bpfStats
+	if o.duration != "" {
+		if r.Overrides.Duration, err = scenarios.ParseDuration(o.duration); err != nil {
+			return r, usageError("--duration: %w", err)
+		}
+	}
+	if o.rates != "" {
+		if r.Overrides.Rates, err = scenarios.ParseRates(o.rates); err != nil {
+			return r, usageError("--rates: %w", err)
+		}
+	}
+	if o.scenario != "" {
+		if r.Suite, err = readSuite(o.scenario); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// readSuite reads the --scenario file.
+func readSuite(path string) (*scenarios.Suite, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, usageError("--scenario: %w", err)
+	}
+	defer f.Close()
+	s, err := scenarios.Parse(f, path)
+	if err != nil {
+		return nil, usageError("%w", err)
+	}
+	return s, nil
+}
+
+// runRun runs `edgebpf run`: the experiments, with progress on errOut and where the results
+// went on out.
+func runRun(ctx context.Context, out, errOut io.Writer, o runOptions) error {
+	r, err := o.validate()
+	if err != nil {
+		return err
+	}
+	r.Command, r.Log = os.Args, logger(errOut)
+	if r.Out == "" {
+		r.Out = filepath.Join("results", time.Now().Format("20060102-150405")+"-"+o.profile)
+	}
+	meta, err := scenarios.Run(ctx, r)
+	if meta != nil {
+		fmt.Fprintf(out, "results: %s (status %s)\n", r.Out, meta.Status)
+	}
+	if errors.Is(err, scenarios.ErrInterrupted) {
+		return &exitError{code: 130, err: fmt.Errorf("%w: kept what was measured in %s", err, r.Out)}
+	}
+	return err
 }

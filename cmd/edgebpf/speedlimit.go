@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -46,53 +47,14 @@ The experiments (edgebpf run speedlimit-response ...) build their own nodes and 
 	return c
 }
 
-// slInstance is an instance of a running node, resolved from the status records.
-type slInstance struct {
-	node     statusNode
-	instance netsetup.InstanceStatus
-}
-
-// resolveInstance finds SERVICE[/INSTANCE] among the running nodes, like `edgebpf exec`.
-func resolveInstance(spec, nodeName string) (slInstance, error) {
-	svc, inst, _ := strings.Cut(spec, "/")
-	if inst == "" {
-		inst = "0"
+// findSpeedLimitInstance is findInstance with a hint at how to start a node for the
+// speed-limit commands.
+func findSpeedLimitInstance(spec, node string) (nodeInstance, error) {
+	at, err := findInstance(spec, node)
+	if errors.Is(err, errNoNode) {
+		return at, fmt.Errorf("%w: start `edgebpf speedlimit serve` (it builds one) or `edgebpf node --names client,server`", err)
 	}
-	nodes, err := liveNodes()
-	if len(nodes) == 0 {
-		if err != nil {
-			return slInstance{}, err
-		}
-		return slInstance{}, errors.New("no edgebpf node is running: start `edgebpf speedlimit serve` (it builds one) or `edgebpf node --names client,server`")
-	}
-	var matches []slInstance
-	named := false
-	for _, n := range nodes {
-		if nodeName != "" && n.Name != nodeName {
-			continue
-		}
-		named = true
-		for _, s := range n.Services {
-			if s.Name != svc {
-				continue
-			}
-			for i, in := range s.Instances {
-				if in.Name == inst || strconv.Itoa(i) == inst || in.Name == svc+"-"+inst {
-					matches = append(matches, slInstance{node: n, instance: in})
-					break
-				}
-			}
-		}
-	}
-	switch {
-	case !named:
-		return slInstance{}, fmt.Errorf("no node %s is running: see `edgebpf status`", nodeName)
-	case len(matches) == 0:
-		return slInstance{}, fmt.Errorf("no instance %s of service %s on a running node: see `edgebpf status`", inst, svc)
-	case len(matches) == 1:
-		return matches[0], nil
-	}
-	return slInstance{}, fmt.Errorf("service %s runs on %d nodes: choose one with --node (see `edgebpf status`)", svc, len(matches))
+	return at, err
 }
 
 // instanceIface returns the name of the instance's end of its veth pair, inside its namespace.
@@ -114,12 +76,15 @@ func instanceIface(ns *netsetup.Namespace) (string, error) {
 	return "", fmt.Errorf("namespace %s has no edgebpf veth", ns.Name)
 }
 
+// serveOptions are the flags of `edgebpf speedlimit serve`.
+type serveOptions struct {
+	mode, on, node, xdp string
+	port                uint16
+	period              time.Duration
+}
+
 func newSpeedLimitServeCmd() *cobra.Command {
-	var (
-		mode, on, nodeName, xdp string
-		port                    uint16
-		period                  time.Duration
-	)
+	var o serveOptions
 	c := &cobra.Command{
 		Use:   "serve --mode userspace|mixed|ebpf",
 		Short: "Serve speed limits from an instance until interrupted",
@@ -142,87 +107,122 @@ unverified; 'edgebpf speedlimit client' turns the offload off.`,
   edgebpf node --names client,server &
   edgebpf speedlimit serve --mode mixed --period 500ms --on server --port 6000`,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) (err error) {
-			if mode == "" {
-				return usageError("--mode is required: choose userspace, mixed or ebpf")
-			}
-			m, err := speedlimit.ParseMode(mode)
-			if err != nil {
-				return usageError("--mode: %w", err)
-			}
-			xm, err := speedlimit.ParseXDPMode(xdp)
-			if err != nil {
-				return usageError("--xdp: %w", err)
-			}
-			if period <= 0 {
-				return usageError("--period %v must be positive", period)
-			}
-			if err := netsetup.RequirePrivileges(); err != nil {
-				return err
-			}
-			log := logger(c)
-			var at slInstance
-			if on == "" {
-				name := nodeName
-				if name == "" {
-					name = "speedlimit"
-				}
-				sess, node, err := buildSpeedLimitNode(name)
-				if err != nil {
-					return err
-				}
-				defer func() { err = errors.Join(err, sess.Close()) }()
-				st := node.Status()
-				for _, s := range st.Services {
-					if s.Name == "server" {
-						at = slInstance{node: statusNode{NodeStatus: st}, instance: s.Instances[0]}
-					}
-				}
-				log.Info("built node "+name+" with client/0 and server/0; it goes when serve stops", "namespace", node.NS.Name)
-			} else if at, err = resolveInstance(on, nodeName); err != nil {
-				return err
-			}
-			ns, err := netsetup.OpenNamespace(at.instance.Namespace)
-			if err != nil {
-				return err
-			}
-			defer ns.Close()
-			nodeNS, err := netsetup.OpenNamespace(at.node.Namespace)
-			if err != nil {
-				return err
-			}
-			defer nodeNS.Close()
-			iface, err := instanceIface(ns)
-			if err != nil {
-				return err
-			}
-			srv, err := speedlimit.StartServer(speedlimit.ServerConfig{
-				Mode: m, Port: port, Period: period, XDP: xm,
-				NS: ns, Iface: iface, PeerNS: nodeNS, PeerIface: at.instance.Veth,
-			})
-			if err != nil {
-				return err
-			}
-			defer func() {
-				st, serr := srv.Stats()
-				cars, _ := srv.Cars()
-				fmt.Fprintf(c.OutOrStdout(), "stopped: %d cars in range; %s\n", cars, formatServerStats(st))
-				err = errors.Join(err, serr, srv.Close())
-			}()
-			log.Info("serving speed limits; Ctrl-C to stop", "mode", m, "xdp", srv.XDPMode(),
-				"address", at.instance.NSIP+":"+strconv.Itoa(int(srv.Port())), "instance", at.instance.Name, "iface", iface)
-			<-c.Context().Done()
-			return srv.Err()
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runSpeedLimitServe(c.Context(), c.OutOrStdout(), c.ErrOrStderr(), o)
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&mode, "mode", "", "server configuration: userspace, mixed or ebpf (required)")
-	f.StringVar(&on, "on", "", "serve from this instance of a running node, SERVICE[/INSTANCE], instead of building a node")
-	f.StringVar(&nodeName, "node", "", "the node to build (default speedlimit), or with --on the running node to serve on")
-	f.Uint16Var(&port, "port", wire.DefaultPort, "UDP port")
-	f.DurationVar(&period, "period", speedlimit.DefaultPeriod, "how often the mixed server recomputes the limit")
-	f.StringVar(&xdp, "xdp", "auto", "XDP attach mode: auto, native or generic")
+	f.StringVar(&o.mode, "mode", "", "server configuration: userspace, mixed or ebpf (required)")
+	f.StringVar(&o.on, "on", "", "serve from this instance of a running node, SERVICE[/INSTANCE], instead of building a node")
+	f.StringVar(&o.node, "node", "", "the node to build (default speedlimit), or with --on the running node to serve on")
+	f.Uint16Var(&o.port, "port", wire.DefaultPort, "UDP port")
+	f.DurationVar(&o.period, "period", speedlimit.DefaultPeriod, "how often the mixed server recomputes the limit")
+	f.StringVar(&o.xdp, "xdp", "auto", "XDP attach mode: auto, native or generic")
 	return c
+}
+
+// validate checks the flags without touching the system and returns the parsed modes.
+func (o serveOptions) validate() (speedlimit.Mode, speedlimit.XDPMode, error) {
+	if o.mode == "" {
+		return "", "", usageError("--mode is required: choose userspace, mixed or ebpf")
+	}
+	m, err := speedlimit.ParseMode(o.mode)
+	if err != nil {
+		return "", "", usageError("--mode: %w", err)
+	}
+	xm, err := speedlimit.ParseXDPMode(o.xdp)
+	if err != nil {
+		return "", "", usageError("--xdp: %w", err)
+	}
+	if o.period <= 0 {
+		return "", "", usageError("--period %v must be positive", o.period)
+	}
+	if o.on == "" {
+		cfg := netsetup.NodeConfig{Name: o.ownNode()}
+		if err := cfg.Validate(); err != nil {
+			return "", "", usageError("--node: %w", err)
+		}
+	}
+	return m, xm, nil
+}
+
+// ownNode is the name of the node serve builds without --on.
+func (o serveOptions) ownNode() string {
+	if o.node == "" {
+		return "speedlimit"
+	}
+	return o.node
+}
+
+// runSpeedLimitServe runs `edgebpf speedlimit serve` until ctx ends; it prints the server's
+// counters to out when it stops.
+func runSpeedLimitServe(ctx context.Context, out, errOut io.Writer, o serveOptions) (err error) {
+	m, xm, err := o.validate()
+	if err != nil {
+		return err
+	}
+	if err := netsetup.RequirePrivileges(); err != nil {
+		return err
+	}
+	log := logger(errOut)
+	at, closeNode, err := o.instance(log)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, closeNode()) }()
+	ns, err := netsetup.OpenNamespace(at.instance.Namespace)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	nodeNS, err := netsetup.OpenNamespace(at.node.Namespace)
+	if err != nil {
+		return err
+	}
+	defer nodeNS.Close()
+	iface, err := instanceIface(ns)
+	if err != nil {
+		return err
+	}
+	srv, err := speedlimit.StartServer(speedlimit.ServerConfig{
+		Mode: m, Port: o.port, Period: o.period, XDP: xm,
+		NS: ns, Iface: iface, PeerNS: nodeNS, PeerIface: at.instance.Veth,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		st, serr := srv.Stats()
+		cars, _ := srv.Cars()
+		fmt.Fprintf(out, "stopped: %d cars in range; %s\n", cars, formatServerStats(st))
+		err = errors.Join(err, serr, srv.Close())
+	}()
+	log.Info("serving speed limits; Ctrl-C to stop", "mode", m, "xdp", srv.XDPMode(),
+		"address", at.instance.NSIP+":"+strconv.Itoa(int(srv.Port())), "instance", at.instance.Name, "iface", iface)
+	<-ctx.Done()
+	return srv.Err()
+}
+
+// instance returns the instance serve serves from: with --on that instance of a running
+// node, else server/0 of a node serve builds, which closeNode removes.
+func (o serveOptions) instance(log *slog.Logger) (at nodeInstance, closeNode func() error, err error) {
+	if o.on != "" {
+		at, err = findSpeedLimitInstance(o.on, o.node)
+		return at, func() error { return nil }, err
+	}
+	name := o.ownNode()
+	sess, node, err := buildSpeedLimitNode(name)
+	if err != nil {
+		return at, nil, err
+	}
+	st := node.Status()
+	for _, s := range st.Services {
+		if s.Name == "server" {
+			at = nodeInstance{node: statusNode{NodeStatus: st}, instance: s.Instances[0]}
+		}
+	}
+	log.Info("built node "+name+" with client/0 and server/0; it goes when serve stops", "namespace", node.NS.Name)
+	return at, sess.Close, nil
 }
 
 // buildSpeedLimitNode builds serve's own node as the speed-limit experiments build theirs
@@ -273,15 +273,18 @@ func formatServerStats(st map[string]uint64) string {
 	return strings.Join(parts, ", ")
 }
 
+// clientOptions are the flags of `edgebpf speedlimit client`.
+type clientOptions struct {
+	on, to, node, leave string
+	port                uint16
+	clients, requests   int
+	timeout, duration   time.Duration
+	rate                float64
+	json                bool
+}
+
 func newSpeedLimitClientCmd() *cobra.Command {
-	var (
-		on, to, nodeName, leave string
-		port                    uint16
-		clients, requests       int
-		timeout, duration       time.Duration
-		rate                    float64
-		asJSON                  bool
-	)
+	var o clientOptions
 	c := &cobra.Command{
 		Use:   "client",
 		Short: "Send speed-limit requests from an instance and time them",
@@ -303,94 +306,118 @@ a drop; when every request drops, the client says so and exits with 1.`,
   edgebpf speedlimit client --rate 50000 --duration 10s -n 32
   edgebpf speedlimit client --to 10.18.0.3 --leave never`,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) (err error) {
-			if leave != bench.LeaveEach && leave != bench.LeaveNever {
-				return usageError("--leave %q: choose each or never", leave)
-			}
-			if rate < 0 || duration <= 0 || timeout <= 0 {
-				return usageError("--rate, --duration and --timeout must be positive")
-			}
-			if clients < 1 || requests < 1 {
-				return usageError("-n and -m must be at least 1")
-			}
-			if err := netsetup.RequirePrivileges(); err != nil {
-				return err
-			}
-			from, err := resolveInstance(on, nodeName)
-			if err != nil {
-				return err
-			}
-			target, err := netip.ParseAddr(to)
-			if err != nil {
-				dst, rerr := resolveInstance(to, nodeName)
-				if rerr != nil {
-					return fmt.Errorf("--to: %w", rerr)
-				}
-				if target, err = netip.ParseAddr(dst.instance.NSIP); err != nil {
-					return err
-				}
-			}
-			ns, err := netsetup.OpenNamespace(from.instance.Namespace)
-			if err != nil {
-				return err
-			}
-			defer ns.Close()
-			iface, err := instanceIface(ns)
-			if err != nil {
-				return err
-			}
-			was, err := speedlimit.SetTxChecksum(ns, iface, false)
-			if err != nil {
-				return err
-			}
-			defer func() {
-				if was {
-					_, rerr := speedlimit.SetTxChecksum(ns, iface, true)
-					err = errors.Join(err, rerr)
-				}
-			}()
-			ep := bench.Endpoints{Client: ns, Server: ns, Target: target}
-			var samples []stats.Sample
-			what := fmt.Sprintf("%d clients x %d requests", clients, requests)
-			if rate > 0 {
-				what = fmt.Sprintf("%d clients, open loop at %.0f req/s for %v", clients, rate, duration)
-				samples, err = bench.SpeedLimitLoad(c.Context(), ep, bench.SpeedLimitLoadConfig{Port: port, Rates: []float64{rate},
-					Clients: clients, PerRate: duration, Timeout: timeout, Leave: leave, Keep: 1 << 30})
-			} else {
-				samples, err = bench.SpeedLimit(c.Context(), ep, bench.SpeedLimitConfig{Port: port, Clients: clients,
-					Requests: requests, Timeout: timeout, Leave: leave, Keep: requests})
-			}
-			sum := bench.SummarizeSpeedLimit(samples)
-			if len(samples) > 0 {
-				if asJSON {
-					b, _ := json.MarshalIndent(sum, "", "  ")
-					fmt.Fprintln(c.OutOrStdout(), string(b))
-				} else {
-					printSpeedLimit(c.OutOrStdout(), what, from.instance.Name, target.String(), port, sum)
-				}
-			}
-			if err != nil {
-				return err
-			}
-			if sum.Requests == 0 && sum.Timeouts > 0 {
-				return fmt.Errorf("no reply from %s port %d: all %d requests timed out after %v or were refused: is `edgebpf speedlimit serve` running there?", target, port, sum.Timeouts, timeout)
-			}
-			return nil
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runSpeedLimitClient(c.Context(), c.OutOrStdout(), c.ErrOrStderr(), o)
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&on, "on", "client", "the instance to send from: SERVICE[/INSTANCE]")
-	f.StringVar(&to, "to", "server", "the server: SERVICE[/INSTANCE] or an IP address")
-	f.StringVar(&nodeName, "node", "", "node name, when several nodes run")
-	f.Uint16Var(&port, "port", wire.DefaultPort, "the server's UDP port")
-	f.IntVarP(&clients, "clients", "n", 120, "concurrent clients")
-	f.IntVarP(&requests, "requests", "m", 10000, "requests per client (closed loop)")
-	f.DurationVar(&timeout, "timeout", time.Second, "how long a client waits for a reply before counting a drop")
-	f.StringVar(&leave, "leave", bench.LeaveEach, "when cars leave: each (after every reply) or never (the thesis)")
-	f.Float64Var(&rate, "rate", 0, "open loop: total requests per second (0: closed loop)")
-	f.DurationVar(&duration, "duration", 10*time.Second, "open loop: how long to send")
-	f.BoolVar(&asJSON, "json", false, "print the summary as JSON")
+	f.StringVar(&o.on, "on", "client", "the instance to send from: SERVICE[/INSTANCE]")
+	f.StringVar(&o.to, "to", "server", "the server: SERVICE[/INSTANCE] or an IP address")
+	f.StringVar(&o.node, "node", "", "node name, when several nodes run")
+	f.Uint16Var(&o.port, "port", wire.DefaultPort, "the server's UDP port")
+	f.IntVarP(&o.clients, "clients", "n", 120, "concurrent clients")
+	f.IntVarP(&o.requests, "requests", "m", 10000, "requests per client (closed loop)")
+	f.DurationVar(&o.timeout, "timeout", time.Second, "how long a client waits for a reply before counting a drop")
+	f.StringVar(&o.leave, "leave", bench.LeaveEach, "when cars leave: each (after every reply) or never (the thesis)")
+	f.Float64Var(&o.rate, "rate", 0, "open loop: total requests per second (0: closed loop)")
+	f.DurationVar(&o.duration, "duration", 10*time.Second, "open loop: how long to send")
+	f.BoolVar(&o.json, "json", false, "print the summary as JSON")
 	return c
+}
+
+// validate checks the flags without touching the system.
+func (o clientOptions) validate() error {
+	if o.leave != bench.LeaveEach && o.leave != bench.LeaveNever {
+		return usageError("--leave %q: choose each or never", o.leave)
+	}
+	if o.rate < 0 || o.duration <= 0 || o.timeout <= 0 {
+		return usageError("--rate, --duration and --timeout must be positive")
+	}
+	if o.clients < 1 || o.requests < 1 {
+		return usageError("-n and -m must be at least 1")
+	}
+	return nil
+}
+
+// runSpeedLimitClient runs `edgebpf speedlimit client` and prints its summary to out.
+func runSpeedLimitClient(ctx context.Context, out, _ io.Writer, o clientOptions) (err error) {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	if err := netsetup.RequirePrivileges(); err != nil {
+		return err
+	}
+	from, err := findSpeedLimitInstance(o.on, o.node)
+	if err != nil {
+		return err
+	}
+	target, err := o.target()
+	if err != nil {
+		return err
+	}
+	ns, err := netsetup.OpenNamespace(from.instance.Namespace)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	iface, err := instanceIface(ns)
+	if err != nil {
+		return err
+	}
+	was, err := speedlimit.SetTxChecksum(ns, iface, false)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if was {
+			_, rerr := speedlimit.SetTxChecksum(ns, iface, true)
+			err = errors.Join(err, rerr)
+		}
+	}()
+	what, samples, err := o.measure(ctx, bench.Endpoints{Client: ns, Server: ns, Target: target})
+	sum := bench.SummarizeSpeedLimit(samples)
+	if len(samples) > 0 {
+		if o.json {
+			b, _ := json.MarshalIndent(sum, "", "  ")
+			fmt.Fprintln(out, string(b))
+		} else {
+			printSpeedLimit(out, what, from.instance.Name, target.String(), o.port, sum)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if sum.Requests == 0 && sum.Timeouts > 0 {
+		return fmt.Errorf("no reply from %s port %d: all %d requests timed out after %v or were refused: is `edgebpf speedlimit serve` running there?", target, o.port, sum.Timeouts, o.timeout)
+	}
+	return nil
+}
+
+// target returns the address --to names: an IP address, or an instance's namespace IP.
+func (o clientOptions) target() (netip.Addr, error) {
+	if target, err := netip.ParseAddr(o.to); err == nil {
+		return target, nil
+	}
+	dst, err := findSpeedLimitInstance(o.to, o.node)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("--to: %w", err)
+	}
+	return netip.ParseAddr(dst.instance.NSIP)
+}
+
+// measure runs the clients, closed or open loop, and returns what ran, in words, and the
+// samples.
+func (o clientOptions) measure(ctx context.Context, ep bench.Endpoints) (string, []stats.Sample, error) {
+	if o.rate > 0 {
+		what := fmt.Sprintf("%d clients, open loop at %.0f req/s for %v", o.clients, o.rate, o.duration)
+		samples, err := bench.SpeedLimitLoad(ctx, ep, bench.SpeedLimitLoadConfig{Port: o.port, Rates: []float64{o.rate},
+			Clients: o.clients, PerRate: o.duration, Timeout: o.timeout, Leave: o.leave, Keep: 1 << 30})
+		return what, samples, err
+	}
+	what := fmt.Sprintf("%d clients x %d requests", o.clients, o.requests)
+	samples, err := bench.SpeedLimit(ctx, ep, bench.SpeedLimitConfig{Port: o.port, Clients: o.clients,
+		Requests: o.requests, Timeout: o.timeout, Leave: o.leave, Keep: o.requests})
+	return what, samples, err
 }
 
 func printSpeedLimit(w io.Writer, what, from, target string, port uint16, s bench.SpeedLimitSummary) {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -30,49 +31,59 @@ func liveNodes() ([]statusNode, error) {
 	return out, err
 }
 
+// statusOptions are the flags of `edgebpf status`.
+type statusOptions struct {
+	json bool
+}
+
 func newStatusCmd() *cobra.Command {
-	var asJSON bool
+	var o statusOptions
 	c := &cobra.Command{
 		Use:   "status",
 		Short: "Show the nodes that running edgebpf processes hold, with their namespaces and addresses",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			nodes, err := liveNodes()
-			if err != nil {
-				fmt.Fprintln(c.ErrOrStderr(), "edgebpf: warning:", err)
-			}
-			if asJSON {
-				if nodes == nil {
-					nodes = []statusNode{}
-				}
-				b, err := json.MarshalIndent(map[string]any{"nodes": nodes}, "", "  ")
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintln(c.OutOrStdout(), string(b))
-				return err
-			}
-			if len(nodes) == 0 {
-				fmt.Fprintln(c.OutOrStdout(), "no edgebpf node is running")
-				return nil
-			}
-			w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
-			for _, n := range nodes {
-				fmt.Fprintf(w, "node %s\tnamespace %s\tbridge %s %s\tdataplane %s\tpid %d (%s)\n",
-					n.Name, n.Namespace, n.Bridge, n.BridgeIP, n.DataPlane, n.PID, n.Command)
-				fmt.Fprintln(w, "  SERVICE\tSERVICE IP\tINSTANCE\tNAMESPACE IP\tINSTANCE IP\tVETH\tNAMESPACE")
-				for _, s := range n.Services {
-					for _, in := range s.Instances {
-						fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.ServiceIP, in.Name, in.NSIP, in.InstanceIP, in.Veth, in.Namespace)
-					}
-					if len(s.Instances) == 0 {
-						fmt.Fprintf(w, "  %s\t%s\t-\t\t\t\t\n", s.Name, s.ServiceIP)
-					}
-				}
-			}
-			return w.Flush()
+			return runStatus(c.OutOrStdout(), c.ErrOrStderr(), o)
 		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
+	c.Flags().BoolVar(&o.json, "json", false, "print JSON for scripts")
 	return c
+}
+
+// runStatus runs `edgebpf status`: the running nodes, as a table or JSON, on out.
+func runStatus(out, errOut io.Writer, o statusOptions) error {
+	nodes, err := liveNodes()
+	if err != nil {
+		fmt.Fprintln(errOut, "edgebpf: warning:", err)
+	}
+	if o.json {
+		if nodes == nil {
+			nodes = []statusNode{}
+		}
+		b, err := json.MarshalIndent(map[string]any{"nodes": nodes}, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(out, string(b))
+		return err
+	}
+	if len(nodes) == 0 {
+		fmt.Fprintln(out, "no edgebpf node is running")
+		return nil
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	for _, n := range nodes {
+		fmt.Fprintf(w, "node %s\tnamespace %s\tbridge %s %s\tdataplane %s\tpid %d (%s)\n",
+			n.Name, n.Namespace, n.Bridge, n.BridgeIP, n.DataPlane, n.PID, n.Command)
+		fmt.Fprintln(w, "  SERVICE\tSERVICE IP\tINSTANCE\tNAMESPACE IP\tINSTANCE IP\tVETH\tNAMESPACE")
+		for _, s := range n.Services {
+			for _, in := range s.Instances {
+				fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.ServiceIP, in.Name, in.NSIP, in.InstanceIP, in.Veth, in.Namespace)
+			}
+			if len(s.Instances) == 0 {
+				fmt.Fprintf(w, "  %s\t%s\t-\t\t\t\t\n", s.Name, s.ServiceIP)
+			}
+		}
+	}
+	return w.Flush()
 }
