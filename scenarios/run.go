@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/edgebpf/edgebpf/dataplanes"
@@ -220,10 +221,19 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 	if err != nil {
 		return nil, err
 	}
-	sess, err := netsetup.NewSession("edgebpf run " + o.Out)
+	out, err := reserveSpace(o.Out)
 	if err != nil {
 		if created {
 			_ = os.Remove(o.Out) // only if still empty: nothing measured is ever removed
+		}
+		return nil, err
+	}
+	defer out.release()
+	sess, err := netsetup.NewSession("edgebpf run " + o.Out)
+	if err != nil {
+		out.release()
+		if created {
+			_ = os.Remove(o.Out)
 		}
 		return nil, err
 	}
@@ -232,7 +242,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 			o.Log.Error("cleanup failed; run `edgebpf cleanup`", "err", cerr)
 		}
 	}()
-	r := &runner{o: o, sess: sess, meta: meta, total: len(jobs), start: time.Now()}
+	r := &runner{o: o, sess: sess, out: out, meta: meta, total: len(jobs), start: time.Now()}
 	if err := r.begin(ctx, jobs); err != nil {
 		return nil, err
 	}
@@ -267,7 +277,7 @@ func (r *runner) begin(ctx context.Context, jobs []job) error {
 		}
 	}
 	meta.Tools = reports.ToolVersions(tools...)
-	return reports.WriteMeta(r.o.Out, meta)
+	return r.writeMeta()
 }
 
 // experiments runs the jobs experiment by experiment, writing the summaries after each, and
@@ -281,7 +291,7 @@ func (r *runner) experiments(ctx context.Context, jobs []job) (interrupted bool)
 		if _, serr := reports.WriteSummary(r.o.Out, subjects.All()); serr != nil {
 			r.meta.Warnings = append(r.meta.Warnings, "summary: "+serr.Error())
 		}
-		_ = reports.WriteMeta(r.o.Out, r.meta)
+		r.writeMeta()
 		if interrupted {
 			return true
 		}
@@ -310,16 +320,27 @@ func (r *runner) end(interrupted bool, jobs int) (*reports.Meta, error) {
 	default:
 		meta.Status = "done"
 	}
-	if err := reports.WriteMeta(o.Out, meta); err != nil {
-		return meta, err
+	if err := r.writeMeta(); err != nil {
+		return meta, fmt.Errorf("meta.json in %s could not be written, it shows an older state: %w", o.Out, err)
 	}
+	var missing []string
 	if !interrupted { // Ctrl-C should not wait for plots; `edgebpf report` builds them later
-		if _, err := reports.Build(o.Out, subjects.All()); err != nil {
+		rep, err := reports.Build(o.Out, subjects.All())
+		if missing = r.out.missing(rep); len(missing) > 0 {
+			meta.Status = "incomplete"
+			meta.Warnings = append(meta.Warnings, fmt.Sprintf("could not write %s: %v", strings.Join(missing, ", "), err))
+			if merr := r.writeMeta(); merr != nil {
+				return meta, fmt.Errorf("meta.json in %s could not be written, it shows an older state: %w", o.Out, merr)
+			}
+		} else if err != nil {
 			o.Log.Warn("report incomplete; rebuild it with `edgebpf report`", "err", err)
 		}
 	}
 	o.Log.Info("run finished", "status", meta.Status, "out", o.Out, "wall", time.Since(r.start).Round(time.Millisecond))
 	switch {
+	case len(missing) > 0:
+		return meta, fmt.Errorf("results in %s are incomplete: %d files could not be written (%s); free space and run `edgebpf report %s`",
+			o.Out, len(missing), strings.Join(missing[:min(len(missing), 5)], ", "), o.Out)
 	case interrupted:
 		return meta, ErrInterrupted
 	case len(r.failed) > 0:
@@ -381,6 +402,7 @@ func schedule(reps []int, warm bool) []step {
 type runner struct {
 	o      RunOptions
 	sess   *netsetup.Session
+	out    *outDir
 	meta   *reports.Meta
 	total  int // jobs in the run, for the progress log
 	n      int // jobs started so far
@@ -410,7 +432,7 @@ func (r *runner) experiment(ctx context.Context, g []*job) (interrupted bool) {
 			"reps", j.plan.Reps, "elapsed", time.Since(r.start).Round(time.Second))
 		now := time.Now().UTC()
 		j.meta.Status, j.meta.Started = "running", &now
-		_ = reports.WriteMeta(r.o.Out, r.meta)
+		r.writeMeta()
 		l := &live{j: j}
 		l.dep, l.err = r.deploy(ctx, j)
 		if l.err != nil {
@@ -586,6 +608,16 @@ func (r *runner) finish(l *live) {
 		r.failed = append(r.failed, j.plan.Experiment+"/"+j.name())
 		r.o.Log.Error(fmt.Sprintf("%s on %s failed", j.plan.Experiment, j.name()), "err", l.err)
 	}
+}
+
+// writeMeta brings meta.json up to date. A failure is logged; the run goes on (the next
+// write may succeed, and the last one decides the run's outcome).
+func (r *runner) writeMeta() error {
+	err := r.out.writeMeta(r.meta)
+	if err != nil {
+		r.o.Log.Error("meta.json could not be written", "err", err)
+	}
+	return err
 }
 
 // medians gives a one-line glimpse of a repetition for the progress log.

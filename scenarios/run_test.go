@@ -182,3 +182,39 @@ func TestRunBPFStats(t *testing.T) {
 	// Every connect sends through the proxy's ingress program on the client's veth.
 	assert.Equal(t, []int{1, 2}, perRep["bpf_ns_per_pkt:proxy_ingress"], "%v", perRep)
 }
+
+// TestRunThatCannotWriteItsReportFails checks that a run whose report files could not all be
+// written says which, exits with an error and leaves meta.json saying so rather than "done"
+// (here the plots directory cannot be created: a file of that name is in its way).
+func TestRunThatCannotWriteItsReportFails(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, reports.PlotsDir), []byte("in the way"), 0o644))
+	meta, err := Run(context.Background(), RunOptions{Experiments: []string{"latency"}, Profile: "smoke", Out: dir})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "incomplete")
+	assert.Contains(t, err.Error(), reports.PlotsDir+"/")
+	assert.Equal(t, "incomplete", meta.Status)
+	onDisk, rerr := reports.ReadMeta(dir)
+	require.NoError(t, rerr)
+	assert.Equal(t, "incomplete", onDisk.Status, "meta.json on disk is up to date")
+	assert.Equal(t, "done", onDisk.Experiments[0].Status, "what was measured is kept")
+	_, serr := os.Stat(filepath.Join(dir, reserveName))
+	assert.ErrorIs(t, serr, os.ErrNotExist, "the space reserve is gone after the run")
+}
+
+// TestReserveFreesRoomForMeta checks that writing meta.json falls back on the reserve: once
+// released, its space is there for the write.
+func TestReserveFreesRoomForMeta(t *testing.T) {
+	dir := t.TempDir()
+	out, err := reserveSpace(dir)
+	require.NoError(t, err)
+	fi, err := os.Stat(filepath.Join(dir, reserveName))
+	require.NoError(t, err)
+	assert.EqualValues(t, reserveSize, fi.Size())
+	require.NoError(t, out.writeMeta(&reports.Meta{Status: "running"}))
+	out.release()
+	_, err = os.Stat(filepath.Join(dir, reserveName))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	assert.Equal(t, []string{"summary.json", "summary.md", "index.html"}, out.missing(nil))
+}
