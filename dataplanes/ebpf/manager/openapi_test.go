@@ -17,7 +17,7 @@ import (
 // TestOpenAPIMatchesRoutes keeps docs/api/openapi.json true: every route the manager and
 // its modules serve is described, and nothing else is.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
-	b, err := os.ReadFile("../../docs/api/openapi.json")
+	b, err := os.ReadFile("../../../docs/api/openapi.json")
 	require.NoError(t, err)
 	var doc struct {
 		Paths map[string]map[string]json.RawMessage `json:"paths"`
