@@ -362,7 +362,7 @@ func withServer[C validator](params any, sp SpeedLimitServerParams, cfg C, run f
 		srv, err := speedlimit.StartServer(speedlimit.ServerConfig{
 			Mode: mode, Port: sp.Port, Period: time.Duration(sp.Period), XDP: xdp,
 			NS: env.Server.NS, Iface: env.Server.Peer, PeerNS: env.Node.NS, PeerIface: env.Server.Veth,
-			CPUs: cpupin.FromContext(ctx)[cpupin.Server],
+			Pinning: cpupin.PinningFrom(ctx),
 		})
 		if err != nil {
 			return nil, err

@@ -245,7 +245,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 			break
 		}
 	}
-	if n := cpupin.Failures(); n > 0 {
+	if n := cpupin.FailuresIn(ctx); n > 0 {
 		meta.Warnings = append(meta.Warnings, fmt.Sprintf("%d threads could not be pinned and ran on any CPU", n))
 	}
 	end := time.Now().UTC()

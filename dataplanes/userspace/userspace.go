@@ -151,7 +151,7 @@ func (d *DataPlane) Deploy(ctx context.Context, node *netsetup.Node) (err error)
 	d.closing.Store(false)
 	d.wg.Add(2)
 	// The reader's thread is pinned when the run's plan (in ctx) pins the proxy role.
-	pin := cpupin.FromContext(ctx)
+	pin := cpupin.PinningFrom(ctx)
 	go func() {
 		defer pin.Thread(cpupin.Proxy)()
 		d.run(newReader(d.fd, &d.closing), d.core)
