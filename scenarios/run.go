@@ -17,6 +17,8 @@ import (
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
 	"github.com/edgebpf/edgebpf/internal/cpupin"
 	"github.com/edgebpf/edgebpf/internal/features"
+	"github.com/edgebpf/edgebpf/internal/host"
+	"github.com/edgebpf/edgebpf/internal/host/probe"
 	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/reports"
 	"github.com/edgebpf/edgebpf/stats"
@@ -99,7 +101,7 @@ func (o *RunOptions) prepare() ([]job, *reports.Meta, error) {
 	}
 	meta := &reports.Meta{
 		Tool: "edgebpf", Version: reports.Version, Commit: reports.BuildCommit(), Command: o.Command,
-		Host: reports.CollectHost(), Profile: o.Profile, XDPMode: "none",
+		Host: host.Collect(), Profile: o.Profile, XDPMode: "none",
 		Started: time.Now().UTC(), Status: "running",
 		Topology: topology(o.Node.Resolved()),
 		Schedule: "interleaved: repetition r of every data plane (or configuration) of an experiment runs before repetition r+1 of any, each on a node of its own kept for the whole experiment",
@@ -209,7 +211,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 			o.Log.Warn(fmt.Sprintf("skipping %s on %s: %s", jobs[i].plan.Experiment, jobs[i].dataplane, reason))
 		}
 	}
-	load, warnings := Hygiene(ctx, meta.Host)
+	load, warnings := host.Hygiene(ctx, meta.Host)
 	meta.StartLoad = load
 	for _, w := range warnings {
 		o.Log.Warn(w)
@@ -223,7 +225,7 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 			}
 		}
 	}
-	meta.Tools = reports.ToolVersions(tools...)
+	meta.Tools = host.ToolVersions(tools...)
 	if err := reports.WriteMeta(o.Out, meta); err != nil {
 		return nil, err
 	}
@@ -281,8 +283,8 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 	return meta, nil
 }
 
-// probeFeatures is features.Probe; tests replace it to pretend a feature is missing.
-var probeFeatures = features.Probe
+// probeFeatures is probe.Features; tests replace it to pretend a feature is missing.
+var probeFeatures = probe.Features
 
 func featureMeta(r features.Report) []reports.FeatureMeta {
 	out := make([]reports.FeatureMeta, len(r.Features))
