@@ -5,13 +5,16 @@
 // namespaces to run in and the address the client must send to.
 package bench
 
-import "net/netip"
+import (
+	"net/netip"
 
-// NS runs a function inside a network namespace. Every socket a meter uses is created inside
-// Do and may then be used from any goroutine. netsetup's namespaces implement it.
-type NS interface {
-	Do(fn func() error) error
-}
+	"github.com/edgebpf/edgebpf/netsetup"
+)
+
+// NS runs a function inside a network namespace (netsetup.Doer). Every socket a meter uses is
+// created inside Do and may then be used from any goroutine. netsetup's namespaces implement
+// it.
+type NS = netsetup.Doer
 
 // Current is the network namespace the calling goroutine already runs in. Tests use it to
 // run meters over loopback without any namespace.

@@ -17,7 +17,17 @@ import (
 // netnsDir is where named network namespaces are bind-mounted, as `ip netns` does.
 const netnsDir = "/run/netns"
 
-// Namespace is a named network namespace the harness created. It implements bench.NS.
+// Doer runs a function inside a network namespace. *Namespace implements it; so do stand-ins
+// that run in the caller's own namespace (bench.Current). Code that only needs to create
+// sockets or attach programs in a namespace (bench's meters, the speed-limit workload) takes
+// a Doer, not a *Namespace.
+type Doer interface {
+	Do(fn func() error) error
+}
+
+var _ Doer = (*Namespace)(nil)
+
+// Namespace is a named network namespace the harness created. It implements Doer.
 type Namespace struct {
 	Name   string
 	handle netns.NsHandle

@@ -1,22 +1,16 @@
 package reports
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
-	"slices"
-	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/edgebpf/edgebpf/internal/atomicfile"
+	"github.com/edgebpf/edgebpf/internal/host"
 )
 
 // Meta is meta.json: everything needed to know what a run measured, where and how.
@@ -71,28 +65,11 @@ type WarmupMeta struct {
 	Profile string `json:"profile,omitempty"`
 }
 
-// LoadMeta is the machine's load when a run started.
-type LoadMeta struct {
-	LoadAvg1 float64 `json:"loadavg1"`
-	// BusyPercent is the share of all CPUs' time not idle (nor iowait) over Sample seconds.
-	BusyPercent float64 `json:"busy_percent"`
-	Sample      float64 `json:"sample_s"`
-}
+// LoadMeta is the machine's load when a run started (package host takes the sample).
+type LoadMeta = host.Load
 
-// Host describes the machine a run measured on.
-type Host struct {
-	Hostname string `json:"hostname"`
-	Kernel   string `json:"kernel"`
-	Arch     string `json:"arch"`
-	CPUModel string `json:"cpu_model"`
-	Cores    int    `json:"cores"`
-	Governor string `json:"governor"`
-	// SMT and Turbo are "on", "off" or "unknown" (what /sys says).
-	SMT       string `json:"smt,omitempty"`
-	Turbo     string `json:"turbo,omitempty"`
-	MemTotal  uint64 `json:"mem_total_bytes"`
-	GoVersion string `json:"go_version"`
-}
+// Host describes the machine a run measured on (package host collects it).
+type Host = host.Facts
 
 // DataPlaneMeta records a data plane and its settings.
 type DataPlaneMeta struct {
@@ -192,100 +169,4 @@ func BuildCommit() string {
 		}
 	}
 	return "unknown"
-}
-
-// CollectHost reads the machine's description from uname, /proc and /sys.
-func CollectHost() Host {
-	h := Host{Arch: runtime.GOARCH, Cores: runtime.NumCPU(), GoVersion: runtime.Version(), Governor: "unknown"}
-	h.Hostname, _ = os.Hostname()
-	var u unix.Utsname
-	if unix.Uname(&u) == nil {
-		h.Kernel = unix.ByteSliceToString(u.Release[:])
-	}
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-				h.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-		f.Close()
-	}
-	h.Governor = Governor()
-	h.SMT, h.Turbo = smtState(), turboState()
-	var si unix.Sysinfo_t
-	if unix.Sysinfo(&si) == nil {
-		h.MemTotal = uint64(si.Totalram) * uint64(si.Unit)
-	}
-	return h
-}
-
-// Governor returns the CPU frequency governor: one name when every CPU has the same, a list
-// ("performance,powersave") when they differ, "unknown" without cpufreq (as in most VMs).
-func Governor() string {
-	paths, _ := filepath.Glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor")
-	var govs []string
-	for _, p := range paths {
-		if b, err := os.ReadFile(p); err == nil {
-			if g := strings.TrimSpace(string(b)); !slices.Contains(govs, g) {
-				govs = append(govs, g)
-			}
-		}
-	}
-	if len(govs) == 0 {
-		return "unknown"
-	}
-	slices.Sort(govs)
-	return strings.Join(govs, ",")
-}
-
-// smtState reads whether simultaneous multithreading is active.
-func smtState() string {
-	if b, err := os.ReadFile("/sys/devices/system/cpu/smt/active"); err == nil {
-		switch strings.TrimSpace(string(b)) {
-		case "1":
-			return "on"
-		case "0":
-			return "off"
-		}
-	}
-	return "unknown"
-}
-
-// turboState reads whether the CPU may boost above its base clock: intel_pstate's no_turbo,
-// else cpufreq's boost (acpi-cpufreq, amd-pstate).
-func turboState() string {
-	if b, err := os.ReadFile("/sys/devices/system/cpu/intel_pstate/no_turbo"); err == nil {
-		switch strings.TrimSpace(string(b)) {
-		case "0":
-			return "on"
-		case "1":
-			return "off"
-		}
-	}
-	if b, err := os.ReadFile("/sys/devices/system/cpu/cpufreq/boost"); err == nil {
-		switch strings.TrimSpace(string(b)) {
-		case "1":
-			return "on"
-		case "0":
-			return "off"
-		}
-	}
-	return "unknown"
-}
-
-// ToolVersions returns the first line of `NAME --version` (or -v) for each installed tool.
-func ToolVersions(names ...string) map[string]string {
-	out := map[string]string{}
-	for _, n := range names {
-		p, err := exec.LookPath(n)
-		if err != nil {
-			continue
-		}
-		b, _ := exec.Command(p, "--version").CombinedOutput()
-		line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-		out[n] = line
-	}
-	return out
 }

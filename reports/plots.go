@@ -2,7 +2,6 @@ package reports
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"image/color"
 	"math"
@@ -10,13 +9,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 
+	"github.com/edgebpf/edgebpf/internal/parallel"
 	"github.com/edgebpf/edgebpf/stats"
 )
 
@@ -71,30 +70,24 @@ func Figures(ds *Dataset) ([]Figure, []SkippedFigure, error) {
 	}
 	// Rendering dominates; figures are independent, so they render in parallel.
 	figs := make([]Figure, len(specs))
-	errs := make([]error, len(specs))
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	var wg sync.WaitGroup
-	for i, s := range specs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			pngData, svgData, err := render(s.p)
-			if err != nil {
-				errs[i] = fmt.Errorf("figure %s: %w", s.name, err)
-				return
-			}
-			figs[i] = Figure{Name: s.name, Title: s.title, Source: s.source, Caption: s.caption, PNG: pngData, SVG: svgData}
-		}()
-	}
-	wg.Wait()
+	ok := make([]bool, len(specs))
+	err := parallel.Do(len(specs), runtime.GOMAXPROCS(0), func(i int) error {
+		s := specs[i]
+		pngData, svgData, err := render(s.p)
+		if err != nil {
+			return fmt.Errorf("figure %s: %w", s.name, err)
+		}
+		figs[i] = Figure{Name: s.name, Title: s.title, Source: s.source, Caption: s.caption, PNG: pngData, SVG: svgData}
+		ok[i] = true
+		return nil
+	})
 	out := figs[:0]
 	for i, f := range figs {
-		if errs[i] == nil {
+		if ok[i] {
 			out = append(out, f)
 		}
 	}
-	return out, skips, errors.Join(errs...)
+	return out, skips, err
 }
 
 // --- distributions ---------------------------------------------------------------------

@@ -17,9 +17,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/edgebpf/edgebpf/internal/atomicfile"
+	"github.com/edgebpf/edgebpf/internal/parallel"
 	"github.com/edgebpf/edgebpf/stats"
 )
 
@@ -170,38 +170,24 @@ func ReadRaw(dir string) ([]Row, error) {
 		return nil, err
 	}
 	slices.Sort(paths)
-	type result struct {
-		rows []Row
-		err  error
-	}
-	results := make([]result, len(paths))
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	var wg sync.WaitGroup
-	for i, p := range paths {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			results[i].rows, results[i].err = readRawFile(p)
-		}()
-	}
-	wg.Wait()
-	n := 0
-	var errs []error
-	for _, r := range results {
-		if r.err != nil {
-			errs = append(errs, r.err)
-			continue
+	perFile := make([][]Row, len(paths))
+	err = parallel.Do(len(paths), runtime.GOMAXPROCS(0), func(i int) error {
+		rows, err := readRawFile(paths[i])
+		if err != nil {
+			return err
 		}
-		n += len(r.rows)
+		perFile[i] = rows
+		return nil
+	})
+	n := 0
+	for _, r := range perFile {
+		n += len(r)
 	}
 	rows := make([]Row, 0, n)
-	for _, r := range results {
-		if r.err == nil {
-			rows = append(rows, r.rows...)
-		}
+	for _, r := range perFile {
+		rows = append(rows, r...)
 	}
-	return rows, errors.Join(errs...)
+	return rows, err
 }
 
 func readRawFile(path string) ([]Row, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/edgebpf/edgebpf/internal/host"
 	"github.com/edgebpf/edgebpf/stats"
 )
 
@@ -149,7 +150,7 @@ func TestSummaryNeverHoldsNaN(t *testing.T) {
 
 func TestMetaRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	m := &Meta{Tool: "edgebpf", Host: CollectHost(), Profile: "smoke", Status: "done",
+	m := &Meta{Tool: "edgebpf", Host: host.Collect(), Profile: "smoke", Status: "done",
 		Experiments: []ExperimentMeta{{Name: "latency", DataPlane: "direct", Meter: "tcpping", Reps: 1, Params: map[string]any{"count": 5.0}, Status: "done"}}}
 	require.NoError(t, WriteMeta(dir, m))
 	back, err := ReadMeta(dir)

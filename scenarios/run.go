@@ -16,6 +16,8 @@ import (
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
 	"github.com/edgebpf/edgebpf/internal/cpupin"
 	"github.com/edgebpf/edgebpf/internal/features"
+	"github.com/edgebpf/edgebpf/internal/host"
+	"github.com/edgebpf/edgebpf/internal/host/probe"
 	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/reports"
 	"github.com/edgebpf/edgebpf/stats"
@@ -134,7 +136,7 @@ func (o *RunOptions) check() (warm bool, err error) {
 func (o *RunOptions) newMeta(warm bool) *reports.Meta {
 	meta := &reports.Meta{
 		Tool: "edgebpf", Version: reports.Version, Commit: reports.BuildCommit(), Command: o.Command,
-		Host: reports.CollectHost(), Profile: o.Profile, XDPMode: "none",
+		Host: host.Collect(), Profile: o.Profile, XDPMode: "none",
 		Started: time.Now().UTC(), Status: "running",
 		Topology: topology(o.Node.Resolved()),
 		Schedule: "interleaved: repetition r of every data plane (or configuration) of an experiment runs before repetition r+1 of any, each on a node of its own kept for the whole experiment",
@@ -246,8 +248,9 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 	if err := r.begin(ctx, jobs); err != nil {
 		return nil, err
 	}
-	interrupted := r.experiments(cpupin.WithPlan(ctx, o.CPUs), jobs)
-	return r.end(interrupted, len(jobs))
+	ctx = cpupin.WithPlan(ctx, o.CPUs)
+	interrupted := r.experiments(ctx, jobs)
+	return r.end(ctx, interrupted, len(jobs))
 }
 
 // begin skips the jobs the machine cannot run, samples the machine's load and writes the
@@ -262,7 +265,7 @@ func (r *runner) begin(ctx context.Context, jobs []job) error {
 			r.o.Log.Warn(fmt.Sprintf("skipping %s on %s: %s", jobs[i].plan.Experiment, jobs[i].name(), reason))
 		}
 	}
-	load, warnings := Hygiene(ctx, meta.Host)
+	load, warnings := host.Hygiene(ctx, meta.Host)
 	meta.StartLoad = load
 	for _, w := range warnings {
 		r.o.Log.Warn(w)
@@ -276,7 +279,7 @@ func (r *runner) begin(ctx context.Context, jobs []job) error {
 			}
 		}
 	}
-	meta.Tools = reports.ToolVersions(tools...)
+	meta.Tools = host.ToolVersions(tools...)
 	return r.writeMeta()
 }
 
@@ -300,9 +303,9 @@ func (r *runner) experiments(ctx context.Context, jobs []job) (interrupted bool)
 }
 
 // end writes the run's final state and report, and returns the run's outcome.
-func (r *runner) end(interrupted bool, jobs int) (*reports.Meta, error) {
+func (r *runner) end(ctx context.Context, interrupted bool, jobs int) (*reports.Meta, error) {
 	meta, o := r.meta, r.o
-	if n := cpupin.Failures(); n > 0 {
+	if n := cpupin.FailuresIn(ctx); n > 0 {
 		meta.Warnings = append(meta.Warnings, fmt.Sprintf("%d threads could not be pinned and ran on any CPU", n))
 	}
 	end := time.Now().UTC()
@@ -349,8 +352,8 @@ func (r *runner) end(interrupted bool, jobs int) (*reports.Meta, error) {
 	return meta, nil
 }
 
-// probeFeatures is features.Probe; tests replace it to pretend a feature is missing.
-var probeFeatures = features.Probe
+// probeFeatures is probe.Features; tests replace it to pretend a feature is missing.
+var probeFeatures = probe.Features
 
 func featureMeta(r features.Report) []reports.FeatureMeta {
 	out := make([]reports.FeatureMeta, len(r.Features))

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/edgebpf/edgebpf/internal/features"
+	"github.com/edgebpf/edgebpf/internal/host/probe"
 	"github.com/edgebpf/edgebpf/internal/testenv"
 	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/reports"
@@ -83,11 +84,11 @@ func TestMissingFeatureSkipsTheRightJobs(t *testing.T) {
 func TestRunInterleavesAndSkips(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	probeFeatures = func(s *netsetup.Session) features.Report {
-		r := features.Probe(s)
+		r := probe.Features(s)
 		r.Set(features.NFTables, false, "forced missing by the test")
 		return r
 	}
-	t.Cleanup(func() { probeFeatures = features.Probe })
+	t.Cleanup(func() { probeFeatures = probe.Features })
 	dir := t.TempDir()
 	meta, err := Run(context.Background(), RunOptions{Experiments: []string{"latency"}, Profile: "smoke",
 		DataPlanes: []string{"direct", "nftables", "userspace"}, Overrides: Overrides{Reps: 2}, Out: dir})

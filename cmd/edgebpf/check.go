@@ -10,9 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/edgebpf/edgebpf/internal/features"
+	machine "github.com/edgebpf/edgebpf/internal/host"
+	"github.com/edgebpf/edgebpf/internal/host/probe"
 	"github.com/edgebpf/edgebpf/netsetup"
-	"github.com/edgebpf/edgebpf/reports"
 	"github.com/edgebpf/edgebpf/scenarios"
 	"github.com/edgebpf/edgebpf/subjects"
 )
@@ -65,7 +65,7 @@ func runCheck(ctx context.Context, w io.Writer, o checkOptions) error {
 			return err
 		}
 	}
-	r := features.Probe(sess)
+	r := probe.Features(sess)
 	if sess != nil {
 		if err := sess.Close(); err != nil {
 			return fmt.Errorf("remove the probe node: %w (run `edgebpf cleanup`)", err)
@@ -75,7 +75,7 @@ func runCheck(ctx context.Context, w io.Writer, o checkOptions) error {
 	if err != nil {
 		return err
 	}
-	host := reports.CollectHost()
+	host := machine.Collect()
 	fmt.Fprintf(w, "kernel %s on %s, %d cores (%s)\n", host.Kernel, host.Arch, host.Cores, host.CPUModel)
 	if privErr != nil {
 		fmt.Fprintf(w, "not root: %v; the privileged probes did not run\n", privErr)
@@ -89,7 +89,7 @@ func runCheck(ctx context.Context, w io.Writer, o checkOptions) error {
 	tw.Flush()
 	fmt.Fprintln(w)
 	printVerdicts(w, verdicts)
-	load, warnings := scenarios.Hygiene(ctx, host)
+	load, warnings := machine.Hygiene(ctx, host)
 	fmt.Fprintf(w, "\nmachine: governor %s, SMT %s, turbo %s, load average %.2f, %.0f %% busy over %.0f s\n",
 		host.Governor, host.SMT, host.Turbo, load.LoadAvg1, load.BusyPercent, load.Sample)
 	for _, s := range warnings {

@@ -36,9 +36,6 @@ import (
 	"fmt"
 	"image/color"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/edgebpf/edgebpf/dataplanes"
@@ -64,7 +61,8 @@ type DataPlane struct {
 	node        *netsetup.Node
 	rules       *ruleset
 	unsubscribe func()
-	restore     []sysctl // values Deploy changed, to put back on Close
+	// unforward puts back the node namespace's forwarding sysctls Deploy changed.
+	unforward func() error
 }
 
 // New returns an undeployed nftables data plane.
@@ -72,21 +70,6 @@ func New() *DataPlane { return &DataPlane{} }
 
 // Name returns "nftables".
 func (*DataPlane) Name() string { return "nftables" }
-
-type sysctl struct{ key, value string }
-
-// forwarding is what the node namespace needs to route client -> service traffic back out
-// of the bridge it came in by: forwarding on, and no ICMP redirects telling the client to
-// talk to the server's namespace IP directly. br_netfilter is not needed: instances send
-// to the bridge's MAC (their gateway), so the packets are routed, not bridged.
-func forwarding(bridge string) []sysctl {
-	return []sysctl{
-		{"ipv4/ip_forward", "1"},
-		{"ipv4/conf/all/send_redirects", "0"},
-		{"ipv4/conf/default/send_redirects", "0"},
-		{"ipv4/conf/" + bridge + "/send_redirects", "0"},
-	}
-}
 
 // Deploy creates the table in the node namespace, installs the node's current services and
 // subscribes to its registry. On failure it undoes what it did.
@@ -112,15 +95,11 @@ func (d *DataPlane) deploy(node *netsetup.Node) (err error) {
 		return errors.New("the node is closed")
 	}
 	d.node = node
-	for _, s := range forwarding(node.Bridge) {
-		old, err := readSysctl(node.NS, s.key)
-		if err != nil {
-			return err
-		}
-		if err := node.NS.Sysctl(s.key, s.value); err != nil {
-			return err
-		}
-		d.restore = append(d.restore, sysctl{s.key, old})
+	// The node namespace routes client -> service traffic back out of the bridge it came in
+	// by: forwarding on, no ICMP redirects. br_netfilter is not needed: instances send to the
+	// bridge's MAC (their gateway), so the packets are routed, not bridged.
+	if d.unforward, err = node.EnableForwarding(); err != nil {
+		return err
 	}
 	if d.rules, err = newRuleset(int(node.NS.Handle()), node.Config().ServiceRange); err != nil {
 		return err
@@ -286,27 +265,11 @@ func (d *DataPlane) Close() error {
 		errs = append(errs, d.rules.destroy())
 		d.rules = nil
 	}
-	// A closed namespace has no handle left: Sysctl would then write the caller's own
-	// namespace, so restore only while it is open.
-	if d.node != nil && d.node.NS.Handle().IsOpen() {
-		for i := len(d.restore) - 1; i >= 0; i-- {
-			errs = append(errs, d.node.NS.Sysctl(d.restore[i].key, d.restore[i].value))
-		}
+	if d.unforward != nil {
+		// It restores nothing once the node's namespace is gone.
+		errs = append(errs, d.unforward())
+		d.unforward = nil
 	}
-	d.restore = nil
 	d.node = nil
 	return errors.Join(errs...)
-}
-
-// readSysctl reads a /proc/sys/net key inside the namespace.
-func readSysctl(ns *netsetup.Namespace, key string) (string, error) {
-	var v []byte
-	err := ns.Do(func() (err error) {
-		v, err = os.ReadFile(filepath.Join("/proc/sys/net", filepath.Clean("/"+key)))
-		return err
-	})
-	if err != nil {
-		return "", fmt.Errorf("read sysctl net/%s: %w", key, err)
-	}
-	return strings.TrimSpace(string(v)), nil
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -98,20 +97,18 @@ func checkPolicy(svc netsetup.Service) error {
 type DataPlane struct {
 	cfg Config
 
-	mu       sync.Mutex
-	node     *netsetup.Node
-	fd       int // the TUN device, -1 when closed
-	closing  atomic.Bool
-	core     *core
-	unsub    func()
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	restore  []sysctl // values Deploy changed, restored by Close
-	deployed bool
+	mu      sync.Mutex
+	node    *netsetup.Node
+	fd      int // the TUN device, -1 when closed
+	closing atomic.Bool
+	core    *core
+	unsub   func()
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	// unforward puts back the node namespace's forwarding sysctls Deploy changed.
+	unforward func() error
+	deployed  bool
 }
-
-// sysctl is a /proc/sys/net key and a value.
-type sysctl struct{ key, value string }
 
 // New returns an undeployed proxy with DefaultConfig.
 func New() *DataPlane { return NewWithConfig(DefaultConfig) }
@@ -153,7 +150,8 @@ func (d *DataPlane) Deploy(ctx context.Context, node *netsetup.Node) (err error)
 		}
 	}()
 	d.deployed = true
-	if err := d.setSysctls(); err != nil {
+	// Forwarding on and ICMP redirects off in the node namespace.
+	if d.unforward, err = node.EnableForwarding(); err != nil {
 		return err
 	}
 	if d.fd, err = openTUN(node.NS, TunName); err != nil {
@@ -168,59 +166,13 @@ func (d *DataPlane) Deploy(ctx context.Context, node *netsetup.Node) (err error)
 	d.closing.Store(false)
 	d.wg.Add(2)
 	// The reader's thread is pinned when the run's plan (in ctx) pins the proxy role.
-	pin := cpupin.FromContext(ctx)
+	pin := cpupin.PinningFrom(ctx)
 	go func() {
 		defer pin.Thread(cpupin.Proxy)()
 		d.run(newReader(d.fd, &d.closing), d.core)
 	}()
 	go d.reap(d.core, d.stop)
 	return nil
-}
-
-// setSysctls turns forwarding on and ICMP redirects off in the node namespace, remembering
-// the previous values for Close.
-func (d *DataPlane) setSysctls() error {
-	ns := d.node.NS
-	keys := []sysctl{
-		{"ipv4/ip_forward", "1"},
-		{"ipv4/conf/all/send_redirects", "0"},
-		{"ipv4/conf/default/send_redirects", "0"},
-		{"ipv4/conf/" + d.node.Bridge + "/send_redirects", "0"},
-	}
-	for _, s := range keys {
-		old, err := readSysctl(ns, s.key)
-		if err != nil {
-			return err
-		}
-		if old == s.value {
-			continue
-		}
-		if err := ns.Sysctl(s.key, s.value); err != nil {
-			return err
-		}
-		d.restore = append(d.restore, sysctl{s.key, old})
-	}
-	return nil
-}
-
-// readSysctl reads a /proc/sys/net key inside ns.
-func readSysctl(ns *netsetup.Namespace, key string) (string, error) {
-	var v []byte
-	err := ns.Do(func() (err error) {
-		v, err = os.ReadFile("/proc/sys/net/" + key)
-		return err
-	})
-	if err != nil {
-		return "", fmt.Errorf("read sysctl net/%s: %w", key, err)
-	}
-	return string(trimSpace(v)), nil
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // configureTUN gives the TUN device the node's MTU and Oakestra's address, sets it up and
@@ -397,14 +349,12 @@ func (d *DataPlane) teardown() error {
 		errs = append(errs, unix.Close(d.fd))
 		d.fd = -1
 	}
-	// A closed node has taken its namespace, and these settings, with it. Never write
-	// sysctls without the node's namespace: Do would run in the caller's own.
-	if d.node.NS.Handle().IsOpen() {
-		for i := len(d.restore) - 1; i >= 0; i-- {
-			errs = append(errs, d.node.NS.Sysctl(d.restore[i].key, d.restore[i].value))
-		}
+	// A closed node has taken its namespace, and these settings, with it: unforward then
+	// restores nothing.
+	if d.unforward != nil {
+		errs = append(errs, d.unforward())
+		d.unforward = nil
 	}
-	d.restore = nil
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close userspace proxy: %w", err)
 	}

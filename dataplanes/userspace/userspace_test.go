@@ -3,8 +3,6 @@ package userspace_test
 import (
 	"context"
 	"net"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -140,10 +138,7 @@ func TestPing(t *testing.T) {
 
 func readSysctl(t *testing.T, ns *netsetup.Namespace, key string) string {
 	t.Helper()
-	var v []byte
-	require.NoError(t, ns.Do(func() (err error) {
-		v, err = os.ReadFile("/proc/sys/net/" + key)
-		return err
-	}))
-	return strings.TrimSpace(string(v))
+	v, err := ns.ReadSysctl(key)
+	require.NoError(t, err)
+	return v
 }

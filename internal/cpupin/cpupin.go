@@ -1,7 +1,9 @@
 // Package cpupin pins the threads that carry a measurement's roles — the client, the server
 // and a user-space proxy — to sets of CPUs, so that a run can keep them off each other's
-// cores. A run's plan travels in the context (WithPlan); a meter's hot loop calls
-// Thread(ctx, role) when it starts and the returned function when it ends.
+// cores. A run's pinning — its plan and the count of threads it failed to pin — travels in
+// the context (WithPlan, FailuresIn); a meter's hot loop calls Thread(ctx, role) when it
+// starts and the returned function when it ends. Nothing is counted process-wide, so two
+// runs in one process (tests) each see only their own failures.
 //
 // Go schedules goroutines over OS threads, so only a goroutine locked to its thread can be
 // pinned: Thread locks it (runtime.LockOSThread) and sets that thread's affinity
@@ -148,50 +150,79 @@ func setOf(m *unix.CPUSet) string {
 	return s.String()
 }
 
-type planKey struct{}
-
-// WithPlan returns a context that carries p to the meters and data planes.
-func WithPlan(ctx context.Context, p Plan) context.Context {
-	return context.WithValue(ctx, planKey{}, p)
+// Pinning is one run's pinning: its plan, and how many of the run's threads could not be
+// pinned. A nil *Pinning pins nothing.
+type Pinning struct {
+	plan     Plan
+	failures atomic.Int64
 }
 
-// FromContext returns the plan ctx carries, or nil.
-func FromContext(ctx context.Context) Plan {
-	p, _ := ctx.Value(planKey{}).(Plan)
+// NewPinning returns a pinning that follows p and has counted no failure.
+func NewPinning(p Plan) *Pinning { return &Pinning{plan: p} }
+
+// Plan returns the plan the pinning follows.
+func (p *Pinning) Plan() Plan {
+	if p == nil {
+		return nil
+	}
+	return p.plan
+}
+
+// Failures counts the pinnings that failed (a CPU went offline, or a cgroup's cpuset
+// shrank, after Validate); those threads ran unpinned.
+func (p *Pinning) Failures() int64 {
+	if p == nil {
+		return 0
+	}
+	return p.failures.Load()
+}
+
+type pinningKey struct{}
+
+// WithPlan returns a context that carries a new pinning following p (a run's) to the meters
+// and data planes.
+func WithPlan(ctx context.Context, p Plan) context.Context {
+	return context.WithValue(ctx, pinningKey{}, NewPinning(p))
+}
+
+// PinningFrom returns the pinning ctx carries, or nil.
+func PinningFrom(ctx context.Context) *Pinning {
+	p, _ := ctx.Value(pinningKey{}).(*Pinning)
 	return p
 }
 
+// FromContext returns the plan ctx carries, or nil.
+func FromContext(ctx context.Context) Plan { return PinningFrom(ctx).Plan() }
+
+// FailuresIn returns how many pinnings of the run ctx carries failed; see Pinning.Failures.
+func FailuresIn(ctx context.Context) int64 { return PinningFrom(ctx).Failures() }
+
 // Thread pins the calling goroutine's thread to the CPUs ctx's plan gives role; see
-// Plan.Thread.
+// Pinning.Thread.
 func Thread(ctx context.Context, role Role) (undo func()) {
-	return FromContext(ctx).Thread(role)
+	return PinningFrom(ctx).Thread(role)
 }
-
-var failures atomic.Int64
-
-// Failures counts the pinnings that failed since the process started (a CPU went offline, or
-// a cgroup's cpuset shrank, after Validate); the thread then ran unpinned.
-func Failures() int64 { return failures.Load() }
 
 // Thread locks the calling goroutine to its OS thread and restricts that thread to the CPUs
 // the plan gives role. The returned function restores the thread's previous affinity and
 // unlocks it; it must run on the same goroutine. If the previous affinity cannot be
 // restored the thread stays locked, so the runtime ends it with its goroutine rather than
-// reuse a pinned thread for other goroutines. A role the plan does not pin costs nothing.
-func (p Plan) Thread(role Role) (undo func()) {
-	s := p[role]
+// reuse a pinned thread for other goroutines. A role the plan does not pin costs nothing; a
+// pinning that fails is counted (Failures) and leaves the thread unpinned.
+func (p *Pinning) Thread(role Role) (undo func()) {
+	s := p.Plan()[role]
 	if s.Empty() {
 		return func() {}
 	}
 	runtime.LockOSThread()
 	var old unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &old); err != nil {
-		failures.Add(1)
+		p.failures.Add(1)
 		runtime.UnlockOSThread()
 		return func() {}
 	}
 	if err := unix.SchedSetaffinity(0, s.mask()); err != nil {
-		failures.Add(1)
+		p.failures.Add(1)
 		runtime.UnlockOSThread()
 		return func() {}
 	}

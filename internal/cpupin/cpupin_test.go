@@ -58,7 +58,7 @@ func TestThreadPinsAndRestores(t *testing.T) {
 		assert.Equal(t, orig, same)
 	}()
 	<-done
-	assert.Zero(t, Failures())
+	assert.Zero(t, FailuresIn(ctx))
 }
 
 func TestValidateRejectsUnavailableCPUs(t *testing.T) {
@@ -67,4 +67,25 @@ func TestValidateRejectsUnavailableCPUs(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "--cpu-server: CPU 1000 is not available")
 	assert.Equal(t, map[string]string{"server": "1000"}, Plan{Server: s, Proxy: Set{}}.Settings())
+}
+
+// A failed pinning is counted in its run's context only; the thread runs unpinned.
+func TestFailuresBelongToTheRun(t *testing.T) {
+	gone, err := Parse("1000") // a CPU this machine does not have: setting it fails
+	require.NoError(t, err)
+	failing := WithPlan(context.Background(), Plan{Server: gone})
+	other := WithPlan(context.Background(), Plan{Server: gone})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Thread(failing, Server)()
+		Thread(failing, Server)()
+		Thread(failing, Client)() // not pinned: not a failure
+	}()
+	<-done
+	assert.Equal(t, int64(2), FailuresIn(failing))
+	assert.Zero(t, FailuresIn(other))
+	assert.Zero(t, FailuresIn(context.Background()))
+	assert.Nil(t, FromContext(context.Background()))
+	assert.Equal(t, Plan{Server: gone}, FromContext(failing))
 }

@@ -11,15 +11,14 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/workloads/speedlimit/wire"
 )
 
-// NS runs a function inside a network namespace (netsetup.Namespace and bench.NS implement
-// it). Everything here that depends on a namespace — interface indexes, XDP attachment,
-// sockets — happens inside Do.
-type NS interface {
-	Do(fn func() error) error
-}
+// NS runs a function inside a network namespace (netsetup.Doer; netsetup.Namespace
+// implements it). Everything here that depends on a namespace — interface indexes, XDP
+// attachment, sockets — happens inside Do.
+type NS = netsetup.Doer
 
 // XDPMode says how an XDP program is attached.
 type XDPMode string

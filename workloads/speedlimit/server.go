@@ -67,8 +67,9 @@ type ServerConfig struct {
 	PeerIface string
 	// XDP is the attach mode of the XDP configurations. Default XDPAuto.
 	XDP XDPMode
-	// CPUs, if not empty, pins the user-space loop's thread (package cpupin).
-	CPUs cpupin.Set
+	// Pinning, if not nil, pins the user-space loop's thread to the CPUs of its server role
+	// and counts a failure to (package cpupin; a run's is cpupin.PinningFrom(ctx)).
+	Pinning *cpupin.Pinning
 }
 
 func (c ServerConfig) withDefaults() ServerConfig {
@@ -198,7 +199,7 @@ func (s *Server) serve() {
 	defer s.wg.Done()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	defer cpupin.Plan{cpupin.Server: s.cfg.CPUs}.Thread(cpupin.Server)()
+	defer s.cfg.Pinning.Thread(cpupin.Server)()
 	buf := make([]byte, 2048)
 	out := make([]byte, wire.Size)
 	for !s.stop.Load() {

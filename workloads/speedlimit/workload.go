@@ -69,7 +69,7 @@ func (d *Deployment) Start(ctx context.Context) error {
 		return err
 	}
 	cfg := d.cfg
-	cfg.CPUs = cpupin.FromContext(ctx)[cpupin.Server]
+	cfg.Pinning = cpupin.PinningFrom(ctx)
 	srv, err := StartServer(cfg)
 	if err != nil {
 		return err

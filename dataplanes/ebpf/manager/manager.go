@@ -16,6 +16,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	parallelpkg "github.com/edgebpf/edgebpf/internal/parallel"
 	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/subject"
 )
@@ -261,19 +262,7 @@ const attachWorkers = 32
 
 // parallel runs fn for every instance on up to attachWorkers goroutines and joins the errors.
 func parallel(ins []*netsetup.Instance, fn func(*netsetup.Instance) error) error {
-	errs := make([]error, len(ins))
-	sem := make(chan struct{}, attachWorkers)
-	var wg sync.WaitGroup
-	for i, in := range ins {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			errs[i] = fn(in)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return parallelpkg.Do(len(ins), attachWorkers, func(i int) error { return fn(ins[i]) })
 }
 
 // Delete detaches a module everywhere and closes it; the others keep their order.
