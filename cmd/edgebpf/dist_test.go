@@ -65,7 +65,7 @@ func TestStaticBinary(t *testing.T) {
 	}
 	code, out := runBin("list")
 	require.Zero(t, code, out)
-	for _, w := range []string{"latency", "speedlimit-load", "direct, ebpf, nftables, userspace"} {
+	for _, w := range []string{"latency", "speedlimit-load", "direct, userspace, ebpf, nftables"} {
 		assert.Contains(t, out, w)
 	}
 	code, out = runBin("check")
