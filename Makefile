@@ -10,6 +10,11 @@ LDFLAGS  := -X github.com/edgebpf/edgebpf/reports.Version=$(VERSION) -X github.c
 PROFILE  ?= quick
 OUT      ?= results/$(shell date +%Y%m%d-%H%M%S)-$(PROFILE)
 
+# AS_ROOT runs what needs root (apt, namespaces, BPF) directly when make runs as root and
+# through sudo otherwise, keeping PATH so that sudo finds the same Go. A fresh root machine has
+# no sudo and needs none.
+AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo env "PATH=$(PATH)")
+
 # dist builds these architectures into DIST_DIR.
 DIST_ARCHS ?= amd64 arm64
 DIST_DIR   ?= dist
@@ -20,7 +25,7 @@ all: build
 
 # deps installs what a fresh Debian machine lacks (apt packages, Go modules); idempotent.
 deps:
-	scripts/install-deps.sh
+	$(AS_ROOT) scripts/install-deps.sh
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o edgebpf ./cmd/edgebpf
@@ -39,14 +44,14 @@ dist:
 
 # run: the experiment suite on this machine with the built-in topology.
 run: deps build
-	./edgebpf run all --dataplane all --profile $(PROFILE) --out $(OUT)
+	$(AS_ROOT) ./edgebpf run all --dataplane all --profile $(PROFILE) --out $(OUT)
 
 # reproduce: the whole suite on every data plane with the theses' parameters (PROFILE=full,
 # the default here; hours: README.md, "Reproducing on bare metal"), then the report.
 reproduce: PROFILE = full
 reproduce: deps build
-	./edgebpf check
-	./edgebpf run all --dataplane all --profile $(PROFILE) --out $(OUT)
+	$(AS_ROOT) ./edgebpf check
+	$(AS_ROOT) ./edgebpf run all --dataplane all --profile $(PROFILE) --out $(OUT)
 
 vet:
 	$(GO) vet ./...
@@ -54,7 +59,7 @@ vet:
 
 # test: every tier. Privileged tests skip without root unless EDGEBPF_REQUIRE_PRIVILEGED=1.
 test: deps vet
-	$(GO) test -count=1 -timeout 20m ./...
+	$(AS_ROOT) $(GO) test -count=1 -timeout 20m ./...
 
 test-short: vet
 	$(GO) test -count=1 -short ./...
@@ -67,7 +72,7 @@ test-unprivileged: vet
 
 # test-race: every tier under the race detector (about 3 min here); CI runs it after test.
 test-race: deps
-	$(GO) test -race -count=1 -timeout 30m ./...
+	$(AS_ROOT) $(GO) test -race -count=1 -timeout 30m ./...
 
 # generate rebuilds the committed bpf2go output (*_bpfel.go, *_bpfel.o) from bpf/.
 # bpf2go reads its compiler, strip tool and flags from these variables.
