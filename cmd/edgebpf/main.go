@@ -67,8 +67,9 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "edgebpf",
 		Short: "Measure what eBPF buys an edge node's network functions",
 		Long: `edgebpf builds emulated edge worker nodes out of network namespaces, veths and a bridge,
-deploys data planes on them (direct, and in later releases a user-space proxy, eBPF modules and
-nftables), drives the experiments of the Riegel 2024 and Weinhold 2023 theses, and writes raw
+deploys data planes on them (direct: no proxy; userspace: Oakestra's TUN proxy; ebpf: the eBPF
+manager with its proxy module; nftables: kube-proxy's DNAT) and the Weinhold XDP responder,
+drives the experiments of the Riegel 2024 and Weinhold 2023 theses, and writes raw
 CSV, summaries and metadata. It never changes the host's own network namespace.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
