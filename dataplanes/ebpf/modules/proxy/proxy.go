@@ -54,7 +54,7 @@ type Proxy struct {
 	node *netsetup.Node
 	cfg  Config
 	objs proxyObjects
-	log  *slog.Logger
+	logs *logLimiter // one line per cause and second
 
 	reader      *perf.Reader
 	done        chan struct{}
@@ -119,7 +119,7 @@ func New(node *netsetup.Node, raw json.RawMessage) (*Proxy, error) {
 	if err := spec.Variables["config"].Set(c); err != nil {
 		return nil, fmt.Errorf("configure proxy: %w", err)
 	}
-	p := &Proxy{node: node, cfg: cfg, log: slog.Default().With("module", "proxy"), done: make(chan struct{}),
+	p := &Proxy{node: node, cfg: cfg, logs: newLogLimiter(slog.Default().With("module", "proxy"), time.Second), done: make(chan struct{}),
 		installed: map[netip.Addr]*installed{}, clients: map[int]*netsetup.Instance{}, inject: map[int]*injector{}}
 	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
 		return nil, fmt.Errorf("load proxy programs: %w", err)
