@@ -6,9 +6,22 @@
  * an LRU session table keyed by the full 5-tuple, with expiry. Translated packets are handed
  * straight to the target instance's namespace (bpf_redirect_peer) with its MAC.
  *
- * What the kernel cannot resolve (an unknown service or client, a session the table refused)
- * goes to user space with the packet itself (perf event output) and is consumed here: the
- * control plane asks the registry, installs the translation and puts the packet back. */
+ * What the kernel cannot resolve (an unknown service, a session the table refused) goes to user
+ * space with the packet itself (perf event output) and is consumed here: the control plane asks
+ * the registry, installs the translation and puts the packet back. Upcalls are rate-limited per
+ * CPU (a token bucket); what exceeds the rate is dropped and counted.
+ *
+ * A packet to the service range must come from the namespace IP of the instance whose veth it
+ * arrived on (a known client on that veth, or the endpoint a session expects there): anything
+ * else is spoofed, dropped and counted, and never reaches user space.
+ *
+ * TCP sessions end as conntrack's do: a FIN is recorded per direction, and only when both
+ * directions have sent one (or on an RST) does the session expire, after a short linger; a
+ * half-closed connection keeps its session. Only a SYN starts a TCP session: any other segment
+ * without a session is passed on untranslated, never balanced anew.
+ *
+ * Fragments to the service range, the first one included, are dropped and counted: only the
+ * first carries ports, so a datagram's fragments cannot all follow one session. */
 #include "edgebpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -61,8 +74,9 @@ struct px_session {
 	__u32 new_daddr;
 	__u32 ifindex;
 	__u8 mac[6];
-	__u8 closing;  /* a FIN or RST was seen: expire soon */
-	__u8 pad;
+	__u8 closing;  /* FINs both ways, or an RST: expire after closing_ns */
+	__u8 fin;      /* this direction sent a FIN */
+	__u32 in_ifindex; /* the veth this direction's packets arrive on */
 	__u64 last_seen;
 };
 
@@ -75,8 +89,10 @@ struct px_upcall {
 struct px_config {
 	__u64 tcp_idle_ns;
 	__u64 udp_idle_ns;
-	__u64 closing_ns;
-	__u32 service_net;  /* service range, network order */
+	__u64 closing_ns;      /* linger of a TCP session after both FINs or an RST */
+	__u64 upcall_cost_ns;  /* token bucket: one upcall per this many ns per CPU */
+	__u64 upcall_burst_ns; /* and at most this much saved credit */
+	__u32 service_net;     /* service range, network order */
 	__u32 service_mask;
 };
 
@@ -84,6 +100,8 @@ volatile const struct px_config config = {
 	.tcp_idle_ns = 300ULL * 1000000000ULL,
 	.udp_idle_ns = 60ULL * 1000000000ULL,
 	.closing_ns = 10ULL * 1000000000ULL,
+	.upcall_cost_ns = 1000000ULL,        /* 1000 upcalls/s per CPU */
+	.upcall_burst_ns = 1000000000ULL,    /* a burst of 1000 */
 };
 
 struct {
@@ -127,7 +145,10 @@ enum px_stat {
 	PX_SESS_FULL = 3, /* session inserts that failed */
 	PX_FRAGMENT = 4,  /* fragments to the service range, dropped */
 	PX_TOO_BIG = 5,   /* misses too large to send up, dropped */
-	PX_STAT_MAX = 6
+	PX_SPOOFED = 6,   /* sources not the sending instance's namespace IP, dropped */
+	PX_UPCALL_SHED = 7, /* misses over the upcall rate, dropped */
+	PX_NO_SESSION = 8,  /* TCP segments other than a SYN without a session, passed on */
+	PX_STAT_MAX = 9
 };
 
 struct {
@@ -137,11 +158,50 @@ struct {
 	__type(value, __u64);
 } px_stats SEC(".maps");
 
-static __always_inline int upcall(struct __sk_buff *skb)
+/* The upcall token bucket of one CPU: credit in nanoseconds, one upcall costs
+ * config.upcall_cost_ns. */
+struct px_bucket {
+	__u64 credit;
+	__u64 last;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct px_bucket);
+} px_upcall_tb SEC(".maps");
+
+/* upcall_allowed takes one upcall's credit from this CPU's bucket, if it has enough. */
+static __always_inline int upcall_allowed(__u64 now)
+{
+	__u32 zero = 0;
+	struct px_bucket *b = bpf_map_lookup_elem(&px_upcall_tb, &zero);
+	if (!b)
+		return 1;
+	__u64 credit = b->credit;
+	if (now > b->last)
+		credit += now - b->last;
+	if (credit > config.upcall_burst_ns)
+		credit = config.upcall_burst_ns;
+	b->last = now;
+	if (credit < config.upcall_cost_ns) {
+		b->credit = credit;
+		return 0;
+	}
+	b->credit = credit - config.upcall_cost_ns;
+	return 1;
+}
+
+static __always_inline int upcall(struct __sk_buff *skb, __u64 now)
 {
 	__u64 len = skb->len;
 	if (len > MAX_UPCALL) {
 		stat_inc(&px_stats, PX_TOO_BIG);
+		return TC_ACT_SHOT;
+	}
+	if (!upcall_allowed(now)) {
+		stat_inc(&px_stats, PX_UPCALL_SHED);
 		return TC_ACT_SHOT;
 	}
 	struct px_upcall meta = { .ifindex = skb->ifindex, .len = len };
@@ -157,6 +217,28 @@ static __always_inline int expired(const struct px_session *s, __u8 proto, __u64
 	 * ahead of now is fresh, not an underflow to "long ago". */
 	__u64 seen = s->last_seen;
 	return now > seen && now - seen > idle;
+}
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+/* close_session records a FIN or an RST on session s, the direction packet p travels in. The
+ * other direction's session is keyed by the translated packet's reverse: from s's new
+ * destination to its new source, ports swapped. An RST closes both directions; a FIN closes
+ * them once the other direction has sent one too. */
+static __always_inline void close_session(struct px_session *s, const struct l4 *p, __u8 flags)
+{
+	struct px_session_key rkey = { .saddr = s->new_daddr, .daddr = s->new_saddr, .sport = p->dport, .dport = p->sport, .proto = p->proto };
+	struct px_session *r = bpf_map_lookup_elem(&px_sessions, &rkey);
+	if (flags & TCP_FIN)
+		s->fin = 1;
+	if ((flags & TCP_RST) || (r && r->fin)) {
+		s->closing = 1;
+		if (r)
+			r->closing = 1;
+	}
 }
 
 /* rewrite applies a session's translation, fixes the checksums incrementally and hands the
@@ -200,49 +282,64 @@ int proxy_in(struct __sk_buff *skb)
 		return TCX_NEXT;
 	if (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP)
 		return TCX_NEXT; /* ICMP and others: the node refuses them (no route) */
-	if (p.fragment) {
-		stat_inc(&px_stats, PX_FRAGMENT);
-		return TC_ACT_SHOT;
-	}
 	struct iphdr *ip = data + ETH_HLEN;
 	if ((void *)(ip + 1) > data_end)
 		return TCX_NEXT;
+	/* Any fragment, the first (more-fragments set, offset 0) included. */
+	if (p.fragment || (ip->frag_off & bpf_htons(0x3fff))) {
+		stat_inc(&px_stats, PX_FRAGMENT);
+		return TC_ACT_SHOT;
+	}
 	__u32 l4off = ETH_HLEN + ip->ihl * 4;
 
 	__u64 now = bpf_ktime_get_ns();
 	struct px_session_key key = { .saddr = p.saddr, .daddr = p.daddr, .sport = p.sport, .dport = p.dport, .proto = p.proto };
 	struct px_session *s = bpf_map_lookup_elem(&px_sessions, &key);
 	if (s && !expired(s, p.proto, now)) {
+		if (s->in_ifindex != skb->ifindex) {
+			stat_inc(&px_stats, PX_SPOOFED);
+			return TC_ACT_SHOT;
+		}
 		s->last_seen = now;
-		if (p.tcp_flags & 0x05) /* FIN or RST */
-			s->closing = 1;
+		if (p.tcp_flags & (TCP_FIN | TCP_RST))
+			close_session(s, &p, p.tcp_flags);
 		struct px_session copy = *s;
 		return rewrite(skb, &p, l4off, &copy);
 	}
 
-	/* A new session: the sender must be a known client, the destination an installed
-	 * service with instances. */
+	/* A new session: the sender must be the known client on this veth, the destination an
+	 * installed service with instances, and a TCP segment a SYN. */
 	struct px_client *cl = bpf_map_lookup_elem(&px_clients, &p.saddr);
+	if (!cl || cl->ifindex != skb->ifindex) {
+		stat_inc(&px_stats, PX_SPOOFED);
+		return TC_ACT_SHOT;
+	}
+	if (p.proto == IPPROTO_TCP && (p.tcp_flags & (TCP_SYN | TCP_ACK)) != TCP_SYN) {
+		stat_inc(&px_stats, PX_NO_SESSION);
+		return TCX_NEXT;
+	}
 	struct px_service *svc = bpf_map_lookup_elem(&px_services, &p.daddr);
-	if (!cl || !svc || svc->count == 0)
-		return upcall(skb);
+	if (!svc || svc->count == 0)
+		return upcall(skb, now);
 	__u32 count = svc->count;
 	__u32 slot = __sync_fetch_and_add(&svc->rr, 1) % count;
 	struct px_backend_key bk = { .ip = p.daddr, .gen = svc->gen, .slot = slot };
 	struct px_backend *be = bpf_map_lookup_elem(&px_backends, &bk);
 	if (!be)
-		return upcall(skb);
+		return upcall(skb, now);
 
-	struct px_session fwd = { .new_saddr = cl->instance_ip, .new_daddr = be->nsip, .ifindex = be->ifindex, .last_seen = now };
+	struct px_session fwd = { .new_saddr = cl->instance_ip, .new_daddr = be->nsip, .ifindex = be->ifindex,
+				  .in_ifindex = skb->ifindex, .last_seen = now };
 	__builtin_memcpy(fwd.mac, be->mac, 6);
-	struct px_session rev = { .new_saddr = p.daddr, .new_daddr = p.saddr, .ifindex = cl->ifindex, .last_seen = now };
+	struct px_session rev = { .new_saddr = p.daddr, .new_daddr = p.saddr, .ifindex = cl->ifindex,
+				  .in_ifindex = be->ifindex, .last_seen = now };
 	__builtin_memcpy(rev.mac, cl->mac, 6);
 	struct px_session_key rkey = { .saddr = be->nsip, .daddr = cl->instance_ip, .sport = p.dport, .dport = p.sport, .proto = p.proto };
 	if (bpf_map_update_elem(&px_sessions, &key, &fwd, BPF_ANY) ||
 	    bpf_map_update_elem(&px_sessions, &rkey, &rev, BPF_ANY)) {
 		stat_inc(&px_stats, PX_SESS_FULL);
 		bpf_map_delete_elem(&px_sessions, &key);
-		return upcall(skb);
+		return upcall(skb, now);
 	}
 	stat_inc(&px_stats, PX_NEW);
 	return rewrite(skb, &p, l4off, &fwd);

@@ -5,6 +5,7 @@ package ebpf
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image/color"
@@ -32,12 +33,17 @@ var Spec = dataplanes.Spec{
 
 // DataPlane is the eBPF data plane.
 type DataPlane struct {
-	m     *manager.Manager
-	proxy manager.Info
+	m           *manager.Manager
+	proxy       manager.Info
+	proxyConfig json.RawMessage
 }
 
 // New returns an undeployed eBPF data plane.
 func New() *DataPlane { return &DataPlane{} }
+
+// NewWithProxyConfig returns an undeployed eBPF data plane whose proxy module gets config (a
+// proxy.Config as JSON), as `POST /ebpf` would pass it.
+func NewWithProxyConfig(config json.RawMessage) *DataPlane { return &DataPlane{proxyConfig: config} }
 
 // Name returns "ebpf".
 func (*DataPlane) Name() string { return "ebpf" }
@@ -48,7 +54,7 @@ func (d *DataPlane) Deploy(_ context.Context, node *netsetup.Node) error {
 	if err != nil {
 		return err
 	}
-	inf, err := m.Create("proxy", nil)
+	inf, err := m.Create("proxy", d.proxyConfig)
 	if err != nil {
 		return errors.Join(fmt.Errorf("deploy ebpf proxy: %w", err), m.Close())
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -262,4 +263,89 @@ func indexOf(name string) int {
 	var i int
 	_, _ = fmt.Sscanf(name[strings.LastIndexByte(name, '-')+1:], "%d", &i)
 	return i
+}
+
+// halfClosedPort is where HalfClosed's servers listen.
+const halfClosedPort = port + 1
+
+// halfClosedReply is what a HalfClosed server sends after the client has shut down its write
+// side: several windows' worth, so that the client's ACKs keep flowing while it arrives.
+const halfClosedReply = 64 << 10
+
+// HalfClosed checks that TCP connections whose client has shut down its write side (sent FIN)
+// still complete when the server answers delay later, with conns connections open at once to a
+// service of two instances. An odd conns matters: a proxy that forgets a session on the
+// client's FIN and balances the client's next ACK anew sends it, with round robin over two
+// instances, to the other instance, which answers with a reset; with an even number round
+// robin happens to pick the same instance again. delay must exceed how long the data plane
+// keeps a session after one FIN (give it a short closing timeout to keep the test quick).
+// It returns how many connections completed, for the report.
+func HalfClosed(t *testing.T, newDP func() DataPlane, conns int, delay time.Duration) int {
+	f := setup(t, newDP)
+	for _, in := range f.node.Registry.Instances("server") {
+		var ln net.Listener
+		require.NoError(t, in.NS.Do(func() (err error) {
+			ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", halfClosedPort))
+			return err
+		}))
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					if _, err := io.Copy(io.Discard, c); err != nil { // until the client's FIN
+						return
+					}
+					time.Sleep(delay)
+					_, _ = c.Write(make([]byte, halfClosedReply))
+				}()
+			}
+		}()
+	}
+	type result struct {
+		n   int64
+		err error
+	}
+	results := make(chan result, conns)
+	for i := range conns {
+		var c *net.TCPConn
+		require.NoError(t, f.client.NS.Do(func() error {
+			nc, err := net.DialTimeout("tcp4", netip.AddrPortFrom(f.server.IP, halfClosedPort).String(), 2*time.Second)
+			if err != nil {
+				return fmt.Errorf("connection %d: %w", i, err)
+			}
+			c = nc.(*net.TCPConn)
+			return nil
+		}))
+		go func() {
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(delay + 10*time.Second))
+			if _, err := c.Write([]byte("request")); err != nil {
+				results <- result{err: err}
+				return
+			}
+			if err := c.CloseWrite(); err != nil {
+				results <- result{err: err}
+				return
+			}
+			n, err := io.Copy(io.Discard, c)
+			results <- result{n: n, err: err}
+		}()
+	}
+	done := 0
+	for range conns {
+		r := <-results
+		if r.err == nil && r.n == halfClosedReply {
+			done++
+		} else {
+			t.Logf("half-closed connection: %d of %d bytes, %v", r.n, halfClosedReply, r.err)
+		}
+	}
+	t.Logf("half-closed connections completed: %d of %d", done, conns)
+	assert.Equal(t, conns, done, "every half-closed connection completes")
+	return done
 }

@@ -21,16 +21,21 @@ type Spec struct {
 	Src, Dst   string // IPv4 addresses
 	Sport      uint16
 	Dport      uint16
-	SYN        bool
+	SYN        bool // a SYN without ACK; every other TCP segment carries ACK
+	FIN, RST   bool // TCP flags added to the segment
 	Payload    []byte
 	IPOptions  bool // add an 8-byte IPv4 options field (IHL 7)
 	FragOffset uint16
+	MoreFrags  bool // set the IPv4 more-fragments flag (a first fragment has it and offset 0)
 }
 
 // IPv4 builds the frame s describes.
 func IPv4(s Spec) []byte {
 	eth := &layers.Ethernet{SrcMAC: srcMAC, DstMAC: dstMAC, EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, TTL: 64, SrcIP: addr(s.Src), DstIP: addr(s.Dst), FragOffset: s.FragOffset}
+	if s.MoreFrags {
+		ip.Flags = layers.IPv4MoreFragments
+	}
 	if s.IPOptions {
 		ip.Options = []layers.IPv4Option{{OptionType: 1}, {OptionType: 1}, {OptionType: 1}, {OptionType: 1},
 			{OptionType: 1}, {OptionType: 1}, {OptionType: 1}, {OptionType: 0}}
@@ -39,7 +44,8 @@ func IPv4(s Spec) []byte {
 	switch s.Proto {
 	case "tcp":
 		ip.Protocol = layers.IPProtocolTCP
-		t := &layers.TCP{SrcPort: layers.TCPPort(s.Sport), DstPort: layers.TCPPort(s.Dport), SYN: s.SYN, ACK: !s.SYN, Window: 1024}
+		t := &layers.TCP{SrcPort: layers.TCPPort(s.Sport), DstPort: layers.TCPPort(s.Dport), SYN: s.SYN, ACK: !s.SYN,
+			FIN: s.FIN, RST: s.RST, Window: 1024}
 		_ = t.SetNetworkLayerForChecksum(ip)
 		l4 = append(l4, t)
 	case "udp":

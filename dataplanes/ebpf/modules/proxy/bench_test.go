@@ -45,8 +45,9 @@ func BenchmarkProxyCost(b *testing.B) {
 	}
 	defer empty.Close()
 	frame := testpkt.IPv4(testpkt.Spec{Proto: "tcp", Src: "10.18.0.50", Dst: "10.30.9.1", Sport: 40000, Dport: 80, Payload: make([]byte, 10)})
-	// Establish the session: later runs take the session-hit path.
-	if ret, err := p.objs.ProxyIn.Run(&ebpf.RunOptions{Data: frame}); err != nil || ret != tcRedirect {
+	// Establish the session with a SYN: later runs take the session-hit path.
+	syn := testpkt.IPv4(testpkt.Spec{Proto: "tcp", Src: "10.18.0.50", Dst: "10.30.9.1", Sport: 40000, Dport: 80, SYN: true, Payload: make([]byte, 10)})
+	if ret, err := p.objs.ProxyIn.Run(&ebpf.RunOptions{Data: syn}); err != nil || ret != tcRedirect {
 		b.Fatalf("first run: verdict %d, %v", ret, err)
 	}
 	cost := func(b *testing.B, run func(int) (uint32, float64, error)) {

@@ -3,8 +3,9 @@
 // kernel by a TCX program on every instance's bridge-side veth (bpf/proxy.c).
 //
 // The kernel keeps sessions keyed by the full 5-tuple in an LRU table, both directions, with
-// expiry (TCP idle, UDP idle, and a short grace after FIN or RST), balances new sessions
-// round-robin per service, fixes checksums incrementally (a zero UDP checksum stays zero; IPv4
+// expiry (TCP idle, UDP idle, and a short linger once both directions sent a FIN, or after an
+// RST, as conntrack does: a half-closed connection keeps its session), balances new sessions
+// round-robin per service (only a SYN starts a TCP session), fixes checksums incrementally (a zero UDP checksum stays zero; IPv4
 // options are handled) and delivers straight into the target namespace with bpf_redirect_peer.
 // What it cannot resolve comes up here with the packet itself: the control plane asks the
 // node's registry (Oakestra's table query), installs the translation and puts the packet back
@@ -12,10 +13,15 @@
 // No packet is dropped for want of a translation, and once a session exists no packet comes
 // up. A service without instances is refused at once with an ICMP port unreachable.
 //
+// A packet to the service range whose source is not the namespace IP of the instance it came
+// from is dropped in the kernel and counted (a spoofed-source flood never reaches user space);
+// upcalls are rate-limited per CPU in the kernel, and the control plane logs one line per
+// cause and second, with the number of occurrences.
+//
 // Translations are installed lazily, on the first packet, as Oakestra does; registry events
 // keep installed ones current (an instance removed leaves every backend set and its sessions
-// at once). Limits, documented in the README: IPv4 only; fragments to the service range are
-// dropped and counted (the node's MTU makes them rare); ICMP to a service IP is not proxied
+// at once). Limits, documented in the README: IPv4 only; fragments to the service range, the
+// first included, are dropped and counted (the node's MTU makes them rare); ICMP to a service IP is not proxied
 // and the node answers network unreachable; a reply whose reverse session the LRU evicted comes
 // from the server's instance IP rather than the service IP.
 package proxy
@@ -45,8 +51,12 @@ func Factory(node *netsetup.Node, config json.RawMessage) (manager.Module, error
 
 // Config is the proxy's configuration.
 type Config struct {
-	TCPIdle string `json:"tcp_idle"` // default "300s"
-	UDPIdle string `json:"udp_idle"` // default "60s"
+	TCPIdle    string `json:"tcp_idle"`    // default "300s"
+	UDPIdle    string `json:"udp_idle"`    // default "60s"
+	TCPClosing string `json:"tcp_closing"` // default "10s": linger after both FINs or an RST
+	// UpcallRate is how many misses per second and CPU may go up to the control plane (a
+	// token bucket with a burst of one second's worth); the rest are dropped and counted.
+	UpcallRate int `json:"upcall_rate"` // default 1000
 }
 
 // Proxy is a loaded proxy module on one node.
@@ -54,7 +64,7 @@ type Proxy struct {
 	node *netsetup.Node
 	cfg  Config
 	objs proxyObjects
-	log  *slog.Logger
+	logs *logLimiter // one line per cause and second
 
 	reader      *perf.Reader
 	done        chan struct{}
@@ -90,7 +100,7 @@ func New(node *netsetup.Node, raw json.RawMessage) (*Proxy, error) {
 	if node == nil {
 		return nil, errors.New("proxy: no node")
 	}
-	cfg := Config{TCPIdle: "300s", UDPIdle: "60s"}
+	cfg := Config{TCPIdle: "300s", UDPIdle: "60s", TCPClosing: "10s", UpcallRate: 1000}
 	if len(raw) > 0 && string(raw) != "null" {
 		if err := manager.StrictJSON(raw, &cfg); err != nil {
 			return nil, fmt.Errorf("%w: %w", manager.ErrBadConfig, err)
@@ -100,14 +110,18 @@ func New(node *netsetup.Node, raw json.RawMessage) (*Proxy, error) {
 	for _, d := range []struct {
 		name, value string
 		out         *uint64
-	}{{"tcp_idle", cfg.TCPIdle, &c.TcpIdleNs}, {"udp_idle", cfg.UDPIdle, &c.UdpIdleNs}} {
+	}{{"tcp_idle", cfg.TCPIdle, &c.TcpIdleNs}, {"udp_idle", cfg.UDPIdle, &c.UdpIdleNs}, {"tcp_closing", cfg.TCPClosing, &c.ClosingNs}} {
 		v, err := time.ParseDuration(d.value)
 		if err != nil || v < time.Second {
 			return nil, fmt.Errorf("%w: %s %q is not a duration of at least 1s, such as \"60s\"", manager.ErrBadConfig, d.name, d.value)
 		}
 		*d.out = uint64(v)
 	}
-	c.ClosingNs = uint64(10 * time.Second)
+	if cfg.UpcallRate < 1 || cfg.UpcallRate > 1_000_000 {
+		return nil, fmt.Errorf("%w: upcall_rate %d is out of range: use 1 to 1000000 upcalls per second and CPU", manager.ErrBadConfig, cfg.UpcallRate)
+	}
+	c.UpcallCostNs = uint64(time.Second) / uint64(cfg.UpcallRate)
+	c.UpcallBurstNs = c.UpcallCostNs * uint64(cfg.UpcallRate)
 	rng := node.Config().ServiceRange
 	c.ServiceNet = be32(rng.Masked().Addr())
 	c.ServiceMask = be32(netip.AddrFrom4(maskBytes(rng.Bits())))
@@ -119,7 +133,7 @@ func New(node *netsetup.Node, raw json.RawMessage) (*Proxy, error) {
 	if err := spec.Variables["config"].Set(c); err != nil {
 		return nil, fmt.Errorf("configure proxy: %w", err)
 	}
-	p := &Proxy{node: node, cfg: cfg, log: slog.Default().With("module", "proxy"), done: make(chan struct{}),
+	p := &Proxy{node: node, cfg: cfg, logs: newLogLimiter(slog.Default().With("module", "proxy"), time.Second), done: make(chan struct{}),
 		installed: map[netip.Addr]*installed{}, clients: map[int]*netsetup.Instance{}, inject: map[int]*injector{}}
 	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
 		return nil, fmt.Errorf("load proxy programs: %w", err)
@@ -315,13 +329,16 @@ type Stats struct {
 	SessionFull  uint64   `json:"session_insert_failed"`
 	Fragments    uint64   `json:"fragments_dropped"`
 	TooBig       uint64   `json:"too_big_dropped"`
+	Spoofed      uint64   `json:"spoofed_dropped"`
+	UpcallsShed  uint64   `json:"upcalls_shed"`
+	NoSession    uint64   `json:"tcp_without_session"`
 	Installed    int      `json:"installed_addresses"`
 	ControlPlane Counters `json:"control_plane"`
 }
 
 // Stats reads the counters.
 func (p *Proxy) Stats() (Stats, error) {
-	var sums [6]uint64
+	var sums [9]uint64
 	var vals []uint64
 	for i := range sums {
 		if err := p.objs.PxStats.Lookup(uint32(i), &vals); err != nil {
@@ -334,7 +351,7 @@ func (p *Proxy) Stats() (Stats, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return Stats{Translated: sums[0], NewSessions: sums[1], Upcalls: sums[2], SessionFull: sums[3], Fragments: sums[4],
-		TooBig: sums[5], Installed: len(p.installed), ControlPlane: p.counters}, nil
+		TooBig: sums[5], Spoofed: sums[6], UpcallsShed: sums[7], NoSession: sums[8], Installed: len(p.installed), ControlPlane: p.counters}, nil
 }
 
 // Routes serves GET /stats.

@@ -28,6 +28,12 @@ type proxyPxBackendKey struct {
 	Slot uint32
 }
 
+type proxyPxBucket struct {
+	_      structs.HostLayout
+	Credit uint64
+	Last   uint64
+}
+
 type proxyPxClient struct {
 	_          structs.HostLayout
 	InstanceIp uint32
@@ -37,12 +43,14 @@ type proxyPxClient struct {
 }
 
 type proxyPxConfig struct {
-	_           structs.HostLayout
-	TcpIdleNs   uint64
-	UdpIdleNs   uint64
-	ClosingNs   uint64
-	ServiceNet  uint32
-	ServiceMask uint32
+	_             structs.HostLayout
+	TcpIdleNs     uint64
+	UdpIdleNs     uint64
+	ClosingNs     uint64
+	UpcallCostNs  uint64
+	UpcallBurstNs uint64
+	ServiceNet    uint32
+	ServiceMask   uint32
 }
 
 type proxyPxService struct {
@@ -54,15 +62,15 @@ type proxyPxService struct {
 }
 
 type proxyPxSession struct {
-	_        structs.HostLayout
-	NewSaddr uint32
-	NewDaddr uint32
-	Ifindex  uint32
-	Mac      [6]uint8
-	Closing  uint8
-	Pad      uint8
-	_        [4]byte
-	LastSeen uint64
+	_         structs.HostLayout
+	NewSaddr  uint32
+	NewDaddr  uint32
+	Ifindex   uint32
+	Mac       [6]uint8
+	Closing   uint8
+	Fin       uint8
+	InIfindex uint32
+	LastSeen  uint64
 }
 
 type proxyPxSessionKey struct {
@@ -84,6 +92,7 @@ const (
 	proxyMapPxServices = "px_services"
 	proxyMapPxSessions = "px_sessions"
 	proxyMapPxStats    = "px_stats"
+	proxyMapPxUpcallTb = "px_upcall_tb"
 	proxyMapPxUpcalls  = "px_upcalls"
 	proxyProgProxyIn   = "proxy_in"
 	proxyVarConfig     = "config"
@@ -143,6 +152,7 @@ type proxyMapSpecs struct {
 	PxServices *ebpf.MapSpec `ebpf:"px_services"`
 	PxSessions *ebpf.MapSpec `ebpf:"px_sessions"`
 	PxStats    *ebpf.MapSpec `ebpf:"px_stats"`
+	PxUpcallTb *ebpf.MapSpec `ebpf:"px_upcall_tb"`
 	PxUpcalls  *ebpf.MapSpec `ebpf:"px_upcalls"`
 }
 
@@ -178,6 +188,7 @@ type proxyMaps struct {
 	PxServices *ebpf.Map `ebpf:"px_services"`
 	PxSessions *ebpf.Map `ebpf:"px_sessions"`
 	PxStats    *ebpf.Map `ebpf:"px_stats"`
+	PxUpcallTb *ebpf.Map `ebpf:"px_upcall_tb"`
 	PxUpcalls  *ebpf.Map `ebpf:"px_upcalls"`
 }
 
@@ -188,6 +199,7 @@ func (m *proxyMaps) Close() error {
 		m.PxServices,
 		m.PxSessions,
 		m.PxStats,
+		m.PxUpcallTb,
 		m.PxUpcalls,
 	)
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"net/netip"
 	"testing"
 	"time"
@@ -32,9 +33,12 @@ type rig struct {
 	clientInstance netip.Addr
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T) *rig { return newRigWith(t, nil) }
+
+// newRigWith is newRig with the proxy configured by config (JSON).
+func newRigWith(t *testing.T, config json.RawMessage) *rig {
 	node := testenv.Node(t)
-	p, err := New(node, nil)
+	p, err := New(node, config)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, p.Close()) })
 	r := &rig{p: p, svc: netip.MustParseAddr("10.30.9.1"), clientInstance: netip.MustParseAddr("10.30.9.100")}
@@ -195,7 +199,7 @@ func TestSessionsExpire(t *testing.T) {
 // were re-created mid-connection and replies went astray under bidirectional load).
 func TestSessionStampedAheadIsFresh(t *testing.T) {
 	r := newRig(t)
-	frame := testpkt.IPv4(testpkt.Spec{Proto: "tcp", Src: "10.18.0.50", Dst: "10.30.9.1", Sport: 9, Dport: 80})
+	frame := testpkt.IPv4(testpkt.Spec{Proto: "tcp", Src: "10.18.0.50", Dst: "10.30.9.1", Sport: 9, Dport: 80, SYN: true})
 	r.run(t, frame)
 	key := proxyPxSessionKey{Saddr: be32(netip.MustParseAddr("10.18.0.50")), Daddr: be32(r.svc), Sport: htons(9), Dport: htons(80), Proto: 6}
 	var s proxyPxSession

@@ -4,13 +4,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/edgebpf/edgebpf/internal/inetcsum"
 	"net"
 	"net/netip"
 
 	"github.com/cilium/ebpf/perf"
 	"golang.org/x/sys/unix"
 
+	"github.com/edgebpf/edgebpf/internal/inetcsum"
 	"github.com/edgebpf/edgebpf/netsetup"
 )
 
@@ -35,7 +35,7 @@ func (p *Proxy) upcalls() {
 			if errors.Is(err, perf.ErrClosed) {
 				return
 			}
-			p.fail(fmt.Errorf("read upcall: %w", err))
+			p.fail(because("reading upcalls failed", fmt.Errorf("read upcall: %w", err)))
 			continue
 		}
 		if rec.LostSamples > 0 {
@@ -55,23 +55,23 @@ func (p *Proxy) fail(err error) {
 	p.counters.Errors++
 	p.counters.LastError = err.Error()
 	p.mu.Unlock()
-	p.log.Warn("upcall failed", "err", err)
+	p.logs.Warn(causeOf(err, "upcall failed"), err)
 }
 
 // handle resolves one packet: the sender must be an attached instance; the destination is
 // looked up in the registry (the table query) and installed; then the packet goes back.
 func (p *Proxy) handle(raw []byte) error {
 	if len(raw) < upcallHeaderLen {
-		return fmt.Errorf("upcall of %d bytes is shorter than its header", len(raw))
+		return because("malformed upcall", fmt.Errorf("upcall of %d bytes is shorter than its header", len(raw)))
 	}
 	h := upcallHeader{Ifindex: binary.NativeEndian.Uint32(raw), Len: binary.NativeEndian.Uint32(raw[4:])}
 	if int(h.Len) > len(raw)-upcallHeaderLen {
-		return fmt.Errorf("upcall says %d packet bytes but carries %d", h.Len, len(raw)-upcallHeaderLen)
+		return because("malformed upcall", fmt.Errorf("upcall says %d packet bytes but carries %d", h.Len, len(raw)-upcallHeaderLen))
 	}
 	pkt := raw[upcallHeaderLen : upcallHeaderLen+int(h.Len)] // perf records may be padded
 	src, dst, ok := ipv4Addrs(pkt)
 	if !ok {
-		return errors.New("upcall is not an IPv4 packet")
+		return because("malformed upcall", errors.New("upcall is not an IPv4 packet"))
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -79,11 +79,11 @@ func (p *Proxy) handle(raw []byte) error {
 	from, ok := p.clients[int(h.Ifindex)]
 	inj := p.inject[int(h.Ifindex)]
 	if !ok || inj == nil {
-		return fmt.Errorf("upcall from interface %d, which is no attached instance's", h.Ifindex)
+		return because("upcall from an unattached interface", fmt.Errorf("upcall from interface %d, which is no attached instance's", h.Ifindex))
 	}
 	if from.NSIP != src {
 		// A packet with a source that is not the instance's own: not a client we translate.
-		return fmt.Errorf("upcall from %s with source %s, not its namespace IP %s", from.Name, src, from.NSIP)
+		return because("upcall with a spoofed source", fmt.Errorf("upcall from %s with source %s, not its namespace IP %s", from.Name, src, from.NSIP))
 	}
 	// The sender is a known client: Attached installed it, so no map write here.
 	target, known := p.installed[dst]
