@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/edgebpf/edgebpf/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -71,6 +72,7 @@ type CleanupReport struct {
 	Namespaces []string        // namespaces removed
 	Processes  []int           // processes killed
 	Records    []string        // session records removed
+	Results    []string        // results directories whose meta.json status went from "running" to "killed"
 	Skipped    []string        // live sessions, left alone with everything they own
 	Kept       []KeptNamespace // other namespaces left alone, each with its reason
 }
@@ -78,7 +80,9 @@ type CleanupReport struct {
 // Cleanup removes what edgebpf sessions whose process is gone left behind, and touches
 // nothing without the edgebpf- prefix. For each dead session (a record in StateDir whose
 // owner PID and start time no longer match a live process) it kills the child processes the
-// record lists (PID and start time must match), removes the session's namespaces (and with them every link, bridge and BPF
+// record lists (PID and start time must match), marks the run's meta.json "killed" if the
+// session recorded a results directory (Session.SetResults) and the run was still
+// "running", removes the session's namespaces (and with them every link, bridge and BPF
 // attachment inside) and, once all are gone, the record.
 //
 // A namespace is left alone, and listed in the report with its reason, when:
@@ -106,6 +110,14 @@ func Cleanup(opts CleanupOptions) (CleanupReport, error) {
 	staleIDs := map[string]*LiveSession{}
 	for i, s := range stale {
 		staleIDs[s.ID] = &stale[i]
+		if s.Results != "" {
+			marked, err := markKilled(s.Results)
+			if err != nil {
+				all = append(all, err)
+			} else if marked {
+				rep.Results = append(rep.Results, s.Results)
+			}
+		}
 	}
 	rep.Processes = killRecorded(stale)
 
@@ -287,6 +299,42 @@ func describe(pids []int) string {
 func holders(pids []int) string {
 	d := strings.TrimSuffix(strings.TrimSuffix(describe(pids), " runs"), " run")
 	return d + ", which may own an edgebpf session whose record is not visible here: never touched, even with --force"
+}
+
+// markKilled rewrites the status of a run's meta.json in dir from "running" to "killed"
+// and reports whether it did. It reads and changes nothing but the "status" field (netsetup
+// does not know the rest of the format); other states, and a missing meta.json (the run died
+// before writing one), are left alone.
+func markKilled(dir string) (bool, error) {
+	p := filepath.Join(dir, "meta.json")
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("mark killed run: %w", err)
+	}
+	var meta map[string]json.RawMessage
+	if err := json.Unmarshal(b, &meta); err != nil {
+		return false, fmt.Errorf("mark killed run: parse %s: %w", p, err)
+	}
+	var status string
+	if raw, ok := meta["status"]; !ok || json.Unmarshal(raw, &status) != nil || status != "running" {
+		return false, nil
+	}
+	meta["status"] = json.RawMessage(`"killed"`)
+	out, err := json.MarshalIndent(meta, "", "  ")
+	if err != nil {
+		return false, fmt.Errorf("mark killed run: encode %s: %w", p, err)
+	}
+	perm := os.FileMode(0o644)
+	if fi, err := os.Stat(p); err == nil {
+		perm = fi.Mode().Perm()
+	}
+	if err := atomicfile.Write(p, append(out, '\n'), perm); err != nil {
+		return false, fmt.Errorf("mark killed run: %w", err)
+	}
+	return true, nil
 }
 
 // sessionOf extracts the session id from a name edgebpf-<id>-<role>.

@@ -2,6 +2,7 @@ package netsetup_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -198,4 +199,67 @@ func baseNames(paths []string) []string {
 		out = append(out, filepath.Base(p))
 	}
 	return out
+}
+
+// TestCleanupMarksKilledRun gives cleanup the record of a run whose process is dead: the
+// run's meta.json goes from "running" to "killed", every other field unchanged; a run that
+// finished, and a run without meta.json, are left alone.
+func TestCleanupMarksKilledRun(t *testing.T) {
+	saved := netsetup.StateDir
+	t.Cleanup(func() { netsetup.StateDir = saved })
+	netsetup.StateDir = t.TempDir()
+	dead := exec.Command("true")
+	require.NoError(t, dead.Run())
+
+	write := func(id, results string) {
+		rec := netsetup.Record{ID: id, PID: dead.Process.Pid, PIDStart: 1, Command: "edgebpf run", Namespaces: []string{}, Results: results}
+		b, err := json.Marshal(rec)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(netsetup.StateDir, netsetup.Prefix+id+".json"), b, 0o644))
+	}
+	meta := func(status string) string {
+		return `{"tool": "edgebpf", "status": "` + status + `", "experiments": [{"name": "latency", "status": "running"}], "extra": {"a": 1}}`
+	}
+	killed, done, none := t.TempDir(), t.TempDir(), t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(killed, "meta.json"), []byte(meta("running")), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(done, "meta.json"), []byte(meta("done")), 0o644))
+	write("0dead1", killed)
+	write("0dead2", done)
+	write("0dead3", none)
+	write("0dead4", "")
+
+	rep, err := netsetup.Cleanup(netsetup.CleanupOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{killed}, rep.Results)
+	assert.Len(t, rep.Records, 4)
+
+	var got, want map[string]any
+	b, err := os.ReadFile(filepath.Join(killed, "meta.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &got))
+	require.NoError(t, json.Unmarshal([]byte(meta("killed")), &want))
+	assert.Equal(t, want, got, "only the status changes")
+	b, err = os.ReadFile(filepath.Join(done, "meta.json"))
+	require.NoError(t, err)
+	assert.JSONEq(t, meta("done"), string(b), "a finished run is left alone")
+	_, err = os.Stat(filepath.Join(none, "meta.json"))
+	assert.True(t, os.IsNotExist(err))
+}
+
+// TestSetResultsRecordsAbsolutePath checks what a session records as its run's results.
+func TestSetResultsRecordsAbsolutePath(t *testing.T) {
+	s := testenv.Session(t)
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	require.NoError(t, s.SetResults("results/x"))
+	live, _, err := netsetup.Sessions()
+	require.NoError(t, err)
+	var found bool
+	for _, l := range live {
+		if l.ID == s.ID() {
+			found = true
+			assert.Equal(t, filepath.Join(wd, "results/x"), l.Results)
+		}
+	}
+	assert.True(t, found)
 }

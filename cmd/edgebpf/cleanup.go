@@ -15,8 +15,9 @@ func newCleanupCmd() *cobra.Command {
 		Use:   "cleanup",
 		Short: "Remove what killed edgebpf runs left behind",
 		Long: `Cleanup removes the namespaces (with every link, bridge and BPF attachment in them), child
-processes and state records of edgebpf processes that no longer run. It touches nothing without
-the edgebpf- prefix and nothing a running edgebpf process owns.
+processes and state records of edgebpf processes that no longer run, and marks the meta.json
+of a run that was killed while "running" as "killed". It touches nothing without the edgebpf-
+prefix and nothing a running edgebpf process owns.
 
 A namespace is left alone, and listed with the reason, when its session's process runs, or
 when a live process holds it open (a file descriptor on it, or a thread inside): every
@@ -51,6 +52,9 @@ func runCleanup(out io.Writer, force bool) error {
 	}
 	for _, r := range rep.Records {
 		fmt.Fprintf(out, "removed record %s\n", r)
+	}
+	for _, d := range rep.Results {
+		fmt.Fprintf(out, "marked run %s killed (its meta.json said running)\n", d)
 	}
 	for _, s := range rep.Skipped {
 		fmt.Fprintf(out, "left running %s\n", s)
