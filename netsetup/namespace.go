@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
@@ -120,10 +121,54 @@ func (n *Namespace) Sysctl(key, value string) error {
 	})
 }
 
+var (
+	netnsDirMu    sync.Mutex
+	netnsDirReady bool
+)
+
+// prepareNetnsDir sets /run/netns up exactly as iproute2's `ip netns add` does: it creates
+// the directory, makes it a shared mount point, and if it is not a mount point yet first
+// bind-mounts it on itself. Done before the first namespace exists, it means a later
+// `ip netns add` finds the mount point ready and no longer stacks a new mount over
+// namespace files already there (which then could not be removed: EBUSY). It runs once per
+// process; after an error the next namespace tries again. Like iproute2, it changes the
+// mount namespace the process runs in, never a network namespace.
+//
+// Note: MkdirAll alone, as netns.NewNamed does, was the first design: it left /run/netns a
+// plain directory until something else ran `ip netns add`, and every namespace created
+// before that leaked.
+func prepareNetnsDir() error {
+	netnsDirMu.Lock()
+	defer netnsDirMu.Unlock()
+	if netnsDirReady {
+		return nil
+	}
+	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", netnsDir, err)
+	}
+	madeMount := false
+	for {
+		err := unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		if err == nil {
+			break
+		}
+		// EINVAL: not a mount point yet. Make it one, once, and try again.
+		if !errors.Is(err, unix.EINVAL) || madeMount {
+			return fmt.Errorf("make %s a shared mount point (mount --make-shared): %w", netnsDir, err)
+		}
+		if err := unix.Mount(netnsDir, netnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind-mount %s on itself: %w", netnsDir, err)
+		}
+		madeMount = true
+	}
+	netnsDirReady = true
+	return nil
+}
+
 // createNamespace makes a new named namespace with its loopback up.
 func createNamespace(name string) (*Namespace, error) {
-	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
-		return nil, fmt.Errorf("create %s: %w", netnsDir, err)
+	if err := prepareNetnsDir(); err != nil {
+		return nil, err
 	}
 	var h netns.NsHandle = -1
 	err := onThread(netns.None(), func() error {

@@ -55,6 +55,9 @@ type Record struct {
 	Namespaces []string     `json:"namespaces"`
 	Processes  []ProcRecord `json:"processes,omitempty"`
 	Nodes      []NodeStatus `json:"nodes"`
+	// Results is the results directory of the run the session serves, if any: after a
+	// SIGKILL, `edgebpf cleanup` marks its meta.json "killed" (see SetResults).
+	Results string `json:"results,omitempty"`
 }
 
 // ProcRecord identifies a child process across PID reuse.
@@ -109,6 +112,24 @@ func NewSession(command string) (*Session, error) {
 
 // ID returns the session's id, part of every name it creates.
 func (s *Session) ID() string { return s.rec.ID }
+
+// SetResults records dir as the results directory of the run this session serves, so that
+// if the process is killed, Cleanup rewrites the status of dir/meta.json from "running" to
+// "killed". Whoever creates a session for a run calls it before the run's meta.json says
+// "running".
+func (s *Session) SetResults(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("results directory %s: %w", dir, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("session is closed")
+	}
+	s.rec.Results = abs
+	return s.saveLocked()
+}
 
 // NewNamespace creates the namespace edgebpf-<id>-<role>; role must be lower-case letters,
 // digits and dashes.

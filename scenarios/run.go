@@ -239,6 +239,9 @@ func Run(ctx context.Context, o RunOptions) (*reports.Meta, error) {
 		}
 		return nil, err
 	}
+	if err := sess.SetResults(o.Out); err != nil { // cleanup marks the run killed if it dies
+		o.Log.Warn("the session record does not name the results directory", "err", err)
+	}
 	defer func() {
 		if cerr := sess.Close(); cerr != nil {
 			o.Log.Error("cleanup failed; run `edgebpf cleanup`", "err", cerr)
