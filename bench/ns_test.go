@@ -39,7 +39,7 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("tcpping", func(t *testing.T) {
-		s, err := bench.TCPPing(ctx, ep, bench.TCPPingConfig{Count: 20, Interval: 5 * time.Millisecond})
+		s, err := bench.TCPPing(ctx, ep, bench.TCPPingConfig{Count: 20, Interval: bench.Duration(5 * time.Millisecond)})
 		require.NoError(t, err)
 		m := byMetric(s)
 		require.Len(t, m["rtt"], 20)
@@ -51,7 +51,7 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 	})
 
 	t.Run("udpjitter", func(t *testing.T) {
-		s, err := bench.UDPJitter(ctx, ep, bench.UDPJitterConfig{Rate: 1e6, Duration: time.Second})
+		s, err := bench.UDPJitter(ctx, ep, bench.UDPJitterConfig{Rate: 1e6, Duration: bench.Duration(time.Second)})
 		require.NoError(t, err)
 		m := byMetric(s)
 		require.Len(t, m["jitter"], 1)
@@ -61,7 +61,7 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 	})
 
 	t.Run("tcpstream", func(t *testing.T) {
-		s, err := bench.TCPStream(ctx, ep, bench.TCPStreamConfig{Duration: time.Second, Interval: 250 * time.Millisecond, Streams: 2})
+		s, err := bench.TCPStream(ctx, ep, bench.TCPStreamConfig{Duration: bench.Duration(time.Second), Interval: bench.Duration(250 * time.Millisecond), Streams: 2})
 		require.NoError(t, err)
 		m := byMetric(s)
 		require.NotEmpty(t, m["throughput"])
@@ -71,7 +71,7 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 	})
 
 	t.Run("udpsweep", func(t *testing.T) {
-		s, err := bench.UDPSweep(ctx, ep, bench.UDPSweepConfig{Rates: []float64{1e6, 20e6}, PerRate: 500 * time.Millisecond, Pause: 50 * time.Millisecond})
+		s, err := bench.UDPSweep(ctx, ep, bench.UDPSweepConfig{Rates: []bench.Rate{1e6, 20e6}, PerRate: bench.Duration(500 * time.Millisecond), Pause: bench.Duration(50 * time.Millisecond)})
 		require.NoError(t, err)
 		xs := map[string]bool{}
 		for _, x := range s {
@@ -84,7 +84,7 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 	})
 
 	t.Run("resources", func(t *testing.T) {
-		s, err := bench.Resources(ctx, ep, bench.ResourcesConfig{Idle: 300 * time.Millisecond, Load: 600 * time.Millisecond, Cleanup: 300 * time.Millisecond, Interval: 100 * time.Millisecond, LoadRate: 50e6})
+		s, err := bench.Resources(ctx, ep, bench.ResourcesConfig{Idle: bench.Duration(300 * time.Millisecond), Load: bench.Duration(600 * time.Millisecond), Cleanup: bench.Duration(300 * time.Millisecond), Interval: bench.Duration(100 * time.Millisecond), LoadRate: 50e6})
 		require.NoError(t, err)
 		phases := map[string]int{}
 		for _, x := range s {

@@ -110,26 +110,27 @@ func slClientsError(meter, what string, n int) error {
 
 // SpeedLimitConfig configures SpeedLimit. Zero fields take the defaults given with them.
 type SpeedLimitConfig struct {
-	// Port is the server's UDP port. Default 5300.
-	Port uint16
+	// Port is the server's UDP port. Default 5300. It is left out of the JSON form: a
+	// scenario gives the port once, with the server's parameters, and the client follows.
+	Port uint16 `json:"-"`
 	// Clients is the number of concurrent clients. Default 120 (the thesis).
-	Clients int
+	Clients int `json:"clients"`
 	// Requests is the number of GET_SPEED_LIMIT requests each client sends. Default 10000.
-	Requests int
+	Requests int `json:"requests"`
 	// Timeout is how long a client waits for a reply before counting a drop. Default 1s.
-	Timeout time.Duration
+	Timeout Duration `json:"timeout,omitempty"`
 	// Leave is when cars leave: "each" (default) or "never" (the thesis).
-	Leave string
+	Leave string `json:"leave,omitempty"`
 	// Keep is how many response_time samples to keep per client (every ceil(Requests/Keep)-th
 	// request). Default 1000.
-	Keep int
+	Keep int `json:"keep,omitempty"`
 }
 
 func (c SpeedLimitConfig) withDefaults() SpeedLimitConfig {
 	c.Port = cmp0(c.Port, wire.DefaultPort)
 	c.Clients = cmp0(c.Clients, defaultSLClients)
 	c.Requests = cmp0(c.Requests, defaultSLRequests)
-	c.Timeout = cmp0(c.Timeout, defaultSLTimeout)
+	c.Timeout = cmp0(c.Timeout, Duration(defaultSLTimeout))
 	c.Leave = cmp0(c.Leave, LeaveEach)
 	c.Keep = cmp0(c.Keep, defaultSLKeep)
 	return c
@@ -138,7 +139,7 @@ func (c SpeedLimitConfig) withDefaults() SpeedLimitConfig {
 // Validate reports every field SpeedLimit cannot use.
 func (c SpeedLimitConfig) Validate() error {
 	const meter = "speed limit"
-	errs := slCommonErrors(meter, c.Timeout, c.Leave, c.Keep)
+	errs := slCommonErrors(meter, time.Duration(c.Timeout), c.Leave, c.Keep)
 	if c.Clients != 0 {
 		errs = append(errs, slClientsError(meter, "clients", c.Clients))
 	}
@@ -171,7 +172,7 @@ func SpeedLimit(ctx context.Context, ep Endpoints, cfg SpeedLimitConfig) ([]stat
 	cfg = cfg.withDefaults()
 	origin := udpNow()
 	out, err := runSL(ctx, ep, slPlan{
-		slCommon: slCommon{port: cfg.Port, timeout: cfg.Timeout, leave: cfg.Leave, keep: cfg.Keep},
+		slCommon: slCommon{port: cfg.Port, timeout: time.Duration(cfg.Timeout), leave: cfg.Leave, keep: cfg.Keep},
 		clients:  cfg.Clients, requests: cfg.Requests,
 	})
 	if out == nil {
@@ -182,22 +183,23 @@ func SpeedLimit(ctx context.Context, ep Endpoints, cfg SpeedLimitConfig) ([]stat
 
 // SpeedLimitDropConfig configures SpeedLimitDropPoint. Zero fields take the defaults.
 type SpeedLimitDropConfig struct {
-	Port uint16
+	// Port is as in SpeedLimitConfig.
+	Port uint16 `json:"-"`
 	// Start is the number of clients the search starts with. Default 1.
-	Start int
+	Start int `json:"start"`
 	// Max is the most clients tried; a drop point equal to it means no drop up to it.
 	// Default 1000.
-	Max int
+	Max int `json:"max"`
 	// Step is how many clients each start adds. Default 1 (the thesis).
-	Step int
+	Step int `json:"step,omitempty"`
 	// Requests per client per start. Default 10000 (the thesis).
-	Requests int
+	Requests int `json:"requests"`
 	// Timeout per request. Default 1s.
-	Timeout time.Duration
+	Timeout Duration `json:"timeout,omitempty"`
 	// Pause between starts, for the server to return to a neutral state. Default 1s (the
 	// thesis).
-	Pause time.Duration
-	Leave string
+	Pause Duration `json:"pause,omitempty"`
+	Leave string   `json:"leave,omitempty"`
 }
 
 func (c SpeedLimitDropConfig) withDefaults() SpeedLimitDropConfig {
@@ -206,8 +208,8 @@ func (c SpeedLimitDropConfig) withDefaults() SpeedLimitDropConfig {
 	c.Max = cmp0(c.Max, 1000)
 	c.Step = cmp0(c.Step, 1)
 	c.Requests = cmp0(c.Requests, defaultSLRequests)
-	c.Timeout = cmp0(c.Timeout, defaultSLTimeout)
-	c.Pause = cmp0(c.Pause, time.Second)
+	c.Timeout = cmp0(c.Timeout, Duration(defaultSLTimeout))
+	c.Pause = cmp0(c.Pause, Duration(time.Second))
 	c.Leave = cmp0(c.Leave, LeaveEach)
 	return c
 }
@@ -215,7 +217,7 @@ func (c SpeedLimitDropConfig) withDefaults() SpeedLimitDropConfig {
 // Validate reports every field SpeedLimitDropPoint cannot use.
 func (c SpeedLimitDropConfig) Validate() error {
 	const meter = "speed-limit drop point"
-	errs := slCommonErrors(meter, c.Timeout, c.Leave, 0)
+	errs := slCommonErrors(meter, time.Duration(c.Timeout), c.Leave, 0)
 	d := c.withDefaults()
 	if c.Start != 0 {
 		errs = append(errs, slClientsError(meter, "start", c.Start))
@@ -253,11 +255,11 @@ func SpeedLimitDropPoint(ctx context.Context, ep Endpoints, cfg SpeedLimitDropCo
 	var samples []stats.Sample
 	point := cfg.Max
 	for n := cfg.Start; n <= cfg.Max; n += cfg.Step {
-		if n > cfg.Start && sleepCtx(ctx, cfg.Pause) != nil {
+		if n > cfg.Start && sleepCtx(ctx, time.Duration(cfg.Pause)) != nil {
 			return samples, ctx.Err()
 		}
 		out, err := runSL(ctx, ep, slPlan{
-			slCommon: slCommon{port: cfg.Port, timeout: cfg.Timeout, leave: cfg.Leave, keep: 1},
+			slCommon: slCommon{port: cfg.Port, timeout: time.Duration(cfg.Timeout), leave: cfg.Leave, keep: 1},
 			clients:  n, requests: cfg.Requests, stopOnDrop: true,
 		})
 		if out != nil {
@@ -278,26 +280,27 @@ func SpeedLimitDropPoint(ctx context.Context, ep Endpoints, cfg SpeedLimitDropCo
 
 // SpeedLimitScalingConfig configures SpeedLimitScaling.
 type SpeedLimitScalingConfig struct {
-	Port uint16
+	// Port, Timeout, Leave and Keep are as in SpeedLimitConfig.
+	Port uint16 `json:"-"`
 	// Clients are the numbers of clients to run, in order. Required.
-	Clients []int
+	Clients []int `json:"clients"`
 	// Requests per client. Default 10000.
-	Requests int
-	Timeout  time.Duration
+	Requests int      `json:"requests"`
+	Timeout  Duration `json:"timeout,omitempty"`
 	// Pause between runs. Default 1s.
-	Pause time.Duration
-	Leave string
-	Keep  int
+	Pause Duration `json:"pause,omitempty"`
+	Leave string   `json:"leave,omitempty"`
+	Keep  int      `json:"keep,omitempty"`
 	// Continue runs the remaining client counts after one with drops; by default the sweep
 	// stops there, as the thesis's did.
-	Continue bool
+	Continue bool `json:"continue,omitempty"`
 }
 
 func (c SpeedLimitScalingConfig) withDefaults() SpeedLimitScalingConfig {
 	c.Port = cmp0(c.Port, wire.DefaultPort)
 	c.Requests = cmp0(c.Requests, defaultSLRequests)
-	c.Timeout = cmp0(c.Timeout, defaultSLTimeout)
-	c.Pause = cmp0(c.Pause, time.Second)
+	c.Timeout = cmp0(c.Timeout, Duration(defaultSLTimeout))
+	c.Pause = cmp0(c.Pause, Duration(time.Second))
 	c.Leave = cmp0(c.Leave, LeaveEach)
 	c.Keep = cmp0(c.Keep, defaultSLKeep)
 	return c
@@ -306,7 +309,7 @@ func (c SpeedLimitScalingConfig) withDefaults() SpeedLimitScalingConfig {
 // Validate reports every field SpeedLimitScaling cannot use.
 func (c SpeedLimitScalingConfig) Validate() error {
 	const meter = "speed-limit scaling"
-	errs := slCommonErrors(meter, c.Timeout, c.Leave, c.Keep)
+	errs := slCommonErrors(meter, time.Duration(c.Timeout), c.Leave, c.Keep)
 	if len(c.Clients) == 0 {
 		errs = append(errs, fmt.Errorf("%s: no client counts: give the numbers of clients to run, e.g. [1, 10, 50, 100]", meter))
 	}
@@ -336,11 +339,11 @@ func SpeedLimitScaling(ctx context.Context, ep Endpoints, cfg SpeedLimitScalingC
 	origin := udpNow()
 	var samples []stats.Sample
 	for i, n := range cfg.Clients {
-		if i > 0 && sleepCtx(ctx, cfg.Pause) != nil {
+		if i > 0 && sleepCtx(ctx, time.Duration(cfg.Pause)) != nil {
 			return samples, ctx.Err()
 		}
 		out, err := runSL(ctx, ep, slPlan{
-			slCommon: slCommon{port: cfg.Port, timeout: cfg.Timeout, leave: cfg.Leave, keep: cfg.Keep},
+			slCommon: slCommon{port: cfg.Port, timeout: time.Duration(cfg.Timeout), leave: cfg.Leave, keep: cfg.Keep},
 			clients:  n, requests: cfg.Requests,
 		})
 		if out != nil {
@@ -358,26 +361,27 @@ func SpeedLimitScaling(ctx context.Context, ep Endpoints, cfg SpeedLimitScalingC
 
 // SpeedLimitLoadConfig configures SpeedLimitLoad.
 type SpeedLimitLoadConfig struct {
-	Port uint16
+	// Port is as in SpeedLimitConfig.
+	Port uint16 `json:"-"`
 	// Rates are the offered loads in requests per second, in order. Required.
-	Rates []float64
+	Rates []float64 `json:"rates"`
 	// Clients share the load, each sending Rate/Clients requests per second. Default 32.
-	Clients int
+	Clients int `json:"clients,omitempty"`
 	// PerRate is how long each rate is offered. Default 2s.
-	PerRate time.Duration
+	PerRate Duration `json:"per_rate"`
 	// Pause between rates. Default 500ms.
-	Pause   time.Duration
-	Timeout time.Duration
-	Leave   string
-	Keep    int
+	Pause   Duration `json:"pause,omitempty"`
+	Timeout Duration `json:"timeout,omitempty"`
+	Leave   string   `json:"leave,omitempty"`
+	Keep    int      `json:"keep,omitempty"`
 }
 
 func (c SpeedLimitLoadConfig) withDefaults() SpeedLimitLoadConfig {
 	c.Port = cmp0(c.Port, wire.DefaultPort)
 	c.Clients = cmp0(c.Clients, 32)
-	c.PerRate = cmp0(c.PerRate, 2*time.Second)
-	c.Pause = cmp0(c.Pause, 500*time.Millisecond)
-	c.Timeout = cmp0(c.Timeout, defaultSLTimeout)
+	c.PerRate = cmp0(c.PerRate, Duration(2*time.Second))
+	c.Pause = cmp0(c.Pause, Duration(500*time.Millisecond))
+	c.Timeout = cmp0(c.Timeout, Duration(defaultSLTimeout))
 	c.Leave = cmp0(c.Leave, LeaveEach)
 	c.Keep = cmp0(c.Keep, defaultSLKeep)
 	return c
@@ -386,7 +390,7 @@ func (c SpeedLimitLoadConfig) withDefaults() SpeedLimitLoadConfig {
 // Validate reports every field SpeedLimitLoad cannot use.
 func (c SpeedLimitLoadConfig) Validate() error {
 	const meter = "speed-limit load"
-	errs := slCommonErrors(meter, c.Timeout, c.Leave, c.Keep)
+	errs := slCommonErrors(meter, time.Duration(c.Timeout), c.Leave, c.Keep)
 	if len(c.Rates) == 0 {
 		errs = append(errs, fmt.Errorf("%s: no rates: give the offered loads in requests per second, e.g. [10000, 50000]", meter))
 	}
@@ -423,12 +427,12 @@ func SpeedLimitLoad(ctx context.Context, ep Endpoints, cfg SpeedLimitLoadConfig)
 	origin := udpNow()
 	var samples []stats.Sample
 	for i, rate := range cfg.Rates {
-		if i > 0 && sleepCtx(ctx, cfg.Pause) != nil {
+		if i > 0 && sleepCtx(ctx, time.Duration(cfg.Pause)) != nil {
 			return samples, ctx.Err()
 		}
 		out, err := runSL(ctx, ep, slPlan{
-			slCommon: slCommon{port: cfg.Port, timeout: cfg.Timeout, leave: cfg.Leave, keep: cfg.Keep},
-			clients:  cfg.Clients, rate: rate, duration: cfg.PerRate,
+			slCommon: slCommon{port: cfg.Port, timeout: time.Duration(cfg.Timeout), leave: cfg.Leave, keep: cfg.Keep},
+			clients:  cfg.Clients, rate: rate, duration: time.Duration(cfg.PerRate),
 		})
 		if out != nil {
 			x := strconv.FormatFloat(rate, 'f', -1, 64)

@@ -119,7 +119,7 @@ func TestSpeedLimitClosedLoop(t *testing.T) {
 
 func TestSpeedLimitDrops(t *testing.T) {
 	s := newFakeSign(t, 7, false)
-	samples, err := SpeedLimit(context.Background(), loopback, SpeedLimitConfig{Port: s.port, Clients: 2, Requests: 20, Timeout: 300 * time.Millisecond})
+	samples, err := SpeedLimit(context.Background(), loopback, SpeedLimitConfig{Port: s.port, Clients: 2, Requests: 20, Timeout: Duration(300 * time.Millisecond)})
 	require.NoError(t, err)
 	m := byMetric(samples)
 	drops := int(m["timeouts"][0].Value)
@@ -132,7 +132,7 @@ func TestSpeedLimitDrops(t *testing.T) {
 	require.NoError(t, err)
 	port := uint16(conn.LocalAddr().(*net.UDPAddr).Port)
 	conn.Close()
-	samples, err = SpeedLimit(context.Background(), loopback, SpeedLimitConfig{Port: port, Clients: 2, Requests: 3, Timeout: 50 * time.Millisecond})
+	samples, err = SpeedLimit(context.Background(), loopback, SpeedLimitConfig{Port: port, Clients: 2, Requests: 3, Timeout: Duration(50 * time.Millisecond)})
 	require.NoError(t, err)
 	assert.Equal(t, 6, SummarizeSpeedLimit(samples).Timeouts)
 	assert.Zero(t, SummarizeSpeedLimit(samples).Requests)
@@ -147,7 +147,7 @@ func TestSpeedLimitWrongReplyIsAnError(t *testing.T) {
 func TestSpeedLimitDropPointAndScaling(t *testing.T) {
 	s := newFakeSign(t, 0, false)
 	samples, err := SpeedLimitDropPoint(context.Background(), loopback,
-		SpeedLimitDropConfig{Port: s.port, Start: 1, Max: 3, Requests: 10, Pause: time.Millisecond})
+		SpeedLimitDropConfig{Port: s.port, Start: 1, Max: 3, Requests: 10, Pause: Duration(time.Millisecond)})
 	require.NoError(t, err)
 	m := byMetric(samples)
 	require.Len(t, m["drop_point"], 1)
@@ -157,7 +157,7 @@ func TestSpeedLimitDropPointAndScaling(t *testing.T) {
 	assert.Equal(t, XUnitClients, m["timeouts"][2].XUnit)
 
 	samples, err = SpeedLimitScaling(context.Background(), loopback,
-		SpeedLimitScalingConfig{Port: s.port, Clients: []int{1, 2}, Requests: 10, Pause: time.Millisecond})
+		SpeedLimitScalingConfig{Port: s.port, Clients: []int{1, 2}, Requests: 10, Pause: Duration(time.Millisecond)})
 	require.NoError(t, err)
 	xs := map[string]int{}
 	for _, x := range samples {
@@ -170,7 +170,7 @@ func TestSpeedLimitDropPointAndScaling(t *testing.T) {
 
 	d := newFakeSign(t, 3, false)
 	samples, err = SpeedLimitDropPoint(context.Background(), loopback,
-		SpeedLimitDropConfig{Port: d.port, Start: 2, Max: 5, Requests: 10, Pause: time.Millisecond, Timeout: 20 * time.Millisecond})
+		SpeedLimitDropConfig{Port: d.port, Start: 2, Max: 5, Requests: 10, Pause: Duration(time.Millisecond), Timeout: Duration(20 * time.Millisecond)})
 	require.NoError(t, err)
 	m = byMetric(samples)
 	assert.Equal(t, 1.0, m["drop_point"][0].Value, "the first start dropped: one client less")
@@ -179,7 +179,7 @@ func TestSpeedLimitDropPointAndScaling(t *testing.T) {
 func TestSpeedLimitOpenLoop(t *testing.T) {
 	s := newFakeSign(t, 0, false)
 	samples, err := SpeedLimitLoad(context.Background(), loopback,
-		SpeedLimitLoadConfig{Port: s.port, Rates: []float64{400, 800}, Clients: 4, PerRate: 250 * time.Millisecond, Pause: time.Millisecond})
+		SpeedLimitLoadConfig{Port: s.port, Rates: []float64{400, 800}, Clients: 4, PerRate: Duration(250 * time.Millisecond), Pause: Duration(time.Millisecond)})
 	require.NoError(t, err)
 	m := byMetric(samples)
 	require.Len(t, m["achieved_rate"], 2)
@@ -207,7 +207,7 @@ func TestSpeedLimitValidate(t *testing.T) {
 	assert.NoError(t, SpeedLimitConfig{}.Validate())
 	assert.ErrorContains(t, SpeedLimitConfig{Clients: -1}.Validate(), "clients -1 is out of range")
 	assert.ErrorContains(t, SpeedLimitConfig{Leave: "end"}.Validate(), `leave "end" is unknown`)
-	assert.ErrorContains(t, SpeedLimitConfig{Timeout: -time.Second}.Validate(), "timeout -1s is negative")
+	assert.ErrorContains(t, SpeedLimitConfig{Timeout: Duration(-time.Second)}.Validate(), "timeout -1s is negative")
 	assert.ErrorContains(t, SpeedLimitDropConfig{Start: 10, Max: 5}.Validate(), "max 5 is below start 10")
 	assert.ErrorContains(t, SpeedLimitScalingConfig{}.Validate(), "no client counts")
 	assert.ErrorContains(t, SpeedLimitScalingConfig{Clients: []int{0}}.Validate(), "client count 0 is out of range")

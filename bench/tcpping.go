@@ -18,17 +18,17 @@ import (
 // TCPPingConfig configures TCPPing. Zero-valued fields take the defaults given with them.
 type TCPPingConfig struct {
 	// Port is the TCP port the server listens on. Default 5201 (the thesis's port).
-	Port uint16
+	Port uint16 `json:"port,omitempty"`
 	// Count is the number of connects. Default 20 (the thesis's hping3 -c 20).
-	Count int
-	// Interval is the time between the starts of two connects; a connect that takes longer
-	// delays the next one. Default 100ms (the thesis used hping3's 1 s).
-	Interval time.Duration
+	Count int `json:"count"`
 	// Keep records only the first Keep connects; the rest are still made, so the load
 	// matches Count. 0 records all. The thesis sent 20 and kept 15.
-	Keep int
+	Keep int `json:"keep,omitempty"`
+	// Interval is the time between the starts of two connects; a connect that takes longer
+	// delays the next one. Default 100ms (the thesis used hping3's 1 s).
+	Interval Duration `json:"interval"`
 	// Timeout bounds each connect; a connect that takes longer counts as lost. Default 1s.
-	Timeout time.Duration
+	Timeout Duration `json:"timeout,omitempty"`
 }
 
 func (c TCPPingConfig) withDefaults() TCPPingConfig {
@@ -39,10 +39,10 @@ func (c TCPPingConfig) withDefaults() TCPPingConfig {
 		c.Count = 20
 	}
 	if c.Interval == 0 {
-		c.Interval = 100 * time.Millisecond
+		c.Interval = Duration(100 * time.Millisecond)
 	}
 	if c.Timeout == 0 {
-		c.Timeout = time.Second
+		c.Timeout = Duration(time.Second)
 	}
 	return c
 }
@@ -60,7 +60,7 @@ func (c TCPPingConfig) Validate() error {
 	}
 	if d.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("tcp ping: timeout %v is negative: give the time a connect may take, or 0 for the default 1s", c.Timeout))
-	} else if d.Timeout < time.Millisecond {
+	} else if d.Timeout < Duration(time.Millisecond) {
 		errs = append(errs, fmt.Errorf("tcp ping: timeout %v is below the socket timeout resolution: give at least 1ms", c.Timeout))
 	}
 	if c.Keep < 0 {
@@ -118,7 +118,7 @@ func TCPPing(ctx context.Context, ep Endpoints, cfg TCPPingConfig) ([]stats.Samp
 		var last time.Time
 		for i := range cfg.Count {
 			if i > 0 {
-				timer.Reset(time.Until(last.Add(cfg.Interval)))
+				timer.Reset(time.Until(last.Add(time.Duration(cfg.Interval))))
 				select {
 				case <-ctx.Done():
 					return ctx.Err()
@@ -129,7 +129,7 @@ func TCPPing(ctx context.Context, ep Endpoints, cfg TCPPingConfig) ([]stats.Samp
 			}
 			last = time.Now()
 			t := last.Sub(start).Seconds()
-			rtt, ok, err := connectOnce(family, target, cfg.Timeout)
+			rtt, ok, err := connectOnce(family, target, time.Duration(cfg.Timeout))
 			if err != nil {
 				return fmt.Errorf("ping %d: %w", i, err)
 			}

@@ -90,7 +90,7 @@ func tcpSamplesOf(ss []stats.Sample, m stats.Metric) []stats.Sample {
 
 func TestTCPPingLoopback(t *testing.T) {
 	tcpCheckLeaks(t)
-	cfg := TCPPingConfig{Port: 25201, Count: 20, Interval: 5 * time.Millisecond}
+	cfg := TCPPingConfig{Port: 25201, Count: 20, Interval: Duration(5 * time.Millisecond)}
 	samples, err := TCPPing(context.Background(), tcpLoopback(), cfg)
 	require.NoError(t, err)
 
@@ -111,7 +111,7 @@ func TestTCPPingLoopback(t *testing.T) {
 }
 
 func TestTCPPingKeep(t *testing.T) {
-	cfg := TCPPingConfig{Port: 25201, Count: 20, Keep: 15, Interval: time.Millisecond}
+	cfg := TCPPingConfig{Port: 25201, Count: 20, Keep: 15, Interval: Duration(time.Millisecond)}
 	samples, err := TCPPing(context.Background(), tcpLoopback(), cfg)
 	require.NoError(t, err)
 	assert.Len(t, tcpSamplesOf(samples, stats.RTT), 15)
@@ -120,7 +120,7 @@ func TestTCPPingKeep(t *testing.T) {
 
 func TestTCPPingLeavesNoTimeWait(t *testing.T) {
 	const port = 25203
-	cfg := TCPPingConfig{Port: port, Count: 200, Interval: time.Microsecond}
+	cfg := TCPPingConfig{Port: port, Count: 200, Interval: Duration(time.Microsecond)}
 	samples, err := TCPPing(context.Background(), tcpLoopback(), cfg)
 	require.NoError(t, err)
 	require.Len(t, tcpSamplesOf(samples, stats.RTT), 200)
@@ -153,7 +153,7 @@ func TestTCPPingServerError(t *testing.T) {
 	tcpCheckLeaks(t)
 	ep := tcpLoopback()
 	ep.Server = tcpFailingNS{}
-	samples, err := TCPPing(context.Background(), ep, TCPPingConfig{Port: 25204, Count: 3, Interval: time.Millisecond})
+	samples, err := TCPPing(context.Background(), ep, TCPPingConfig{Port: 25204, Count: 3, Interval: Duration(time.Millisecond)})
 	require.ErrorIs(t, err, os.ErrPermission, "a server that cannot start is an error")
 	assert.Empty(t, samples)
 }
@@ -189,7 +189,7 @@ func TestTCPPingCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)
 	begin := time.Now()
-	samples, err := TCPPing(ctx, tcpLoopback(), TCPPingConfig{Port: 25205, Count: 1000, Interval: 10 * time.Millisecond})
+	samples, err := TCPPing(ctx, tcpLoopback(), TCPPingConfig{Port: 25205, Count: 1000, Interval: Duration(10 * time.Millisecond)})
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Less(t, time.Since(begin), 2*time.Second)
 	rtts := tcpSamplesOf(samples, stats.RTT)
@@ -209,9 +209,9 @@ func TestTCPPingValidate(t *testing.T) {
 		want string
 	}{
 		{TCPPingConfig{Count: -1}, "count -1 is negative"},
-		{TCPPingConfig{Interval: -time.Second}, "interval -1s is negative"},
-		{TCPPingConfig{Timeout: -time.Second}, "timeout -1s is negative"},
-		{TCPPingConfig{Timeout: time.Microsecond}, "give at least 1ms"},
+		{TCPPingConfig{Interval: Duration(-time.Second)}, "interval -1s is negative"},
+		{TCPPingConfig{Timeout: Duration(-time.Second)}, "timeout -1s is negative"},
+		{TCPPingConfig{Timeout: Duration(time.Microsecond)}, "give at least 1ms"},
 		{TCPPingConfig{Keep: -1}, "keep -1 is negative"},
 		{TCPPingConfig{Keep: 21}, "keep 21 exceeds count 20"},
 	} {

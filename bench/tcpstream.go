@@ -19,20 +19,20 @@ import (
 // them.
 type TCPStreamConfig struct {
 	// Port is the TCP port the receiver listens on. Default 5202.
-	Port uint16
+	Port uint16 `json:"port,omitempty"`
 	// Duration is how long throughput is recorded, after Omit. Default 10s.
-	Duration time.Duration
+	Duration Duration `json:"duration"`
 	// Interval is the length of one throughput sample. Default 1s.
-	Interval time.Duration
+	Interval Duration `json:"interval"`
 	// Streams is the number of parallel connections. Default 1.
-	Streams int
+	Streams int `json:"streams,omitempty"`
 	// Rate is the total payload rate in bit/s over all streams; writes are paced to it.
 	// 0 sends as fast as the path allows.
-	Rate float64
+	Rate Rate `json:"rate,omitempty"`
 	// Omit is a warm-up sent but not recorded, like iperf3 -O. Default 0.
-	Omit time.Duration
+	Omit Duration `json:"omit,omitempty"`
 	// BufSize is the bytes per read and write syscall. Default 128 KiB (iperf3's default).
-	BufSize int
+	BufSize int `json:"-"`
 }
 
 const (
@@ -52,10 +52,10 @@ func (c TCPStreamConfig) withDefaults() TCPStreamConfig {
 		c.Port = 5202
 	}
 	if c.Duration == 0 {
-		c.Duration = 10 * time.Second
+		c.Duration = Duration(10 * time.Second)
 	}
 	if c.Interval == 0 {
-		c.Interval = time.Second
+		c.Interval = Duration(time.Second)
 	}
 	if c.Streams == 0 {
 		c.Streams = 1
@@ -76,7 +76,7 @@ func (c TCPStreamConfig) Validate() error {
 	}
 	if d.Interval < 0 {
 		errs = append(errs, fmt.Errorf("tcp stream: interval %v is negative: give the length of one sample, or 0 for the default 1s", c.Interval))
-	} else if d.Interval < 10*time.Millisecond {
+	} else if d.Interval < Duration(10*time.Millisecond) {
 		errs = append(errs, fmt.Errorf("tcp stream: interval %v is too short to measure: give at least 10ms", c.Interval))
 	}
 	if d.Duration >= 0 && d.Interval > 0 && d.Duration < d.Interval {
@@ -85,7 +85,7 @@ func (c TCPStreamConfig) Validate() error {
 	if d.Streams < 1 || d.Streams > maxStreams {
 		errs = append(errs, fmt.Errorf("tcp stream: streams %d is out of range: give 1 to %d parallel connections, or 0 for one", c.Streams, maxStreams))
 	}
-	if c.Rate < 0 || (c.Rate > 0 && c.Rate < minRate) || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
+	if c.Rate < 0 || (c.Rate > 0 && c.Rate < minRate) || math.IsNaN(float64(c.Rate)) || math.IsInf(float64(c.Rate), 0) {
 		errs = append(errs, fmt.Errorf("tcp stream: rate %g bit/s cannot be paced: give at least %g bit/s, or 0 for unlimited", c.Rate, minRate))
 	}
 	if d.Omit < 0 {
@@ -223,7 +223,7 @@ func (r *streamRun) start(ctx context.Context, cfg TCPStreamConfig) {
 	chunk := cfg.BufSize
 	var p *pacer
 	if cfg.Rate > 0 {
-		p = newPacer(cfg.Rate)
+		p = newPacer(float64(cfg.Rate))
 		// About a millisecond of data per write keeps bursts short.
 		chunk = min(max(int(cfg.Rate/8/1000), 512), cfg.BufSize)
 	}
@@ -291,7 +291,7 @@ func (r *streamRun) fail(err error) {
 // measure records the throughput intervals until cfg.Duration after cfg.Omit has passed,
 // ctx ends or a stream fails.
 func (r *streamRun) measure(ctx context.Context, start time.Time, cfg TCPStreamConfig) ([]stats.Sample, error) {
-	timer := time.NewTimer(cfg.Omit)
+	timer := time.NewTimer(time.Duration(cfg.Omit))
 	defer timer.Stop()
 	select {
 	case <-ctx.Done():
@@ -303,7 +303,7 @@ func (r *streamRun) measure(ctx context.Context, start time.Time, cfg TCPStreamC
 	var samples []stats.Sample
 	prevT, prevB := time.Now(), r.received.Load()
 	t0 := prevT
-	for i, iv := range streamIntervals(cfg.Duration, cfg.Interval) {
+	for i, iv := range streamIntervals(time.Duration(cfg.Duration), time.Duration(cfg.Interval)) {
 		timer.Reset(time.Until(t0.Add(iv.end)))
 		select {
 		case <-ctx.Done():

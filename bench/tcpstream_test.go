@@ -23,7 +23,7 @@ func tcpMean(ss []stats.Sample) float64 {
 func TestTCPStreamLoopback(t *testing.T) {
 	tcpCheckLeaks(t)
 	for _, streams := range []int{1, 3} {
-		cfg := TCPStreamConfig{Port: 25210, Duration: 600 * time.Millisecond, Interval: 200 * time.Millisecond, Streams: streams, Omit: 100 * time.Millisecond}
+		cfg := TCPStreamConfig{Port: 25210, Duration: Duration(600 * time.Millisecond), Interval: Duration(200 * time.Millisecond), Streams: streams, Omit: Duration(100 * time.Millisecond)}
 		samples, err := TCPStream(context.Background(), tcpLoopback(), cfg)
 		require.NoError(t, err, "streams %d", streams)
 		require.Len(t, samples, 3, "streams %d: one sample per interval", streams)
@@ -44,7 +44,7 @@ func TestTCPStreamRate(t *testing.T) {
 	tcpCheckLeaks(t)
 	const rate = 200e6
 	for _, streams := range []int{1, 2} {
-		cfg := TCPStreamConfig{Port: 25211, Duration: time.Second, Interval: 250 * time.Millisecond, Streams: streams, Rate: rate}
+		cfg := TCPStreamConfig{Port: 25211, Duration: Duration(time.Second), Interval: Duration(250 * time.Millisecond), Streams: streams, Rate: rate}
 		samples, err := TCPStream(context.Background(), tcpLoopback(), cfg)
 		require.NoError(t, err)
 		require.Len(t, samples, 4)
@@ -60,7 +60,7 @@ func TestTCPStreamCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(500*time.Millisecond, cancel)
 	begin := time.Now()
-	samples, err := TCPStream(ctx, tcpLoopback(), TCPStreamConfig{Port: 25212, Duration: time.Minute, Interval: 100 * time.Millisecond, Streams: 2})
+	samples, err := TCPStream(ctx, tcpLoopback(), TCPStreamConfig{Port: 25212, Duration: Duration(time.Minute), Interval: Duration(100 * time.Millisecond), Streams: 2})
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Less(t, time.Since(begin), 2*time.Second)
 	assert.NotEmpty(t, samples, "partial results are kept")
@@ -71,7 +71,7 @@ func TestTCPStreamNoServer(t *testing.T) {
 	tcpCheckLeaks(t)
 	ep := tcpLoopback()
 	ep.Server = tcpFailingNS{}
-	_, err := TCPStream(context.Background(), ep, TCPStreamConfig{Port: 25213, Duration: time.Second})
+	_, err := TCPStream(context.Background(), ep, TCPStreamConfig{Port: 25213, Duration: Duration(time.Second)})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "start receiver")
 }
@@ -107,15 +107,15 @@ func TestTCPStreamValidate(t *testing.T) {
 		cfg  TCPStreamConfig
 		want string
 	}{
-		{TCPStreamConfig{Duration: -time.Second}, "duration -1s is negative"},
-		{TCPStreamConfig{Interval: -time.Second}, "interval -1s is negative"},
-		{TCPStreamConfig{Interval: time.Millisecond}, "give at least 10ms"},
-		{TCPStreamConfig{Duration: time.Second, Interval: 2 * time.Second}, "duration 1s is shorter than interval 2s"},
+		{TCPStreamConfig{Duration: Duration(-time.Second)}, "duration -1s is negative"},
+		{TCPStreamConfig{Interval: Duration(-time.Second)}, "interval -1s is negative"},
+		{TCPStreamConfig{Interval: Duration(time.Millisecond)}, "give at least 10ms"},
+		{TCPStreamConfig{Duration: Duration(time.Second), Interval: Duration(2 * time.Second)}, "duration 1s is shorter than interval 2s"},
 		{TCPStreamConfig{Streams: -1}, "streams -1 is out of range"},
 		{TCPStreamConfig{Streams: 1000}, "streams 1000 is out of range"},
 		{TCPStreamConfig{Rate: -1}, "rate -1 bit/s cannot be paced"},
 		{TCPStreamConfig{Rate: 10}, "rate 10 bit/s cannot be paced"},
-		{TCPStreamConfig{Omit: -time.Second}, "omit -1s is negative"},
+		{TCPStreamConfig{Omit: Duration(-time.Second)}, "omit -1s is negative"},
 		{TCPStreamConfig{BufSize: 10}, "buffer size 10 is out of range"},
 	} {
 		err := tc.cfg.Validate()

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgebpf/edgebpf/bench"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -20,7 +21,7 @@ func TestBuiltinSuite(t *testing.T) {
 	p, err := e[0].Plan("full", Overrides{})
 	require.NoError(t, err)
 	assert.Equal(t, 30, p.Reps)
-	pp := p.Params.(TCPPingParams)
+	pp := p.Params.(bench.TCPPingConfig)
 	assert.Equal(t, 20, pp.Count)
 	assert.Equal(t, 15, pp.Keep)
 	assert.Equal(t, Duration(time.Second), pp.Interval)
@@ -28,7 +29,7 @@ func TestBuiltinSuite(t *testing.T) {
 	e, _ = s.Select([]string{"bottleneck"})
 	p, err = e[0].Plan("full", Overrides{})
 	require.NoError(t, err)
-	sp := p.Params.(UDPSweepParams)
+	sp := p.Params.(bench.UDPSweepConfig)
 	assert.Equal(t, Duration(60*time.Second), sp.PerRate)
 	assert.Equal(t, Rate(1e6), sp.Rates[0])
 	assert.Contains(t, sp.Rates, Rate(500e6))
@@ -41,17 +42,17 @@ func TestOverrides(t *testing.T) {
 	p, err := e[0].Plan("quick", o)
 	require.NoError(t, err)
 	assert.Equal(t, 4, p.Reps)
-	assert.Equal(t, []Rate{1e6, 2e9}, p.Params.(UDPSweepParams).Rates)
-	assert.Equal(t, Duration(3*time.Second), p.Params.(UDPSweepParams).PerRate)
+	assert.Equal(t, []Rate{1e6, 2e9}, p.Params.(bench.UDPSweepConfig).Rates)
+	assert.Equal(t, Duration(3*time.Second), p.Params.(bench.UDPSweepConfig).PerRate)
 
 	p, err = e[1].Plan("quick", o)
 	require.NoError(t, err)
-	assert.Equal(t, Duration(time.Second), p.Params.(ResourcesParams).Load, "resources split the duration in thirds")
+	assert.Equal(t, Duration(time.Second), p.Params.(bench.ResourcesConfig).Load, "resources split the duration in thirds")
 
 	p, err = e[2].Plan("full", o)
 	require.NoError(t, err)
-	assert.Equal(t, 3, p.Params.(TCPPingParams).Count, "3 s of 1 s pings")
-	assert.Equal(t, 3, p.Params.(TCPPingParams).Keep)
+	assert.Equal(t, 3, p.Params.(bench.TCPPingConfig).Count, "3 s of 1 s pings")
+	assert.Equal(t, 3, p.Params.(bench.TCPPingConfig).Keep)
 }
 
 func TestSelect(t *testing.T) {
@@ -86,10 +87,10 @@ func TestCalibrationPlan(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "reference", p.Meter)
 	assert.Equal(t, 1, p.Reps)
-	assert.Equal(t, ReferenceParams{Rounds: 1, Duration: Duration(time.Second), PingCount: 50}, p.Params)
+	assert.Equal(t, bench.ReferenceConfig{Rounds: 1, Duration: Duration(time.Second), PingCount: 50}, p.Params)
 	p, err = e[0].Plan("full", Overrides{Duration: 3 * time.Second})
 	require.NoError(t, err)
-	assert.Equal(t, ReferenceParams{Rounds: 10, Duration: Duration(3 * time.Second)}, p.Params, "--duration sets each run's length")
+	assert.Equal(t, bench.ReferenceConfig{Rounds: 10, Duration: Duration(3 * time.Second)}, p.Params, "--duration sets each run's length")
 	_, err = e[0].Plan("quick", Overrides{Duration: 2500 * time.Millisecond})
 	assert.ErrorContains(t, err, "not a whole number of seconds")
 }

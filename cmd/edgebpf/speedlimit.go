@@ -366,10 +366,10 @@ a drop; when every request drops, the client says so and exits with 1.`,
 			if rate > 0 {
 				what = fmt.Sprintf("%d clients, open loop at %.0f req/s for %v", clients, rate, duration)
 				samples, err = bench.SpeedLimitLoad(c.Context(), ep, bench.SpeedLimitLoadConfig{Port: port, Rates: []float64{rate},
-					Clients: clients, PerRate: duration, Timeout: timeout, Leave: leave, Keep: 1 << 30})
+					Clients: clients, PerRate: bench.Duration(duration), Timeout: bench.Duration(timeout), Leave: leave, Keep: 1 << 30})
 			} else {
 				samples, err = bench.SpeedLimit(c.Context(), ep, bench.SpeedLimitConfig{Port: port, Clients: clients,
-					Requests: requests, Timeout: timeout, Leave: leave, Keep: requests})
+					Requests: requests, Timeout: bench.Duration(timeout), Leave: leave, Keep: requests})
 			}
 			sum := bench.SummarizeSpeedLimit(samples)
 			if len(samples) > 0 {

@@ -200,7 +200,7 @@ func TestClientSeesDrops(t *testing.T) {
 	_, err := SetTxChecksum(p.client.NS, p.client.Peer, false)
 	require.NoError(t, err)
 	s := p.start(t, EBPF, 0)
-	cfg := bench.SpeedLimitConfig{Clients: 3, Requests: 20, Timeout: 100 * time.Millisecond}
+	cfg := bench.SpeedLimitConfig{Clients: 3, Requests: 20, Timeout: bench.Duration(100 * time.Millisecond)}
 	samples, err := bench.SpeedLimit(context.Background(), p.endpoints(), cfg)
 	require.NoError(t, err)
 	assert.Zero(t, bench.SummarizeSpeedLimit(samples).Timeouts)
@@ -224,7 +224,7 @@ func TestClientSeesDrops(t *testing.T) {
 	}
 
 	dp, err := bench.SpeedLimitDropPoint(context.Background(), p.endpoints(),
-		bench.SpeedLimitDropConfig{Start: 2, Max: 5, Requests: 5, Timeout: 50 * time.Millisecond, Pause: time.Millisecond})
+		bench.SpeedLimitDropConfig{Start: 2, Max: 5, Requests: 5, Timeout: bench.Duration(50 * time.Millisecond), Pause: bench.Duration(time.Millisecond)})
 	require.NoError(t, err)
 	last := dp[len(dp)-1]
 	assert.Equal(t, stats.DropPoint, last.Metric)
