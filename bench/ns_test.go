@@ -38,8 +38,8 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 	ep := endpoints(t)
 	ctx := context.Background()
 
-	t.Run("tcpping", func(t *testing.T) {
-		s, err := bench.TCPPing(ctx, ep, bench.TCPPingConfig{Count: 20, Interval: bench.Duration(5 * time.Millisecond)})
+	t.Run("connect-rtt", func(t *testing.T) {
+		s, err := bench.ConnectRTT(ctx, ep, bench.ConnectConfig{Count: 20, Interval: bench.Duration(5 * time.Millisecond)})
 		require.NoError(t, err)
 		m := byMetric(s)
 		require.Len(t, m["rtt"], 20)
@@ -50,7 +50,7 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 		assert.Equal(t, []float64{0}, m["loss"])
 	})
 
-	t.Run("udpjitter", func(t *testing.T) {
+	t.Run("udp-jitter", func(t *testing.T) {
 		s, err := bench.UDPJitter(ctx, ep, bench.UDPJitterConfig{Rate: 1e6, Duration: bench.Duration(time.Second)})
 		require.NoError(t, err)
 		m := byMetric(s)
@@ -60,8 +60,8 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 		assert.InDelta(t, 89, len(m["owd"]), 3, "1 Mbit/s of 1400-byte datagrams for 1 s")
 	})
 
-	t.Run("tcpstream", func(t *testing.T) {
-		s, err := bench.TCPStream(ctx, ep, bench.TCPStreamConfig{Duration: bench.Duration(time.Second), Interval: bench.Duration(250 * time.Millisecond), Streams: 2})
+	t.Run("tcp-throughput", func(t *testing.T) {
+		s, err := bench.TCPThroughput(ctx, ep, bench.TCPThroughputConfig{Duration: bench.Duration(time.Second), Interval: bench.Duration(250 * time.Millisecond), Streams: 2})
 		require.NoError(t, err)
 		m := byMetric(s)
 		require.NotEmpty(t, m["throughput"])
@@ -70,7 +70,7 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 		}
 	})
 
-	t.Run("udpsweep", func(t *testing.T) {
+	t.Run("udp-sweep", func(t *testing.T) {
 		s, err := bench.UDPSweep(ctx, ep, bench.UDPSweepConfig{Rates: []bench.Rate{1e6, 20e6}, PerRate: bench.Duration(500 * time.Millisecond), Pause: bench.Duration(50 * time.Millisecond)})
 		require.NoError(t, err)
 		xs := map[string]bool{}

@@ -26,19 +26,19 @@ import (
 // ReferenceConfig configures Reference. Zero-valued fields take the defaults given with them.
 type ReferenceConfig struct {
 	// Port is the first of six consecutive ports: iperf3 TCP, sockperf, iperf3 UDP, then
-	// TCPStream, TCPPing and UDPJitter. Default 5301, clear of the other meters' ports.
+	// TCPThroughput, ConnectRTT and UDPJitter. Default 5301, clear of the other meters' ports.
 	Port uint16 `json:"port,omitempty"`
 	// Rounds is how often every pair (reference tool, our meter) runs. Default 3.
 	Rounds int `json:"rounds"`
 	// Duration is the length of each tool run and of each stream of ours, a whole number
 	// of seconds (iperf3 and sockperf take -t in seconds). Default 5s.
 	Duration Duration `json:"duration"`
-	// Interval is the length of one throughput sample, for iperf3 -i and TCPStream.
+	// Interval is the length of one throughput sample, for iperf3 -i and TCPThroughput.
 	// Default 1s.
 	Interval Duration `json:"interval,omitempty"`
-	// PingCount is the number of TCPPing connects per round. Default 200.
+	// PingCount is the number of ConnectRTT connects per round. Default 200.
 	PingCount int `json:"ping_count,omitempty"`
-	// PingInterval is the time between two pings, of TCPPing and of sockperf (--mps).
+	// PingInterval is the time between two pings, of ConnectRTT and of sockperf (--mps).
 	// Default 10ms.
 	PingInterval Duration `json:"ping_interval,omitempty"`
 	// JitterRate is the UDP payload rate in bit/s of iperf3 -u -b and UDPJitter.
@@ -142,12 +142,12 @@ func (c ReferenceConfig) Validate() error {
 
 func (c ReferenceConfig) port(i int) uint16 { return c.Port + uint16(i) }
 
-func (c ReferenceConfig) streamConfig() TCPStreamConfig {
-	return TCPStreamConfig{Port: c.port(3), Duration: c.Duration, Interval: c.Interval}
+func (c ReferenceConfig) streamConfig() TCPThroughputConfig {
+	return TCPThroughputConfig{Port: c.port(3), Duration: c.Duration, Interval: c.Interval}
 }
 
-func (c ReferenceConfig) pingConfig() TCPPingConfig {
-	return TCPPingConfig{Port: c.port(4), Count: c.PingCount, Interval: c.PingInterval}
+func (c ReferenceConfig) pingConfig() ConnectConfig {
+	return ConnectConfig{Port: c.port(4), Count: c.PingCount, Interval: c.PingInterval}
 }
 
 func (c ReferenceConfig) jitterConfig(stamps string) UDPJitterConfig {
@@ -183,12 +183,12 @@ var (
 //
 //   - throughput: iperf3 -c -t Duration -i Interval -J against iperf3 -s -1, one
 //     throughput:iperf3 sample per interval (intervals[].sum.bits_per_second, counted at
-//     the sender), then TCPStream for the same duration, throughput:edgebpf (counted at the
+//     the sender), then TCPThroughput for the same duration, throughput:edgebpf (counted at the
 //     receiver; on a steady stream the two differ by at most the socket buffers);
 //   - round trip: sockperf ping-pong --tcp -m 64 --full-rtt paced to one message per
 //     PingInterval against sockperf server, one rtt:sockperf sample per message from its
-//     --full-log, then TCPPing, rtt:edgebpf. sockperf times a data round trip on an
-//     established connection while TCPPing times the connect handshake (SYN to SYN-ACK):
+//     --full-log, then ConnectRTT, rtt:edgebpf. sockperf times a data round trip on an
+//     established connection while ConnectRTT times the connect handshake (SYN to SYN-ACK):
 //     both are one round trip of the same path, through different kernel code;
 //   - UDP jitter: iperf3 -u -b JitterRate -l Size -t Duration -J, one jitter:iperf3 sample
 //     (end.streams[0].udp.jitter_ms, in seconds) and one loss:iperf3, then UDPJitter at the
@@ -327,7 +327,7 @@ func (r *refRun) iperf3TCP(ctx context.Context) error {
 
 func (r *refRun) tcpStream(ctx context.Context) error {
 	return r.ours(ctx, func(ctx context.Context) ([]stats.Sample, error) {
-		return TCPStream(ctx, r.ep, r.cfg.streamConfig())
+		return TCPThroughput(ctx, r.ep, r.cfg.streamConfig())
 	}, map[stats.Metric]stats.Metric{stats.Throughput: refThroughputOurs})
 }
 
@@ -374,7 +374,7 @@ func (r *refRun) sockperf(ctx context.Context) error {
 
 func (r *refRun) tcpPing(ctx context.Context) error {
 	return r.ours(ctx, func(ctx context.Context) ([]stats.Sample, error) {
-		return TCPPing(ctx, r.ep, r.cfg.pingConfig())
+		return ConnectRTT(ctx, r.ep, r.cfg.pingConfig())
 	}, map[stats.Metric]stats.Metric{stats.RTT: refRTTOurs})
 }
 

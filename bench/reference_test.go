@@ -147,7 +147,7 @@ func TestReferenceCancel(t *testing.T) {
 	logs := refSockperfLogs(t)
 	cfg := ReferenceConfig{Port: 25321, Rounds: 1, Duration: Duration(2 * time.Second)}
 	for _, after := range []time.Duration{300 * time.Millisecond, 3 * time.Second} {
-		// The first cancel hits the iperf3 client, the second TCPStream or sockperf.
+		// The first cancel hits the iperf3 client, the second TCPThroughput or sockperf.
 		t.Run(after.String(), func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()

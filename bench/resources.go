@@ -84,7 +84,7 @@ func (c ResourcesConfig) Validate() error {
 }
 
 // Resources runs the CPU/RAM experiment of the Riegel thesis: it samples the machine with
-// Sysmon through three phases, PhaseIdle for cfg.Idle, PhaseLoad while a TCPStream paced to
+// Sysmon through three phases, PhaseIdle for cfg.Idle, PhaseLoad while a TCPThroughput paced to
 // cfg.LoadRate runs from ep.Client to ep.Target for cfg.Load, and PhaseCleanup for
 // cfg.Cleanup. The load generator and its receiver run in this process, so their CPU time is
 // part of the system-wide figures, as iperf3's was in the thesis.
@@ -111,7 +111,7 @@ func Resources(ctx context.Context, ep Endpoints, cfg ResourcesConfig) ([]stats.
 		mon.SetPhase(PhaseLoad)
 		offset := time.Since(mon.start).Seconds()
 		var err error
-		load, err = TCPStream(ctx, ep, TCPStreamConfig{
+		load, err = TCPThroughput(ctx, ep, TCPThroughputConfig{
 			Port:     cfg.Port,
 			Duration: cfg.Load,
 			Interval: cfg.Interval,

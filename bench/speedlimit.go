@@ -108,8 +108,8 @@ func slClientsError(meter, what string, n int) error {
 	return nil
 }
 
-// SpeedLimitConfig configures SpeedLimit. Zero fields take the defaults given with them.
-type SpeedLimitConfig struct {
+// SpeedLimitResponseConfig configures SpeedLimitResponse. Zero fields take the defaults given with them.
+type SpeedLimitResponseConfig struct {
 	// Port is the server's UDP port. Default 5300. It is left out of the JSON form: a
 	// scenario gives the port once, with the server's parameters, and the client follows.
 	Port uint16 `json:"-"`
@@ -126,7 +126,7 @@ type SpeedLimitConfig struct {
 	Keep int `json:"keep,omitempty"`
 }
 
-func (c SpeedLimitConfig) withDefaults() SpeedLimitConfig {
+func (c SpeedLimitResponseConfig) withDefaults() SpeedLimitResponseConfig {
 	c.Port = cmp0(c.Port, wire.DefaultPort)
 	c.Clients = cmp0(c.Clients, defaultSLClients)
 	c.Requests = cmp0(c.Requests, defaultSLRequests)
@@ -136,8 +136,8 @@ func (c SpeedLimitConfig) withDefaults() SpeedLimitConfig {
 	return c
 }
 
-// Validate reports every field SpeedLimit cannot use.
-func (c SpeedLimitConfig) Validate() error {
+// Validate reports every field SpeedLimitResponse cannot use.
+func (c SpeedLimitResponseConfig) Validate() error {
 	const meter = "speed limit"
 	errs := slCommonErrors(meter, time.Duration(c.Timeout), c.Leave, c.Keep)
 	if c.Clients != 0 {
@@ -149,7 +149,7 @@ func (c SpeedLimitConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// SpeedLimit is the thesis's experiment 1: Clients concurrent clients each send Requests
+// SpeedLimitResponse is the thesis's experiment 1: Clients concurrent clients each send Requests
 // GET_SPEED_LIMIT requests, one at a time, and time every one. It returns
 //   - stats.ResponseTime per kept request (s; Seq numbers requests across clients, T is the
 //     send time in s since the run began);
@@ -165,7 +165,7 @@ func (c SpeedLimitConfig) Validate() error {
 // A reply that is not an 8-byte REPLY with a limit from 30 to 120 is an error, returned
 // with the samples. When ctx ends it returns within about Timeout with the samples of the
 // requests done and ctx.Err().
-func SpeedLimit(ctx context.Context, ep Endpoints, cfg SpeedLimitConfig) ([]stats.Sample, error) {
+func SpeedLimitResponse(ctx context.Context, ep Endpoints, cfg SpeedLimitResponseConfig) ([]stats.Sample, error) {
 	if err := errors.Join(checkUDPEndpoints(ep), cfg.Validate()); err != nil {
 		return nil, err
 	}
@@ -181,9 +181,9 @@ func SpeedLimit(ctx context.Context, ep Endpoints, cfg SpeedLimitConfig) ([]stat
 	return out.samples(origin, "", "", true), err
 }
 
-// SpeedLimitDropConfig configures SpeedLimitDropPoint. Zero fields take the defaults.
-type SpeedLimitDropConfig struct {
-	// Port is as in SpeedLimitConfig.
+// SpeedLimitDropPointConfig configures SpeedLimitDropPoint. Zero fields take the defaults.
+type SpeedLimitDropPointConfig struct {
+	// Port is as in SpeedLimitResponseConfig.
 	Port uint16 `json:"-"`
 	// Start is the number of clients the search starts with. Default 1.
 	Start int `json:"start"`
@@ -202,7 +202,7 @@ type SpeedLimitDropConfig struct {
 	Leave string   `json:"leave,omitempty"`
 }
 
-func (c SpeedLimitDropConfig) withDefaults() SpeedLimitDropConfig {
+func (c SpeedLimitDropPointConfig) withDefaults() SpeedLimitDropPointConfig {
 	c.Port = cmp0(c.Port, wire.DefaultPort)
 	c.Start = cmp0(c.Start, 1)
 	c.Max = cmp0(c.Max, 1000)
@@ -215,7 +215,7 @@ func (c SpeedLimitDropConfig) withDefaults() SpeedLimitDropConfig {
 }
 
 // Validate reports every field SpeedLimitDropPoint cannot use.
-func (c SpeedLimitDropConfig) Validate() error {
+func (c SpeedLimitDropPointConfig) Validate() error {
 	const meter = "speed-limit drop point"
 	errs := slCommonErrors(meter, time.Duration(c.Timeout), c.Leave, 0)
 	d := c.withDefaults()
@@ -246,7 +246,7 @@ func (c SpeedLimitDropConfig) Validate() error {
 // stats.DropPoint, the most clients that ran without a drop (the thesis's "one less than the
 // number of threads"; Max if none dropped, Start-Step if the first start did), and per start
 // the stats.Timeouts it saw, with X the number of clients.
-func SpeedLimitDropPoint(ctx context.Context, ep Endpoints, cfg SpeedLimitDropConfig) ([]stats.Sample, error) {
+func SpeedLimitDropPoint(ctx context.Context, ep Endpoints, cfg SpeedLimitDropPointConfig) ([]stats.Sample, error) {
 	if err := errors.Join(checkUDPEndpoints(ep), cfg.Validate()); err != nil {
 		return nil, err
 	}
@@ -280,7 +280,7 @@ func SpeedLimitDropPoint(ctx context.Context, ep Endpoints, cfg SpeedLimitDropCo
 
 // SpeedLimitScalingConfig configures SpeedLimitScaling.
 type SpeedLimitScalingConfig struct {
-	// Port, Timeout, Leave and Keep are as in SpeedLimitConfig.
+	// Port, Timeout, Leave and Keep are as in SpeedLimitResponseConfig.
 	Port uint16 `json:"-"`
 	// Clients are the numbers of clients to run, in order. Required.
 	Clients []int `json:"clients"`
@@ -328,7 +328,7 @@ func (c SpeedLimitScalingConfig) Validate() error {
 }
 
 // SpeedLimitScaling is the thesis's experiment 3: for each number of clients it runs them as
-// SpeedLimit does and returns SpeedLimit's samples with X the number of clients (X unit
+// SpeedLimitResponse does and returns SpeedLimitResponse's samples with X the number of clients (X unit
 // "clients"), so that response time can be fitted against it. It stops after the first
 // count that saw a drop unless Continue is set.
 func SpeedLimitScaling(ctx context.Context, ep Endpoints, cfg SpeedLimitScalingConfig) ([]stats.Sample, error) {
@@ -361,7 +361,7 @@ func SpeedLimitScaling(ctx context.Context, ep Endpoints, cfg SpeedLimitScalingC
 
 // SpeedLimitLoadConfig configures SpeedLimitLoad.
 type SpeedLimitLoadConfig struct {
-	// Port is as in SpeedLimitConfig.
+	// Port is as in SpeedLimitResponseConfig.
 	Port uint16 `json:"-"`
 	// Rates are the offered loads in requests per second, in order. Required.
 	Rates []float64 `json:"rates"`
@@ -888,7 +888,7 @@ type SpeedLimitSummary struct {
 	Loss            float64 `json:"loss_percent,omitempty"`
 }
 
-// SummarizeSpeedLimit condenses the samples of one SpeedLimit or SpeedLimitLoad run (one X).
+// SummarizeSpeedLimit condenses the samples of one SpeedLimitResponse or SpeedLimitLoad run (one X).
 func SummarizeSpeedLimit(samples []stats.Sample) SpeedLimitSummary {
 	var s SpeedLimitSummary
 	by := map[string][]float64{}

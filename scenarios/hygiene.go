@@ -26,7 +26,7 @@ var (
 		"mixed": {features.BPF, features.XDP},
 		"ebpf":  {features.BPF, features.XDP},
 	}
-	meterNeeds = map[string][]features.Name{"reference": {features.Iperf3, features.Sockperf}}
+	meterNeeds = map[string][]features.Name{"reference-tools": {features.Iperf3, features.Sockperf}}
 )
 
 // needs lists the features a job needs.

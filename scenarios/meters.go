@@ -71,7 +71,8 @@ func (e Experiment) Plan(profile string, o Overrides) (Plan, error) {
 	if !ok {
 		return Plan{}, fmt.Errorf("experiment %s has no %s profile", e.Name, profile)
 	}
-	m, ok := meters[e.Meter]
+	name := meterName(e.Meter)
+	m, ok := meters[name]
 	if !ok {
 		return Plan{}, fmt.Errorf("experiment %s: unknown meter %q", e.Name, e.Meter)
 	}
@@ -86,7 +87,7 @@ func (e Experiment) Plan(profile string, o Overrides) (Plan, error) {
 	if err != nil {
 		return Plan{}, fmt.Errorf("experiment %s, profile %s: %w", e.Name, profile, err)
 	}
-	return Plan{Experiment: e.Name, Meter: e.Meter, Reps: reps, Params: params, run: run}, nil
+	return Plan{Experiment: e.Name, Meter: name, Reps: reps, Params: params, run: run}, nil
 }
 
 type runFunc = func(context.Context, Env) ([]stats.Sample, error)
@@ -95,27 +96,49 @@ type runFunc = func(context.Context, Env) ([]stats.Sample, error)
 // parameters with a function that runs it.
 type meterFunc func(raw json.RawMessage, o Overrides) (any, runFunc, error)
 
+// meters are keyed by what they measure; bench's package doc maps each experiment to its
+// meter and file.
 var meters = map[string]meterFunc{
-	"tcpping":            meter(bench.TCPPing, tcpPingOverrides),
-	"tcpstream":          meter(bench.TCPStream, tcpStreamOverrides),
-	"udpjitter":          meter(bench.UDPJitter, udpJitterOverrides),
-	"udpsweep":           meter(bench.UDPSweep, udpSweepOverrides),
-	"resources":          meter(bench.Resources, resourcesOverrides),
-	"reference":          meter(bench.Reference, referenceOverrides),
-	"speedlimit":         speedLimit,
-	"speedlimit-drop":    speedLimitDrop,
-	"speedlimit-scaling": speedLimitScaling,
-	"speedlimit-load":    speedLimitLoad,
+	"connect-rtt":          meter(bench.ConnectRTT, connectOverrides),
+	"tcp-throughput":       meter(bench.TCPThroughput, tcpThroughputOverrides),
+	"udp-jitter":           meter(bench.UDPJitter, udpJitterOverrides),
+	"udp-sweep":            meter(bench.UDPSweep, udpSweepOverrides),
+	"resources":            meter(bench.Resources, resourcesOverrides),
+	"reference-tools":      meter(bench.Reference, referenceOverrides),
+	"speedlimit-response":  speedLimitResponse,
+	"speedlimit-droppoint": speedLimitDropPoint,
+	"speedlimit-scaling":   speedLimitScaling,
+	"speedlimit-load":      speedLimitLoad,
+}
+
+// meterAliases are the meters' former names, which scenario files written before the
+// rename still use. Parse replaces them with the current name, so meta.json records that.
+var meterAliases = map[string]string{
+	"tcpping":         "connect-rtt",
+	"tcpstream":       "tcp-throughput",
+	"udpjitter":       "udp-jitter",
+	"udpsweep":        "udp-sweep",
+	"reference":       "reference-tools",
+	"speedlimit":      "speedlimit-response",
+	"speedlimit-drop": "speedlimit-droppoint",
+}
+
+// meterName returns the current name of a meter a scenario names, which may be an alias.
+func meterName(name string) string {
+	if n, ok := meterAliases[name]; ok {
+		return n
+	}
+	return name
 }
 
 // configuredMeters deploy a server of their own in one of an experiment's configurations;
 // only they take, and they need, "configurations".
 var configuredMeters = map[string]bool{
-	"speedlimit": true, "speedlimit-drop": true, "speedlimit-scaling": true, "speedlimit-load": true,
+	"speedlimit-response": true, "speedlimit-droppoint": true, "speedlimit-scaling": true, "speedlimit-load": true,
 }
 
 // meterTools names the external programs a meter runs, for meta.json's tool versions.
-var meterTools = map[string][]string{"reference": {"iperf3", "sockperf"}}
+var meterTools = map[string][]string{"reference-tools": {"iperf3", "sockperf"}}
 
 // MeterNames lists the meters a scenario can name.
 func MeterNames() []string {
@@ -162,15 +185,15 @@ func meter[C validator](run func(context.Context, bench.Endpoints, C) ([]stats.S
 	}
 }
 
-// tcpPingOverrides turns --duration into the number of pings at the profile's interval.
-func tcpPingOverrides(c *bench.TCPPingConfig, o Overrides) {
+// connectOverrides turns --duration into the number of connects at the profile's interval.
+func connectOverrides(c *bench.ConnectConfig, o Overrides) {
 	if o.Duration > 0 && c.Interval > 0 {
 		c.Count = int(math.Ceil(float64(o.Duration) / float64(c.Interval)))
 		c.Keep = min(c.Keep, c.Count)
 	}
 }
 
-func tcpStreamOverrides(c *bench.TCPStreamConfig, o Overrides) {
+func tcpThroughputOverrides(c *bench.TCPThroughputConfig, o Overrides) {
 	if o.Duration > 0 {
 		c.Duration = bench.Duration(o.Duration)
 	}
@@ -213,38 +236,38 @@ func referenceOverrides(c *bench.ReferenceConfig, o Overrides) {
 	}
 }
 
-// SpeedLimitParams are the speedlimit-response experiment's parameters (the thesis's
+// SpeedLimitResponseParams are the speedlimit-response experiment's parameters (the thesis's
 // experiment 1): the server's, then the client's. The client sends to the server's port.
-type SpeedLimitParams struct {
+type SpeedLimitResponseParams struct {
 	SpeedLimitServerParams
-	bench.SpeedLimitConfig
+	bench.SpeedLimitResponseConfig
 }
 
-func speedLimit(raw json.RawMessage, o Overrides) (any, runFunc, error) {
-	p, err := decode[SpeedLimitParams](raw)
+func speedLimitResponse(raw json.RawMessage, o Overrides) (any, runFunc, error) {
+	p, err := decode[SpeedLimitResponseParams](raw)
 	if err != nil {
 		return nil, nil, err
 	}
 	p.BPFStats = p.BPFStats || o.BPFStats
-	p.SpeedLimitConfig.Port = p.SpeedLimitServerParams.Port
-	return withServer(p, p.SpeedLimitServerParams, p.SpeedLimitConfig, bench.SpeedLimit)
+	p.SpeedLimitResponseConfig.Port = p.SpeedLimitServerParams.Port
+	return withServer(p, p.SpeedLimitServerParams, p.SpeedLimitResponseConfig, bench.SpeedLimitResponse)
 }
 
-// SpeedLimitDropParams are the speedlimit-droppoint experiment's parameters (the thesis's
+// SpeedLimitDropPointParams are the speedlimit-droppoint experiment's parameters (the thesis's
 // experiment 2): the server's, then the client's.
-type SpeedLimitDropParams struct {
+type SpeedLimitDropPointParams struct {
 	SpeedLimitServerParams
-	bench.SpeedLimitDropConfig
+	bench.SpeedLimitDropPointConfig
 }
 
-func speedLimitDrop(raw json.RawMessage, o Overrides) (any, runFunc, error) {
-	p, err := decode[SpeedLimitDropParams](raw)
+func speedLimitDropPoint(raw json.RawMessage, o Overrides) (any, runFunc, error) {
+	p, err := decode[SpeedLimitDropPointParams](raw)
 	if err != nil {
 		return nil, nil, err
 	}
 	p.BPFStats = p.BPFStats || o.BPFStats
-	p.SpeedLimitDropConfig.Port = p.SpeedLimitServerParams.Port
-	return withServer(p, p.SpeedLimitServerParams, p.SpeedLimitDropConfig, bench.SpeedLimitDropPoint)
+	p.SpeedLimitDropPointConfig.Port = p.SpeedLimitServerParams.Port
+	return withServer(p, p.SpeedLimitServerParams, p.SpeedLimitDropPointConfig, bench.SpeedLimitDropPoint)
 }
 
 // SpeedLimitScalingParams are the speedlimit-scaling experiment's parameters (the thesis's

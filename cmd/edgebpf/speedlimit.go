@@ -368,7 +368,7 @@ a drop; when every request drops, the client says so and exits with 1.`,
 				samples, err = bench.SpeedLimitLoad(c.Context(), ep, bench.SpeedLimitLoadConfig{Port: port, Rates: []float64{rate},
 					Clients: clients, PerRate: bench.Duration(duration), Timeout: bench.Duration(timeout), Leave: leave, Keep: 1 << 30})
 			} else {
-				samples, err = bench.SpeedLimit(c.Context(), ep, bench.SpeedLimitConfig{Port: port, Clients: clients,
+				samples, err = bench.SpeedLimitResponse(c.Context(), ep, bench.SpeedLimitResponseConfig{Port: port, Clients: clients,
 					Requests: requests, Timeout: bench.Duration(timeout), Leave: leave, Keep: requests})
 			}
 			sum := bench.SummarizeSpeedLimit(samples)

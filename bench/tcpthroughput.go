@@ -15,9 +15,9 @@ import (
 	"github.com/edgebpf/edgebpf/stats"
 )
 
-// TCPStreamConfig configures TCPStream. Zero-valued fields take the defaults given with
+// TCPThroughputConfig configures TCPThroughput. Zero-valued fields take the defaults given with
 // them.
-type TCPStreamConfig struct {
+type TCPThroughputConfig struct {
 	// Port is the TCP port the receiver listens on. Default 5202.
 	Port uint16 `json:"port,omitempty"`
 	// Duration is how long throughput is recorded, after Omit. Default 10s.
@@ -47,7 +47,7 @@ const (
 	streamAcceptTimeout  = 5 * time.Second
 )
 
-func (c TCPStreamConfig) withDefaults() TCPStreamConfig {
+func (c TCPThroughputConfig) withDefaults() TCPThroughputConfig {
 	if c.Port == 0 {
 		c.Port = 5202
 	}
@@ -66,9 +66,9 @@ func (c TCPStreamConfig) withDefaults() TCPStreamConfig {
 	return c
 }
 
-// Validate reports every field of c that TCPStream cannot use, one sentence each. Zero
+// Validate reports every field of c that TCPThroughput cannot use, one sentence each. Zero
 // fields are valid: they take their defaults.
-func (c TCPStreamConfig) Validate() error {
+func (c TCPThroughputConfig) Validate() error {
 	d := c.withDefaults()
 	var errs []error
 	if d.Duration < 0 {
@@ -97,7 +97,7 @@ func (c TCPStreamConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// TCPStream measures bulk TCP throughput from ep.Client to ep.Target:cfg.Port, like iperf3
+// TCPThroughput measures bulk TCP throughput from ep.Client to ep.Target:cfg.Port, like iperf3
 // -c: the client opens cfg.Streams connections and writes to them as fast as the path allows
 // (or paced to cfg.Rate in total), a receiver listening on all addresses in ep.Server reads
 // and counts the bytes. It measures at the receiver, so data queued in socket buffers or in
@@ -107,13 +107,13 @@ func (c TCPStreamConfig) Validate() error {
 // stream and side, which keeps the per-byte cost at iperf3's level. A paced sender shares one
 // schedule across streams and writes chunks of about a millisecond of data.
 //
-// TCPStream returns one stats.Throughput sample in bit/s (payload) per Interval after Omit:
-// Seq is the interval's index, T the end of the interval in seconds since TCPStream was
+// TCPThroughput returns one stats.Throughput sample in bit/s (payload) per Interval after Omit:
+// Seq is the interval's index, T the end of the interval in seconds since TCPThroughput was
 // called, and the value is the bytes received in the interval over its measured length. When
 // Duration is not a multiple of Interval, the last, shorter interval is recorded only if it
 // is at least half an Interval long. When ctx ends it returns within about 200 ms with the
 // completed intervals and ctx.Err().
-func TCPStream(ctx context.Context, ep Endpoints, cfg TCPStreamConfig) ([]stats.Sample, error) {
+func TCPThroughput(ctx context.Context, ep Endpoints, cfg TCPThroughputConfig) ([]stats.Sample, error) {
 	if err := errors.Join(checkEndpoints(ep), cfg.Validate()); err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func TCPStream(ctx context.Context, ep Endpoints, cfg TCPStreamConfig) ([]stats.
 	return samples, err
 }
 
-// streamRun holds the sockets and goroutines of one TCPStream.
+// streamRun holds the sockets and goroutines of one TCPThroughput.
 type streamRun struct {
 	senders, receivers []int
 	received           atomic.Int64
@@ -150,7 +150,7 @@ type streamRun struct {
 
 // openStreams listens in ep.Server, connects cfg.Streams sockets from ep.Client and accepts
 // them. On error every socket is closed.
-func openStreams(ctx context.Context, ep Endpoints, cfg TCPStreamConfig) (_ *streamRun, err error) {
+func openStreams(ctx context.Context, ep Endpoints, cfg TCPThroughputConfig) (_ *streamRun, err error) {
 	r := &streamRun{failed: make(chan struct{})}
 	family, target := sockaddr(ep.Target, cfg.Port)
 	lfd := -1
@@ -219,7 +219,7 @@ func openStreams(ctx context.Context, ep Endpoints, cfg TCPStreamConfig) (_ *str
 }
 
 // start runs one receiver goroutine per accepted socket and one sender per client socket.
-func (r *streamRun) start(ctx context.Context, cfg TCPStreamConfig) {
+func (r *streamRun) start(ctx context.Context, cfg TCPThroughputConfig) {
 	chunk := cfg.BufSize
 	var p *pacer
 	if cfg.Rate > 0 {
@@ -290,7 +290,7 @@ func (r *streamRun) fail(err error) {
 
 // measure records the throughput intervals until cfg.Duration after cfg.Omit has passed,
 // ctx ends or a stream fails.
-func (r *streamRun) measure(ctx context.Context, start time.Time, cfg TCPStreamConfig) ([]stats.Sample, error) {
+func (r *streamRun) measure(ctx context.Context, start time.Time, cfg TCPThroughputConfig) ([]stats.Sample, error) {
 	timer := time.NewTimer(time.Duration(cfg.Omit))
 	defer timer.Stop()
 	select {

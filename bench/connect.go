@@ -15,8 +15,8 @@ import (
 	"github.com/edgebpf/edgebpf/stats"
 )
 
-// TCPPingConfig configures TCPPing. Zero-valued fields take the defaults given with them.
-type TCPPingConfig struct {
+// ConnectConfig configures ConnectRTT. Zero-valued fields take the defaults given with them.
+type ConnectConfig struct {
 	// Port is the TCP port the server listens on. Default 5201 (the thesis's port).
 	Port uint16 `json:"port,omitempty"`
 	// Count is the number of connects. Default 20 (the thesis's hping3 -c 20).
@@ -31,7 +31,7 @@ type TCPPingConfig struct {
 	Timeout Duration `json:"timeout,omitempty"`
 }
 
-func (c TCPPingConfig) withDefaults() TCPPingConfig {
+func (c ConnectConfig) withDefaults() ConnectConfig {
 	if c.Port == 0 {
 		c.Port = 5201
 	}
@@ -47,9 +47,9 @@ func (c TCPPingConfig) withDefaults() TCPPingConfig {
 	return c
 }
 
-// Validate reports every field of c that TCPPing cannot use, one sentence each. Zero fields
+// Validate reports every field of c that ConnectRTT cannot use, one sentence each. Zero fields
 // are valid: they take their defaults.
-func (c TCPPingConfig) Validate() error {
+func (c ConnectConfig) Validate() error {
 	d := c.withDefaults()
 	var errs []error
 	if d.Count < 0 {
@@ -71,7 +71,7 @@ func (c TCPPingConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// TCPPing measures the TCP handshake time from ep.Client to ep.Target:cfg.Port, like
+// ConnectRTT measures the TCP handshake time from ep.Client to ep.Target:cfg.Port, like
 // hping3 -S. The server side is a socket listening on all addresses in ep.Server that accepts
 // and resets every connection. For every connect the client creates a fresh socket and times
 // a blocking connect(2) with CLOCK_MONOTONIC read immediately before and after the syscall,
@@ -80,7 +80,7 @@ func (c TCPPingConfig) Validate() error {
 // closed with SO_LINGER {1, 0}, which sends a RST and leaves no TIME_WAIT behind, so
 // thousands of pings do not exhaust ports or disturb the next measurement.
 //
-// TCPPing returns one stats.RTT sample in seconds per successful recorded connect (Seq is
+// ConnectRTT returns one stats.RTT sample in seconds per successful recorded connect (Seq is
 // the connect's index, so losses leave gaps; T is the start of the connect), then one
 // stats.Loss sample: the percentage of recorded connects that failed or timed out. A failed
 // connect is never an RTT. When ctx ends it returns within Timeout with the samples so far
@@ -88,7 +88,7 @@ func (c TCPPingConfig) Validate() error {
 //
 // Note: timing a net.Dialer was rejected: its non-blocking connect adds the netpoller's
 // wake-up and a goroutine switch to every figure.
-func TCPPing(ctx context.Context, ep Endpoints, cfg TCPPingConfig) ([]stats.Sample, error) {
+func ConnectRTT(ctx context.Context, ep Endpoints, cfg ConnectConfig) ([]stats.Sample, error) {
 	if err := errors.Join(checkEndpoints(ep), cfg.Validate()); err != nil {
 		return nil, err
 	}
