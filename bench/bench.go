@@ -7,21 +7,22 @@
 //
 // Experiments (scenarios/suite.json), the meters they name and where those live:
 //
-//	experiment            meter (former name)                     file              entry point
-//	latency               connect-rtt (tcpping)                   connect.go        ConnectRTT
-//	jitter                udp-jitter (udpjitter)                  udpjitter.go      UDPJitter
-//	throughput            tcp-throughput (tcpstream)              tcpthroughput.go  TCPThroughput
-//	bottleneck            udp-sweep (udpsweep)                    udpsweep.go       UDPSweep
-//	resources             resources                               resources.go      Resources
-//	calibration           reference-tools (reference)             reference.go      Reference
-//	speedlimit-response   speedlimit-response (speedlimit)        speedlimit.go     SpeedLimitResponse
-//	speedlimit-droppoint  speedlimit-droppoint (speedlimit-drop)  speedlimit.go     SpeedLimitDropPoint
-//	speedlimit-scaling    speedlimit-scaling                      speedlimit.go     SpeedLimitScaling
-//	speedlimit-load       speedlimit-load                         speedlimit.go     SpeedLimitLoad
+//	experiment            meter (former name)                     file                     entry point
+//	latency               connect-rtt (tcpping)                   connect.go               ConnectRTT
+//	jitter                udp-jitter (udpjitter)                  udpjitter.go             UDPJitter
+//	throughput            tcp-throughput (tcpstream)              tcpthroughput.go         TCPThroughput
+//	bottleneck            udp-sweep (udpsweep)                    udpsweep.go              UDPSweep
+//	resources             resources                               resources.go             Resources
+//	calibration           reference-tools (reference)             reference.go             Reference
+//	speedlimit-response   speedlimit-response (speedlimit)        speedlimit_response.go   SpeedLimitResponse
+//	speedlimit-droppoint  speedlimit-droppoint (speedlimit-drop)  speedlimit_droppoint.go  SpeedLimitDropPoint
+//	speedlimit-scaling    speedlimit-scaling                      speedlimit_scaling.go    SpeedLimitScaling
+//	speedlimit-load       speedlimit-load                         speedlimit_load.go       SpeedLimitLoad
 //
 // Each entry point X takes an XConfig (ConnectRTT a ConnectConfig). Shared machinery:
 // udpstream.go (the paced UDP sender and receiver of udp-jitter and udp-sweep), sysmon.go
-// (CPU and RAM sampling for resources), sockopt.go and units.go (Duration, Rate).
+// (CPU and RAM sampling for resources), speedlimit.go (the speed-limit client loop),
+// speedlimit_summary.go (SummarizeSpeedLimit), sockopt.go and units.go (Duration, Rate).
 package bench
 
 import "net/netip"
