@@ -278,25 +278,11 @@ func (c *slClient) close() {
 // runSL runs one plan. It returns the outcome so far with ctx.Err() when ctx ends, and an
 // error naming the first wrong reply if any came.
 func runSL(ctx context.Context, ep Endpoints, p slPlan) (*slOutcome, error) {
-	cl := make([]*slClient, p.clients)
-	closeAll := func() {
-		for _, c := range cl {
-			if c != nil {
-				c.close()
-			}
-		}
+	cl, err := openSLClients(ep, p)
+	if err != nil {
+		return nil, err
 	}
-	for i := range cl {
-		// A sockaddr of its own per client: unix.Connect writes into it, and clients
-		// reconnect concurrently.
-		_, target := sockaddr(ep.Target, p.port)
-		cl[i] = &slClient{ns: ep.Client, target: target, fd: -1}
-		if err := cl[i].open(p.timeout); err != nil {
-			closeAll()
-			return nil, fmt.Errorf("speed-limit client %d to %s port %d: %w", i, ep.Target, p.port, err)
-		}
-	}
-	defer closeAll()
+	defer closeSLClients(cl)
 
 	// Every client blocks in syscalls on a thread of its own, as the thesis's threads did.
 	// The Go runtime lets only GOMAXPROCS threads run Go code: with 2 Ps, a thread returning
@@ -307,6 +293,38 @@ func runSL(ctx context.Context, ep Endpoints, p slPlan) (*slOutcome, error) {
 		runtime.GOMAXPROCS(min(p.clients+prev, maxGOMAXPROCS))
 		defer runtime.GOMAXPROCS(prev)
 	}
+	start, errs := runSLClients(ctx, cl, p)
+	return slFinish(ctx, ep, p, cl, start, errs)
+}
+
+// openSLClients opens the plan's clients' sockets; on an error it closes those it opened.
+func openSLClients(ep Endpoints, p slPlan) ([]*slClient, error) {
+	cl := make([]*slClient, p.clients)
+	for i := range cl {
+		// A sockaddr of its own per client: unix.Connect writes into it, and clients
+		// reconnect concurrently.
+		_, target := sockaddr(ep.Target, p.port)
+		cl[i] = &slClient{ns: ep.Client, target: target, fd: -1}
+		if err := cl[i].open(p.timeout); err != nil {
+			closeSLClients(cl)
+			return nil, fmt.Errorf("speed-limit client %d to %s port %d: %w", i, ep.Target, p.port, err)
+		}
+	}
+	return cl, nil
+}
+
+func closeSLClients(cl []*slClient) {
+	for _, c := range cl {
+		if c != nil {
+			c.close()
+		}
+	}
+}
+
+// runSLClients starts every client on a goroutine of its own, lets them all begin at once
+// once every one is ready, and waits for them; a cancelled ctx stops them. It returns when
+// they began (CLOCK_MONOTONIC ns) and each client's error.
+func runSLClients(ctx context.Context, cl []*slClient, p slPlan) (int64, []error) {
 	var stop atomic.Bool
 	ready := make(chan struct{}, p.clients)
 	begin := make(chan struct{})
@@ -337,6 +355,12 @@ func runSL(ctx context.Context, ep Endpoints, p slPlan) (*slOutcome, error) {
 	close(begin)
 	wg.Wait()
 	close(watchDone)
+	return start, errs
+}
+
+// slFinish gathers the clients' results into the run's outcome and returns it with the
+// run's error: ctx's, a client's, or the server's wrong replies.
+func slFinish(ctx context.Context, ep Endpoints, p slPlan, cl []*slClient, start int64, errs []error) (*slOutcome, error) {
 	end := start
 	for _, c := range cl {
 		end = max(end, c.res.end)
@@ -364,6 +388,57 @@ func runSL(ctx context.Context, ep Endpoints, p slPlan) (*slOutcome, error) {
 	return o, nil
 }
 
+// slSchedule is when one client sends: n requests back to back (closed loop), or, open
+// loop, one every interval from start+phase until end, giving up at giveUp.
+type slSchedule struct {
+	open                                bool
+	n                                   int
+	start, interval, phase, end, giveUp int64 // CLOCK_MONOTONIC ns
+}
+
+// schedule is client idx's schedule in a run that began at start.
+func (p slPlan) schedule(idx int, start int64) slSchedule {
+	s := slSchedule{n: p.requests, start: start}
+	if p.rate <= 0 {
+		return s
+	}
+	s.open = true
+	s.interval = int64(float64(p.clients) / p.rate * 1e9)
+	s.phase = int64(float64(idx) / float64(p.clients) * float64(s.interval))
+	s.end = start + p.duration.Nanoseconds()
+	s.giveUp = s.end + p.timeout.Nanoseconds()
+	s.n = 0
+	if s.end > start+s.phase {
+		s.n = int((s.end - start - s.phase + s.interval - 1) / s.interval)
+	}
+	return s
+}
+
+// sendTime waits until request i is due and returns the time it is timed from; ok is false
+// once an open loop is past giveUp. prevDone is when the previous request's reply (or
+// timeout) came.
+func (s slSchedule) sendTime(i int, prevDone int64) (t0 int64, ok bool) {
+	if !s.open {
+		return udpNow(), true
+	}
+	due := s.start + s.phase + int64(i)*s.interval
+	now := udpNow()
+	if now > s.giveUp {
+		return 0, false
+	}
+	if due-now > int64(20*time.Microsecond) {
+		udpSleepUntil(due)
+	}
+	t0 = udpNow()
+	// Still waiting for the server when this request was due: the wait is the server's
+	// queue and counts (coordinated omission). A client merely waking up late is its own
+	// delay and does not.
+	if prevDone > due {
+		t0 = due
+	}
+	return t0, true
+}
+
 // run is one client's loop, on a locked OS thread so that its CPU time can be read.
 func (c *slClient) run(idx int, p slPlan, ready chan<- struct{}, begin <-chan struct{}, startAt *int64, stop *atomic.Bool) error {
 	runtime.LockOSThread()
@@ -379,23 +454,21 @@ func (c *slClient) run(idx int, p slPlan, ready chan<- struct{}, begin <-chan st
 	start := *startAt
 	defer func() { res.cpu = threadCPU().sub(cpu0) }()
 
+	s := p.schedule(idx, start)
+	if s.open {
+		res.scheduled = s.n
+	}
+	return c.requests(idx, p, s, stop)
+}
+
+// requests sends the client's requests on schedule s, times them and keeps every
+// stride-th one, until they are done or stop is set.
+func (c *slClient) requests(idx int, p slPlan, s slSchedule, stop *atomic.Bool) error {
+	res := &c.res
 	get := wire.Message{Op: wire.GetSpeedLimit}.Append(nil)
 	leave := wire.Message{Op: wire.OutOfRange}.Append(nil)
 	buf := make([]byte, 64)
-	open := p.rate > 0
-	var interval, phase, end, giveUp int64
-	n := p.requests
-	if open {
-		interval = int64(float64(p.clients) / p.rate * 1e9)
-		phase = int64(float64(idx) / float64(p.clients) * float64(interval))
-		end = start + p.duration.Nanoseconds()
-		giveUp = end + p.timeout.Nanoseconds()
-		n = 0
-		if end > start+phase {
-			n = int((end - start - phase + interval - 1) / interval)
-		}
-		res.scheduled = n
-	}
+	n := s.n
 	stride := 1
 	if p.keep > 0 && n > p.keep {
 		stride = (n + p.keep - 1) / p.keep
@@ -403,27 +476,11 @@ func (c *slClient) run(idx int, p slPlan, ready chan<- struct{}, begin <-chan st
 	res.times = make([]float64, 0, n)
 	res.start = udpNow()
 	res.end = res.start
-	prevDone := start // when the previous request's reply (or timeout) came
+	prevDone := s.start // when the previous request's reply (or timeout) came
 	for i := 0; i < n && !stop.Load(); i++ {
-		var t0 int64
-		if open {
-			due := start + phase + int64(i)*interval
-			now := udpNow()
-			if now > giveUp {
-				break
-			}
-			if due-now > int64(20*time.Microsecond) {
-				udpSleepUntil(due)
-			}
-			t0 = udpNow()
-			// Still waiting for the server when this request was due: the wait is the
-			// server's queue and counts (coordinated omission). A client merely waking
-			// up late is its own delay and does not.
-			if prevDone > due {
-				t0 = due
-			}
-		} else {
-			t0 = udpNow()
+		t0, due := s.sendTime(i, prevDone)
+		if !due {
+			break
 		}
 		res.sent++
 		ok, err := c.exchange(get, buf, t0, p.timeout)
