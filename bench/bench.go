@@ -1,8 +1,28 @@
-// Package bench holds the load generators and meters of edgebpf: TCP connect ping, UDP
-// jitter, TCP bulk throughput, the UDP bottleneck sweep and the CPU/RAM sampler. Each meter
-// runs its server side in one network namespace and its client side in another, and returns
-// typed samples (package stats). bench knows nothing of data planes: it is handed the
-// namespaces to run in and the address the client must send to.
+// Package bench holds the load generators and meters of edgebpf. Each meter runs its server
+// side in one network namespace and its client side in another, and returns typed samples
+// (package stats). bench knows nothing of data planes: it is handed the namespaces to run in
+// and the address the client must send to. A meter's config carries JSON tags and the
+// Duration and Rate types, so scenarios decodes a suite's parameters straight into it and
+// records it in meta.json; its Validate reports every field it cannot use.
+//
+// Experiments (scenarios/suite.json), the meters they name and where those live:
+//
+//	experiment            meter (former name)                     file                     entry point
+//	latency               connect-rtt (tcpping)                   connect.go               ConnectRTT
+//	jitter                udp-jitter (udpjitter)                  udpjitter.go             UDPJitter
+//	throughput            tcp-throughput (tcpstream)              tcpthroughput.go         TCPThroughput
+//	bottleneck            udp-sweep (udpsweep)                    udpsweep.go              UDPSweep
+//	resources             resources                               resources.go             Resources
+//	calibration           reference-tools (reference)             reference.go             Reference
+//	speedlimit-response   speedlimit-response (speedlimit)        speedlimit_response.go   SpeedLimitResponse
+//	speedlimit-droppoint  speedlimit-droppoint (speedlimit-drop)  speedlimit_droppoint.go  SpeedLimitDropPoint
+//	speedlimit-scaling    speedlimit-scaling                      speedlimit_scaling.go    SpeedLimitScaling
+//	speedlimit-load       speedlimit-load                         speedlimit_load.go       SpeedLimitLoad
+//
+// Each entry point X takes an XConfig (ConnectRTT a ConnectConfig). Shared machinery:
+// udpstream.go (the paced UDP sender and receiver of udp-jitter and udp-sweep), sysmon.go
+// (CPU and RAM sampling for resources), speedlimit.go (the speed-limit client loop),
+// speedlimit_summary.go (SummarizeSpeedLimit), sockopt.go and units.go (Duration, Rate).
 package bench
 
 import (

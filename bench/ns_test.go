@@ -38,8 +38,8 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 	ep := endpoints(t)
 	ctx := context.Background()
 
-	t.Run("tcpping", func(t *testing.T) {
-		s, err := bench.TCPPing(ctx, ep, bench.TCPPingConfig{Count: 20, Interval: 5 * time.Millisecond})
+	t.Run("connect-rtt", func(t *testing.T) {
+		s, err := bench.ConnectRTT(ctx, ep, bench.ConnectConfig{Count: 20, Interval: bench.Duration(5 * time.Millisecond)})
 		require.NoError(t, err)
 		m := byMetric(s)
 		require.Len(t, m["rtt"], 20)
@@ -50,8 +50,8 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 		assert.Equal(t, []float64{0}, m["loss"])
 	})
 
-	t.Run("udpjitter", func(t *testing.T) {
-		s, err := bench.UDPJitter(ctx, ep, bench.UDPJitterConfig{Rate: 1e6, Duration: time.Second})
+	t.Run("udp-jitter", func(t *testing.T) {
+		s, err := bench.UDPJitter(ctx, ep, bench.UDPJitterConfig{Rate: 1e6, Duration: bench.Duration(time.Second)})
 		require.NoError(t, err)
 		m := byMetric(s)
 		require.Len(t, m["jitter"], 1)
@@ -60,8 +60,8 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 		assert.InDelta(t, 89, len(m["owd"]), 3, "1 Mbit/s of 1400-byte datagrams for 1 s")
 	})
 
-	t.Run("tcpstream", func(t *testing.T) {
-		s, err := bench.TCPStream(ctx, ep, bench.TCPStreamConfig{Duration: time.Second, Interval: 250 * time.Millisecond, Streams: 2})
+	t.Run("tcp-throughput", func(t *testing.T) {
+		s, err := bench.TCPThroughput(ctx, ep, bench.TCPThroughputConfig{Duration: bench.Duration(time.Second), Interval: bench.Duration(250 * time.Millisecond), Streams: 2})
 		require.NoError(t, err)
 		m := byMetric(s)
 		require.NotEmpty(t, m["throughput"])
@@ -70,8 +70,8 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 		}
 	})
 
-	t.Run("udpsweep", func(t *testing.T) {
-		s, err := bench.UDPSweep(ctx, ep, bench.UDPSweepConfig{Rates: []float64{1e6, 20e6}, PerRate: 500 * time.Millisecond, Pause: 50 * time.Millisecond})
+	t.Run("udp-sweep", func(t *testing.T) {
+		s, err := bench.UDPSweep(ctx, ep, bench.UDPSweepConfig{Rates: []bench.Rate{1e6, 20e6}, PerRate: bench.Duration(500 * time.Millisecond), Pause: bench.Duration(50 * time.Millisecond)})
 		require.NoError(t, err)
 		xs := map[string]bool{}
 		for _, x := range s {
@@ -84,7 +84,7 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 	})
 
 	t.Run("resources", func(t *testing.T) {
-		s, err := bench.Resources(ctx, ep, bench.ResourcesConfig{Idle: 300 * time.Millisecond, Load: 600 * time.Millisecond, Cleanup: 300 * time.Millisecond, Interval: 100 * time.Millisecond, LoadRate: 50e6})
+		s, err := bench.Resources(ctx, ep, bench.ResourcesConfig{Idle: bench.Duration(300 * time.Millisecond), Load: bench.Duration(600 * time.Millisecond), Cleanup: bench.Duration(300 * time.Millisecond), Interval: bench.Duration(100 * time.Millisecond), LoadRate: 50e6})
 		require.NoError(t, err)
 		phases := map[string]int{}
 		for _, x := range s {

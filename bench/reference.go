@@ -26,26 +26,26 @@ import (
 // ReferenceConfig configures Reference. Zero-valued fields take the defaults given with them.
 type ReferenceConfig struct {
 	// Port is the first of six consecutive ports: iperf3 TCP, sockperf, iperf3 UDP, then
-	// TCPStream, TCPPing and UDPJitter. Default 5301, clear of the other meters' ports.
-	Port uint16
+	// TCPThroughput, ConnectRTT and UDPJitter. Default 5301, clear of the other meters' ports.
+	Port uint16 `json:"port,omitempty"`
 	// Rounds is how often every pair (reference tool, our meter) runs. Default 3.
-	Rounds int
+	Rounds int `json:"rounds"`
 	// Duration is the length of each tool run and of each stream of ours, a whole number
 	// of seconds (iperf3 and sockperf take -t in seconds). Default 5s.
-	Duration time.Duration
-	// Interval is the length of one throughput sample, for iperf3 -i and TCPStream.
+	Duration Duration `json:"duration"`
+	// Interval is the length of one throughput sample, for iperf3 -i and TCPThroughput.
 	// Default 1s.
-	Interval time.Duration
-	// PingCount is the number of TCPPing connects per round. Default 200.
-	PingCount int
-	// PingInterval is the time between two pings, of TCPPing and of sockperf (--mps).
+	Interval Duration `json:"interval,omitempty"`
+	// PingCount is the number of ConnectRTT connects per round. Default 200.
+	PingCount int `json:"ping_count,omitempty"`
+	// PingInterval is the time between two pings, of ConnectRTT and of sockperf (--mps).
 	// Default 10ms.
-	PingInterval time.Duration
+	PingInterval Duration `json:"ping_interval,omitempty"`
 	// JitterRate is the UDP payload rate in bit/s of iperf3 -u -b and UDPJitter.
 	// Default 1e6.
-	JitterRate float64
+	JitterRate Rate `json:"jitter_rate,omitempty"`
 	// Size is the UDP payload in bytes of iperf3 -l and UDPJitter. Default 1400.
-	Size int
+	Size int `json:"size,omitempty"`
 }
 
 const (
@@ -71,16 +71,16 @@ func (c ReferenceConfig) withDefaults() ReferenceConfig {
 		c.Rounds = 3
 	}
 	if c.Duration == 0 {
-		c.Duration = 5 * time.Second
+		c.Duration = Duration(5 * time.Second)
 	}
 	if c.Interval == 0 {
-		c.Interval = time.Second
+		c.Interval = Duration(time.Second)
 	}
 	if c.PingCount == 0 {
 		c.PingCount = 200
 	}
 	if c.PingInterval == 0 {
-		c.PingInterval = 10 * time.Millisecond
+		c.PingInterval = Duration(10 * time.Millisecond)
 	}
 	if c.JitterRate == 0 {
 		c.JitterRate = 1e6
@@ -106,7 +106,7 @@ func (c ReferenceConfig) Validate() error {
 	switch {
 	case d.Duration < 0:
 		errs = append(errs, fmt.Errorf("reference: duration %v is negative: give the length of each run, or 0 for the default 5s", c.Duration))
-	case d.Duration < time.Second || d.Duration%time.Second != 0:
+	case d.Duration < Duration(time.Second) || d.Duration%Duration(time.Second) != 0:
 		errs = append(errs, fmt.Errorf("reference: duration %v is not a whole number of seconds: iperf3 and sockperf take -t in seconds, so give 1s, 2s and so on", c.Duration))
 	default:
 		durationOK = true
@@ -114,7 +114,7 @@ func (c ReferenceConfig) Validate() error {
 	switch {
 	case d.Interval < 0:
 		errs = append(errs, fmt.Errorf("reference: interval %v is negative: give the length of one throughput sample, or 0 for the default 1s", c.Interval))
-	case d.Interval < minToolIvl:
+	case d.Interval < Duration(minToolIvl):
 		errs = append(errs, fmt.Errorf("reference: interval %v is shorter than iperf3 reports: give at least %v", c.Interval, minToolIvl))
 	case durationOK && d.Interval > d.Duration:
 		errs = append(errs, fmt.Errorf("reference: interval %v is longer than duration %v: give an interval of at most the duration", d.Interval, d.Duration))
@@ -122,7 +122,7 @@ func (c ReferenceConfig) Validate() error {
 	if d.PingCount < 0 {
 		errs = append(errs, fmt.Errorf("reference: ping count %d is negative: give the number of connects per round, or 0 for the default 200", c.PingCount))
 	}
-	if d.PingInterval < time.Millisecond || d.PingInterval > time.Second {
+	if d.PingInterval < Duration(time.Millisecond) || d.PingInterval > Duration(time.Second) {
 		errs = append(errs, fmt.Errorf("reference: ping interval %v is out of range: give 1ms to 1s (sockperf paces whole messages per second), or 0 for the default 10ms", c.PingInterval))
 	}
 	errs = append(errs, udpFieldErrors("reference", c.Size, 0)...)
@@ -132,9 +132,9 @@ func (c ReferenceConfig) Validate() error {
 		size = 0
 	}
 	if durationOK {
-		dur = d.Duration
+		dur = time.Duration(d.Duration)
 	}
-	if err := udpRateError("reference", "jitter rate", d.JitterRate, size, dur); err != nil {
+	if err := udpRateError("reference", "jitter rate", float64(d.JitterRate), size, dur); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -142,12 +142,12 @@ func (c ReferenceConfig) Validate() error {
 
 func (c ReferenceConfig) port(i int) uint16 { return c.Port + uint16(i) }
 
-func (c ReferenceConfig) streamConfig() TCPStreamConfig {
-	return TCPStreamConfig{Port: c.port(3), Duration: c.Duration, Interval: c.Interval}
+func (c ReferenceConfig) streamConfig() TCPThroughputConfig {
+	return TCPThroughputConfig{Port: c.port(3), Duration: c.Duration, Interval: c.Interval}
 }
 
-func (c ReferenceConfig) pingConfig() TCPPingConfig {
-	return TCPPingConfig{Port: c.port(4), Count: c.PingCount, Interval: c.PingInterval}
+func (c ReferenceConfig) pingConfig() ConnectConfig {
+	return ConnectConfig{Port: c.port(4), Count: c.PingCount, Interval: c.PingInterval}
 }
 
 func (c ReferenceConfig) jitterConfig(stamps string) UDPJitterConfig {
@@ -183,12 +183,12 @@ var (
 //
 //   - throughput: iperf3 -c -t Duration -i Interval -J against iperf3 -s -1, one
 //     throughput:iperf3 sample per interval (intervals[].sum.bits_per_second, counted at
-//     the sender), then TCPStream for the same duration, throughput:edgebpf (counted at the
+//     the sender), then TCPThroughput for the same duration, throughput:edgebpf (counted at the
 //     receiver; on a steady stream the two differ by at most the socket buffers);
 //   - round trip: sockperf ping-pong --tcp -m 64 --full-rtt paced to one message per
 //     PingInterval against sockperf server, one rtt:sockperf sample per message from its
-//     --full-log, then TCPPing, rtt:edgebpf. sockperf times a data round trip on an
-//     established connection while TCPPing times the connect handshake (SYN to SYN-ACK):
+//     --full-log, then ConnectRTT, rtt:edgebpf. sockperf times a data round trip on an
+//     established connection while ConnectRTT times the connect handshake (SYN to SYN-ACK):
 //     both are one round trip of the same path, through different kernel code;
 //   - UDP jitter: iperf3 -u -b JitterRate -l Size -t Duration -J, one jitter:iperf3 sample
 //     (end.streams[0].udp.jitter_ms, in seconds) and one loss:iperf3, then UDPJitter at the
@@ -297,7 +297,7 @@ func (r *refRun) ours(ctx context.Context, run func(context.Context) ([]stats.Sa
 	return err
 }
 
-func (r *refRun) secs() string { return strconv.Itoa(int(r.cfg.Duration / time.Second)) }
+func (r *refRun) secs() string { return strconv.Itoa(int(time.Duration(r.cfg.Duration) / time.Second)) }
 
 func portArg(p uint16) string { return strconv.Itoa(int(p)) }
 
@@ -311,7 +311,7 @@ func (r *refRun) iperf3TCP(ctx context.Context) error {
 	t0 := r.since(time.Now())
 	var out bytes.Buffer
 	_, cerr := runClient(ctx, r.ep.Client, &out, r.tools["iperf3"], "-c", r.target, "-p", portArg(port),
-		"-t", r.secs(), "-i", strconv.FormatFloat(r.cfg.Interval.Seconds(), 'f', -1, 64), "-J")
+		"-t", r.secs(), "-i", strconv.FormatFloat(time.Duration(r.cfg.Interval).Seconds(), 'f', -1, 64), "-J")
 	res, perr := parseIperf3(out.Bytes())
 	if err := toolResult("iperf3", cerr, perr); err != nil {
 		return err
@@ -327,7 +327,7 @@ func (r *refRun) iperf3TCP(ctx context.Context) error {
 
 func (r *refRun) tcpStream(ctx context.Context) error {
 	return r.ours(ctx, func(ctx context.Context) ([]stats.Sample, error) {
-		return TCPStream(ctx, r.ep, r.cfg.streamConfig())
+		return TCPThroughput(ctx, r.ep, r.cfg.streamConfig())
 	}, map[stats.Metric]stats.Metric{stats.Throughput: refThroughputOurs})
 }
 
@@ -374,7 +374,7 @@ func (r *refRun) sockperf(ctx context.Context) error {
 
 func (r *refRun) tcpPing(ctx context.Context) error {
 	return r.ours(ctx, func(ctx context.Context) ([]stats.Sample, error) {
-		return TCPPing(ctx, r.ep, r.cfg.pingConfig())
+		return ConnectRTT(ctx, r.ep, r.cfg.pingConfig())
 	}, map[stats.Metric]stats.Metric{stats.RTT: refRTTOurs})
 }
 
@@ -387,7 +387,7 @@ func (r *refRun) iperf3UDP(ctx context.Context) error {
 	defer srv.stop()
 	var out bytes.Buffer
 	_, cerr := runClient(ctx, r.ep.Client, &out, r.tools["iperf3"], "-c", r.target, "-p", portArg(port), "-u",
-		"-b", strconv.FormatFloat(r.cfg.JitterRate, 'f', 0, 64), "-l", strconv.Itoa(r.cfg.Size), "-t", r.secs(), "-J")
+		"-b", strconv.FormatFloat(float64(r.cfg.JitterRate), 'f', 0, 64), "-l", strconv.Itoa(r.cfg.Size), "-t", r.secs(), "-J")
 	res, perr := parseIperf3(out.Bytes())
 	if err := toolResult("iperf3", cerr, perr); err != nil {
 		return err

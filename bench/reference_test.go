@@ -94,7 +94,7 @@ func TestReferenceLoopback(t *testing.T) {
 	refRequireTools(t)
 	tcpCheckLeaks(t)
 	logs := refSockperfLogs(t)
-	cfg := ReferenceConfig{Port: 25301, Rounds: 1, Duration: time.Second, Interval: 500 * time.Millisecond, PingCount: 20}
+	cfg := ReferenceConfig{Port: 25301, Rounds: 1, Duration: Duration(time.Second), Interval: Duration(500 * time.Millisecond), PingCount: 20}
 	samples, err := Reference(context.Background(), tcpLoopback(), cfg)
 	require.NoError(t, err)
 	refNothingLeft(t, cfg, logs)
@@ -145,9 +145,9 @@ func TestReferenceCancel(t *testing.T) {
 	refRequireTools(t)
 	tcpCheckLeaks(t)
 	logs := refSockperfLogs(t)
-	cfg := ReferenceConfig{Port: 25321, Rounds: 1, Duration: 2 * time.Second}
+	cfg := ReferenceConfig{Port: 25321, Rounds: 1, Duration: Duration(2 * time.Second)}
 	for _, after := range []time.Duration{300 * time.Millisecond, 3 * time.Second} {
-		// The first cancel hits the iperf3 client, the second TCPStream or sockperf.
+		// The first cancel hits the iperf3 client, the second TCPThroughput or sockperf.
 		t.Run(after.String(), func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -157,7 +157,7 @@ func TestReferenceCancel(t *testing.T) {
 			require.ErrorIs(t, err, context.Canceled)
 			assert.Less(t, time.Since(cancelled), 1500*time.Millisecond, "returns about a second after the cancel")
 			refNothingLeft(t, cfg, logs)
-			if after > cfg.Duration {
+			if after > time.Duration(cfg.Duration) {
 				assert.NotEmpty(t, refByMetric(samples)["throughput:iperf3"], "samples so far are kept")
 			}
 		})
@@ -209,23 +209,23 @@ func TestReferenceToolFailures(t *testing.T) {
 
 func TestReferenceValidate(t *testing.T) {
 	assert.NoError(t, ReferenceConfig{}.Validate(), "zero values take defaults")
-	assert.NoError(t, ReferenceConfig{Rounds: 10, Duration: 20 * time.Second, PingCount: 50, Interval: 250 * time.Millisecond}.Validate())
+	assert.NoError(t, ReferenceConfig{Rounds: 10, Duration: Duration(20 * time.Second), PingCount: 50, Interval: Duration(250 * time.Millisecond)}.Validate())
 	for _, tc := range []struct {
 		cfg  ReferenceConfig
 		want string
 	}{
 		{ReferenceConfig{Port: 65533}, "port 65533 leaves no room"},
 		{ReferenceConfig{Rounds: -1}, "rounds -1 is out of range"},
-		{ReferenceConfig{Duration: -time.Second}, "duration -1s is negative"},
-		{ReferenceConfig{Duration: 1500 * time.Millisecond}, "duration 1.5s is not a whole number of seconds"},
-		{ReferenceConfig{Duration: 500 * time.Millisecond}, "duration 500ms is not a whole number of seconds"},
-		{ReferenceConfig{Interval: -time.Second}, "interval -1s is negative"},
-		{ReferenceConfig{Interval: 50 * time.Millisecond}, "give at least 100ms"},
-		{ReferenceConfig{Interval: 6 * time.Second}, "interval 6s is longer than duration 5s"},
+		{ReferenceConfig{Duration: Duration(-time.Second)}, "duration -1s is negative"},
+		{ReferenceConfig{Duration: Duration(1500 * time.Millisecond)}, "duration 1.5s is not a whole number of seconds"},
+		{ReferenceConfig{Duration: Duration(500 * time.Millisecond)}, "duration 500ms is not a whole number of seconds"},
+		{ReferenceConfig{Interval: Duration(-time.Second)}, "interval -1s is negative"},
+		{ReferenceConfig{Interval: Duration(50 * time.Millisecond)}, "give at least 100ms"},
+		{ReferenceConfig{Interval: Duration(6 * time.Second)}, "interval 6s is longer than duration 5s"},
 		{ReferenceConfig{PingCount: -1}, "ping count -1 is negative"},
-		{ReferenceConfig{PingInterval: 2 * time.Second}, "ping interval 2s is out of range"},
+		{ReferenceConfig{PingInterval: Duration(2 * time.Second)}, "ping interval 2s is out of range"},
 		{ReferenceConfig{JitterRate: -1}, "jitter rate -1 bit/s is not a positive number"},
-		{ReferenceConfig{JitterRate: 1000, Duration: time.Second}, "sends not even one 1400-byte packet in 1s"},
+		{ReferenceConfig{JitterRate: 1000, Duration: Duration(time.Second)}, "sends not even one 1400-byte packet in 1s"},
 		{ReferenceConfig{Size: 8}, "size 8 bytes cannot hold"},
 	} {
 		err := tc.cfg.Validate()

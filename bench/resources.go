@@ -21,27 +21,29 @@ const (
 // ResourcesConfig configures Resources. Zero-valued fields take the defaults given with
 // them.
 type ResourcesConfig struct {
+	// Port is the TCP port of the load. Default 5203.
+	Port uint16 `json:"port,omitempty"`
 	// Idle, Load and Cleanup are the lengths of the three phases. Default 15s each: the
 	// thesis's 45 s in thirds.
-	Idle, Load, Cleanup time.Duration
+	Idle    Duration `json:"idle"`
+	Load    Duration `json:"load"`
+	Cleanup Duration `json:"cleanup"`
 	// Interval is the sampling interval of CPU, RAM and load throughput. Default 500ms.
-	Interval time.Duration
+	Interval Duration `json:"interval"`
 	// LoadRate is the rate of the TCP load in bit/s. Default 100e6 (the thesis's load).
-	LoadRate float64
+	LoadRate Rate `json:"load_rate"`
 	// Processes names the processes whose CPU time is sampled, as SysmonConfig.Processes.
-	Processes []string
-	// Port is the TCP port of the load. Default 5203.
-	Port uint16
+	Processes []string `json:"processes,omitempty"`
 }
 
 func (c ResourcesConfig) withDefaults() ResourcesConfig {
-	for _, d := range []*time.Duration{&c.Idle, &c.Load, &c.Cleanup} {
+	for _, d := range []*Duration{&c.Idle, &c.Load, &c.Cleanup} {
 		if *d == 0 {
-			*d = 15 * time.Second
+			*d = Duration(15 * time.Second)
 		}
 	}
 	if c.Interval == 0 {
-		c.Interval = 500 * time.Millisecond
+		c.Interval = Duration(500 * time.Millisecond)
 	}
 	if c.LoadRate == 0 {
 		c.LoadRate = 100e6
@@ -59,7 +61,7 @@ func (c ResourcesConfig) Validate() error {
 	var errs []error
 	for _, p := range []struct {
 		name string
-		v    time.Duration
+		v    Duration
 	}{{"idle", c.Idle}, {"load", c.Load}, {"cleanup", c.Cleanup}} {
 		if p.v < 0 {
 			errs = append(errs, fmt.Errorf("resources: %s phase %v is negative: give its length, or 0 for the default 15s", p.name, p.v))
@@ -67,12 +69,12 @@ func (c ResourcesConfig) Validate() error {
 	}
 	if d.Interval < 0 {
 		errs = append(errs, fmt.Errorf("resources: interval %v is negative: give the time between samples, or 0 for the default 500ms", c.Interval))
-	} else if d.Interval < minSysmonInterval {
+	} else if d.Interval < Duration(minSysmonInterval) {
 		errs = append(errs, fmt.Errorf("resources: interval %v is below the kernel's 10ms CPU accounting tick: give at least %v", c.Interval, minSysmonInterval))
 	} else if d.Load > 0 && d.Load < d.Interval {
 		errs = append(errs, fmt.Errorf("resources: load phase %v is shorter than interval %v: give a load phase of at least one interval", d.Load, d.Interval))
 	}
-	if d.LoadRate < minRate || math.IsNaN(d.LoadRate) || math.IsInf(d.LoadRate, 0) {
+	if d.LoadRate < minRate || math.IsNaN(float64(d.LoadRate)) || math.IsInf(float64(d.LoadRate), 0) {
 		errs = append(errs, fmt.Errorf("resources: load rate %g bit/s cannot be paced: give at least %g bit/s, or 0 for the default 100 Mbit/s", c.LoadRate, minRate))
 	}
 	if err := (SysmonConfig{Processes: c.Processes}).Validate(); err != nil {
@@ -82,7 +84,7 @@ func (c ResourcesConfig) Validate() error {
 }
 
 // Resources runs the CPU/RAM experiment of the Riegel thesis: it samples the machine with
-// Sysmon through three phases, PhaseIdle for cfg.Idle, PhaseLoad while a TCPStream paced to
+// Sysmon through three phases, PhaseIdle for cfg.Idle, PhaseLoad while a TCPThroughput paced to
 // cfg.LoadRate runs from ep.Client to ep.Target for cfg.Load, and PhaseCleanup for
 // cfg.Cleanup. The load generator and its receiver run in this process, so their CPU time is
 // part of the system-wide figures, as iperf3's was in the thesis.
@@ -96,20 +98,20 @@ func Resources(ctx context.Context, ep Endpoints, cfg ResourcesConfig) ([]stats.
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	mon, err := StartSysmon(SysmonConfig{Interval: cfg.Interval, Processes: cfg.Processes})
+	mon, err := StartSysmon(SysmonConfig{Interval: time.Duration(cfg.Interval), Processes: cfg.Processes})
 	if err != nil {
 		return nil, fmt.Errorf("resources: %w", err)
 	}
 	var load []stats.Sample
 	runErr := func() error {
 		mon.SetPhase(PhaseIdle)
-		if err := sleepCtx(ctx, cfg.Idle); err != nil {
+		if err := sleepCtx(ctx, time.Duration(cfg.Idle)); err != nil {
 			return err
 		}
 		mon.SetPhase(PhaseLoad)
 		offset := time.Since(mon.start).Seconds()
 		var err error
-		load, err = TCPStream(ctx, ep, TCPStreamConfig{
+		load, err = TCPThroughput(ctx, ep, TCPThroughputConfig{
 			Port:     cfg.Port,
 			Duration: cfg.Load,
 			Interval: cfg.Interval,
@@ -123,7 +125,7 @@ func Resources(ctx context.Context, ep Endpoints, cfg ResourcesConfig) ([]stats.
 			return err
 		}
 		mon.SetPhase(PhaseCleanup)
-		return sleepCtx(ctx, cfg.Cleanup)
+		return sleepCtx(ctx, time.Duration(cfg.Cleanup))
 	}()
 	samples := append(mon.Stop(), load...)
 	slices.SortStableFunc(samples, func(a, b stats.Sample) int { return cmpFloat(a.T, b.T) })

@@ -16,8 +16,8 @@ func TestResourcesLoopback(t *testing.T) {
 	tcpCheckLeaks(t)
 	const rate = 50e6
 	cfg := ResourcesConfig{
-		Idle: 300 * time.Millisecond, Load: 400 * time.Millisecond, Cleanup: 300 * time.Millisecond,
-		Interval: 100 * time.Millisecond, LoadRate: rate, Port: 25220,
+		Idle: Duration(300 * time.Millisecond), Load: Duration(400 * time.Millisecond), Cleanup: Duration(300 * time.Millisecond),
+		Interval: Duration(100 * time.Millisecond), LoadRate: rate, Port: 25220,
 		Processes: []string{sysmonSelfComm()},
 	}
 	samples, err := Resources(context.Background(), tcpLoopback(), cfg)
@@ -71,8 +71,8 @@ func TestResourcesCancel(t *testing.T) {
 	time.AfterFunc(500*time.Millisecond, cancel) // in the load phase
 	begin := time.Now()
 	samples, err := Resources(ctx, tcpLoopback(), ResourcesConfig{
-		Idle: 200 * time.Millisecond, Load: time.Minute, Cleanup: time.Minute,
-		Interval: 100 * time.Millisecond, Port: 25221,
+		Idle: Duration(200 * time.Millisecond), Load: Duration(time.Minute), Cleanup: Duration(time.Minute),
+		Interval: Duration(100 * time.Millisecond), Port: 25221,
 	})
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Less(t, time.Since(begin), 2*time.Second)
@@ -86,11 +86,11 @@ func TestResourcesValidate(t *testing.T) {
 		cfg  ResourcesConfig
 		want string
 	}{
-		{ResourcesConfig{Idle: -time.Second}, "idle phase -1s is negative"},
-		{ResourcesConfig{Load: -time.Second}, "load phase -1s is negative"},
-		{ResourcesConfig{Cleanup: -time.Second}, "cleanup phase -1s is negative"},
-		{ResourcesConfig{Interval: time.Millisecond}, "give at least 10ms"},
-		{ResourcesConfig{Load: time.Second, Interval: 2 * time.Second}, "load phase 1s is shorter than interval 2s"},
+		{ResourcesConfig{Idle: Duration(-time.Second)}, "idle phase -1s is negative"},
+		{ResourcesConfig{Load: Duration(-time.Second)}, "load phase -1s is negative"},
+		{ResourcesConfig{Cleanup: Duration(-time.Second)}, "cleanup phase -1s is negative"},
+		{ResourcesConfig{Interval: Duration(time.Millisecond)}, "give at least 10ms"},
+		{ResourcesConfig{Load: Duration(time.Second), Interval: Duration(2 * time.Second)}, "load phase 1s is shorter than interval 2s"},
 		{ResourcesConfig{LoadRate: -5}, "load rate -5 bit/s cannot be paced"},
 		{ResourcesConfig{Processes: []string{""}}, "process name 0 is empty"},
 	} {

@@ -1,6 +1,8 @@
 package bench
 
-// This file is the client of the Weinhold speed-limit experiments (reference.md §4): N
+// This file is the client loop shared by the Weinhold speed-limit experiments' meters
+// (speedlimit_response.go, speedlimit_droppoint.go, speedlimit_scaling.go and, ours,
+// speedlimit_load.go; SummarizeSpeedLimit is in speedlimit_summary.go), reference.md §4: N
 // concurrent clients ("threads" in the thesis), each on an OS thread of its own with a
 // connected UDP socket in ep.Client, sending GET_SPEED_LIMIT requests to ep.Target and
 // waiting for each REPLY (closed loop), or sending on a fixed schedule (open loop).
@@ -39,9 +41,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -106,340 +106,6 @@ func slClientsError(meter, what string, n int) error {
 		return fmt.Errorf("%s: %s %d is out of range: give 1 to %d clients", meter, what, n, maxSLClients)
 	}
 	return nil
-}
-
-// SpeedLimitConfig configures SpeedLimit. Zero fields take the defaults given with them.
-type SpeedLimitConfig struct {
-	// Port is the server's UDP port. Default 5300.
-	Port uint16
-	// Clients is the number of concurrent clients. Default 120 (the thesis).
-	Clients int
-	// Requests is the number of GET_SPEED_LIMIT requests each client sends. Default 10000.
-	Requests int
-	// Timeout is how long a client waits for a reply before counting a drop. Default 1s.
-	Timeout time.Duration
-	// Leave is when cars leave: "each" (default) or "never" (the thesis).
-	Leave string
-	// Keep is how many response_time samples to keep per client (every ceil(Requests/Keep)-th
-	// request). Default 1000.
-	Keep int
-}
-
-func (c SpeedLimitConfig) withDefaults() SpeedLimitConfig {
-	c.Port = cmp0(c.Port, wire.DefaultPort)
-	c.Clients = cmp0(c.Clients, defaultSLClients)
-	c.Requests = cmp0(c.Requests, defaultSLRequests)
-	c.Timeout = cmp0(c.Timeout, defaultSLTimeout)
-	c.Leave = cmp0(c.Leave, LeaveEach)
-	c.Keep = cmp0(c.Keep, defaultSLKeep)
-	return c
-}
-
-// Validate reports every field SpeedLimit cannot use.
-func (c SpeedLimitConfig) Validate() error {
-	const meter = "speed limit"
-	errs := slCommonErrors(meter, c.Timeout, c.Leave, c.Keep)
-	if c.Clients != 0 {
-		errs = append(errs, slClientsError(meter, "clients", c.Clients))
-	}
-	if c.Requests < 0 {
-		errs = append(errs, fmt.Errorf("%s: requests %d is negative: give the requests per client, or 0 for the default %d", meter, c.Requests, defaultSLRequests))
-	}
-	return errors.Join(errs...)
-}
-
-// SpeedLimit is the thesis's experiment 1: Clients concurrent clients each send Requests
-// GET_SPEED_LIMIT requests, one at a time, and time every one. It returns
-//   - stats.ResponseTime per kept request (s; Seq numbers requests across clients, T is the
-//     send time in s since the run began);
-//   - per client (Seq is the client): stats.ClientMedian and stats.ClientStddev of all its
-//     requests' times, and stats.MeanRequestTime, the thesis's aggregate: the time from
-//     right before its first request to its last reply, divided by Requests;
-//     MeanRequestTime only for clients whose every request was answered (a timeout would
-//     add its wait);
-//   - once: stats.Timeouts (requests without a reply), stats.AchievedRate (replies per
-//     second over the run), stats.ClientCPU (the client threads' CPU time over the run's
-//     wall time, in percent of one core) and "client_cpu:user", its user-space part.
-//
-// A reply that is not an 8-byte REPLY with a limit from 30 to 120 is an error, returned
-// with the samples. When ctx ends it returns within about Timeout with the samples of the
-// requests done and ctx.Err().
-func SpeedLimit(ctx context.Context, ep Endpoints, cfg SpeedLimitConfig) ([]stats.Sample, error) {
-	if err := errors.Join(checkUDPEndpoints(ep), cfg.Validate()); err != nil {
-		return nil, err
-	}
-	cfg = cfg.withDefaults()
-	origin := udpNow()
-	out, err := runSL(ctx, ep, slPlan{
-		slCommon: slCommon{port: cfg.Port, timeout: cfg.Timeout, leave: cfg.Leave, keep: cfg.Keep},
-		clients:  cfg.Clients, requests: cfg.Requests,
-	})
-	if out == nil {
-		return nil, err
-	}
-	return out.samples(origin, "", "", true), err
-}
-
-// SpeedLimitDropConfig configures SpeedLimitDropPoint. Zero fields take the defaults.
-type SpeedLimitDropConfig struct {
-	Port uint16
-	// Start is the number of clients the search starts with. Default 1.
-	Start int
-	// Max is the most clients tried; a drop point equal to it means no drop up to it.
-	// Default 1000.
-	Max int
-	// Step is how many clients each start adds. Default 1 (the thesis).
-	Step int
-	// Requests per client per start. Default 10000 (the thesis).
-	Requests int
-	// Timeout per request. Default 1s.
-	Timeout time.Duration
-	// Pause between starts, for the server to return to a neutral state. Default 1s (the
-	// thesis).
-	Pause time.Duration
-	Leave string
-}
-
-func (c SpeedLimitDropConfig) withDefaults() SpeedLimitDropConfig {
-	c.Port = cmp0(c.Port, wire.DefaultPort)
-	c.Start = cmp0(c.Start, 1)
-	c.Max = cmp0(c.Max, 1000)
-	c.Step = cmp0(c.Step, 1)
-	c.Requests = cmp0(c.Requests, defaultSLRequests)
-	c.Timeout = cmp0(c.Timeout, defaultSLTimeout)
-	c.Pause = cmp0(c.Pause, time.Second)
-	c.Leave = cmp0(c.Leave, LeaveEach)
-	return c
-}
-
-// Validate reports every field SpeedLimitDropPoint cannot use.
-func (c SpeedLimitDropConfig) Validate() error {
-	const meter = "speed-limit drop point"
-	errs := slCommonErrors(meter, c.Timeout, c.Leave, 0)
-	d := c.withDefaults()
-	if c.Start != 0 {
-		errs = append(errs, slClientsError(meter, "start", c.Start))
-	}
-	if c.Max != 0 {
-		errs = append(errs, slClientsError(meter, "max", c.Max))
-	}
-	if d.Max < d.Start {
-		errs = append(errs, fmt.Errorf("%s: max %d is below start %d: give a max of at least the start", meter, d.Max, d.Start))
-	}
-	if c.Step < 0 {
-		errs = append(errs, fmt.Errorf("%s: step %d is negative: give how many clients each start adds, e.g. 1", meter, c.Step))
-	}
-	if c.Requests < 0 {
-		errs = append(errs, fmt.Errorf("%s: requests %d is negative", meter, c.Requests))
-	}
-	if c.Pause < 0 {
-		errs = append(errs, fmt.Errorf("%s: pause %v is negative", meter, c.Pause))
-	}
-	return errors.Join(errs...)
-}
-
-// SpeedLimitDropPoint is the thesis's experiment 2: it starts Start clients, each sending
-// Requests requests, and after a pause starts Step more, until a request is dropped; that
-// start is stopped at its first drop (the thesis killed the client). It returns one
-// stats.DropPoint, the most clients that ran without a drop (the thesis's "one less than the
-// number of threads"; Max if none dropped, Start-Step if the first start did), and per start
-// the stats.Timeouts it saw, with X the number of clients.
-func SpeedLimitDropPoint(ctx context.Context, ep Endpoints, cfg SpeedLimitDropConfig) ([]stats.Sample, error) {
-	if err := errors.Join(checkUDPEndpoints(ep), cfg.Validate()); err != nil {
-		return nil, err
-	}
-	cfg = cfg.withDefaults()
-	origin := udpNow()
-	var samples []stats.Sample
-	point := cfg.Max
-	for n := cfg.Start; n <= cfg.Max; n += cfg.Step {
-		if n > cfg.Start && sleepCtx(ctx, cfg.Pause) != nil {
-			return samples, ctx.Err()
-		}
-		out, err := runSL(ctx, ep, slPlan{
-			slCommon: slCommon{port: cfg.Port, timeout: cfg.Timeout, leave: cfg.Leave, keep: 1},
-			clients:  n, requests: cfg.Requests, stopOnDrop: true,
-		})
-		if out != nil {
-			samples = append(samples, stats.Sample{Seq: n, T: udpSince(origin, out.end), X: strconv.Itoa(n), XUnit: XUnitClients,
-				Metric: stats.Timeouts, Value: float64(out.failed())})
-		}
-		if err != nil {
-			return samples, err
-		}
-		if out.failed() > 0 {
-			point = n - cfg.Step
-			break
-		}
-	}
-	samples = append(samples, stats.Sample{T: udpSince(origin, udpNow()), Metric: stats.DropPoint, Value: float64(max(point, 0))})
-	return samples, nil
-}
-
-// SpeedLimitScalingConfig configures SpeedLimitScaling.
-type SpeedLimitScalingConfig struct {
-	Port uint16
-	// Clients are the numbers of clients to run, in order. Required.
-	Clients []int
-	// Requests per client. Default 10000.
-	Requests int
-	Timeout  time.Duration
-	// Pause between runs. Default 1s.
-	Pause time.Duration
-	Leave string
-	Keep  int
-	// Continue runs the remaining client counts after one with drops; by default the sweep
-	// stops there, as the thesis's did.
-	Continue bool
-}
-
-func (c SpeedLimitScalingConfig) withDefaults() SpeedLimitScalingConfig {
-	c.Port = cmp0(c.Port, wire.DefaultPort)
-	c.Requests = cmp0(c.Requests, defaultSLRequests)
-	c.Timeout = cmp0(c.Timeout, defaultSLTimeout)
-	c.Pause = cmp0(c.Pause, time.Second)
-	c.Leave = cmp0(c.Leave, LeaveEach)
-	c.Keep = cmp0(c.Keep, defaultSLKeep)
-	return c
-}
-
-// Validate reports every field SpeedLimitScaling cannot use.
-func (c SpeedLimitScalingConfig) Validate() error {
-	const meter = "speed-limit scaling"
-	errs := slCommonErrors(meter, c.Timeout, c.Leave, c.Keep)
-	if len(c.Clients) == 0 {
-		errs = append(errs, fmt.Errorf("%s: no client counts: give the numbers of clients to run, e.g. [1, 10, 50, 100]", meter))
-	}
-	for _, n := range c.Clients {
-		if err := slClientsError(meter, "client count", n); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if c.Requests < 0 {
-		errs = append(errs, fmt.Errorf("%s: requests %d is negative", meter, c.Requests))
-	}
-	if c.Pause < 0 {
-		errs = append(errs, fmt.Errorf("%s: pause %v is negative", meter, c.Pause))
-	}
-	return errors.Join(errs...)
-}
-
-// SpeedLimitScaling is the thesis's experiment 3: for each number of clients it runs them as
-// SpeedLimit does and returns SpeedLimit's samples with X the number of clients (X unit
-// "clients"), so that response time can be fitted against it. It stops after the first
-// count that saw a drop unless Continue is set.
-func SpeedLimitScaling(ctx context.Context, ep Endpoints, cfg SpeedLimitScalingConfig) ([]stats.Sample, error) {
-	if err := errors.Join(checkUDPEndpoints(ep), cfg.Validate()); err != nil {
-		return nil, err
-	}
-	cfg = cfg.withDefaults()
-	origin := udpNow()
-	var samples []stats.Sample
-	for i, n := range cfg.Clients {
-		if i > 0 && sleepCtx(ctx, cfg.Pause) != nil {
-			return samples, ctx.Err()
-		}
-		out, err := runSL(ctx, ep, slPlan{
-			slCommon: slCommon{port: cfg.Port, timeout: cfg.Timeout, leave: cfg.Leave, keep: cfg.Keep},
-			clients:  n, requests: cfg.Requests,
-		})
-		if out != nil {
-			samples = append(samples, out.samples(origin, strconv.Itoa(n), XUnitClients, true)...)
-		}
-		if err != nil {
-			return samples, err
-		}
-		if out.failed() > 0 && !cfg.Continue {
-			break
-		}
-	}
-	return samples, nil
-}
-
-// SpeedLimitLoadConfig configures SpeedLimitLoad.
-type SpeedLimitLoadConfig struct {
-	Port uint16
-	// Rates are the offered loads in requests per second, in order. Required.
-	Rates []float64
-	// Clients share the load, each sending Rate/Clients requests per second. Default 32.
-	Clients int
-	// PerRate is how long each rate is offered. Default 2s.
-	PerRate time.Duration
-	// Pause between rates. Default 500ms.
-	Pause   time.Duration
-	Timeout time.Duration
-	Leave   string
-	Keep    int
-}
-
-func (c SpeedLimitLoadConfig) withDefaults() SpeedLimitLoadConfig {
-	c.Port = cmp0(c.Port, wire.DefaultPort)
-	c.Clients = cmp0(c.Clients, 32)
-	c.PerRate = cmp0(c.PerRate, 2*time.Second)
-	c.Pause = cmp0(c.Pause, 500*time.Millisecond)
-	c.Timeout = cmp0(c.Timeout, defaultSLTimeout)
-	c.Leave = cmp0(c.Leave, LeaveEach)
-	c.Keep = cmp0(c.Keep, defaultSLKeep)
-	return c
-}
-
-// Validate reports every field SpeedLimitLoad cannot use.
-func (c SpeedLimitLoadConfig) Validate() error {
-	const meter = "speed-limit load"
-	errs := slCommonErrors(meter, c.Timeout, c.Leave, c.Keep)
-	if len(c.Rates) == 0 {
-		errs = append(errs, fmt.Errorf("%s: no rates: give the offered loads in requests per second, e.g. [10000, 50000]", meter))
-	}
-	for _, r := range c.Rates {
-		if math.IsNaN(r) || math.IsInf(r, 0) || r <= 0 || r > 10e6 {
-			errs = append(errs, fmt.Errorf("%s: rate %v req/s is out of range: give 1 to 10e6 requests per second", meter, r))
-		}
-	}
-	if c.Clients != 0 {
-		errs = append(errs, slClientsError(meter, "clients", c.Clients))
-	}
-	if c.PerRate < 0 || c.Pause < 0 {
-		errs = append(errs, fmt.Errorf("%s: per_rate %v and pause %v must not be negative", meter, c.PerRate, c.Pause))
-	}
-	return errors.Join(errs...)
-}
-
-// SpeedLimitLoad is the open-loop measurement the thesis lacked: for each offered rate the
-// clients send requests on a fixed schedule (client k's i-th request is due at
-// start + (i + k/Clients) * Clients/Rate) for PerRate, each with one request outstanding.
-// A request that came due while its client still waited for the previous reply is timed
-// from when it was due, not from when it went out, so a server that falls behind shows its
-// queue in the response times instead of silently slowing the clients down (coordinated
-// omission, corrected as wrk2 does); a request whose client was free is timed from its send,
-// so a client thread waking up late does not count against the server. Requests still unsent at the
-// end are lost. For each rate, with X the rate in req/s: stats.ResponseTime per kept
-// request, stats.AchievedRate (replies per second), stats.Loss (percent of the scheduled
-// requests without a reply), stats.Timeouts and stats.ClientCPU.
-func SpeedLimitLoad(ctx context.Context, ep Endpoints, cfg SpeedLimitLoadConfig) ([]stats.Sample, error) {
-	if err := errors.Join(checkUDPEndpoints(ep), cfg.Validate()); err != nil {
-		return nil, err
-	}
-	cfg = cfg.withDefaults()
-	origin := udpNow()
-	var samples []stats.Sample
-	for i, rate := range cfg.Rates {
-		if i > 0 && sleepCtx(ctx, cfg.Pause) != nil {
-			return samples, ctx.Err()
-		}
-		out, err := runSL(ctx, ep, slPlan{
-			slCommon: slCommon{port: cfg.Port, timeout: cfg.Timeout, leave: cfg.Leave, keep: cfg.Keep},
-			clients:  cfg.Clients, rate: rate, duration: cfg.PerRate,
-		})
-		if out != nil {
-			x := strconv.FormatFloat(rate, 'f', -1, 64)
-			samples = append(samples, out.samples(origin, x, XUnitRate, false)...)
-			samples = append(samples, stats.Sample{T: udpSince(origin, out.end), X: x, XUnit: XUnitRate, Metric: stats.Loss, Value: out.lossPercent()})
-		}
-		if err != nil {
-			return samples, err
-		}
-	}
-	return samples, nil
 }
 
 // slPlan is one run of clients: closed loop with requests each, or open loop at rate for
@@ -612,25 +278,11 @@ func (c *slClient) close() {
 // runSL runs one plan. It returns the outcome so far with ctx.Err() when ctx ends, and an
 // error naming the first wrong reply if any came.
 func runSL(ctx context.Context, ep Endpoints, p slPlan) (*slOutcome, error) {
-	cl := make([]*slClient, p.clients)
-	closeAll := func() {
-		for _, c := range cl {
-			if c != nil {
-				c.close()
-			}
-		}
+	cl, err := openSLClients(ep, p)
+	if err != nil {
+		return nil, err
 	}
-	for i := range cl {
-		// A sockaddr of its own per client: unix.Connect writes into it, and clients
-		// reconnect concurrently.
-		_, target := sockaddr(ep.Target, p.port)
-		cl[i] = &slClient{ns: ep.Client, target: target, fd: -1}
-		if err := cl[i].open(p.timeout); err != nil {
-			closeAll()
-			return nil, fmt.Errorf("speed-limit client %d to %s port %d: %w", i, ep.Target, p.port, err)
-		}
-	}
-	defer closeAll()
+	defer closeSLClients(cl)
 
 	// Every client blocks in syscalls on a thread of its own, as the thesis's threads did.
 	// The Go runtime lets only GOMAXPROCS threads run Go code: with 2 Ps, a thread returning
@@ -641,6 +293,38 @@ func runSL(ctx context.Context, ep Endpoints, p slPlan) (*slOutcome, error) {
 		runtime.GOMAXPROCS(min(p.clients+prev, maxGOMAXPROCS))
 		defer runtime.GOMAXPROCS(prev)
 	}
+	start, errs := runSLClients(ctx, cl, p)
+	return slFinish(ctx, ep, p, cl, start, errs)
+}
+
+// openSLClients opens the plan's clients' sockets; on an error it closes those it opened.
+func openSLClients(ep Endpoints, p slPlan) ([]*slClient, error) {
+	cl := make([]*slClient, p.clients)
+	for i := range cl {
+		// A sockaddr of its own per client: unix.Connect writes into it, and clients
+		// reconnect concurrently.
+		_, target := sockaddr(ep.Target, p.port)
+		cl[i] = &slClient{ns: ep.Client, target: target, fd: -1}
+		if err := cl[i].open(p.timeout); err != nil {
+			closeSLClients(cl)
+			return nil, fmt.Errorf("speed-limit client %d to %s port %d: %w", i, ep.Target, p.port, err)
+		}
+	}
+	return cl, nil
+}
+
+func closeSLClients(cl []*slClient) {
+	for _, c := range cl {
+		if c != nil {
+			c.close()
+		}
+	}
+}
+
+// runSLClients starts every client on a goroutine of its own, lets them all begin at once
+// once every one is ready, and waits for them; a cancelled ctx stops them. It returns when
+// they began (CLOCK_MONOTONIC ns) and each client's error.
+func runSLClients(ctx context.Context, cl []*slClient, p slPlan) (int64, []error) {
 	var stop atomic.Bool
 	ready := make(chan struct{}, p.clients)
 	begin := make(chan struct{})
@@ -671,6 +355,12 @@ func runSL(ctx context.Context, ep Endpoints, p slPlan) (*slOutcome, error) {
 	close(begin)
 	wg.Wait()
 	close(watchDone)
+	return start, errs
+}
+
+// slFinish gathers the clients' results into the run's outcome and returns it with the
+// run's error: ctx's, a client's, or the server's wrong replies.
+func slFinish(ctx context.Context, ep Endpoints, p slPlan, cl []*slClient, start int64, errs []error) (*slOutcome, error) {
 	end := start
 	for _, c := range cl {
 		end = max(end, c.res.end)
@@ -698,6 +388,57 @@ func runSL(ctx context.Context, ep Endpoints, p slPlan) (*slOutcome, error) {
 	return o, nil
 }
 
+// slSchedule is when one client sends: n requests back to back (closed loop), or, open
+// loop, one every interval from start+phase until end, giving up at giveUp.
+type slSchedule struct {
+	open                                bool
+	n                                   int
+	start, interval, phase, end, giveUp int64 // CLOCK_MONOTONIC ns
+}
+
+// schedule is client idx's schedule in a run that began at start.
+func (p slPlan) schedule(idx int, start int64) slSchedule {
+	s := slSchedule{n: p.requests, start: start}
+	if p.rate <= 0 {
+		return s
+	}
+	s.open = true
+	s.interval = int64(float64(p.clients) / p.rate * 1e9)
+	s.phase = int64(float64(idx) / float64(p.clients) * float64(s.interval))
+	s.end = start + p.duration.Nanoseconds()
+	s.giveUp = s.end + p.timeout.Nanoseconds()
+	s.n = 0
+	if s.end > start+s.phase {
+		s.n = int((s.end - start - s.phase + s.interval - 1) / s.interval)
+	}
+	return s
+}
+
+// sendTime waits until request i is due and returns the time it is timed from; ok is false
+// once an open loop is past giveUp. prevDone is when the previous request's reply (or
+// timeout) came.
+func (s slSchedule) sendTime(i int, prevDone int64) (t0 int64, ok bool) {
+	if !s.open {
+		return udpNow(), true
+	}
+	due := s.start + s.phase + int64(i)*s.interval
+	now := udpNow()
+	if now > s.giveUp {
+		return 0, false
+	}
+	if due-now > int64(20*time.Microsecond) {
+		udpSleepUntil(due)
+	}
+	t0 = udpNow()
+	// Still waiting for the server when this request was due: the wait is the server's
+	// queue and counts (coordinated omission). A client merely waking up late is its own
+	// delay and does not.
+	if prevDone > due {
+		t0 = due
+	}
+	return t0, true
+}
+
 // run is one client's loop, on a locked OS thread so that its CPU time can be read.
 func (c *slClient) run(idx int, p slPlan, ready chan<- struct{}, begin <-chan struct{}, startAt *int64, stop *atomic.Bool) error {
 	runtime.LockOSThread()
@@ -713,23 +454,21 @@ func (c *slClient) run(idx int, p slPlan, ready chan<- struct{}, begin <-chan st
 	start := *startAt
 	defer func() { res.cpu = threadCPU().sub(cpu0) }()
 
+	s := p.schedule(idx, start)
+	if s.open {
+		res.scheduled = s.n
+	}
+	return c.requests(idx, p, s, stop)
+}
+
+// requests sends the client's requests on schedule s, times them and keeps every
+// stride-th one, until they are done or stop is set.
+func (c *slClient) requests(idx int, p slPlan, s slSchedule, stop *atomic.Bool) error {
+	res := &c.res
 	get := wire.Message{Op: wire.GetSpeedLimit}.Append(nil)
 	leave := wire.Message{Op: wire.OutOfRange}.Append(nil)
 	buf := make([]byte, 64)
-	open := p.rate > 0
-	var interval, phase, end, giveUp int64
-	n := p.requests
-	if open {
-		interval = int64(float64(p.clients) / p.rate * 1e9)
-		phase = int64(float64(idx) / float64(p.clients) * float64(interval))
-		end = start + p.duration.Nanoseconds()
-		giveUp = end + p.timeout.Nanoseconds()
-		n = 0
-		if end > start+phase {
-			n = int((end - start - phase + interval - 1) / interval)
-		}
-		res.scheduled = n
-	}
+	n := s.n
 	stride := 1
 	if p.keep > 0 && n > p.keep {
 		stride = (n + p.keep - 1) / p.keep
@@ -737,27 +476,11 @@ func (c *slClient) run(idx int, p slPlan, ready chan<- struct{}, begin <-chan st
 	res.times = make([]float64, 0, n)
 	res.start = udpNow()
 	res.end = res.start
-	prevDone := start // when the previous request's reply (or timeout) came
+	prevDone := s.start // when the previous request's reply (or timeout) came
 	for i := 0; i < n && !stop.Load(); i++ {
-		var t0 int64
-		if open {
-			due := start + phase + int64(i)*interval
-			now := udpNow()
-			if now > giveUp {
-				break
-			}
-			if due-now > int64(20*time.Microsecond) {
-				udpSleepUntil(due)
-			}
-			t0 = udpNow()
-			// Still waiting for the server when this request was due: the wait is the
-			// server's queue and counts (coordinated omission). A client merely waking
-			// up late is its own delay and does not.
-			if prevDone > due {
-				t0 = due
-			}
-		} else {
-			t0 = udpNow()
+		t0, due := s.sendTime(i, prevDone)
+		if !due {
+			break
 		}
 		res.sent++
 		ok, err := c.exchange(get, buf, t0, p.timeout)
@@ -862,48 +585,4 @@ func cmp0[T comparable](v, def T) T {
 		return def
 	}
 	return v
-}
-
-// SpeedLimitSummary condenses speed-limit samples for a person: the response times'
-// percentiles, the clients' median of the thesis's aggregate, the timeouts and the achieved
-// rate. The CLI prints it; experiments keep the raw samples instead.
-type SpeedLimitSummary struct {
-	Requests        int     `json:"requests"`
-	Timeouts        int     `json:"timeouts"`
-	P50             float64 `json:"p50_s"`
-	P90             float64 `json:"p90_s"`
-	P99             float64 `json:"p99_s"`
-	Max             float64 `json:"max_s"`
-	Mean            float64 `json:"mean_s"`
-	ClientMedian    float64 `json:"client_median_s"`     // median over clients of their median
-	ClientStddev    float64 `json:"client_stddev_s"`     // median over clients of their stddev
-	MeanRequestTime float64 `json:"mean_request_time_s"` // median over clients of time for M / M
-	AchievedRate    float64 `json:"achieved_rate"`       // req/s
-	ClientCPU       float64 `json:"client_cpu_percent"`
-	ClientCPUUser   float64 `json:"client_cpu_user_percent"`
-	Loss            float64 `json:"loss_percent,omitempty"`
-}
-
-// SummarizeSpeedLimit condenses the samples of one SpeedLimit or SpeedLimitLoad run (one X).
-func SummarizeSpeedLimit(samples []stats.Sample) SpeedLimitSummary {
-	var s SpeedLimitSummary
-	by := map[string][]float64{}
-	for _, x := range samples {
-		by[x.Metric.Name] = append(by[x.Metric.Name], x.Value)
-	}
-	rt := stats.Summarize(by[stats.ResponseTime.Name])
-	s.Requests, s.P50, s.P90, s.P99, s.Max, s.Mean = rt.N, rt.Median, rt.P90, rt.P99, rt.Max, rt.Mean
-	med := func(name string) float64 {
-		if len(by[name]) == 0 {
-			return 0
-		}
-		return stats.Summarize(by[name]).Median
-	}
-	s.ClientMedian, s.ClientStddev, s.MeanRequestTime = med(stats.ClientMedian.Name), med(stats.ClientStddev.Name), med(stats.MeanRequestTime.Name)
-	for _, v := range by[stats.Timeouts.Name] {
-		s.Timeouts += int(v)
-	}
-	s.AchievedRate, s.ClientCPU, s.ClientCPUUser = med(stats.AchievedRate.Name), med(stats.ClientCPU.Name), med(clientCPUUser.Name)
-	s.Loss = med(stats.Loss.Name)
-	return s
 }

@@ -12,22 +12,22 @@ import (
 // UDPJitterConfig configures UDPJitter. Zero-valued fields take the defaults given with them.
 type UDPJitterConfig struct {
 	// Port is the UDP port the receiver listens on. Default 5203.
-	Port uint16
+	Port uint16 `json:"port,omitempty"`
 	// Rate is the target send rate in UDP payload bit/s, as iperf3 -b counts it (IP and
 	// UDP headers excluded). Default 1e6 (the thesis's iperf3 -u -b 1M).
-	Rate float64
+	Rate Rate `json:"rate"`
 	// Size is the UDP payload of every datagram in bytes, 16 to 65507. Default 1400, which
 	// with 28 bytes of IP and UDP headers fits the project's MTU of 1450.
-	Size int
+	Size int `json:"size,omitempty"`
 	// Duration is how long the sender sends. Default 10s (the thesis used 20 s).
-	Duration time.Duration
+	Duration Duration `json:"duration"`
 	// Grace is how long the receiver waits for late packets after the last send before
 	// counting the missing ones as lost. Default 200ms.
-	Grace time.Duration
+	Grace time.Duration `json:"-"`
 	// RxStamps says where a datagram's receive time is taken: RxStampsUser (the default)
 	// after the receiver's recvmmsg returns, application to application like iperf3, or
 	// RxStampsKernel from the kernel's receive timestamp.
-	RxStamps string
+	RxStamps string `json:"rx_stamps,omitempty"`
 }
 
 // Where UDPJitter takes receive times (UDPJitterConfig.RxStamps).
@@ -56,7 +56,7 @@ func (c UDPJitterConfig) withDefaults() UDPJitterConfig {
 		c.Size = defaultUDPSize
 	}
 	if c.Duration == 0 {
-		c.Duration = 10 * time.Second
+		c.Duration = Duration(10 * time.Second)
 	}
 	if c.Grace == 0 {
 		c.Grace = defaultUDPGrace
@@ -81,7 +81,7 @@ func (c UDPJitterConfig) Validate() error {
 	if len(udpFieldErrors(meter, c.Size, 0)) > 0 {
 		size = 0
 	}
-	if err := udpRateError(meter, "rate", d.Rate, size, dur); err != nil {
+	if err := udpRateError(meter, "rate", float64(d.Rate), size, time.Duration(dur)); err != nil {
 		errs = append(errs, err)
 	}
 	if d.RxStamps != RxStampsKernel && d.RxStamps != RxStampsUser {
@@ -116,9 +116,9 @@ func UDPJitter(ctx context.Context, ep Endpoints, cfg UDPJitterConfig) ([]stats.
 	origin := udpNow()
 	res, err := runUDPStream(ctx, ep, udpStreamConfig{
 		port:     cfg.Port,
-		rate:     cfg.Rate,
+		rate:     float64(cfg.Rate),
 		size:     cfg.Size,
-		duration: cfg.Duration,
+		duration: time.Duration(cfg.Duration),
 		grace:    cfg.Grace,
 		owdEvery: 1,
 		kernelRx: cfg.RxStamps == RxStampsKernel,

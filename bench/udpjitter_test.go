@@ -16,7 +16,7 @@ import (
 
 func TestUDPJitterLoopback(t *testing.T) {
 	before := runtime.NumGoroutine()
-	cfg := UDPJitterConfig{Port: 25203, Rate: 1e6, Duration: time.Second}
+	cfg := UDPJitterConfig{Port: 25203, Rate: 1e6, Duration: Duration(time.Second)}
 	samples, err := UDPJitter(context.Background(), udpLoopback, cfg)
 	require.NoError(t, err)
 	requireUDPPortFree(t, 25203)
@@ -73,7 +73,7 @@ func TestUDPJitterCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)
 	start := time.Now()
-	samples, err := UDPJitter(ctx, udpLoopback, UDPJitterConfig{Port: 25205, Duration: 10 * time.Second})
+	samples, err := UDPJitter(ctx, udpLoopback, UDPJitterConfig{Port: 25205, Duration: Duration(10 * time.Second)})
 	elapsed := time.Since(start)
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Less(t, elapsed, 2*time.Second)
@@ -87,7 +87,7 @@ func TestUDPJitterCancel(t *testing.T) {
 
 func TestUDPJitterValidate(t *testing.T) {
 	assert.NoError(t, UDPJitterConfig{}.Validate())
-	assert.NoError(t, UDPJitterConfig{Port: 9, Rate: 500e6, Size: 16, Duration: time.Second}.Validate())
+	assert.NoError(t, UDPJitterConfig{Port: 9, Rate: 500e6, Size: 16, Duration: Duration(time.Second)}.Validate())
 	for _, tc := range []struct {
 		name string
 		cfg  UDPJitterConfig
@@ -98,8 +98,8 @@ func TestUDPJitterValidate(t *testing.T) {
 		{"small size", UDPJitterConfig{Size: 8}, []string{"size 8 bytes cannot hold the 16-byte"}},
 		{"big size", UDPJitterConfig{Size: 70000}, []string{"exceeds the largest UDP payload over IPv4 (65507)"}},
 		{"negative size", UDPJitterConfig{Size: -1}, []string{"size -1 is negative"}},
-		{"negative duration", UDPJitterConfig{Duration: -time.Second}, []string{"duration -1s is negative"}},
-		{"no packet", UDPJitterConfig{Rate: 1000, Duration: time.Second}, []string{"sends not even one 1400-byte packet in 1s", "11200 bit/s"}},
+		{"negative duration", UDPJitterConfig{Duration: Duration(-time.Second)}, []string{"duration -1s is negative"}},
+		{"no packet", UDPJitterConfig{Rate: 1000, Duration: Duration(time.Second)}, []string{"sends not even one 1400-byte packet in 1s", "11200 bit/s"}},
 		{"negative grace", UDPJitterConfig{Grace: -1}, []string{"grace -1ns is negative"}},
 		{"several", UDPJitterConfig{Rate: -1, Size: 8}, []string{"rate -1", "size 8"}},
 		{"stamps", UDPJitterConfig{RxStamps: "hardware"}, []string{`receive timestamps "hardware" are unknown: use "kernel" or "user"`}},

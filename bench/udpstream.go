@@ -346,19 +346,21 @@ func listenUDPStream(ns NS, cfg udpStreamConfig) (*udpReceiver, error) {
 	return rx, nil
 }
 
+// udpRxState is what the receiver carries from one batch to the next.
+type udpRxState struct {
+	seen        []uint64 // bitset of received sequence numbers
+	next        uint64   // one above the highest sequence number received
+	first       bool
+	prevTransit float64
+	deadline    int64 // the read deadline currently set, CLOCK_MONOTONIC ns
+}
+
 // run reads datagrams until the drain deadline passes or stop is closed, and records
 // them in rx.res. It returns nil at the drain deadline.
 func (rx *udpReceiver) run(stop <-chan struct{}) error {
-	res := rx.res
-	var (
-		seen        []uint64 // bitset of received sequence numbers
-		next        uint64   // one above the highest sequence number received
-		first       = true
-		prevTransit float64
-		deadline    int64 // the read deadline currently set, CLOCK_MONOTONIC ns
-	)
+	st := udpRxState{first: true}
 	if rx.owdEvery > 0 {
-		res.owd = make([]udpOWD, 0, min(rx.expected/rx.owdEvery+1, 1<<16))
+		rx.res.owd = make([]udpOWD, 0, min(rx.expected/rx.owdEvery+1, 1<<16))
 	}
 	for {
 		select {
@@ -366,22 +368,8 @@ func (rx *udpReceiver) run(stop <-chan struct{}) error {
 			return nil
 		default:
 		}
-		now := udpNow()
-		until := rx.drainUntil.Load()
-		if until != 0 && now >= until {
-			return nil
-		}
-		want := now + udpReadPoll.Nanoseconds()
-		if until != 0 {
-			want = min(want, until)
-		}
-		// Move the deadline only when it is about to pass or the drain shortens it:
-		// SetReadDeadline costs a timer update.
-		if deadline-now < udpReadPoll.Nanoseconds()/2 || want < deadline {
-			if err := rx.conn.SetReadDeadline(time.Now().Add(time.Duration(want - now))); err != nil {
-				return err
-			}
-			deadline = want
+		if done, err := rx.armDeadline(&st); done || err != nil {
+			return err
 		}
 		n, err := rx.pc.ReadBatch(rx.msgs, 0)
 		arrival := udpNow()
@@ -392,66 +380,104 @@ func (rx *udpReceiver) run(stop <-chan struct{}) error {
 			realtimeAhead = realtimeOffset()
 		}
 		if err != nil {
-			if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
-				continue
+			if retry, err := udpReadRetry(err); !retry {
+				return err
 			}
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var nerr net.Error
-			if errors.As(err, &nerr) && nerr.Timeout() {
-				continue
-			}
-			return err
+			continue
 		}
-		limit := rx.stamped.Load()
-		batchArrival := arrival
-		for i := range n {
-			m := &rx.msgs[i]
-			arrival = batchArrival
-			if rx.kernelRx {
-				if t, ok := kernelTimestamp(m.OOB[:m.NN]); ok && t-realtimeAhead <= batchArrival {
-					arrival = t - realtimeAhead
-				} else {
-					res.userStamped++
-				}
-			}
-			seq, sent, ok := decodeUDPHeader(m.Buffers[0][:m.N])
-			// Anything not sent by this stream's sender is stray: a wrong size, a sequence
-			// number not yet sent, or a send time before this stream began (a late
-			// datagram of an earlier stream on the same port).
-			if !ok || m.N != rx.size || m.Flags&unix.MSG_TRUNC != 0 || seq >= limit || sent < res.start || sent > arrival {
-				res.stray++
-				continue
-			}
-			// Jitter over every datagram in arrival order, duplicates and reordered ones
-			// included, as iperf3 computes it.
-			transit := float64(arrival-sent) / 1e9
-			if first {
-				prevTransit, first = transit, false
-			}
-			res.jitter = jitterStep(res.jitter, prevTransit, transit)
-			prevTransit = transit
+		rx.record(rx.msgs[:n], arrival, realtimeAhead, &st)
+	}
+}
 
-			word, bit := seq/64, uint64(1)<<(seq%64)
-			if word >= uint64(len(seen)) {
-				seen = append(seen, make([]uint64, max(word+1, uint64(2*len(seen)))-uint64(len(seen)))...)
-			}
-			if seen[word]&bit != 0 {
-				res.duplicates++
-				continue
-			}
-			seen[word] |= bit
-			res.received++
-			res.lastArrival = arrival
-			if seq < next {
-				res.reordered++
+// armDeadline sets the next read's deadline: the poll interval or the drain deadline,
+// whichever comes first. done is true once the drain deadline has passed.
+func (rx *udpReceiver) armDeadline(st *udpRxState) (done bool, err error) {
+	now := udpNow()
+	until := rx.drainUntil.Load()
+	if until != 0 && now >= until {
+		return true, nil
+	}
+	want := now + udpReadPoll.Nanoseconds()
+	if until != 0 {
+		want = min(want, until)
+	}
+	// Move the deadline only when it is about to pass or the drain shortens it:
+	// SetReadDeadline costs a timer update.
+	if st.deadline-now < udpReadPoll.Nanoseconds()/2 || want < st.deadline {
+		if err := rx.conn.SetReadDeadline(time.Now().Add(time.Duration(want - now))); err != nil {
+			return false, err
+		}
+		st.deadline = want
+	}
+	return false, nil
+}
+
+// udpReadRetry sorts a read error: an interrupted or timed-out read is retried, a closed
+// socket ends the receiver without error, anything else ends it with the error.
+func udpReadRetry(err error) (retry bool, _ error) {
+	if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
+		return true, nil
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return false, nil
+	}
+	var nerr net.Error
+	if errors.As(err, &nerr) && nerr.Timeout() {
+		return true, nil
+	}
+	return false, err
+}
+
+// record accounts one batch of datagrams that arrived at batchArrival (CLOCK_MONOTONIC
+// ns); realtimeAhead converts the kernel's timestamps, where they are asked for.
+func (rx *udpReceiver) record(msgs []ipv4.Message, batchArrival, realtimeAhead int64, st *udpRxState) {
+	res := rx.res
+	limit := rx.stamped.Load()
+	for i := range msgs {
+		m := &msgs[i]
+		arrival := batchArrival
+		if rx.kernelRx {
+			if t, ok := kernelTimestamp(m.OOB[:m.NN]); ok && t-realtimeAhead <= batchArrival {
+				arrival = t - realtimeAhead
 			} else {
-				next = seq + 1
+				res.userStamped++
 			}
-			if rx.owdEvery > 0 && seq%rx.owdEvery == 0 {
-				res.owd = append(res.owd, udpOWD{seq: seq, sent: sent, owd: arrival - sent})
-			}
+		}
+		seq, sent, ok := decodeUDPHeader(m.Buffers[0][:m.N])
+		// Anything not sent by this stream's sender is stray: a wrong size, a sequence
+		// number not yet sent, or a send time before this stream began (a late
+		// datagram of an earlier stream on the same port).
+		if !ok || m.N != rx.size || m.Flags&unix.MSG_TRUNC != 0 || seq >= limit || sent < res.start || sent > arrival {
+			res.stray++
+			continue
+		}
+		// Jitter over every datagram in arrival order, duplicates and reordered ones
+		// included, as iperf3 computes it.
+		transit := float64(arrival-sent) / 1e9
+		if st.first {
+			st.prevTransit, st.first = transit, false
+		}
+		res.jitter = jitterStep(res.jitter, st.prevTransit, transit)
+		st.prevTransit = transit
+
+		word, bit := seq/64, uint64(1)<<(seq%64)
+		if word >= uint64(len(st.seen)) {
+			st.seen = append(st.seen, make([]uint64, max(word+1, uint64(2*len(st.seen)))-uint64(len(st.seen)))...)
+		}
+		if st.seen[word]&bit != 0 {
+			res.duplicates++
+			continue
+		}
+		st.seen[word] |= bit
+		res.received++
+		res.lastArrival = arrival
+		if seq < st.next {
+			res.reordered++
+		} else {
+			st.next = seq + 1
+		}
+		if rx.owdEvery > 0 && seq%rx.owdEvery == 0 {
+			res.owd = append(res.owd, udpOWD{seq: seq, sent: sent, owd: arrival - sent})
 		}
 	}
 }

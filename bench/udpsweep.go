@@ -14,33 +14,33 @@ import (
 // UDPSweepConfig configures UDPSweep. Zero-valued fields take the defaults given with them.
 type UDPSweepConfig struct {
 	// Port is the UDP port the receiver listens on. Default 5204.
-	Port uint16
+	Port uint16 `json:"port,omitempty"`
 	// Rates are the target send rates in UDP payload bit/s, as iperf3 -b counts them (IP and
 	// UDP headers excluded), swept in this order. nil means the thesis's sweep: 1, 50, 100,
 	// 150, ... 500 Mbit/s. An empty non-nil slice is an error.
-	Rates []float64
+	Rates []Rate `json:"rates"`
 	// Size is the UDP payload of every datagram in bytes, 16 to 65507. Default 1400, which
 	// with 28 bytes of IP and UDP headers fits the project's MTU of 1450.
-	Size int
+	Size int `json:"size,omitempty"`
 	// PerRate is how long each rate is sent. Default 5s (the thesis used 60 s).
-	PerRate time.Duration
+	PerRate Duration `json:"per_rate"`
 	// Pause is the idle time between two rates, so queues of one rate drain before the
 	// next. Default 500ms.
-	Pause time.Duration
+	Pause Duration `json:"pause,omitempty"`
 	// MaxOWDSamples bounds the OWD samples kept per rate. Default 20000. A rate expected to
 	// send N packets keeps the OWD of every k-th packet by sequence number, k = ceil(N /
 	// MaxOWDSamples), so every packet up to 20000 packets per rate, every second one at
 	// 20001 to 40000, and so on.
-	MaxOWDSamples int
+	MaxOWDSamples int `json:"max_owd_samples,omitempty"`
 	// Grace is how long the receiver waits for late packets after the last send of a rate
 	// before counting the missing ones as lost. Default 200ms.
-	Grace time.Duration
+	Grace time.Duration `json:"-"`
 }
 
 // udpSweepRates returns the thesis's bottleneck sweep: 1, 50, 100, 150, ... 500 Mbit/s.
-func udpSweepRates() []float64 {
-	rates := []float64{1e6}
-	for r := 50e6; r <= 500e6; r += 50e6 {
+func udpSweepRates() []Rate {
+	rates := []Rate{1e6}
+	for r := Rate(50e6); r <= 500e6; r += 50e6 {
 		rates = append(rates, r)
 	}
 	return rates
@@ -57,10 +57,10 @@ func (c UDPSweepConfig) withDefaults() UDPSweepConfig {
 		c.Size = defaultUDPSize
 	}
 	if c.PerRate == 0 {
-		c.PerRate = 5 * time.Second
+		c.PerRate = Duration(5 * time.Second)
 	}
 	if c.Pause == 0 {
-		c.Pause = 500 * time.Millisecond
+		c.Pause = Duration(500 * time.Millisecond)
 	}
 	if c.MaxOWDSamples == 0 {
 		c.MaxOWDSamples = 20000
@@ -96,15 +96,15 @@ func (c UDPSweepConfig) Validate() error {
 	}
 	seen := make(map[float64]int, len(d.Rates))
 	for i, r := range d.Rates {
-		if err := udpRateError(meter, fmt.Sprintf("rates[%d]", i), r, size, dur); err != nil {
+		if err := udpRateError(meter, fmt.Sprintf("rates[%d]", i), float64(r), size, time.Duration(dur)); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if j, ok := seen[r]; ok {
-			errs = append(errs, fmt.Errorf("%s: rates[%d] repeats rates[%d] (%s bit/s): give each rate once, since samples are told apart by their rate", meter, i, j, strconv.FormatFloat(r, 'f', -1, 64)))
+		if j, ok := seen[float64(r)]; ok {
+			errs = append(errs, fmt.Errorf("%s: rates[%d] repeats rates[%d] (%s bit/s): give each rate once, since samples are told apart by their rate", meter, i, j, strconv.FormatFloat(float64(r), 'f', -1, 64)))
 			continue
 		}
-		seen[r] = i
+		seen[float64(r)] = i
 	}
 	return errors.Join(errs...)
 }
@@ -135,19 +135,19 @@ func UDPSweep(ctx context.Context, ep Endpoints, cfg UDPSweepConfig) ([]stats.Sa
 	var samples []stats.Sample
 	for i, rate := range cfg.Rates {
 		if i > 0 {
-			if err := udpPause(ctx, cfg.Pause); err != nil {
+			if err := udpPause(ctx, time.Duration(cfg.Pause)); err != nil {
 				return samples, err
 			}
 		}
 		sc := udpStreamConfig{
 			port:     cfg.Port,
-			rate:     rate,
+			rate:     float64(rate),
 			size:     cfg.Size,
-			duration: cfg.PerRate,
+			duration: time.Duration(cfg.PerRate),
 			grace:    cfg.Grace,
 		}
 		sc.owdEvery = max(1, uint64(math.Ceil(float64(sc.packets())/float64(cfg.MaxOWDSamples))))
-		x := strconv.FormatFloat(rate, 'f', -1, 64)
+		x := strconv.FormatFloat(float64(rate), 'f', -1, 64)
 		res, err := runUDPStream(ctx, ep, sc)
 		if res != nil {
 			for _, o := range res.owd {

@@ -16,9 +16,9 @@ func TestUDPSweepLoopback(t *testing.T) {
 	before := runtime.NumGoroutine()
 	cfg := UDPSweepConfig{
 		Port:          25204,
-		Rates:         []float64{10e6, 50e6},
-		PerRate:       500 * time.Millisecond,
-		Pause:         100 * time.Millisecond,
+		Rates:         []Rate{10e6, 50e6},
+		PerRate:       Duration(500 * time.Millisecond),
+		Pause:         Duration(100 * time.Millisecond),
 		Grace:         100 * time.Millisecond,
 		MaxOWDSamples: 1000,
 	}
@@ -36,7 +36,8 @@ func TestUDPSweepLoopback(t *testing.T) {
 	for _, x := range []string{"10000000", "50000000"} {
 		require.Contains(t, perX, x)
 	}
-	for _, rate := range cfg.Rates {
+	for _, r := range cfg.Rates {
+		rate := float64(r)
 		x := map[float64]string{10e6: "10000000", 50e6: "50000000"}[rate]
 		var rateSamples = udpByMetric(udpFilterX(samples, x))
 		require.Len(t, rateSamples["loss"], 1, x)
@@ -49,7 +50,7 @@ func TestUDPSweepLoopback(t *testing.T) {
 		assert.Less(t, rateSamples["loss"][0].Value, 1.0, "loss at %s", x)
 
 		// 10 Mbit/s for 0.5 s is 447 packets: all kept. 50 Mbit/s is 2233: every 3rd kept.
-		expected := udpStreamConfig{rate: rate, size: defaultUDPSize, duration: cfg.PerRate}.packets()
+		expected := udpStreamConfig{rate: rate, size: defaultUDPSize, duration: time.Duration(cfg.PerRate)}.packets()
 		k := (expected + 999) / 1000
 		owd := rateSamples["owd"]
 		assert.InDelta(t, float64((expected+k-1)/k), float64(len(owd)), 3, "owd samples at %s", x)
@@ -77,7 +78,7 @@ func TestUDPSweepCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(700*time.Millisecond, cancel)
 	start := time.Now()
-	cfg := UDPSweepConfig{Port: 25206, Rates: []float64{5e6, 6e6}, PerRate: 400 * time.Millisecond, Pause: 100 * time.Millisecond}
+	cfg := UDPSweepConfig{Port: 25206, Rates: []Rate{5e6, 6e6}, PerRate: Duration(400 * time.Millisecond), Pause: Duration(100 * time.Millisecond)}
 	samples, err := UDPSweep(ctx, udpLoopback, cfg)
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Less(t, time.Since(start), 2*time.Second)
@@ -93,17 +94,17 @@ func TestUDPSweepCancel(t *testing.T) {
 func TestUDPSweepValidate(t *testing.T) {
 	assert.NoError(t, UDPSweepConfig{}.Validate())
 	d := UDPSweepConfig{}.withDefaults()
-	assert.Equal(t, []float64{1e6, 50e6, 100e6, 150e6, 200e6, 250e6, 300e6, 350e6, 400e6, 450e6, 500e6}, d.Rates)
+	assert.Equal(t, []Rate{1e6, 50e6, 100e6, 150e6, 200e6, 250e6, 300e6, 350e6, 400e6, 450e6, 500e6}, d.Rates)
 	for _, tc := range []struct {
 		name string
 		cfg  UDPSweepConfig
 		want []string
 	}{
-		{"empty rates", UDPSweepConfig{Rates: []float64{}}, []string{"udp sweep: rates is empty: give at least one rate"}},
-		{"zero rate", UDPSweepConfig{Rates: []float64{1e6, 0}}, []string{"rates[1] 0 bit/s is not a positive number"}},
-		{"impossible rate", UDPSweepConfig{Rates: []float64{200e9}}, []string{"rates[0] 200000000000 bit/s is above 100 Gbit/s"}},
-		{"repeated rate", UDPSweepConfig{Rates: []float64{1e6, 2e6, 1e6}}, []string{"rates[2] repeats rates[0] (1000000 bit/s)"}},
-		{"no packet", UDPSweepConfig{Rates: []float64{100}}, []string{"rates[0] 100 bit/s sends not even one 1400-byte packet in 5s"}},
+		{"empty rates", UDPSweepConfig{Rates: []Rate{}}, []string{"udp sweep: rates is empty: give at least one rate"}},
+		{"zero rate", UDPSweepConfig{Rates: []Rate{1e6, 0}}, []string{"rates[1] 0 bit/s is not a positive number"}},
+		{"impossible rate", UDPSweepConfig{Rates: []Rate{200e9}}, []string{"rates[0] 200000000000 bit/s is above 100 Gbit/s"}},
+		{"repeated rate", UDPSweepConfig{Rates: []Rate{1e6, 2e6, 1e6}}, []string{"rates[2] repeats rates[0] (1000000 bit/s)"}},
+		{"no packet", UDPSweepConfig{Rates: []Rate{100}}, []string{"rates[0] 100 bit/s sends not even one 1400-byte packet in 5s"}},
 		{"negative per-rate", UDPSweepConfig{PerRate: -1}, []string{"per-rate duration -1ns is negative"}},
 		{"negative pause", UDPSweepConfig{Pause: -1}, []string{"pause -1ns is negative"}},
 		{"negative max owd", UDPSweepConfig{MaxOWDSamples: -1}, []string{"max OWD samples -1 is negative"}},

@@ -14,7 +14,7 @@ import (
 // runs iperf3 and sockperf.
 var (
 	nodeNeeds  = []features.Name{features.Netns, features.Bridge, features.Veth}
-	meterNeeds = map[string][]features.Name{"reference": {features.Iperf3, features.Sockperf}}
+	meterNeeds = map[string][]features.Name{"reference-tools": {features.Iperf3, features.Sockperf}}
 )
 
 // needs lists the features a job needs: the node's, its data plane's, its responder's (if the

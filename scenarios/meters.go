@@ -58,7 +58,8 @@ func (e Experiment) Plan(profile string, o Overrides) (Plan, error) {
 	if !ok {
 		return Plan{}, fmt.Errorf("experiment %s has no %s profile", e.Name, profile)
 	}
-	m, ok := meters[e.Meter]
+	name := meterName(e.Meter)
+	m, ok := meters[name]
 	if !ok {
 		return Plan{}, fmt.Errorf("experiment %s: unknown meter %q", e.Name, e.Meter)
 	}
@@ -73,7 +74,7 @@ func (e Experiment) Plan(profile string, o Overrides) (Plan, error) {
 	if err != nil {
 		return Plan{}, fmt.Errorf("experiment %s, profile %s: %w", e.Name, profile, err)
 	}
-	return Plan{Experiment: e.Name, Meter: e.Meter, Reps: reps, Params: params, run: run}, nil
+	return Plan{Experiment: e.Name, Meter: name, Reps: reps, Params: params, run: run}, nil
 }
 
 type runFunc = func(context.Context, Env) ([]stats.Sample, error)
@@ -82,27 +83,49 @@ type runFunc = func(context.Context, Env) ([]stats.Sample, error)
 // parameters with a function that runs it.
 type meterFunc func(raw json.RawMessage, o Overrides) (any, runFunc, error)
 
+// meters are keyed by what they measure; bench's package doc maps each experiment to its
+// meter and file.
 var meters = map[string]meterFunc{
-	"tcpping":            tcpPing,
-	"tcpstream":          tcpStream,
-	"udpjitter":          udpJitter,
-	"udpsweep":           udpSweep,
-	"resources":          resources,
-	"reference":          reference,
-	"speedlimit":         speedLimit,
-	"speedlimit-drop":    speedLimitDrop,
-	"speedlimit-scaling": speedLimitScaling,
-	"speedlimit-load":    speedLimitLoad,
+	"connect-rtt":          meter(bench.ConnectRTT, connectOverrides),
+	"tcp-throughput":       meter(bench.TCPThroughput, tcpThroughputOverrides),
+	"udp-jitter":           meter(bench.UDPJitter, udpJitterOverrides),
+	"udp-sweep":            meter(bench.UDPSweep, udpSweepOverrides),
+	"resources":            meter(bench.Resources, resourcesOverrides),
+	"reference-tools":      meter(bench.Reference, referenceOverrides),
+	"speedlimit-response":  speedLimitResponse,
+	"speedlimit-droppoint": speedLimitDropPoint,
+	"speedlimit-scaling":   speedLimitScaling,
+	"speedlimit-load":      speedLimitLoad,
+}
+
+// meterAliases are the meters' former names, which scenario files written before the
+// rename still use. Parse replaces them with the current name, so meta.json records that.
+var meterAliases = map[string]string{
+	"tcpping":         "connect-rtt",
+	"tcpstream":       "tcp-throughput",
+	"udpjitter":       "udp-jitter",
+	"udpsweep":        "udp-sweep",
+	"reference":       "reference-tools",
+	"speedlimit":      "speedlimit-response",
+	"speedlimit-drop": "speedlimit-droppoint",
+}
+
+// meterName returns the current name of a meter a scenario names, which may be an alias.
+func meterName(name string) string {
+	if n, ok := meterAliases[name]; ok {
+		return n
+	}
+	return name
 }
 
 // configuredMeters deploy a server of their own in one of an experiment's configurations;
 // only they take, and they need, "configurations".
 var configuredMeters = map[string]bool{
-	"speedlimit": true, "speedlimit-drop": true, "speedlimit-scaling": true, "speedlimit-load": true,
+	"speedlimit-response": true, "speedlimit-droppoint": true, "speedlimit-scaling": true, "speedlimit-load": true,
 }
 
 // meterTools names the external programs a meter runs, for meta.json's tool versions.
-var meterTools = map[string][]string{"reference": {"iperf3", "sockperf"}}
+var meterTools = map[string][]string{"reference-tools": {"iperf3", "sockperf"}}
 
 // MeterNames lists the meters a scenario can name.
 func MeterNames() []string {
@@ -136,218 +159,109 @@ func bind[C validator](params any, cfg C, run func(context.Context, bench.Endpoi
 	return params, func(ctx context.Context, env Env) ([]stats.Sample, error) { return run(ctx, env.Endpoints, cfg) }, nil
 }
 
-// TCPPingParams are the latency experiment's parameters.
-type TCPPingParams struct {
-	Port     uint16   `json:"port,omitempty"`
-	Count    int      `json:"count"`
-	Keep     int      `json:"keep,omitempty"`
-	Interval Duration `json:"interval"`
-	Timeout  Duration `json:"timeout,omitempty"`
+// meter is a meterFunc that decodes the parameters straight into the meter's config C,
+// applies the overrides to it, validates it and records it as the effective parameters.
+func meter[C validator](run func(context.Context, bench.Endpoints, C) ([]stats.Sample, error), override func(*C, Overrides)) meterFunc {
+	return func(raw json.RawMessage, o Overrides) (any, runFunc, error) {
+		cfg, err := decode[C](raw)
+		if err != nil {
+			return nil, nil, err
+		}
+		override(&cfg, o)
+		return bind(cfg, cfg, run)
+	}
 }
 
-func tcpPing(raw json.RawMessage, o Overrides) (any, runFunc, error) {
-	p, err := decode[TCPPingParams](raw)
-	if err != nil {
-		return nil, nil, err
+// connectOverrides turns --duration into the number of connects at the profile's interval.
+func connectOverrides(c *bench.ConnectConfig, o Overrides) {
+	if o.Duration > 0 && c.Interval > 0 {
+		c.Count = int(math.Ceil(float64(o.Duration) / float64(c.Interval)))
+		c.Keep = min(c.Keep, c.Count)
 	}
-	if o.Duration > 0 && p.Interval > 0 {
-		p.Count = int(math.Ceil(float64(o.Duration) / float64(p.Interval)))
-		p.Keep = min(p.Keep, p.Count)
-	}
-	cfg := bench.TCPPingConfig{Port: p.Port, Count: p.Count, Keep: p.Keep, Interval: time.Duration(p.Interval), Timeout: time.Duration(p.Timeout)}
-	return bind(p, cfg, bench.TCPPing)
 }
 
-// TCPStreamParams are the throughput experiment's parameters.
-type TCPStreamParams struct {
-	Port     uint16   `json:"port,omitempty"`
-	Duration Duration `json:"duration"`
-	Interval Duration `json:"interval"`
-	Streams  int      `json:"streams,omitempty"`
-	Rate     Rate     `json:"rate,omitempty"`
-	Omit     Duration `json:"omit,omitempty"`
-}
-
-func tcpStream(raw json.RawMessage, o Overrides) (any, runFunc, error) {
-	p, err := decode[TCPStreamParams](raw)
-	if err != nil {
-		return nil, nil, err
-	}
+func tcpThroughputOverrides(c *bench.TCPThroughputConfig, o Overrides) {
 	if o.Duration > 0 {
-		p.Duration = Duration(o.Duration)
+		c.Duration = bench.Duration(o.Duration)
 	}
-	cfg := bench.TCPStreamConfig{Port: p.Port, Duration: time.Duration(p.Duration), Interval: time.Duration(p.Interval),
-		Streams: p.Streams, Rate: float64(p.Rate), Omit: time.Duration(p.Omit)}
-	return bind(p, cfg, bench.TCPStream)
 }
 
-// UDPJitterParams are the jitter experiment's parameters.
-type UDPJitterParams struct {
-	Port     uint16   `json:"port,omitempty"`
-	Rate     Rate     `json:"rate"`
-	Size     int      `json:"size,omitempty"`
-	Duration Duration `json:"duration"`
-	// RxStamps is where receive times are taken: "user" (the default) or "kernel"
-	// (bench.UDPJitterConfig.RxStamps).
-	RxStamps string `json:"rx_stamps,omitempty"`
-}
-
-func udpJitter(raw json.RawMessage, o Overrides) (any, runFunc, error) {
-	p, err := decode[UDPJitterParams](raw)
-	if err != nil {
-		return nil, nil, err
-	}
+func udpJitterOverrides(c *bench.UDPJitterConfig, o Overrides) {
 	if o.Duration > 0 {
-		p.Duration = Duration(o.Duration)
+		c.Duration = bench.Duration(o.Duration)
 	}
-	if p.RxStamps == "" {
-		p.RxStamps = bench.RxStampsUser // recorded in meta.json: it changes what the figures mean
+	if c.RxStamps == "" {
+		c.RxStamps = bench.RxStampsUser // recorded in meta.json: it changes what the figures mean
 	}
-	cfg := bench.UDPJitterConfig{Port: p.Port, Rate: float64(p.Rate), Size: p.Size, Duration: time.Duration(p.Duration), RxStamps: p.RxStamps}
-	return bind(p, cfg, bench.UDPJitter)
 }
 
-// UDPSweepParams are the bottleneck experiment's parameters.
-type UDPSweepParams struct {
-	Port          uint16   `json:"port,omitempty"`
-	Rates         []Rate   `json:"rates"`
-	Size          int      `json:"size,omitempty"`
-	PerRate       Duration `json:"per_rate"`
-	Pause         Duration `json:"pause,omitempty"`
-	MaxOWDSamples int      `json:"max_owd_samples,omitempty"`
-}
-
-func udpSweep(raw json.RawMessage, o Overrides) (any, runFunc, error) {
-	p, err := decode[UDPSweepParams](raw)
-	if err != nil {
-		return nil, nil, err
-	}
+// udpSweepOverrides sets the time per rate and replaces the rate list.
+func udpSweepOverrides(c *bench.UDPSweepConfig, o Overrides) {
 	if o.Duration > 0 {
-		p.PerRate = Duration(o.Duration)
+		c.PerRate = bench.Duration(o.Duration)
 	}
 	if len(o.Rates) > 0 {
-		p.Rates = p.Rates[:0]
+		c.Rates = c.Rates[:0]
 		for _, r := range o.Rates {
-			p.Rates = append(p.Rates, Rate(r))
+			c.Rates = append(c.Rates, bench.Rate(r))
 		}
 	}
-	rates := make([]float64, len(p.Rates))
-	for i, r := range p.Rates {
-		rates[i] = float64(r)
-	}
-	cfg := bench.UDPSweepConfig{Port: p.Port, Rates: rates, Size: p.Size, PerRate: time.Duration(p.PerRate),
-		Pause: time.Duration(p.Pause), MaxOWDSamples: p.MaxOWDSamples}
-	return bind(p, cfg, bench.UDPSweep)
 }
 
-// ResourcesParams are the CPU/RAM experiment's parameters.
-type ResourcesParams struct {
-	Port      uint16   `json:"port,omitempty"`
-	Idle      Duration `json:"idle"`
-	Load      Duration `json:"load"`
-	Cleanup   Duration `json:"cleanup"`
-	Interval  Duration `json:"interval"`
-	LoadRate  Rate     `json:"load_rate"`
-	Processes []string `json:"processes,omitempty"`
-}
-
-func resources(raw json.RawMessage, o Overrides) (any, runFunc, error) {
-	p, err := decode[ResourcesParams](raw)
-	if err != nil {
-		return nil, nil, err
-	}
+// resourcesOverrides splits --duration in thirds: idle, load, cleanup.
+func resourcesOverrides(c *bench.ResourcesConfig, o Overrides) {
 	if o.Duration > 0 {
-		third := Duration(o.Duration / 3)
-		p.Idle, p.Load, p.Cleanup = third, third, third
+		third := bench.Duration(o.Duration / 3)
+		c.Idle, c.Load, c.Cleanup = third, third, third
 	}
-	cfg := bench.ResourcesConfig{Port: p.Port, Idle: time.Duration(p.Idle), Load: time.Duration(p.Load),
-		Cleanup: time.Duration(p.Cleanup), Interval: time.Duration(p.Interval), LoadRate: float64(p.LoadRate), Processes: p.Processes}
-	return bind(p, cfg, bench.Resources)
 }
 
-// ReferenceParams are the calibration experiment's parameters: iperf3 and sockperf against
-// edgebpf's own meters on the same path.
-type ReferenceParams struct {
-	Port         uint16   `json:"port,omitempty"`
-	Rounds       int      `json:"rounds"`
-	Duration     Duration `json:"duration"`
-	Interval     Duration `json:"interval,omitempty"`
-	PingCount    int      `json:"ping_count,omitempty"`
-	PingInterval Duration `json:"ping_interval,omitempty"`
-	JitterRate   Rate     `json:"jitter_rate,omitempty"`
-	Size         int      `json:"size,omitempty"`
-}
-
-func reference(raw json.RawMessage, o Overrides) (any, runFunc, error) {
-	p, err := decode[ReferenceParams](raw)
-	if err != nil {
-		return nil, nil, err
-	}
+// referenceOverrides sets the length of each tool run and of each stream of ours.
+func referenceOverrides(c *bench.ReferenceConfig, o Overrides) {
 	if o.Duration > 0 {
-		p.Duration = Duration(o.Duration)
+		c.Duration = bench.Duration(o.Duration)
 	}
-	cfg := bench.ReferenceConfig{Port: p.Port, Rounds: p.Rounds, Duration: time.Duration(p.Duration), Interval: time.Duration(p.Interval),
-		PingCount: p.PingCount, PingInterval: time.Duration(p.PingInterval), JitterRate: float64(p.JitterRate), Size: p.Size}
-	return bind(p, cfg, bench.Reference)
 }
 
-// SpeedLimitParams are the speedlimit-response experiment's parameters (the thesis's
-// experiment 1).
-type SpeedLimitParams struct {
+// SpeedLimitResponseParams are the speedlimit-response experiment's parameters (the thesis's
+// experiment 1): the server's, then the client's. The client sends to the server's port.
+type SpeedLimitResponseParams struct {
 	SpeedLimitServerParams
-	Clients  int      `json:"clients"`
-	Requests int      `json:"requests"`
-	Timeout  Duration `json:"timeout,omitempty"`
-	Leave    string   `json:"leave,omitempty"`
-	Keep     int      `json:"keep,omitempty"`
+	bench.SpeedLimitResponseConfig
 }
 
-func speedLimit(raw json.RawMessage, o Overrides) (any, runFunc, error) {
-	p, err := decode[SpeedLimitParams](raw)
+func speedLimitResponse(raw json.RawMessage, o Overrides) (any, runFunc, error) {
+	p, err := decode[SpeedLimitResponseParams](raw)
 	if err != nil {
 		return nil, nil, err
 	}
 	p.BPFStats = p.BPFStats || o.BPFStats
-	cfg := bench.SpeedLimitConfig{Port: p.Port, Clients: p.Clients, Requests: p.Requests, Timeout: time.Duration(p.Timeout),
-		Leave: p.Leave, Keep: p.Keep}
-	return withServer(p, p.SpeedLimitServerParams, cfg, bench.SpeedLimit)
+	p.SpeedLimitResponseConfig.Port = p.SpeedLimitServerParams.Port
+	return withServer(p, p.SpeedLimitServerParams, p.SpeedLimitResponseConfig, bench.SpeedLimitResponse)
 }
 
-// SpeedLimitDropParams are the speedlimit-droppoint experiment's parameters (the thesis's
-// experiment 2).
-type SpeedLimitDropParams struct {
+// SpeedLimitDropPointParams are the speedlimit-droppoint experiment's parameters (the thesis's
+// experiment 2): the server's, then the client's.
+type SpeedLimitDropPointParams struct {
 	SpeedLimitServerParams
-	Start    int      `json:"start"`
-	Max      int      `json:"max"`
-	Step     int      `json:"step,omitempty"`
-	Requests int      `json:"requests"`
-	Timeout  Duration `json:"timeout,omitempty"`
-	Pause    Duration `json:"pause,omitempty"`
-	Leave    string   `json:"leave,omitempty"`
+	bench.SpeedLimitDropPointConfig
 }
 
-func speedLimitDrop(raw json.RawMessage, o Overrides) (any, runFunc, error) {
-	p, err := decode[SpeedLimitDropParams](raw)
+func speedLimitDropPoint(raw json.RawMessage, o Overrides) (any, runFunc, error) {
+	p, err := decode[SpeedLimitDropPointParams](raw)
 	if err != nil {
 		return nil, nil, err
 	}
 	p.BPFStats = p.BPFStats || o.BPFStats
-	cfg := bench.SpeedLimitDropConfig{Port: p.Port, Start: p.Start, Max: p.Max, Step: p.Step, Requests: p.Requests,
-		Timeout: time.Duration(p.Timeout), Pause: time.Duration(p.Pause), Leave: p.Leave}
-	return withServer(p, p.SpeedLimitServerParams, cfg, bench.SpeedLimitDropPoint)
+	p.SpeedLimitDropPointConfig.Port = p.SpeedLimitServerParams.Port
+	return withServer(p, p.SpeedLimitServerParams, p.SpeedLimitDropPointConfig, bench.SpeedLimitDropPoint)
 }
 
 // SpeedLimitScalingParams are the speedlimit-scaling experiment's parameters (the thesis's
-// experiment 3).
+// experiment 3): the server's, then the client's.
 type SpeedLimitScalingParams struct {
 	SpeedLimitServerParams
-	Clients  []int    `json:"clients"`
-	Requests int      `json:"requests"`
-	Timeout  Duration `json:"timeout,omitempty"`
-	Pause    Duration `json:"pause,omitempty"`
-	Leave    string   `json:"leave,omitempty"`
-	Keep     int      `json:"keep,omitempty"`
-	Continue bool     `json:"continue,omitempty"`
+	bench.SpeedLimitScalingConfig
 }
 
 func speedLimitScaling(raw json.RawMessage, o Overrides) (any, runFunc, error) {
@@ -356,22 +270,16 @@ func speedLimitScaling(raw json.RawMessage, o Overrides) (any, runFunc, error) {
 		return nil, nil, err
 	}
 	p.BPFStats = p.BPFStats || o.BPFStats
-	cfg := bench.SpeedLimitScalingConfig{Port: p.Port, Clients: p.Clients, Requests: p.Requests, Timeout: time.Duration(p.Timeout),
-		Pause: time.Duration(p.Pause), Leave: p.Leave, Keep: p.Keep, Continue: p.Continue}
-	return withServer(p, p.SpeedLimitServerParams, cfg, bench.SpeedLimitScaling)
+	p.SpeedLimitScalingConfig.Port = p.SpeedLimitServerParams.Port
+	return withServer(p, p.SpeedLimitServerParams, p.SpeedLimitScalingConfig, bench.SpeedLimitScaling)
 }
 
-// SpeedLimitLoadParams are the speedlimit-load experiment's parameters (open loop, ours).
-// Rates are requests per second; --duration sets the time per rate.
+// SpeedLimitLoadParams are the speedlimit-load experiment's parameters (open loop, ours):
+// the server's, then the client's. Rates are requests per second; --duration sets the time
+// per rate.
 type SpeedLimitLoadParams struct {
 	SpeedLimitServerParams
-	Rates   []float64 `json:"rates"`
-	Clients int       `json:"clients,omitempty"`
-	PerRate Duration  `json:"per_rate"`
-	Pause   Duration  `json:"pause,omitempty"`
-	Timeout Duration  `json:"timeout,omitempty"`
-	Leave   string    `json:"leave,omitempty"`
-	Keep    int       `json:"keep,omitempty"`
+	bench.SpeedLimitLoadConfig
 }
 
 func speedLimitLoad(raw json.RawMessage, o Overrides) (any, runFunc, error) {
@@ -381,9 +289,8 @@ func speedLimitLoad(raw json.RawMessage, o Overrides) (any, runFunc, error) {
 	}
 	p.BPFStats = p.BPFStats || o.BPFStats
 	if o.Duration > 0 {
-		p.PerRate = Duration(o.Duration)
+		p.PerRate = bench.Duration(o.Duration)
 	}
-	cfg := bench.SpeedLimitLoadConfig{Port: p.Port, Rates: p.Rates, Clients: p.Clients, PerRate: time.Duration(p.PerRate),
-		Pause: time.Duration(p.Pause), Timeout: time.Duration(p.Timeout), Leave: p.Leave, Keep: p.Keep}
-	return withServer(p, p.SpeedLimitServerParams, cfg, bench.SpeedLimitLoad)
+	p.SpeedLimitLoadConfig.Port = p.SpeedLimitServerParams.Port
+	return withServer(p, p.SpeedLimitServerParams, p.SpeedLimitLoadConfig, bench.SpeedLimitLoad)
 }

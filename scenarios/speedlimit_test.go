@@ -34,7 +34,7 @@ func TestSpeedLimitExperiments(t *testing.T) {
 	p, err := e[0].Plan("full", Overrides{})
 	require.NoError(t, err)
 	assert.Equal(t, 96, p.Reps)
-	rp := p.Params.(SpeedLimitParams)
+	rp := p.Params.(SpeedLimitResponseParams)
 	assert.Equal(t, 120, rp.Clients)
 	assert.Equal(t, 10000, rp.Requests)
 	assert.LessOrEqual(t, 3*96*rp.Clients*rp.Keep, 300000, "a full run writes a few hundred thousand response_time rows")
@@ -42,7 +42,7 @@ func TestSpeedLimitExperiments(t *testing.T) {
 	e, _ = s.Select([]string{"speedlimit-droppoint"})
 	p, err = e[0].Plan("full", Overrides{})
 	require.NoError(t, err)
-	dp := p.Params.(SpeedLimitDropParams)
+	dp := p.Params.(SpeedLimitDropPointParams)
 	assert.Equal(t, 1, dp.Step)
 	assert.Equal(t, Duration(time.Second), dp.Pause)
 	assert.Equal(t, 10000, dp.Requests)
@@ -64,14 +64,14 @@ func TestConfigurationsAreChecked(t *testing.T) {
 	}
 	ok := `{"clients":2,"requests":10}`
 	cases := map[string]struct{ json, want string }{
-		"missing":       {exp("speedlimit", "", ok), "needs configurations"},
-		"unknown":       {exp("speedlimit", `["kernel"]`, ok), `unknown speed-limit server mode "kernel"`},
-		"twice":         {exp("speedlimit", `["ebpf","ebpf"]`, ok), "listed twice"},
-		"not a server":  {exp("tcpping", `["ebpf"]`, `{"count":1,"interval":"1s"}`), "deploys no server"},
-		"bad xdp":       {exp("speedlimit", `["ebpf"]`, `{"clients":2,"requests":10,"xdp":"offload"}`), `unknown xdp mode "offload"`},
-		"bad leave":     {exp("speedlimit", `["ebpf"]`, `{"clients":2,"requests":10,"leave":"end"}`), `leave "end" is unknown`},
+		"missing":       {exp("speedlimit-response", "", ok), "needs configurations"},
+		"unknown":       {exp("speedlimit-response", `["kernel"]`, ok), `unknown speed-limit server mode "kernel"`},
+		"twice":         {exp("speedlimit-response", `["ebpf","ebpf"]`, ok), "listed twice"},
+		"not a server":  {exp("connect-rtt", `["ebpf"]`, `{"count":1,"interval":"1s"}`), "deploys no server"},
+		"bad xdp":       {exp("speedlimit-response", `["ebpf"]`, `{"clients":2,"requests":10,"xdp":"offload"}`), `unknown xdp mode "offload"`},
+		"bad leave":     {exp("speedlimit-response", `["ebpf"]`, `{"clients":2,"requests":10,"leave":"end"}`), `leave "end" is unknown`},
 		"no rates":      {exp("speedlimit-load", `["ebpf"]`, `{"per_rate":"1s"}`), "no rates"},
-		"max < start":   {exp("speedlimit-drop", `["ebpf"]`, `{"start":10,"max":5,"requests":1}`), "max 5 is below start 10"},
+		"max < start":   {exp("speedlimit-droppoint", `["ebpf"]`, `{"start":10,"max":5,"requests":1}`), "max 5 is below start 10"},
 		"no client set": {exp("speedlimit-scaling", `["ebpf"]`, `{"requests":1}`), "no client counts"},
 	}
 	for name, c := range cases {
@@ -81,7 +81,7 @@ func TestConfigurationsAreChecked(t *testing.T) {
 			assert.Contains(t, err.Error(), c.want)
 		})
 	}
-	_, err := Parse(strings.NewReader(exp("speedlimit", `["userspace","ebpf"]`, ok)), "s.json")
+	_, err := Parse(strings.NewReader(exp("speedlimit-response", `["userspace","ebpf"]`, ok)), "s.json")
 	assert.NoError(t, err)
 }
 

@@ -74,7 +74,10 @@ func Parse(r io.Reader, name string) (*Suite, error) {
 	}
 	var errs []error
 	seen := map[string]bool{}
-	for _, e := range s.Experiments {
+	for i := range s.Experiments {
+		// A former meter name still loads; the experiment then carries the current one.
+		s.Experiments[i].Meter = meterName(s.Experiments[i].Meter)
+		e := s.Experiments[i]
 		if e.Name == "" || e.Name == "all" || strings.ContainsAny(e.Name, " /,") {
 			errs = append(errs, fmt.Errorf("%s: experiment name %q is invalid: use a word such as latency", name, e.Name))
 			continue

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgebpf/edgebpf/bench"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -20,7 +21,7 @@ func TestBuiltinSuite(t *testing.T) {
 	p, err := e[0].Plan("full", Overrides{})
 	require.NoError(t, err)
 	assert.Equal(t, 30, p.Reps)
-	pp := p.Params.(TCPPingParams)
+	pp := p.Params.(bench.ConnectConfig)
 	assert.Equal(t, 20, pp.Count)
 	assert.Equal(t, 15, pp.Keep)
 	assert.Equal(t, Duration(time.Second), pp.Interval)
@@ -28,7 +29,7 @@ func TestBuiltinSuite(t *testing.T) {
 	e, _ = s.Select([]string{"bottleneck"})
 	p, err = e[0].Plan("full", Overrides{})
 	require.NoError(t, err)
-	sp := p.Params.(UDPSweepParams)
+	sp := p.Params.(bench.UDPSweepConfig)
 	assert.Equal(t, Duration(60*time.Second), sp.PerRate)
 	assert.Equal(t, Rate(1e6), sp.Rates[0])
 	assert.Contains(t, sp.Rates, Rate(500e6))
@@ -41,17 +42,17 @@ func TestOverrides(t *testing.T) {
 	p, err := e[0].Plan("quick", o)
 	require.NoError(t, err)
 	assert.Equal(t, 4, p.Reps)
-	assert.Equal(t, []Rate{1e6, 2e9}, p.Params.(UDPSweepParams).Rates)
-	assert.Equal(t, Duration(3*time.Second), p.Params.(UDPSweepParams).PerRate)
+	assert.Equal(t, []Rate{1e6, 2e9}, p.Params.(bench.UDPSweepConfig).Rates)
+	assert.Equal(t, Duration(3*time.Second), p.Params.(bench.UDPSweepConfig).PerRate)
 
 	p, err = e[1].Plan("quick", o)
 	require.NoError(t, err)
-	assert.Equal(t, Duration(time.Second), p.Params.(ResourcesParams).Load, "resources split the duration in thirds")
+	assert.Equal(t, Duration(time.Second), p.Params.(bench.ResourcesConfig).Load, "resources split the duration in thirds")
 
 	p, err = e[2].Plan("full", o)
 	require.NoError(t, err)
-	assert.Equal(t, 3, p.Params.(TCPPingParams).Count, "3 s of 1 s pings")
-	assert.Equal(t, 3, p.Params.(TCPPingParams).Keep)
+	assert.Equal(t, 3, p.Params.(bench.ConnectConfig).Count, "3 s of 1 s pings")
+	assert.Equal(t, 3, p.Params.(bench.ConnectConfig).Keep)
 }
 
 func TestSelect(t *testing.T) {
@@ -84,12 +85,12 @@ func TestCalibrationPlan(t *testing.T) {
 	require.NoError(t, err)
 	p, err := e[0].Plan("smoke", Overrides{})
 	require.NoError(t, err)
-	assert.Equal(t, "reference", p.Meter)
+	assert.Equal(t, "reference-tools", p.Meter)
 	assert.Equal(t, 1, p.Reps)
-	assert.Equal(t, ReferenceParams{Rounds: 1, Duration: Duration(time.Second), PingCount: 50}, p.Params)
+	assert.Equal(t, bench.ReferenceConfig{Rounds: 1, Duration: Duration(time.Second), PingCount: 50}, p.Params)
 	p, err = e[0].Plan("full", Overrides{Duration: 3 * time.Second})
 	require.NoError(t, err)
-	assert.Equal(t, ReferenceParams{Rounds: 10, Duration: Duration(3 * time.Second)}, p.Params, "--duration sets each run's length")
+	assert.Equal(t, bench.ReferenceConfig{Rounds: 10, Duration: Duration(3 * time.Second)}, p.Params, "--duration sets each run's length")
 	_, err = e[0].Plan("quick", Overrides{Duration: 2500 * time.Millisecond})
 	assert.ErrorContains(t, err, "not a whole number of seconds")
 }
@@ -101,20 +102,50 @@ func TestParseCustomSuite(t *testing.T) {
 	s, err := Parse(f, "custom.json")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"ping"}, s.Names())
+	// custom.json still names its meter tcpping, as files written before the rename do.
+	assert.Equal(t, "connect-rtt", s.Experiments[0].Meter, "an old meter name loads as the current one")
+}
+
+// TestMeterAliases checks that every former meter name still loads, as the meter it was
+// renamed to, and that the experiment and its plan (so meta.json) carry the current name.
+func TestMeterAliases(t *testing.T) {
+	for old, current := range meterAliases {
+		_, ok := meters[current]
+		require.True(t, ok, "alias %s names meter %s", old, current)
+		_, clash := meters[old]
+		assert.False(t, clash, "alias %s is no meter's current name", old)
+	}
+	f, err := os.Open("testdata/allparams.json") // written with the former names
+	require.NoError(t, err)
+	defer f.Close()
+	s, err := Parse(f, "allparams.json")
+	require.NoError(t, err)
+	got := map[string]string{}
+	for _, e := range s.Experiments {
+		p, err := e.Plan("smoke", Overrides{})
+		require.NoError(t, err)
+		assert.Equal(t, e.Meter, p.Meter)
+		got[e.Name] = p.Meter
+	}
+	want := map[string]string{}
+	for _, e := range Builtin().Experiments {
+		want[e.Name] = e.Meter
+	}
+	assert.Equal(t, want, got, "the same experiments name the same meters, old file or new")
 }
 
 func TestParseRejects(t *testing.T) {
 	cases := map[string]struct{ json, want string }{
-		"unknown field":   {`{"experiments":[{"name":"x","meter":"tcpping","bogus":1}]}`, `unknown field "bogus"`},
-		"unknown meter":   {`{"experiments":[{"name":"x","meter":"ping","profiles":{}}]}`, `unknown meter "ping": choose from reference, resources, speedlimit, speedlimit-drop`},
-		"missing profile": {`{"experiments":[{"name":"x","meter":"tcpping","profiles":{"smoke":{"reps":1,"params":{"count":1,"interval":"1s"}}}}]}`, "has no quick profile"},
+		"unknown field":   {`{"experiments":[{"name":"x","meter":"connect-rtt","bogus":1}]}`, `unknown field "bogus"`},
+		"unknown meter":   {`{"experiments":[{"name":"x","meter":"ping","profiles":{}}]}`, `unknown meter "ping": choose from connect-rtt, reference-tools, resources, speedlimit-droppoint`},
+		"missing profile": {`{"experiments":[{"name":"x","meter":"connect-rtt","profiles":{"smoke":{"reps":1,"params":{"count":1,"interval":"1s"}}}}]}`, "has no quick profile"},
 		"bad duration":    {profiles(`{"count":1,"interval":"soon"}`), `duration "soon" is malformed`},
 		"bad param":       {profiles(`{"count":-1,"interval":"1s"}`), "count"},
 		"unknown param":   {profiles(`{"count":1,"interval":"1s","colour":"red"}`), `unknown field "colour"`},
-		"bad rate":        {`{"experiments":[{"name":"x","meter":"udpjitter","profiles":{"smoke":{"reps":1,"params":{"rate":"fast","duration":"1s"}}}}]}`, `rate "fast" is malformed`},
+		"bad rate":        {`{"experiments":[{"name":"x","meter":"udp-jitter","profiles":{"smoke":{"reps":1,"params":{"rate":"fast","duration":"1s"}}}}]}`, `rate "fast" is malformed`},
 		"no experiments":  {`{"experiments":[]}`, "no experiments"},
 		"not json":        {`experiments: []`, "invalid character"},
-		"bad name":        {`{"experiments":[{"name":"a b","meter":"tcpping"}]}`, "is invalid"},
+		"bad name":        {`{"experiments":[{"name":"a b","meter":"connect-rtt"}]}`, "is invalid"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -128,7 +159,7 @@ func TestParseRejects(t *testing.T) {
 
 func profiles(params string) string {
 	p := `{"reps":1,"params":` + params + `}`
-	return `{"experiments":[{"name":"x","meter":"tcpping","profiles":{"smoke":` + p + `,"quick":` + p + `,"full":` + p + `}}]}`
+	return `{"experiments":[{"name":"x","meter":"connect-rtt","profiles":{"smoke":` + p + `,"quick":` + p + `,"full":` + p + `}}]}`
 }
 
 func TestParseRates(t *testing.T) {

@@ -411,12 +411,12 @@ func (o clientOptions) measure(ctx context.Context, ep bench.Endpoints) (string,
 	if o.rate > 0 {
 		what := fmt.Sprintf("%d clients, open loop at %.0f req/s for %v", o.clients, o.rate, o.duration)
 		samples, err := bench.SpeedLimitLoad(ctx, ep, bench.SpeedLimitLoadConfig{Port: o.port, Rates: []float64{o.rate},
-			Clients: o.clients, PerRate: o.duration, Timeout: o.timeout, Leave: o.leave, Keep: 1 << 30})
+			Clients: o.clients, PerRate: bench.Duration(o.duration), Timeout: bench.Duration(o.timeout), Leave: o.leave, Keep: 1 << 30})
 		return what, samples, err
 	}
 	what := fmt.Sprintf("%d clients x %d requests", o.clients, o.requests)
-	samples, err := bench.SpeedLimit(ctx, ep, bench.SpeedLimitConfig{Port: o.port, Clients: o.clients,
-		Requests: o.requests, Timeout: o.timeout, Leave: o.leave, Keep: o.requests})
+	samples, err := bench.SpeedLimitResponse(ctx, ep, bench.SpeedLimitResponseConfig{Port: o.port, Clients: o.clients,
+		Requests: o.requests, Timeout: bench.Duration(o.timeout), Leave: o.leave, Keep: o.requests})
 	return what, samples, err
 }
 

@@ -42,11 +42,11 @@ func BenchmarkScale(b *testing.B) {
 	backends := []*netsetup.Instance{server, server, server, server}
 
 	measure := func() (thr, rtt float64) {
-		s, err := bench.TCPStream(context.Background(), ep, bench.TCPStreamConfig{Duration: 3 * time.Second, Interval: 500 * time.Millisecond, Omit: 500 * time.Millisecond})
+		s, err := bench.TCPThroughput(context.Background(), ep, bench.TCPThroughputConfig{Duration: bench.Duration(3 * time.Second), Interval: bench.Duration(500 * time.Millisecond), Omit: bench.Duration(500 * time.Millisecond)})
 		if err != nil {
 			b.Fatal(err)
 		}
-		p, err := bench.TCPPing(context.Background(), ep, bench.TCPPingConfig{Count: 200, Interval: 5 * time.Millisecond})
+		p, err := bench.ConnectRTT(context.Background(), ep, bench.ConnectConfig{Count: 200, Interval: bench.Duration(5 * time.Millisecond)})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -161,102 +161,122 @@ func (u *udpSession) ask() (answer, error) {
 	return parse(string(buf[:n]))
 }
 
-// Run runs the suite against fresh data planes from newDP.
+// Run runs the suite against fresh data planes from newDP: every case on a node of its own.
 func Run(t *testing.T, newDP func() DataPlane) {
-	t.Run("tcp through service ip", func(t *testing.T) {
-		f := setup(t, newDP)
+	cases := []struct {
+		name string
+		run  func(*testing.T, *fixture)
+	}{
+		{"tcp through service ip", tcpThroughServiceIP},
+		{"udp through service ip, first packet with a cold cache", udpColdFirstPacket},
+		{"sessions stick to their instance", sessionsStick},
+		{"new sessions are spread round-robin", roundRobin},
+		{"an instance ip reaches exactly that instance", instanceIP},
+		{"instances added and removed while traffic flows", instancesChange},
+		{"a service without instances fails fast", emptyServiceFailsFast},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { c.run(t, setup(t, newDP)) })
+	}
+}
+
+// tcpThroughServiceIP checks that a TCP connection to the service IP reaches a server
+// instance, which sees the client's instance IP.
+func tcpThroughServiceIP(t *testing.T, f *fixture) {
+	a, err := f.askTCP(f.server.IP)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(a.instance, "server-"), a.instance)
+	assert.Equal(t, f.client.InstanceIP.String(), a.seen, "the server sees the client's instance IP")
+}
+
+// udpColdFirstPacket checks that the first datagram of every fresh UDP session is delivered
+// and answered from the service IP.
+func udpColdFirstPacket(t *testing.T, f *fixture) {
+	for range 5 {
+		a, err := f.udp(f.server.IP).ask() // one datagram per fresh session, no retry
+		require.NoError(t, err, "the first packet of a session is delivered and answered from the service IP")
+		assert.Equal(t, f.client.InstanceIP.String(), a.seen)
+	}
+}
+
+// sessionsStick checks that a UDP session stays on its instance.
+func sessionsStick(t *testing.T, f *fixture) {
+	u := f.udp(f.server.IP)
+	first, err := u.ask()
+	require.NoError(t, err)
+	for range 50 {
+		a, err := u.ask()
+		require.NoError(t, err)
+		require.Equal(t, first.instance, a.instance)
+	}
+}
+
+// roundRobin checks that new sessions are spread round-robin, not at random.
+func roundRobin(t *testing.T, f *fixture) {
+	seen := map[string]int{}
+	for range 20 {
 		a, err := f.askTCP(f.server.IP)
 		require.NoError(t, err)
-		assert.True(t, strings.HasPrefix(a.instance, "server-"), a.instance)
-		assert.Equal(t, f.client.InstanceIP.String(), a.seen, "the server sees the client's instance IP")
-	})
+		seen[a.instance]++
+	}
+	require.Len(t, seen, 2, "%v", seen)
+	assert.InDelta(t, seen["server-0"], seen["server-1"], 2, "round-robin, not random: %v", seen)
+}
 
-	t.Run("udp through service ip, first packet with a cold cache", func(t *testing.T) {
-		f := setup(t, newDP)
-		for range 5 {
-			a, err := f.udp(f.server.IP).ask() // one datagram per fresh session, no retry
-			require.NoError(t, err, "the first packet of a session is delivered and answered from the service IP")
+// instanceIP checks that an instance IP reaches exactly that instance.
+func instanceIP(t *testing.T, f *fixture) {
+	for _, in := range f.node.Registry.Instances("server") {
+		for range 3 {
+			a, err := f.askTCP(in.InstanceIP)
+			require.NoError(t, err)
+			assert.Equal(t, in.Name, a.instance)
 			assert.Equal(t, f.client.InstanceIP.String(), a.seen)
 		}
-	})
+	}
+}
 
-	t.Run("sessions stick to their instance", func(t *testing.T) {
-		f := setup(t, newDP)
-		u := f.udp(f.server.IP)
-		first, err := u.ask()
+// instancesChange adds and removes instances while traffic flows: new sessions use an added
+// instance at once and never a removed one.
+func instancesChange(t *testing.T, f *fixture) {
+	old := f.udp(f.server.IP)
+	before, err := old.ask()
+	require.NoError(t, err)
+
+	f.addServer()
+	seen := map[string]int{}
+	for range 30 {
+		a, err := f.askTCP(f.server.IP)
 		require.NoError(t, err)
-		for range 50 {
-			a, err := u.ask()
-			require.NoError(t, err)
-			require.Equal(t, first.instance, a.instance)
-		}
-	})
+		seen[a.instance]++
+	}
+	assert.Len(t, seen, 3, "new sessions use the new instance at once: %v", seen)
 
-	t.Run("new sessions are spread round-robin", func(t *testing.T) {
-		f := setup(t, newDP)
-		seen := map[string]int{}
-		for range 20 {
-			a, err := f.askTCP(f.server.IP)
-			require.NoError(t, err)
-			seen[a.instance]++
-		}
-		require.Len(t, seen, 2, "%v", seen)
-		assert.InDelta(t, seen["server-0"], seen["server-1"], 2, "round-robin, not random: %v", seen)
-	})
+	gone, _ := f.node.Instance("server", indexOf(before.instance))
+	require.NoError(t, f.node.RemoveInstance(gone))
+	for range 20 {
+		a, err := f.askTCP(f.server.IP)
+		require.NoError(t, err, "new sessions go to the remaining instances")
+		assert.NotEqual(t, gone.Name, a.instance)
+	}
+	// The old session's instance is gone: its next datagram is not sent there. It may
+	// start a new session on a remaining instance (as conntrack-based proxies do) or get
+	// no answer, but it is never answered as if the removed instance were alive.
+	if a, err := old.ask(); err == nil {
+		assert.NotEqual(t, gone.Name, a.instance)
+	}
+}
 
-	t.Run("an instance ip reaches exactly that instance", func(t *testing.T) {
-		f := setup(t, newDP)
-		for _, in := range f.node.Registry.Instances("server") {
-			for range 3 {
-				a, err := f.askTCP(in.InstanceIP)
-				require.NoError(t, err)
-				assert.Equal(t, in.Name, a.instance)
-				assert.Equal(t, f.client.InstanceIP.String(), a.seen)
-			}
-		}
-	})
-
-	t.Run("instances added and removed while traffic flows", func(t *testing.T) {
-		f := setup(t, newDP)
-		old := f.udp(f.server.IP)
-		before, err := old.ask()
-		require.NoError(t, err)
-
-		f.addServer()
-		seen := map[string]int{}
-		for range 30 {
-			a, err := f.askTCP(f.server.IP)
-			require.NoError(t, err)
-			seen[a.instance]++
-		}
-		assert.Len(t, seen, 3, "new sessions use the new instance at once: %v", seen)
-
-		gone, _ := f.node.Instance("server", indexOf(before.instance))
-		require.NoError(t, f.node.RemoveInstance(gone))
-		for range 20 {
-			a, err := f.askTCP(f.server.IP)
-			require.NoError(t, err, "new sessions go to the remaining instances")
-			assert.NotEqual(t, gone.Name, a.instance)
-		}
-		// The old session's instance is gone: its next datagram is not sent there. It may
-		// start a new session on a remaining instance (as conntrack-based proxies do) or get
-		// no answer, but it is never answered as if the removed instance were alive.
-		if a, err := old.ask(); err == nil {
-			assert.NotEqual(t, gone.Name, a.instance)
-		}
-	})
-
-	t.Run("a service without instances fails fast", func(t *testing.T) {
-		f := setup(t, newDP)
-		empty, err := f.node.AddService("empty")
-		require.NoError(t, err)
-		start := time.Now()
-		_, err = f.askTCP(empty.IP)
-		require.Error(t, err)
-		assert.Less(t, time.Since(start), time.Second, "refused or unreachable, not a hang: %v", err)
-		var ne net.Error
-		assert.False(t, errors.As(err, &ne) && ne.Timeout(), "not a timeout: %v", err)
-	})
+// emptyServiceFailsFast checks that a service without instances is refused within a second,
+// not left to time out.
+func emptyServiceFailsFast(t *testing.T, f *fixture) {
+	empty, err := f.node.AddService("empty")
+	require.NoError(t, err)
+	start := time.Now()
+	_, err = f.askTCP(empty.IP)
+	require.Error(t, err)
+	assert.Less(t, time.Since(start), time.Second, "refused or unreachable, not a hang: %v", err)
+	var ne net.Error
+	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "not a timeout: %v", err)
 }
 
 func indexOf(name string) int {

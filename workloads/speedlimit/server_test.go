@@ -116,8 +116,8 @@ func TestEachConfigurationAnswers(t *testing.T) {
 				"OUT_OF_RANGE uncounts, never below 0")
 
 			// The bench client: no drops, every reply well-formed.
-			samples, err := bench.SpeedLimit(context.Background(), p.endpoints(),
-				bench.SpeedLimitConfig{Clients: 4, Requests: 200, Keep: 10})
+			samples, err := bench.SpeedLimitResponse(context.Background(), p.endpoints(),
+				bench.SpeedLimitResponseConfig{Clients: 4, Requests: 200, Keep: 10})
 			require.NoError(t, err)
 			sum := bench.SummarizeSpeedLimit(samples)
 			assert.Zero(t, sum.Timeouts)
@@ -200,14 +200,14 @@ func TestClientSeesDrops(t *testing.T) {
 	_, err := SetTxChecksum(p.client.NS, p.client.Peer, false)
 	require.NoError(t, err)
 	s := p.start(t, EBPF, 0)
-	cfg := bench.SpeedLimitConfig{Clients: 3, Requests: 20, Timeout: 100 * time.Millisecond}
-	samples, err := bench.SpeedLimit(context.Background(), p.endpoints(), cfg)
+	cfg := bench.SpeedLimitResponseConfig{Clients: 3, Requests: 20, Timeout: bench.Duration(100 * time.Millisecond)}
+	samples, err := bench.SpeedLimitResponse(context.Background(), p.endpoints(), cfg)
 	require.NoError(t, err)
 	assert.Zero(t, bench.SummarizeSpeedLimit(samples).Timeouts)
 	require.NoError(t, s.Close())
 	assertDetached(t, p)
 
-	samples, err = bench.SpeedLimit(context.Background(), p.endpoints(), cfg)
+	samples, err = bench.SpeedLimitResponse(context.Background(), p.endpoints(), cfg)
 	require.NoError(t, err)
 	sum := bench.SummarizeSpeedLimit(samples)
 	assert.Equal(t, 60, sum.Timeouts, "a stopped server answers nothing (port unreachable)")
@@ -216,7 +216,7 @@ func TestClientSeesDrops(t *testing.T) {
 	ep := p.endpoints()
 	ep.Target = netip.MustParseAddr("10.18.0.250") // on the subnet, but nobody there
 	cfg.Requests = 2
-	samples, err = bench.SpeedLimit(context.Background(), ep, cfg)
+	samples, err = bench.SpeedLimitResponse(context.Background(), ep, cfg)
 	require.NoError(t, err)
 	assert.Equal(t, 6, bench.SummarizeSpeedLimit(samples).Timeouts)
 	for _, x := range samples {
@@ -224,7 +224,7 @@ func TestClientSeesDrops(t *testing.T) {
 	}
 
 	dp, err := bench.SpeedLimitDropPoint(context.Background(), p.endpoints(),
-		bench.SpeedLimitDropConfig{Start: 2, Max: 5, Requests: 5, Timeout: 50 * time.Millisecond, Pause: time.Millisecond})
+		bench.SpeedLimitDropPointConfig{Start: 2, Max: 5, Requests: 5, Timeout: bench.Duration(50 * time.Millisecond), Pause: bench.Duration(time.Millisecond)})
 	require.NoError(t, err)
 	last := dp[len(dp)-1]
 	assert.Equal(t, stats.DropPoint, last.Metric)

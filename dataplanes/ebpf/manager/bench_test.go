@@ -112,7 +112,7 @@ func BenchmarkChainThroughput(b *testing.B) {
 	server, _ := node.Instance("server", 0)
 	ep := bench.Endpoints{Client: client.NS, Server: server.NS, Target: server.NSIP}
 	stream := func() float64 {
-		s, err := bench.TCPStream(context.Background(), ep, bench.TCPStreamConfig{Duration: 3 * time.Second, Interval: 500 * time.Millisecond, Omit: 500 * time.Millisecond})
+		s, err := bench.TCPThroughput(context.Background(), ep, bench.TCPThroughputConfig{Duration: bench.Duration(3 * time.Second), Interval: bench.Duration(500 * time.Millisecond), Omit: bench.Duration(500 * time.Millisecond)})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -15,24 +15,24 @@ import (
 	"github.com/edgebpf/edgebpf/stats"
 )
 
-// TCPStreamConfig configures TCPStream. Zero-valued fields take the defaults given with
+// TCPThroughputConfig configures TCPThroughput. Zero-valued fields take the defaults given with
 // them.
-type TCPStreamConfig struct {
+type TCPThroughputConfig struct {
 	// Port is the TCP port the receiver listens on. Default 5202.
-	Port uint16
+	Port uint16 `json:"port,omitempty"`
 	// Duration is how long throughput is recorded, after Omit. Default 10s.
-	Duration time.Duration
+	Duration Duration `json:"duration"`
 	// Interval is the length of one throughput sample. Default 1s.
-	Interval time.Duration
+	Interval Duration `json:"interval"`
 	// Streams is the number of parallel connections. Default 1.
-	Streams int
+	Streams int `json:"streams,omitempty"`
 	// Rate is the total payload rate in bit/s over all streams; writes are paced to it.
 	// 0 sends as fast as the path allows.
-	Rate float64
+	Rate Rate `json:"rate,omitempty"`
 	// Omit is a warm-up sent but not recorded, like iperf3 -O. Default 0.
-	Omit time.Duration
+	Omit Duration `json:"omit,omitempty"`
 	// BufSize is the bytes per read and write syscall. Default 128 KiB (iperf3's default).
-	BufSize int
+	BufSize int `json:"-"`
 }
 
 const (
@@ -47,15 +47,15 @@ const (
 	streamAcceptTimeout  = 5 * time.Second
 )
 
-func (c TCPStreamConfig) withDefaults() TCPStreamConfig {
+func (c TCPThroughputConfig) withDefaults() TCPThroughputConfig {
 	if c.Port == 0 {
 		c.Port = 5202
 	}
 	if c.Duration == 0 {
-		c.Duration = 10 * time.Second
+		c.Duration = Duration(10 * time.Second)
 	}
 	if c.Interval == 0 {
-		c.Interval = time.Second
+		c.Interval = Duration(time.Second)
 	}
 	if c.Streams == 0 {
 		c.Streams = 1
@@ -66,9 +66,9 @@ func (c TCPStreamConfig) withDefaults() TCPStreamConfig {
 	return c
 }
 
-// Validate reports every field of c that TCPStream cannot use, one sentence each. Zero
+// Validate reports every field of c that TCPThroughput cannot use, one sentence each. Zero
 // fields are valid: they take their defaults.
-func (c TCPStreamConfig) Validate() error {
+func (c TCPThroughputConfig) Validate() error {
 	d := c.withDefaults()
 	var errs []error
 	if d.Duration < 0 {
@@ -76,7 +76,7 @@ func (c TCPStreamConfig) Validate() error {
 	}
 	if d.Interval < 0 {
 		errs = append(errs, fmt.Errorf("tcp stream: interval %v is negative: give the length of one sample, or 0 for the default 1s", c.Interval))
-	} else if d.Interval < 10*time.Millisecond {
+	} else if d.Interval < Duration(10*time.Millisecond) {
 		errs = append(errs, fmt.Errorf("tcp stream: interval %v is too short to measure: give at least 10ms", c.Interval))
 	}
 	if d.Duration >= 0 && d.Interval > 0 && d.Duration < d.Interval {
@@ -85,7 +85,7 @@ func (c TCPStreamConfig) Validate() error {
 	if d.Streams < 1 || d.Streams > maxStreams {
 		errs = append(errs, fmt.Errorf("tcp stream: streams %d is out of range: give 1 to %d parallel connections, or 0 for one", c.Streams, maxStreams))
 	}
-	if c.Rate < 0 || (c.Rate > 0 && c.Rate < minRate) || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
+	if c.Rate < 0 || (c.Rate > 0 && c.Rate < minRate) || math.IsNaN(float64(c.Rate)) || math.IsInf(float64(c.Rate), 0) {
 		errs = append(errs, fmt.Errorf("tcp stream: rate %g bit/s cannot be paced: give at least %g bit/s, or 0 for unlimited", c.Rate, minRate))
 	}
 	if d.Omit < 0 {
@@ -97,7 +97,7 @@ func (c TCPStreamConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// TCPStream measures bulk TCP throughput from ep.Client to ep.Target:cfg.Port, like iperf3
+// TCPThroughput measures bulk TCP throughput from ep.Client to ep.Target:cfg.Port, like iperf3
 // -c: the client opens cfg.Streams connections and writes to them as fast as the path allows
 // (or paced to cfg.Rate in total), a receiver listening on all addresses in ep.Server reads
 // and counts the bytes. It measures at the receiver, so data queued in socket buffers or in
@@ -107,13 +107,13 @@ func (c TCPStreamConfig) Validate() error {
 // stream and side, which keeps the per-byte cost at iperf3's level. A paced sender shares one
 // schedule across streams and writes chunks of about a millisecond of data.
 //
-// TCPStream returns one stats.Throughput sample in bit/s (payload) per Interval after Omit:
-// Seq is the interval's index, T the end of the interval in seconds since TCPStream was
+// TCPThroughput returns one stats.Throughput sample in bit/s (payload) per Interval after Omit:
+// Seq is the interval's index, T the end of the interval in seconds since TCPThroughput was
 // called, and the value is the bytes received in the interval over its measured length. When
 // Duration is not a multiple of Interval, the last, shorter interval is recorded only if it
 // is at least half an Interval long. When ctx ends it returns within about 200 ms with the
 // completed intervals and ctx.Err().
-func TCPStream(ctx context.Context, ep Endpoints, cfg TCPStreamConfig) ([]stats.Sample, error) {
+func TCPThroughput(ctx context.Context, ep Endpoints, cfg TCPThroughputConfig) ([]stats.Sample, error) {
 	if err := errors.Join(checkEndpoints(ep), cfg.Validate()); err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func TCPStream(ctx context.Context, ep Endpoints, cfg TCPStreamConfig) ([]stats.
 	return samples, err
 }
 
-// streamRun holds the sockets and goroutines of one TCPStream.
+// streamRun holds the sockets and goroutines of one TCPThroughput.
 type streamRun struct {
 	senders, receivers []int
 	received           atomic.Int64
@@ -150,7 +150,7 @@ type streamRun struct {
 
 // openStreams listens in ep.Server, connects cfg.Streams sockets from ep.Client and accepts
 // them. On error every socket is closed.
-func openStreams(ctx context.Context, ep Endpoints, cfg TCPStreamConfig) (_ *streamRun, err error) {
+func openStreams(ctx context.Context, ep Endpoints, cfg TCPThroughputConfig) (_ *streamRun, err error) {
 	r := &streamRun{failed: make(chan struct{})}
 	family, target := sockaddr(ep.Target, cfg.Port)
 	lfd := -1
@@ -219,11 +219,11 @@ func openStreams(ctx context.Context, ep Endpoints, cfg TCPStreamConfig) (_ *str
 }
 
 // start runs one receiver goroutine per accepted socket and one sender per client socket.
-func (r *streamRun) start(ctx context.Context, cfg TCPStreamConfig) {
+func (r *streamRun) start(ctx context.Context, cfg TCPThroughputConfig) {
 	chunk := cfg.BufSize
 	var p *pacer
 	if cfg.Rate > 0 {
-		p = newPacer(cfg.Rate)
+		p = newPacer(float64(cfg.Rate))
 		// About a millisecond of data per write keeps bursts short.
 		chunk = min(max(int(cfg.Rate/8/1000), 512), cfg.BufSize)
 	}
@@ -290,8 +290,8 @@ func (r *streamRun) fail(err error) {
 
 // measure records the throughput intervals until cfg.Duration after cfg.Omit has passed,
 // ctx ends or a stream fails.
-func (r *streamRun) measure(ctx context.Context, start time.Time, cfg TCPStreamConfig) ([]stats.Sample, error) {
-	timer := time.NewTimer(cfg.Omit)
+func (r *streamRun) measure(ctx context.Context, start time.Time, cfg TCPThroughputConfig) ([]stats.Sample, error) {
+	timer := time.NewTimer(time.Duration(cfg.Omit))
 	defer timer.Stop()
 	select {
 	case <-ctx.Done():
@@ -303,7 +303,7 @@ func (r *streamRun) measure(ctx context.Context, start time.Time, cfg TCPStreamC
 	var samples []stats.Sample
 	prevT, prevB := time.Now(), r.received.Load()
 	t0 := prevT
-	for i, iv := range streamIntervals(cfg.Duration, cfg.Interval) {
+	for i, iv := range streamIntervals(time.Duration(cfg.Duration), time.Duration(cfg.Interval)) {
 		timer.Reset(time.Until(t0.Add(iv.end)))
 		select {
 		case <-ctx.Done():

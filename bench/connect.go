@@ -15,23 +15,23 @@ import (
 	"github.com/edgebpf/edgebpf/stats"
 )
 
-// TCPPingConfig configures TCPPing. Zero-valued fields take the defaults given with them.
-type TCPPingConfig struct {
+// ConnectConfig configures ConnectRTT. Zero-valued fields take the defaults given with them.
+type ConnectConfig struct {
 	// Port is the TCP port the server listens on. Default 5201 (the thesis's port).
-	Port uint16
+	Port uint16 `json:"port,omitempty"`
 	// Count is the number of connects. Default 20 (the thesis's hping3 -c 20).
-	Count int
-	// Interval is the time between the starts of two connects; a connect that takes longer
-	// delays the next one. Default 100ms (the thesis used hping3's 1 s).
-	Interval time.Duration
+	Count int `json:"count"`
 	// Keep records only the first Keep connects; the rest are still made, so the load
 	// matches Count. 0 records all. The thesis sent 20 and kept 15.
-	Keep int
+	Keep int `json:"keep,omitempty"`
+	// Interval is the time between the starts of two connects; a connect that takes longer
+	// delays the next one. Default 100ms (the thesis used hping3's 1 s).
+	Interval Duration `json:"interval"`
 	// Timeout bounds each connect; a connect that takes longer counts as lost. Default 1s.
-	Timeout time.Duration
+	Timeout Duration `json:"timeout,omitempty"`
 }
 
-func (c TCPPingConfig) withDefaults() TCPPingConfig {
+func (c ConnectConfig) withDefaults() ConnectConfig {
 	if c.Port == 0 {
 		c.Port = 5201
 	}
@@ -39,17 +39,17 @@ func (c TCPPingConfig) withDefaults() TCPPingConfig {
 		c.Count = 20
 	}
 	if c.Interval == 0 {
-		c.Interval = 100 * time.Millisecond
+		c.Interval = Duration(100 * time.Millisecond)
 	}
 	if c.Timeout == 0 {
-		c.Timeout = time.Second
+		c.Timeout = Duration(time.Second)
 	}
 	return c
 }
 
-// Validate reports every field of c that TCPPing cannot use, one sentence each. Zero fields
+// Validate reports every field of c that ConnectRTT cannot use, one sentence each. Zero fields
 // are valid: they take their defaults.
-func (c TCPPingConfig) Validate() error {
+func (c ConnectConfig) Validate() error {
 	d := c.withDefaults()
 	var errs []error
 	if d.Count < 0 {
@@ -60,7 +60,7 @@ func (c TCPPingConfig) Validate() error {
 	}
 	if d.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("tcp ping: timeout %v is negative: give the time a connect may take, or 0 for the default 1s", c.Timeout))
-	} else if d.Timeout < time.Millisecond {
+	} else if d.Timeout < Duration(time.Millisecond) {
 		errs = append(errs, fmt.Errorf("tcp ping: timeout %v is below the socket timeout resolution: give at least 1ms", c.Timeout))
 	}
 	if c.Keep < 0 {
@@ -71,7 +71,7 @@ func (c TCPPingConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// TCPPing measures the TCP handshake time from ep.Client to ep.Target:cfg.Port, like
+// ConnectRTT measures the TCP handshake time from ep.Client to ep.Target:cfg.Port, like
 // hping3 -S. The server side is a socket listening on all addresses in ep.Server that accepts
 // and resets every connection. For every connect the client creates a fresh socket and times
 // a blocking connect(2) with CLOCK_MONOTONIC read immediately before and after the syscall,
@@ -80,7 +80,7 @@ func (c TCPPingConfig) Validate() error {
 // closed with SO_LINGER {1, 0}, which sends a RST and leaves no TIME_WAIT behind, so
 // thousands of pings do not exhaust ports or disturb the next measurement.
 //
-// TCPPing returns one stats.RTT sample in seconds per successful recorded connect (Seq is
+// ConnectRTT returns one stats.RTT sample in seconds per successful recorded connect (Seq is
 // the connect's index, so losses leave gaps; T is the start of the connect), then one
 // stats.Loss sample: the percentage of recorded connects that failed or timed out. A failed
 // connect is never an RTT. When ctx ends it returns within Timeout with the samples so far
@@ -88,7 +88,7 @@ func (c TCPPingConfig) Validate() error {
 //
 // Note: timing a net.Dialer was rejected: its non-blocking connect adds the netpoller's
 // wake-up and a goroutine switch to every figure.
-func TCPPing(ctx context.Context, ep Endpoints, cfg TCPPingConfig) ([]stats.Sample, error) {
+func ConnectRTT(ctx context.Context, ep Endpoints, cfg ConnectConfig) ([]stats.Sample, error) {
 	if err := errors.Join(checkEndpoints(ep), cfg.Validate()); err != nil {
 		return nil, err
 	}
@@ -118,7 +118,7 @@ func TCPPing(ctx context.Context, ep Endpoints, cfg TCPPingConfig) ([]stats.Samp
 		var last time.Time
 		for i := range cfg.Count {
 			if i > 0 {
-				timer.Reset(time.Until(last.Add(cfg.Interval)))
+				timer.Reset(time.Until(last.Add(time.Duration(cfg.Interval))))
 				select {
 				case <-ctx.Done():
 					return ctx.Err()
@@ -129,7 +129,7 @@ func TCPPing(ctx context.Context, ep Endpoints, cfg TCPPingConfig) ([]stats.Samp
 			}
 			last = time.Now()
 			t := last.Sub(start).Seconds()
-			rtt, ok, err := connectOnce(family, target, cfg.Timeout)
+			rtt, ok, err := connectOnce(family, target, time.Duration(cfg.Timeout))
 			if err != nil {
 				return fmt.Errorf("ping %d: %w", i, err)
 			}

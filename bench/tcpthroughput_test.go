@@ -20,11 +20,11 @@ func tcpMean(ss []stats.Sample) float64 {
 	return sum / float64(len(ss))
 }
 
-func TestTCPStreamLoopback(t *testing.T) {
+func TestTCPThroughputLoopback(t *testing.T) {
 	tcpCheckLeaks(t)
 	for _, streams := range []int{1, 3} {
-		cfg := TCPStreamConfig{Port: 25210, Duration: 600 * time.Millisecond, Interval: 200 * time.Millisecond, Streams: streams, Omit: 100 * time.Millisecond}
-		samples, err := TCPStream(context.Background(), tcpLoopback(), cfg)
+		cfg := TCPThroughputConfig{Port: 25210, Duration: Duration(600 * time.Millisecond), Interval: Duration(200 * time.Millisecond), Streams: streams, Omit: Duration(100 * time.Millisecond)}
+		samples, err := TCPThroughput(context.Background(), tcpLoopback(), cfg)
 		require.NoError(t, err, "streams %d", streams)
 		require.Len(t, samples, 3, "streams %d: one sample per interval", streams)
 		for i, s := range samples {
@@ -40,12 +40,12 @@ func TestTCPStreamLoopback(t *testing.T) {
 	}
 }
 
-func TestTCPStreamRate(t *testing.T) {
+func TestTCPThroughputRate(t *testing.T) {
 	tcpCheckLeaks(t)
 	const rate = 200e6
 	for _, streams := range []int{1, 2} {
-		cfg := TCPStreamConfig{Port: 25211, Duration: time.Second, Interval: 250 * time.Millisecond, Streams: streams, Rate: rate}
-		samples, err := TCPStream(context.Background(), tcpLoopback(), cfg)
+		cfg := TCPThroughputConfig{Port: 25211, Duration: Duration(time.Second), Interval: Duration(250 * time.Millisecond), Streams: streams, Rate: rate}
+		samples, err := TCPThroughput(context.Background(), tcpLoopback(), cfg)
 		require.NoError(t, err)
 		require.Len(t, samples, 4)
 		mean := tcpMean(samples)
@@ -55,28 +55,28 @@ func TestTCPStreamRate(t *testing.T) {
 	}
 }
 
-func TestTCPStreamCancel(t *testing.T) {
+func TestTCPThroughputCancel(t *testing.T) {
 	tcpCheckLeaks(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(500*time.Millisecond, cancel)
 	begin := time.Now()
-	samples, err := TCPStream(ctx, tcpLoopback(), TCPStreamConfig{Port: 25212, Duration: time.Minute, Interval: 100 * time.Millisecond, Streams: 2})
+	samples, err := TCPThroughput(ctx, tcpLoopback(), TCPThroughputConfig{Port: 25212, Duration: Duration(time.Minute), Interval: Duration(100 * time.Millisecond), Streams: 2})
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Less(t, time.Since(begin), 2*time.Second)
 	assert.NotEmpty(t, samples, "partial results are kept")
 	assert.Less(t, len(samples), 600)
 }
 
-func TestTCPStreamNoServer(t *testing.T) {
+func TestTCPThroughputNoServer(t *testing.T) {
 	tcpCheckLeaks(t)
 	ep := tcpLoopback()
 	ep.Server = tcpFailingNS{}
-	_, err := TCPStream(context.Background(), ep, TCPStreamConfig{Port: 25213, Duration: time.Second})
+	_, err := TCPThroughput(context.Background(), ep, TCPThroughputConfig{Port: 25213, Duration: Duration(time.Second)})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "start receiver")
 }
 
-func TestTCPStreamIntervals(t *testing.T) {
+func TestTCPThroughputIntervals(t *testing.T) {
 	ms := time.Millisecond
 	assert.Equal(t, []streamInterval{{250 * ms, true}, {500 * ms, true}, {750 * ms, true}, {1000 * ms, true}},
 		streamIntervals(time.Second, 250*ms))
@@ -87,7 +87,7 @@ func TestTCPStreamIntervals(t *testing.T) {
 	assert.Equal(t, []streamInterval{{time.Second, true}}, streamIntervals(time.Second, time.Second))
 }
 
-func TestTCPStreamPacer(t *testing.T) {
+func TestTCPThroughputPacer(t *testing.T) {
 	p := newPacer(8e6) // one byte per microsecond
 	p.next = 0
 	// Far behind schedule: at most pacerBurst of credit.
@@ -100,23 +100,23 @@ func TestTCPStreamPacer(t *testing.T) {
 	assert.Greater(t, p.reserve(1), 59*time.Minute, "ahead of schedule: wait")
 }
 
-func TestTCPStreamValidate(t *testing.T) {
-	assert.NoError(t, TCPStreamConfig{}.Validate(), "zero values take defaults")
-	assert.NoError(t, TCPStreamConfig{Rate: 100e6, Streams: 4}.Validate())
+func TestTCPThroughputValidate(t *testing.T) {
+	assert.NoError(t, TCPThroughputConfig{}.Validate(), "zero values take defaults")
+	assert.NoError(t, TCPThroughputConfig{Rate: 100e6, Streams: 4}.Validate())
 	for _, tc := range []struct {
-		cfg  TCPStreamConfig
+		cfg  TCPThroughputConfig
 		want string
 	}{
-		{TCPStreamConfig{Duration: -time.Second}, "duration -1s is negative"},
-		{TCPStreamConfig{Interval: -time.Second}, "interval -1s is negative"},
-		{TCPStreamConfig{Interval: time.Millisecond}, "give at least 10ms"},
-		{TCPStreamConfig{Duration: time.Second, Interval: 2 * time.Second}, "duration 1s is shorter than interval 2s"},
-		{TCPStreamConfig{Streams: -1}, "streams -1 is out of range"},
-		{TCPStreamConfig{Streams: 1000}, "streams 1000 is out of range"},
-		{TCPStreamConfig{Rate: -1}, "rate -1 bit/s cannot be paced"},
-		{TCPStreamConfig{Rate: 10}, "rate 10 bit/s cannot be paced"},
-		{TCPStreamConfig{Omit: -time.Second}, "omit -1s is negative"},
-		{TCPStreamConfig{BufSize: 10}, "buffer size 10 is out of range"},
+		{TCPThroughputConfig{Duration: Duration(-time.Second)}, "duration -1s is negative"},
+		{TCPThroughputConfig{Interval: Duration(-time.Second)}, "interval -1s is negative"},
+		{TCPThroughputConfig{Interval: Duration(time.Millisecond)}, "give at least 10ms"},
+		{TCPThroughputConfig{Duration: Duration(time.Second), Interval: Duration(2 * time.Second)}, "duration 1s is shorter than interval 2s"},
+		{TCPThroughputConfig{Streams: -1}, "streams -1 is out of range"},
+		{TCPThroughputConfig{Streams: 1000}, "streams 1000 is out of range"},
+		{TCPThroughputConfig{Rate: -1}, "rate -1 bit/s cannot be paced"},
+		{TCPThroughputConfig{Rate: 10}, "rate 10 bit/s cannot be paced"},
+		{TCPThroughputConfig{Omit: Duration(-time.Second)}, "omit -1s is negative"},
+		{TCPThroughputConfig{BufSize: 10}, "buffer size 10 is out of range"},
 	} {
 		err := tc.cfg.Validate()
 		require.Error(t, err, "%+v", tc.cfg)

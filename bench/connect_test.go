@@ -88,10 +88,10 @@ func tcpSamplesOf(ss []stats.Sample, m stats.Metric) []stats.Sample {
 	return out
 }
 
-func TestTCPPingLoopback(t *testing.T) {
+func TestConnectRTTLoopback(t *testing.T) {
 	tcpCheckLeaks(t)
-	cfg := TCPPingConfig{Port: 25201, Count: 20, Interval: 5 * time.Millisecond}
-	samples, err := TCPPing(context.Background(), tcpLoopback(), cfg)
+	cfg := ConnectConfig{Port: 25201, Count: 20, Interval: Duration(5 * time.Millisecond)}
+	samples, err := ConnectRTT(context.Background(), tcpLoopback(), cfg)
 	require.NoError(t, err)
 
 	rtts := tcpSamplesOf(samples, stats.RTT)
@@ -110,26 +110,26 @@ func TestTCPPingLoopback(t *testing.T) {
 	assert.Zero(t, loss[0].Value)
 }
 
-func TestTCPPingKeep(t *testing.T) {
-	cfg := TCPPingConfig{Port: 25201, Count: 20, Keep: 15, Interval: time.Millisecond}
-	samples, err := TCPPing(context.Background(), tcpLoopback(), cfg)
+func TestConnectRTTKeep(t *testing.T) {
+	cfg := ConnectConfig{Port: 25201, Count: 20, Keep: 15, Interval: Duration(time.Millisecond)}
+	samples, err := ConnectRTT(context.Background(), tcpLoopback(), cfg)
 	require.NoError(t, err)
 	assert.Len(t, tcpSamplesOf(samples, stats.RTT), 15)
 	require.Len(t, tcpSamplesOf(samples, stats.Loss), 1)
 }
 
-func TestTCPPingLeavesNoTimeWait(t *testing.T) {
+func TestConnectRTTLeavesNoTimeWait(t *testing.T) {
 	const port = 25203
-	cfg := TCPPingConfig{Port: port, Count: 200, Interval: time.Microsecond}
-	samples, err := TCPPing(context.Background(), tcpLoopback(), cfg)
+	cfg := ConnectConfig{Port: port, Count: 200, Interval: Duration(time.Microsecond)}
+	samples, err := ConnectRTT(context.Background(), tcpLoopback(), cfg)
 	require.NoError(t, err)
 	require.Len(t, tcpSamplesOf(samples, stats.RTT), 200)
 	assert.Zero(t, tcpSocketsInState(t, port, "06"), "TIME_WAIT sockets on port %d", port)
 }
 
-// TestTCPPingConnectResets checks the client alone: against a server that closes gracefully,
+// TestConnectRTTConnectResets checks the client alone: against a server that closes gracefully,
 // a client that closed with a FIN would be left in TIME_WAIT.
-func TestTCPPingConnectResets(t *testing.T) {
+func TestConnectRTTConnectResets(t *testing.T) {
 	tcpCheckLeaks(t)
 	const port = 25207
 	family, target := sockaddr(netip.MustParseAddr("127.0.0.1"), port)
@@ -149,16 +149,16 @@ func TestTCPPingConnectResets(t *testing.T) {
 	assert.Zero(t, tcpSocketsInState(t, port, "06"), "TIME_WAIT sockets on port %d", port)
 }
 
-func TestTCPPingServerError(t *testing.T) {
+func TestConnectRTTServerError(t *testing.T) {
 	tcpCheckLeaks(t)
 	ep := tcpLoopback()
 	ep.Server = tcpFailingNS{}
-	samples, err := TCPPing(context.Background(), ep, TCPPingConfig{Port: 25204, Count: 3, Interval: time.Millisecond})
+	samples, err := ConnectRTT(context.Background(), ep, ConnectConfig{Port: 25204, Count: 3, Interval: Duration(time.Millisecond)})
 	require.ErrorIs(t, err, os.ErrPermission, "a server that cannot start is an error")
 	assert.Empty(t, samples)
 }
 
-func TestTCPPingConnectFailures(t *testing.T) {
+func TestConnectRTTConnectFailures(t *testing.T) {
 	tcpCheckLeaks(t)
 	family, target := sockaddr(netip.MustParseAddr("127.0.0.1"), 25206)
 
@@ -184,12 +184,12 @@ type tcpFailingNS struct{}
 
 func (tcpFailingNS) Do(func() error) error { return os.ErrPermission }
 
-func TestTCPPingCancel(t *testing.T) {
+func TestConnectRTTCancel(t *testing.T) {
 	tcpCheckLeaks(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)
 	begin := time.Now()
-	samples, err := TCPPing(ctx, tcpLoopback(), TCPPingConfig{Port: 25205, Count: 1000, Interval: 10 * time.Millisecond})
+	samples, err := ConnectRTT(ctx, tcpLoopback(), ConnectConfig{Port: 25205, Count: 1000, Interval: Duration(10 * time.Millisecond)})
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Less(t, time.Since(begin), 2*time.Second)
 	rtts := tcpSamplesOf(samples, stats.RTT)
@@ -200,20 +200,20 @@ func TestTCPPingCancel(t *testing.T) {
 	assert.Zero(t, loss[0].Value)
 }
 
-func TestTCPPingValidate(t *testing.T) {
-	assert.NoError(t, TCPPingConfig{}.Validate(), "zero values take defaults")
-	assert.NoError(t, TCPPingConfig{Count: 20, Keep: 15}.Validate())
+func TestConnectRTTValidate(t *testing.T) {
+	assert.NoError(t, ConnectConfig{}.Validate(), "zero values take defaults")
+	assert.NoError(t, ConnectConfig{Count: 20, Keep: 15}.Validate())
 
 	for _, tc := range []struct {
-		cfg  TCPPingConfig
+		cfg  ConnectConfig
 		want string
 	}{
-		{TCPPingConfig{Count: -1}, "count -1 is negative"},
-		{TCPPingConfig{Interval: -time.Second}, "interval -1s is negative"},
-		{TCPPingConfig{Timeout: -time.Second}, "timeout -1s is negative"},
-		{TCPPingConfig{Timeout: time.Microsecond}, "give at least 1ms"},
-		{TCPPingConfig{Keep: -1}, "keep -1 is negative"},
-		{TCPPingConfig{Keep: 21}, "keep 21 exceeds count 20"},
+		{ConnectConfig{Count: -1}, "count -1 is negative"},
+		{ConnectConfig{Interval: Duration(-time.Second)}, "interval -1s is negative"},
+		{ConnectConfig{Timeout: Duration(-time.Second)}, "timeout -1s is negative"},
+		{ConnectConfig{Timeout: Duration(time.Microsecond)}, "give at least 1ms"},
+		{ConnectConfig{Keep: -1}, "keep -1 is negative"},
+		{ConnectConfig{Keep: 21}, "keep 21 exceeds count 20"},
 	} {
 		err := tc.cfg.Validate()
 		require.Error(t, err, "%+v", tc.cfg)
@@ -221,11 +221,11 @@ func TestTCPPingValidate(t *testing.T) {
 		assert.Equal(t, strings.ToLower(err.Error()[:1]), err.Error()[:1], "errors are lower-case")
 	}
 
-	err := TCPPingConfig{Count: -1, Keep: -1}.Validate()
+	err := ConnectConfig{Count: -1, Keep: -1}.Validate()
 	require.Error(t, err)
 	assert.Len(t, strings.Split(err.Error(), "\n"), 2, "one sentence per bad field")
 
-	_, err = TCPPing(context.Background(), Endpoints{}, TCPPingConfig{})
+	_, err = ConnectRTT(context.Background(), Endpoints{}, ConnectConfig{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "target address is not set")
 }
