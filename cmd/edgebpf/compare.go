@@ -14,6 +14,7 @@ import (
 func newCompareCmd() *cobra.Command {
 	var threshold, alpha float64
 	var format string
+	var force bool
 	c := &cobra.Command{
 		Use:   "compare BASE_DIR NEW_DIR",
 		Short: "Compare two results directories; exit 1 on a significant regression",
@@ -42,7 +43,7 @@ sides, no experiment in common).`,
 			if !(alpha > 0 && alpha < 1) {
 				return usageError("--alpha %v must be between 0 and 1", alpha)
 			}
-			cmp, err := reports.Compare(args[0], args[1], reports.CompareOptions{Threshold: threshold / 100, Alpha: alpha})
+			cmp, err := reports.Compare(args[0], args[1], reports.CompareOptions{Threshold: threshold / 100, Alpha: alpha, Force: force})
 			if err != nil {
 				var ie *reports.InputError
 				if errors.As(err, &ie) {
@@ -62,5 +63,6 @@ sides, no experiment in common).`,
 	c.Flags().Float64Var(&threshold, "threshold", 5, "relative change of the median in percent that a significant difference must exceed to count")
 	c.Flags().Float64Var(&alpha, "alpha", 0.05, "significance level of the Mann-Whitney U test")
 	c.Flags().StringVar(&format, "format", "text", "output format: "+strings.Join(reports.CompareFormats, ", "))
+	c.Flags().BoolVar(&force, "force", false, "compare runs that differ in profile, experiment parameters, topology or results schema; the output says so and what differed")
 	return c
 }
