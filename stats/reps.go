@@ -101,7 +101,7 @@ type Shift struct {
 	// (Hollander & Wolfe, Nonparametric Statistical Methods, 4.3). Confidence is the
 	// interval's exact level, at least the one asked for unless the samples are too small
 	// for it, in which case the interval is [min, max] of the differences and Confidence
-	// says what that interval is worth.
+	// says what that interval is worth. Ties make the level approximate.
 	Lo, Hi     float64
 	Confidence float64
 }
