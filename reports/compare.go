@@ -1,29 +1,26 @@
 package reports
 
 import (
-	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math"
 	"slices"
-	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"golang.org/x/perf/benchmath"
-
-	"github.com/edgebpf/edgebpf/stats"
 )
 
 // CompareOptions set what counts as a regression.
 type CompareOptions struct {
-	// Threshold is the relative change of the median, as a fraction (0.05 for 5 %), that a
-	// significant difference must exceed to be a regression or an improvement.
+	// Threshold is the relative change, as a fraction (0.05 for 5 %), that a significant
+	// difference must exceed to be a regression or an improvement.
 	Threshold float64
-	// Alpha is the significance level of the Mann-Whitney U test; 0 means 0.05.
+	// Alpha is the significance level of the Mann-Whitney U test on the repetitions'
+	// values, and 1 − Alpha the level of the change's confidence interval; 0 means 0.05.
 	Alpha float64
+	// Force compares runs that the metadata guard would refuse (different profile,
+	// experiment parameters, topology or results schema); the Comparison records that it
+	// was forced and what differed.
+	Force bool
 }
 
 // The verdicts of a Change.
@@ -31,41 +28,105 @@ const (
 	VerdictRegression  = "regression"
 	VerdictImprovement = "improvement"
 	VerdictSame        = "same"
+	// VerdictTooFewReps says that a side has too few repetitions for the Mann-Whitney test
+	// to reach alpha at all: no verdict can be given.
+	VerdictTooFewReps = "too few reps"
 )
 
+// The flags of a Change whose spread makes it unfit for gating.
+const (
+	// FlagNoisy: a side's repetition values vary by more than MaxRepCV.
+	FlagNoisy = "noisy"
+	// FlagInsensitive: the minimum detectable change exceeds the threshold, so a
+	// regression as large as the threshold would likely go unnoticed.
+	FlagInsensitive = "insensitive"
+)
+
+// MaxRepCV is the coefficient of variation of a side's repetition values above which a
+// Change is flagged FlagNoisy. Chosen because at 10 % even 8 repetitions a side cannot
+// detect less than about 14 % (stats.MinDetectableChange), well above the 5 - 10 %
+// thresholds a gate uses, and because a well-isolated run of this harness keeps its
+// repetitions within a few percent: beyond 10 % something else (load, frequency scaling,
+// a cold cache in the first repetition) moved the numbers.
+const MaxRepCV = 0.10
+
 // Change compares one metric of one experiment on one data plane (at one x) between a
-// baseline and a new run.
+// baseline and a new run. The repetition is the unit of comparison: each repetition's
+// samples are reduced to one value by the metric's per-repetition aggregate
+// (stats.AggregateOf), and the test, the change with its interval, the minimum detectable
+// change and the coefficients of variation all come from those values. The pooled medians
+// and sample counts only describe the data.
 type Change struct {
-	Experiment string  `json:"experiment"`
-	DataPlane  string  `json:"dataplane"`
-	Metric     string  `json:"metric"`
-	Unit       string  `json:"unit"`
-	Better     string  `json:"better"`
-	X          XValue  `json:"x,omitzero"`
-	XUnit      string  `json:"x_unit,omitempty"`
+	Experiment string `json:"experiment"`
+	DataPlane  string `json:"dataplane"`
+	Metric     string `json:"metric"`
+	Unit       string `json:"unit"`
+	Better     string `json:"better"`
+	X          XValue `json:"x,omitzero"`
+	XUnit      string `json:"x_unit,omitempty"`
+	// BaseN and NewN count the finite samples, BaseMedian and NewMedian are their pooled
+	// medians.
 	BaseN      int     `json:"base_n"`
 	BaseMedian float64 `json:"base_median"`
 	NewN       int     `json:"new_n"`
 	NewMedian  float64 `json:"new_median"`
-	// Change is (new − base) / |base| of the medians; nil when the base median is 0 and
-	// the new one is not.
-	Change  *float64 `json:"change"`
-	P       float64  `json:"p"`
+	// Aggregate is how a repetition's samples became its value: "median" or "mean".
+	Aggregate string `json:"aggregate"`
+	// BaseReps and NewReps count the repetitions with a finite value; BaseRepMedian and
+	// NewRepMedian are the medians of the repetitions' values.
+	BaseReps      int     `json:"base_reps"`
+	NewReps       int     `json:"new_reps"`
+	BaseRepMedian float64 `json:"base_rep_median"`
+	NewRepMedian  float64 `json:"new_rep_median"`
+	// BaseCV and NewCV are the coefficients of variation of the repetitions' values; nil
+	// when a side's values spread around a mean of 0.
+	BaseCV *float64 `json:"base_cv"`
+	NewCV  *float64 `json:"new_cv"`
+	// Change is the Hodges-Lehmann shift of the repetitions' values from baseline to new
+	// run relative to |BaseRepMedian|, and ChangeLo and ChangeHi its distribution-free
+	// confidence interval at level Confidence (stats.HodgesLehmann). All nil when the
+	// baseline's repetitions are at 0 and the new run's are not.
+	Change     *float64 `json:"change"`
+	ChangeLo   *float64 `json:"change_lo"`
+	ChangeHi   *float64 `json:"change_hi"`
+	Confidence float64  `json:"confidence"`
+	// P is the p-value of the Mann-Whitney U test on the repetitions' values, MinP the
+	// smallest p the test can give with these numbers of repetitions.
+	P    float64 `json:"p"`
+	MinP float64 `json:"min_p"`
+	// MDC is the minimum detectable change (relative, stats.MinDetectableChange) of this
+	// pair at Alpha; nil when no change can be detected at all.
+	MDC     *float64 `json:"mdc"`
 	Verdict string   `json:"verdict"`
-	Note    string   `json:"note,omitempty"`
+	// Flags say why the row is unfit for gating: FlagNoisy, FlagInsensitive.
+	Flags []string `json:"flags,omitempty"`
+	Note  string   `json:"note,omitempty"`
 }
 
 // Comparison is the result of comparing two results directories.
 type Comparison struct {
-	Base         string   `json:"base"`
-	New          string   `json:"new"`
-	Threshold    float64  `json:"threshold"`
-	Alpha        float64  `json:"alpha"`
+	Base      string  `json:"base"`
+	New       string  `json:"new"`
+	Threshold float64 `json:"threshold"`
+	Alpha     float64 `json:"alpha"`
+	// MaxCV is the coefficient of variation above which a row is flagged noisy.
+	MaxCV float64 `json:"max_cv"`
+	// Forced says that the metadata guard found Differences and the runs were compared
+	// anyway (CompareOptions.Force).
+	Forced      bool     `json:"forced"`
+	Differences []string `json:"differences,omitempty"`
+	// Warnings list differences of the machines (kernel, CPU model, cores, pinning,
+	// governor) that make the comparison less trustworthy.
+	Warnings     []string `json:"warnings"`
 	Changes      []Change `json:"changes"`
 	OnlyBase     []Entity `json:"only_base"`
 	OnlyNew      []Entity `json:"only_new"`
 	Regressions  int      `json:"regressions"`
 	Improvements int      `json:"improvements"`
+	// TooFewReps counts the rows without a verdict for too few repetitions, Unfit the
+	// rows flagged unfit for gating.
+	TooFewReps int `json:"too_few_reps"`
+	Unfit      int `json:"unfit"`
 }
 
 // Entity names one compared series: a metric of an experiment on a data plane, at x.
@@ -106,11 +167,14 @@ type cmpKey struct {
 
 type cmpGroup struct {
 	unit, xUnit string
-	values      []float64
+	// reps and values are parallel: every finite sample and its repetition.
+	reps   []int
+	values []float64
 }
 
 type cmpSide struct {
 	dir    string
+	meta   *Meta
 	order  []cmpKey
 	groups map[cmpKey]*cmpGroup
 	exps   []string
@@ -118,7 +182,8 @@ type cmpSide struct {
 
 // readSide reads a results directory's raw samples grouped for comparison.
 func readSide(dir, role string) (*cmpSide, error) {
-	if _, err := ReadMeta(dir); err != nil {
+	meta, err := ReadMeta(dir)
+	if err != nil {
 		return nil, &InputError{fmt.Errorf("%s: %w", role, err)}
 	}
 	rows, err := ReadRaw(dir)
@@ -128,7 +193,7 @@ func readSide(dir, role string) (*cmpSide, error) {
 	if len(rows) == 0 {
 		return nil, &InputError{fmt.Errorf("%s %s holds no raw samples (raw/<experiment>/<dataplane>.csv): nothing to compare", role, dir)}
 	}
-	s := &cmpSide{dir: dir, groups: map[cmpKey]*cmpGroup{}}
+	s := &cmpSide{dir: dir, meta: meta, groups: map[cmpKey]*cmpGroup{}}
 	type mk struct{ exp, dp, metric string }
 	units := map[mk][2]string{}
 	for _, r := range rows {
@@ -151,6 +216,7 @@ func readSide(dir, role string) (*cmpSide, error) {
 			}
 		}
 		if finite(r.Value) {
+			g.reps = append(g.reps, r.Rep)
 			g.values = append(g.values, r.Value)
 		}
 	}
@@ -203,11 +269,20 @@ func sortXsEmptyFirst(xs []string) []string {
 }
 
 // Compare compares every (experiment, data plane, metric, x) present in both results
-// directories: medians, their relative change, and the p-value of a Mann-Whitney U test
-// on the raw samples (golang.org/x/perf/benchmath, as benchstat does). A change is a
-// regression only when it is worse than the threshold in the metric's better-direction
-// and significant (p < alpha). Entries present on one side only are listed. Unusable input
-// is an *InputError.
+// directories, with the repetition as the unit (benchstat's model): each repetition's
+// samples become one value (stats.AggregateOf), and the Mann-Whitney U test
+// (golang.org/x/perf/benchmath), the Hodges-Lehmann change with its confidence interval, the
+// minimum detectable change and the coefficients of variation come from those values; samples
+// within a repetition are not independent, so testing them pooled would call any drift
+// between repetitions significant. A change is a regression only when it is significant
+// (p < alpha) and its point estimate is worse than the threshold in the metric's
+// better-direction. Where a side has too few repetitions for the test to reach alpha at
+// all, the row says so and has no verdict. Entries present on one side only are listed.
+//
+// Before comparing, the metadata guard reads both meta.json files: runs that differ in
+// profile, the parameters of an experiment both ran, topology or results schema are refused
+// with a *MismatchError (wrapped in an *InputError) unless o.Force; differences of the
+// machine are Warnings. Unusable input is an *InputError.
 func Compare(baseDir, newDir string, o CompareOptions) (*Comparison, error) {
 	if o.Alpha == 0 {
 		o.Alpha = benchmath.DefaultThresholds.CompareAlpha
@@ -223,6 +298,10 @@ func Compare(baseDir, newDir string, o CompareOptions) (*Comparison, error) {
 	if err != nil {
 		return nil, err
 	}
+	differences, warnings := guard(base.meta, nw.meta)
+	if len(differences) > 0 && !o.Force {
+		return nil, &InputError{&MismatchError{Differences: differences}}
+	}
 	common := false
 	for _, e := range base.exps {
 		common = common || slices.Contains(nw.exps, e)
@@ -231,7 +310,12 @@ func Compare(baseDir, newDir string, o CompareOptions) (*Comparison, error) {
 		return nil, &InputError{fmt.Errorf("baseline %s (%s) and new run %s (%s) have no experiment in common: compare runs of the same experiments",
 			baseDir, strings.Join(base.exps, ", "), newDir, strings.Join(nw.exps, ", "))}
 	}
-	c := &Comparison{Base: baseDir, New: newDir, Threshold: o.Threshold, Alpha: o.Alpha, Changes: []Change{}, OnlyBase: []Entity{}, OnlyNew: []Entity{}}
+	c := &Comparison{Base: baseDir, New: newDir, Threshold: o.Threshold, Alpha: o.Alpha, MaxCV: MaxRepCV,
+		Forced: len(differences) > 0, Differences: differences, Warnings: warnings,
+		Changes: []Change{}, OnlyBase: []Entity{}, OnlyNew: []Entity{}}
+	if c.Warnings == nil {
+		c.Warnings = []string{}
+	}
 	var errs []error
 	for _, k := range base.order {
 		bg := base.groups[k]
@@ -251,6 +335,11 @@ func Compare(baseDir, newDir string, o CompareOptions) (*Comparison, error) {
 			c.Regressions++
 		case VerdictImprovement:
 			c.Improvements++
+		case VerdictTooFewReps:
+			c.TooFewReps++
+		}
+		if len(ch.Flags) > 0 {
+			c.Unfit++
 		}
 		c.Changes = append(c.Changes, ch)
 	}
@@ -270,225 +359,4 @@ func xUnitSuffix(u string) string {
 		return ""
 	}
 	return " (x in " + u + ")"
-}
-
-func compareGroup(k cmpKey, bg, ng *cmpGroup, o CompareOptions) Change {
-	m := lookupMetric(k.metric, bg.unit)
-	ch := Change{Experiment: k.exp, DataPlane: k.dp, Metric: k.metric, Unit: bg.unit, Better: string(m.Better),
-		X: XValue(k.x), XUnit: bg.xUnit, BaseN: len(bg.values), NewN: len(ng.values), P: 1, Verdict: VerdictSame}
-	if ch.BaseN == 0 || ch.NewN == 0 {
-		ch.Note = "no finite samples on one side"
-		return ch
-	}
-	bs, ns := stats.Summarize(bg.values), stats.Summarize(ng.values)
-	ch.BaseMedian, ch.NewMedian = bs.Median, ns.Median
-	diff := ns.Median - bs.Median
-	switch {
-	case bs.Median != 0:
-		r := diff / math.Abs(bs.Median)
-		ch.Change = &r
-	case diff == 0:
-		r := 0.0
-		ch.Change = &r
-	}
-	cmp := benchmath.AssumeNothing.Compare(
-		benchmath.NewSample(slices.Clone(bg.values), &benchmath.Thresholds{CompareAlpha: o.Alpha}),
-		benchmath.NewSample(slices.Clone(ng.values), &benchmath.Thresholds{CompareAlpha: o.Alpha}))
-	ch.P = cmp.P
-	var warn []string
-	for _, w := range cmp.Warnings {
-		warn = append(warn, w.Error())
-	}
-	beyond := func(sign float64) bool { // the change moves in direction sign by more than the threshold
-		if ch.Change == nil {
-			return diff*sign > 0
-		}
-		return *ch.Change*sign > o.Threshold
-	}
-	var worse, better bool
-	switch m.Better {
-	case stats.Lower:
-		worse, better = beyond(1), beyond(-1)
-	case stats.Higher:
-		worse, better = beyond(-1), beyond(1)
-	default:
-		ch.Note = "unknown better-direction: no verdict"
-		return ch
-	}
-	significant := cmp.P < o.Alpha
-	switch {
-	case worse && significant:
-		ch.Verdict = VerdictRegression
-	case better && significant:
-		ch.Verdict = VerdictImprovement
-	case (worse || better) && !significant:
-		ch.Note = "not significant"
-	case significant:
-		ch.Note = fmt.Sprintf("within ±%s", pct(o.Threshold))
-	}
-	if len(warn) > 0 {
-		if ch.Note != "" {
-			ch.Note += "; "
-		}
-		ch.Note += strings.Join(warn, "; ")
-	}
-	return ch
-}
-
-func pct(f float64) string { return strconv.FormatFloat(f*100, 'g', 4, 64) + " %" }
-
-// mannWhitney is the p-value of the Mann-Whitney U test of two samples; false when either
-// has no finite value.
-func mannWhitney(a, b []float64) (float64, bool) {
-	fa, fb := sortedFinite(a), sortedFinite(b)
-	if len(fa) == 0 || len(fb) == 0 {
-		return 0, false
-	}
-	c := benchmath.AssumeNothing.Compare(benchmath.NewSample(fa, &benchmath.DefaultThresholds), benchmath.NewSample(fb, &benchmath.DefaultThresholds))
-	return c.P, true
-}
-
-// --- output ----------------------------------------------------------------------------
-
-// CompareFormats are the output formats of WriteComparison.
-var CompareFormats = []string{"text", "csv", "json", "markdown"}
-
-// WriteComparison writes c in one of CompareFormats.
-func WriteComparison(w io.Writer, c *Comparison, format string) error {
-	switch format {
-	case "text", "":
-		return writeCompareText(w, c)
-	case "csv":
-		return writeCompareCSV(w, c)
-	case "json":
-		b, err := json.MarshalIndent(c, "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(append(b, '\n'))
-		return err
-	case "markdown":
-		return writeCompareMarkdown(w, c)
-	}
-	return fmt.Errorf("unknown format %q: choose from %s", format, strings.Join(CompareFormats, ", "))
-}
-
-func (ch *Change) changeString() string {
-	switch {
-	case ch.BaseN == 0 || ch.NewN == 0:
-		return "–"
-	case ch.Change == nil:
-		return "from 0"
-	}
-	return fmt.Sprintf("%+.2f %%", *ch.Change*100)
-}
-
-func (ch *Change) pString() string {
-	if ch.BaseN == 0 || ch.NewN == 0 {
-		return "–"
-	}
-	if ch.P < 0.001 {
-		return "<0.001"
-	}
-	return strconv.FormatFloat(ch.P, 'f', 3, 64)
-}
-
-func (ch *Change) verdictString() string {
-	if ch.Note == "" {
-		return ch.Verdict
-	}
-	return ch.Verdict + " (" + ch.Note + ")"
-}
-
-func (ch *Change) cells() []string {
-	return []string{ch.Experiment, ch.DataPlane, ch.Metric, FormatX(string(ch.X), ch.XUnit),
-		FormatValue(ch.BaseMedian, ch.Unit) + " n=" + strconv.Itoa(ch.BaseN),
-		FormatValue(ch.NewMedian, ch.Unit) + " n=" + strconv.Itoa(ch.NewN),
-		ch.changeString(), ch.pString(), ch.verdictString()}
-}
-
-var compareHeader = []string{"experiment", "dataplane", "metric", "x", "base median", "new median", "change", "p", "verdict"}
-
-func (c *Comparison) footer() string {
-	return fmt.Sprintf("%d compared: %d regressions, %d improvements, %d unchanged (threshold %s, alpha %g; a regression is worse than the threshold and p < alpha)",
-		len(c.Changes), c.Regressions, c.Improvements, len(c.Changes)-c.Regressions-c.Improvements, pct(c.Threshold), c.Alpha)
-}
-
-func writeCompareText(w io.Writer, c *Comparison) error {
-	fmt.Fprintf(w, "baseline: %s\nnew:      %s\n\n", c.Base, c.New)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(compareHeader, "\t"))
-	for i := range c.Changes {
-		fmt.Fprintln(tw, strings.Join(c.Changes[i].cells(), "\t"))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	for _, side := range []struct {
-		name string
-		list []Entity
-	}{{"baseline", c.OnlyBase}, {"new run", c.OnlyNew}} {
-		if len(side.list) > 0 {
-			fmt.Fprintf(w, "\nonly in the %s (%d):\n", side.name, len(side.list))
-			for _, e := range side.list {
-				fmt.Fprintf(w, "  %s\n", e)
-			}
-		}
-	}
-	_, err := fmt.Fprintf(w, "\n%s\n", c.footer())
-	return err
-}
-
-func writeCompareMarkdown(w io.Writer, c *Comparison) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# edgebpf compare\n\nbaseline `%s`, new `%s`\n\n", c.Base, c.New)
-	t := Table{Header: compareHeader}
-	for i := range c.Changes {
-		cells := c.Changes[i].cells()
-		if c.Changes[i].Verdict == VerdictRegression {
-			cells[len(cells)-1] = "**" + cells[len(cells)-1] + "**"
-		}
-		t.Rows = append(t.Rows, cells)
-	}
-	md := t.Markdown()
-	b.WriteString(md[strings.Index(md, "|"):])
-	for _, side := range []struct {
-		name string
-		list []Entity
-	}{{"baseline", c.OnlyBase}, {"new run", c.OnlyNew}} {
-		if len(side.list) > 0 {
-			fmt.Fprintf(&b, "\nOnly in the %s:\n\n", side.name)
-			for _, e := range side.list {
-				fmt.Fprintf(&b, "- %s\n", e)
-			}
-		}
-	}
-	fmt.Fprintf(&b, "\n%s\n", c.footer())
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
-func writeCompareCSV(w io.Writer, c *Comparison) error {
-	cw := csv.NewWriter(w)
-	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
-	_ = cw.Write([]string{"experiment", "dataplane", "metric", "unit", "better", "x", "x_unit",
-		"base_n", "base_median", "new_n", "new_median", "change", "p", "verdict", "note"})
-	for _, ch := range c.Changes {
-		change := ""
-		if ch.Change != nil {
-			change = f(*ch.Change)
-		}
-		_ = cw.Write([]string{ch.Experiment, ch.DataPlane, ch.Metric, ch.Unit, ch.Better, string(ch.X), ch.XUnit,
-			strconv.Itoa(ch.BaseN), f(ch.BaseMedian), strconv.Itoa(ch.NewN), f(ch.NewMedian), change, f(ch.P), ch.Verdict, ch.Note})
-	}
-	for _, side := range []struct {
-		verdict string
-		list    []Entity
-	}{{"only-base", c.OnlyBase}, {"only-new", c.OnlyNew}} {
-		for _, e := range side.list {
-			_ = cw.Write([]string{e.Experiment, e.DataPlane, e.Metric, "", "", string(e.X), e.XUnit, "", "", "", "", "", "", side.verdict, ""})
-		}
-	}
-	cw.Flush()
-	return cw.Error()
 }

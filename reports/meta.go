@@ -13,8 +13,14 @@ import (
 	"github.com/edgebpf/edgebpf/internal/host"
 )
 
+// SchemaVersion is the version of the results layout (meta.json and the raw CSV) this
+// build writes. A meta.json without "schema" is version 1, which predates the field.
+const SchemaVersion = 1
+
 // Meta is meta.json: everything needed to know what a run measured, where and how.
 type Meta struct {
+	// Schema is the results layout's SchemaVersion; 0 (absent) reads as 1.
+	Schema      int               `json:"schema,omitempty"`
 	Tool        string            `json:"tool"`
 	Version     string            `json:"version"`
 	Commit      string            `json:"commit"`
@@ -106,8 +112,20 @@ type RepMeta struct {
 	Samples int       `json:"samples"`
 }
 
-// WriteMeta writes dir/meta.json atomically.
+// SchemaVersion returns the results layout version the run was written with.
+func (m *Meta) SchemaVersion() int {
+	if m.Schema == 0 {
+		return 1
+	}
+	return m.Schema
+}
+
+// WriteMeta writes dir/meta.json atomically, with the current SchemaVersion when m has
+// none.
 func WriteMeta(dir string, m *Meta) error {
+	if m.Schema == 0 {
+		m.Schema = SchemaVersion
+	}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode meta.json: %w", err)

@@ -59,34 +59,45 @@ func ProgramCost(program string) Metric {
 	return m
 }
 
-// Definition is a metric with what it means.
+// Definition is a metric with what it means and how one repetition's samples of it become
+// the repetition's value.
 type Definition struct {
 	Metric
 	Description string
+	// Aggregate turns one repetition's samples into the repetition's value, the unit that
+	// compare tests and gates on (see RepValues).
+	Aggregate Aggregate
 }
 
 // Catalogue is every metric edgebpf produces, for meters, summaries, reports and compare
 // alike. A metric with a qualifier ("cpu_process:edgebpf") is its base's.
+//
+// The per-repetition aggregate is the metric's own: rates and ratios measured over equal
+// intervals (throughput, send and achieved rates, loss, CPU shares, BPF time per packet) and
+// counts per repetition (timeouts) take the mean, which is the repetition's rate, share or
+// count over its whole duration; per-event times and sizes (RTT, jitter, one-way delay, RAM,
+// response times, drop point) take the median, robust to the tail that one stalled request
+// adds. A metric with one value per repetition gets that value either way.
 var Catalogue = []Definition{
-	{RTT, "round-trip time of one request (a TCP connect, or a request and its reply)"},
-	{Jitter, "RFC 3550 interarrival jitter of a UDP stream"},
-	{OWD, "one-way delay of a datagram, sender and receiver on one clock"},
-	{Throughput, "goodput received over an interval"},
-	{Loss, "share of datagrams sent that were not received"},
-	{SendRate, "rate the sender achieved"},
-	{CPU, "CPU time of the whole machine, percent of one core"},
-	{CPUSoftirq, "CPU time in softirq (the kernel's packet processing), percent of one core"},
-	{CPUProcess, "CPU time of one process, percent of one core"},
-	{RAM, "resident memory"},
-	{ResponseTime, "wall-clock time from a speed-limit request to its reply"},
-	{ClientMedian, "median response time of one speed-limit client"},
-	{ClientStddev, "standard deviation of one speed-limit client's response times"},
-	{MeanRequestTime, "one client's time for all its requests divided by their number (the thesis's aggregate)"},
-	{DropPoint, "clients at which the first request went unanswered"},
-	{Timeouts, "requests without a reply within the timeout"},
-	{AchievedRate, "speed-limit requests answered per second"},
-	{ClientCPU, "CPU time of the speed-limit client threads, percent of one core"},
-	{BPFNsPerPkt, "kernel run time of a BPF program per packet (with --bpf-stats)"},
+	{RTT, "round-trip time of one request (a TCP connect, or a request and its reply)", Median},
+	{Jitter, "RFC 3550 interarrival jitter of a UDP stream", Median},
+	{OWD, "one-way delay of a datagram, sender and receiver on one clock", Median},
+	{Throughput, "goodput received over an interval", Mean},
+	{Loss, "share of datagrams sent that were not received", Mean},
+	{SendRate, "rate the sender achieved", Mean},
+	{CPU, "CPU time of the whole machine, percent of one core", Mean},
+	{CPUSoftirq, "CPU time in softirq (the kernel's packet processing), percent of one core", Mean},
+	{CPUProcess, "CPU time of one process, percent of one core", Mean},
+	{RAM, "resident memory", Median},
+	{ResponseTime, "wall-clock time from a speed-limit request to its reply", Median},
+	{ClientMedian, "median response time of one speed-limit client", Median},
+	{ClientStddev, "standard deviation of one speed-limit client's response times", Median},
+	{MeanRequestTime, "one client's time for all its requests divided by their number (the thesis's aggregate)", Median},
+	{DropPoint, "clients at which the first request went unanswered", Median},
+	{Timeouts, "requests without a reply within the timeout", Mean},
+	{AchievedRate, "speed-limit requests answered per second", Mean},
+	{ClientCPU, "CPU time of the speed-limit client threads, percent of one core", Mean},
+	{BPFNsPerPkt, "kernel run time of a BPF program per packet (with --bpf-stats)", Mean},
 }
 
 // Sample is one measured value. Rep, Seq and T place it in a run: the repetition, its

@@ -17,6 +17,7 @@ type compareOptions struct {
 	baseDir, newDir  string
 	threshold, alpha float64
 	format           string
+	force            bool
 }
 
 func newCompareCmd() *cobra.Command {
@@ -25,14 +26,22 @@ func newCompareCmd() *cobra.Command {
 		Use:   "compare BASE_DIR NEW_DIR",
 		Short: "Compare two results directories; exit 1 on a significant regression",
 		Long: `compare compares every (experiment, data plane, metric, x) that both results directories
-measured: the baseline and new medians, their relative change, and the p-value of a
-Mann-Whitney U test on the raw samples (benchstat's method). A change is a regression only
-when it is worse than --threshold in the metric's better-direction and significant
-(p < --alpha). Entries measured on one side only are listed.
+measured, with the repetition as the unit (benchstat's model): each repetition is reduced to one
+value (its median, or its mean for rates, shares and counts), and the two sides' repetition
+values are tested with Mann-Whitney U. Every row shows the change (Hodges-Lehmann shift, with its
+confidence interval), the p-value, the minimum detectable change at --alpha, and each side's
+coefficient of variation. A change is a regression only when it is significant (p < --alpha) and
+its estimate is worse than --threshold in the metric's better-direction; with too few
+repetitions for --alpha to be reachable the row says "too few reps" and gives no verdict; rows
+too noisy or insensitive to gate on are flagged. Entries measured on one side only are listed.
+
+Before comparing, compare checks the two runs' meta.json: it refuses runs that differ in profile,
+experiment parameters, topology or results schema (--force compares anyway and says so), and
+warns when kernel, CPU model, core count, pinning or governor differ.
 
 Exit status: 0 without regressions, 1 with at least one, 2 when the input cannot be used
 (not a results directory, a malformed raw file, a metric in different units on the two
-sides, no experiment in common).`,
+sides, no experiment in common, runs the metadata guard refuses).`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) != 2 {
 				return usageError("compare needs two results directories, BASE_DIR and NEW_DIR, got %d arguments", len(args))
@@ -47,6 +56,7 @@ sides, no experiment in common).`,
 	c.Flags().Float64Var(&o.threshold, "threshold", 5, "relative change of the median in percent that a significant difference must exceed to count")
 	c.Flags().Float64Var(&o.alpha, "alpha", 0.05, "significance level of the Mann-Whitney U test")
 	c.Flags().StringVar(&o.format, "format", "text", "output format: "+strings.Join(reports.CompareFormats, ", "))
+	c.Flags().BoolVar(&o.force, "force", false, "compare runs that differ in profile, experiment parameters, topology or results schema; the output says so and what differed")
 	return c
 }
 
@@ -69,7 +79,7 @@ func runCompare(out io.Writer, o compareOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	cmp, err := reports.Compare(o.baseDir, o.newDir, reports.CompareOptions{Threshold: o.threshold / 100, Alpha: o.alpha})
+	cmp, err := reports.Compare(o.baseDir, o.newDir, reports.CompareOptions{Threshold: o.threshold / 100, Alpha: o.alpha, Force: o.force})
 	if err != nil {
 		var ie *reports.InputError
 		if errors.As(err, &ie) {
