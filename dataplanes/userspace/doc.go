@@ -37,11 +37,19 @@
 // ping through a service IP is answered by the instance the session was balanced to. ICMP
 // errors about a session's packets (a server's port unreachable, a time exceeded) are
 // translated too, outer and quoted headers both. Other ICMP is dropped. IPv4 options are
-// kept (the header length is read from IHL). Fragments: the head of a fragmented datagram
-// is translated like any packet and remembered by (addresses, protocol, IP id); its later
-// fragments get the same addresses; a later fragment whose head was not seen is dropped and
-// counted (this path delivers fragments in order). The proxy never reassembles. Checksums are updated incrementally (RFC 1624):
+// kept (the header length is read from IHL). Checksums are updated incrementally (RFC 1624):
 // IPv4 header, and the TCP or UDP checksum's pseudo-header; a UDP checksum of 0 stays 0.
+//
+// Fragments are dropped, every one of them, first and later alike, and counted
+// (dropped_fragment in Stats), as the eBPF proxy does: the proxy does not reassemble, and
+// a later fragment carries no ports to find its session by. A datagram larger than the
+// node's MTU therefore does not cross the proxy; TCP is unaffected (Linux sets DF and
+// segments to the path MTU), and UDP applications keep datagrams within MTU - 28 bytes.
+//
+// Note: translating the head of a datagram and remembering (addresses, protocol, IP id)
+// for its later fragments was tried: it depended on the head arriving first, kept state
+// per datagram that a stream of heads without tails could fill, and differed from the eBPF
+// proxy, which cannot keep such state cheaply in the kernel.
 //
 // The proxy is faithful to Oakestra's design and has no offload Oakestra lacks: one reader
 // goroutine, one packet per read and write system call, no GSO or checksum offload on the

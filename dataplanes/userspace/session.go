@@ -44,21 +44,6 @@ func (s *session) involves(a [4]byte) bool {
 	return s.fwd.src == a || s.fwd.dst == a || s.rev.src == a || s.rev.dst == a
 }
 
-// fragKey identifies the fragments of one datagram (RFC 791).
-type fragKey struct {
-	src, dst [4]byte
-	id       uint16
-	proto    uint8
-}
-
-// fragEntry is how the later fragments of a datagram are translated: like its head.
-type fragEntry struct {
-	s        *session
-	src, dst [4]byte
-	fwd      bool
-	deadline int64
-}
-
 // resolver is the table query: the node's registry (*netsetup.Registry) or a fake in tests.
 type resolver interface {
 	ByServiceIP(ip netip.Addr) (netsetup.Service, []*netsetup.Instance, bool)
@@ -80,7 +65,7 @@ type counters struct {
 	malformed   atomic.Uint64 // dropped: truncated, inconsistent lengths, not IP
 	notIPv4     atomic.Uint64 // dropped: IPv6
 	unsupported atomic.Uint64 // dropped: ICMP other than echo and errors, stray replies
-	fragMiss    atomic.Uint64 // dropped: a later fragment whose head was not seen
+	fragments   atomic.Uint64 // dropped: IP fragments, first and later ones
 	evicted     atomic.Uint64 // sessions replaced by a newer one with the same reply key
 	expired     atomic.Uint64 // sessions removed after their timeout
 	writeErrors atomic.Uint64 // writes to the TUN device that failed
@@ -104,9 +89,8 @@ type core struct {
 	now func() int64 // monotonic nanoseconds
 
 	mu       sync.Mutex
-	sessions map[key]*session // each session twice, under fwd and rev
-	live     int              // sessions in the map
-	frags    map[fragKey]fragEntry
+	sessions map[key]*session              // each session twice, under fwd and rev
+	live     int                           // sessions in the map
 	rr       map[netip.Addr]*atomic.Uint64 // per service IP: sessions balanced so far
 
 	st counters
@@ -116,7 +100,7 @@ func newCore(cfg Config, res resolver) *core {
 	start := time.Now()
 	return &core{
 		cfg: cfg, res: res, now: func() int64 { return int64(time.Since(start)) },
-		sessions: map[key]*session{}, frags: map[fragKey]fragEntry{}, rr: map[netip.Addr]*atomic.Uint64{},
+		sessions: map[key]*session{}, rr: map[netip.Addr]*atomic.Uint64{},
 	}
 }
 
@@ -151,16 +135,9 @@ func (c *core) lookup(k key, h *ipv4, flags uint8) (src, dst [4]byte, v verdict)
 		return src, dst, refuse
 	}
 	if fwd {
-		src, dst = s.fwdSrc, s.fwdDst
-	} else {
-		src, dst = s.revSrc, s.revDst
+		return s.fwdSrc, s.fwdDst, forward
 	}
-	if h.firstFragment() && len(c.frags) < c.cfg.MaxFragments {
-		c.frags[fragKey{src: h.src, dst: h.dst, id: h.id, proto: h.proto}] = fragEntry{
-			s: s, src: src, dst: dst, fwd: fwd, deadline: now + int64(fragTimeout),
-		}
-	}
-	return src, dst, forward
+	return s.revSrc, s.revDst, forward
 }
 
 // touch records a packet of the session: TCP state and the new deadline.
@@ -269,24 +246,6 @@ func (c *core) remove(s *session) {
 	c.live--
 }
 
-// fragment translates a later fragment (offset > 0) like the head of its datagram.
-func (c *core) fragment(h *ipv4) (src, dst [4]byte, ok bool) {
-	now := c.now()
-	fk := fragKey{src: h.src, dst: h.dst, id: h.id, proto: h.proto}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.frags[fk]
-	if !ok || now >= e.deadline || e.s.dead || now >= e.s.deadline {
-		delete(c.frags, fk)
-		return src, dst, false
-	}
-	if !h.mf {
-		delete(c.frags, fk) // the last fragment: this path delivers fragments in order
-	}
-	e.s.touch(c.cfg, now, e.fwd, 0)
-	return e.src, e.dst, true
-}
-
 // quoted finds the session of the packet quoted in an ICMP error: the quoted packet went
 // from the error's recipient to its sender, so the session's key is the quote reversed.
 // It returns the addresses the quoted packet's reverse direction is translated to.
@@ -338,7 +297,7 @@ func (c *core) serviceRemoved(svc netsetup.Service) {
 	delete(c.rr, svc.IP)
 }
 
-// reap removes expired sessions and fragment entries.
+// reap removes expired sessions.
 func (c *core) reap() {
 	now := c.now()
 	c.mu.Lock()
@@ -347,11 +306,6 @@ func (c *core) reap() {
 		if now >= s.deadline && k == s.fwd {
 			c.remove(s)
 			c.st.expired.Add(1)
-		}
-	}
-	for k, e := range c.frags {
-		if now >= e.deadline || e.s.dead || c.sessions[e.s.fwd] != e.s {
-			delete(c.frags, k)
 		}
 	}
 }

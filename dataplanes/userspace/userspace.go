@@ -41,10 +41,6 @@ const TunName = netsetup.LinkPrefix + "tun0"
 // TunAddr is the TUN device's address, Oakestra's.
 var TunAddr = netip.MustParsePrefix("10.19.1.254/32")
 
-// fragTimeout is how long the later fragments of a datagram are awaited, as Linux's
-// ipfrag_time.
-const fragTimeout = 30 * time.Second
-
 // Config holds the proxy's session timeouts and limits.
 type Config struct {
 	// TCPIdle ends a TCP session without packets for this long. Oakestra never expires
@@ -60,8 +56,6 @@ type Config struct {
 	ReapInterval time.Duration
 	// MaxSessions bounds the session cache; new sessions beyond it are refused and counted.
 	MaxSessions int
-	// MaxFragments bounds the datagrams whose later fragments are awaited.
-	MaxFragments int
 }
 
 // DefaultConfig is what New uses.
@@ -71,7 +65,6 @@ var DefaultConfig = Config{
 	UDPIdle:      30 * time.Second,
 	ReapInterval: 5 * time.Second,
 	MaxSessions:  1 << 20,
-	MaxFragments: 1 << 16,
 }
 
 func (c Config) validate() error {
@@ -79,8 +72,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("userspace proxy timeouts must be positive: tcp idle %v, tcp closing %v, udp idle %v, reap every %v",
 			c.TCPIdle, c.TCPClosing, c.UDPIdle, c.ReapInterval)
 	}
-	if c.MaxSessions < 1 || c.MaxFragments < 0 {
-		return fmt.Errorf("userspace proxy limits out of range: %d sessions, %d fragmented datagrams", c.MaxSessions, c.MaxFragments)
+	if c.MaxSessions < 1 {
+		return fmt.Errorf("userspace proxy limits out of range: %d sessions", c.MaxSessions)
 	}
 	return nil
 }
@@ -341,7 +334,7 @@ func (d *DataPlane) Settings() map[string]string {
 		"udp_idle":     d.cfg.UDPIdle.String(),
 		"max_sessions": strconv.Itoa(d.cfg.MaxSessions),
 		"icmp_echo":    "translated like UDP with the echo id as port",
-		"fragments":    "later fragments follow their head's translation",
+		"fragments":    "every fragment dropped and counted (dropped_fragment)",
 		"refusals":     "TCP RST, ICMP port unreachable (UDP), host unreachable (echo)",
 	}
 }
@@ -363,7 +356,7 @@ func (d *DataPlane) Stats() map[string]uint64 {
 		"refused_unknown_dst": st.unknownDst.Load(), "refused_unknown_src": st.unknownSrc.Load(),
 		"refused_unknown_tcp": st.unknownTCP.Load(), "refused_table_full": st.tableFull.Load(),
 		"dropped_malformed": st.malformed.Load(), "dropped_ipv6": st.notIPv4.Load(), "dropped_unsupported": st.unsupported.Load(),
-		"dropped_fragment": st.fragMiss.Load(), "write_errors": st.writeErrors.Load(),
+		"dropped_fragment": st.fragments.Load(), "write_errors": st.writeErrors.Load(),
 	}
 }
 
