@@ -30,8 +30,22 @@
 // was to or from an instance that has been removed (sessions are marked dead at once on the
 // registry's InstanceRemoved event, so no packet is sent towards a namespace that is going
 // away), when the sender is not an instance, when the address is unknown, when a TCP
-// segment other than a SYN has no session (it expired, or never went through the proxy) or
-// when the session cache is full. Other IP protocols get ICMP protocol unreachable.
+// segment other than a SYN has no session (it expired, or never went through the proxy).
+// Other IP protocols get ICMP protocol unreachable. A full session table refuses nothing:
+// it makes room.
+//
+// The session table is bounded (Config.MaxSessions, 131,072 by default: the eBPF proxy's
+// 262,144 entries, one per direction) and its slots are allocated once, so memory stays
+// flat whatever the traffic. A TCP session the server has not answered (half-open, SYN
+// seen) ends after TCPHalfOpen, 10 s: longer than the gaps between a Linux client's first
+// SYN retransmissions (1, 2, 4 s), far shorter than conntrack's SYN_SENT (120 s, sized for
+// the Internet's round trips; an instance on the node answers within microseconds). A new
+// session never waits for room: a client that holds its share (MaxSessionsPerClient, a
+// quarter of the table) evicts its own least recently used session, and otherwise a full
+// table evicts its least recently used one; half-open, unanswered and ended sessions go
+// before any established one. A SYN flood from one instance, which no server answers, thus
+// displaces only its own half-open sessions and is gone TCPHalfOpen after it stops, while
+// established sessions and new connections of every client go on (issue 15, finding 6).
 //
 // ICMP echo to a service IP is translated like UDP with the echo identifier as both ports:
 // ping through a service IP is answered by the instance the session was balanced to. ICMP
@@ -49,7 +63,7 @@
 // Note: translating the head of a datagram and remembering (addresses, protocol, IP id)
 // for its later fragments was tried: it depended on the head arriving first, kept state
 // per datagram that a stream of heads without tails could fill, and differed from the eBPF
-// proxy, which cannot keep such state cheaply in the kernel.
+// proxy, which keeps no such state.
 //
 // The proxy is faithful to Oakestra's design and has no offload Oakestra lacks: one reader
 // goroutine, one packet per read and write system call, no GSO or checksum offload on the
