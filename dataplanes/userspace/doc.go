@@ -29,7 +29,7 @@
 // UDP datagram an ICMP port unreachable when the service has no instance, when its session
 // was to or from an instance that has been removed (sessions are marked dead at once on the
 // registry's InstanceRemoved event, so no packet is sent towards a namespace that is going
-// away), when the sender is not an instance, when the address is unknown, when a TCP
+// away), when the sender is not an instance, when the address is unknown, or when a TCP
 // segment other than a SYN has no session (it expired, or never went through the proxy).
 // Other IP protocols get ICMP protocol unreachable. A full session table refuses nothing:
 // it makes room.
@@ -38,7 +38,7 @@
 // 262,144 entries, one per direction) and its slots are allocated once, so memory stays
 // flat whatever the traffic. A TCP session the server has not answered (half-open, SYN
 // seen) ends after TCPHalfOpen, 10 s: longer than the gaps between a Linux client's first
-// SYN retransmissions (1, 2, 4 s), far shorter than conntrack's SYN_SENT (120 s, sized for
+// SYN retransmissions (1, 2, 4 and 8 s), far shorter than conntrack's SYN_SENT (120 s, sized for
 // the Internet's round trips; an instance on the node answers within microseconds). A new
 // session never waits for room: a client that holds its share (MaxSessionsPerClient, a
 // quarter of the table) evicts its own least recently used session, and otherwise a full
@@ -46,6 +46,12 @@
 // before any established one. A SYN flood from one instance, which no server answers, thus
 // displaces only its own half-open sessions and is gone TCPHalfOpen after it stops, while
 // established sessions and new connections of every client go on (issue 15, finding 6).
+//
+// Note: the first table refused new sessions once it held 2^20, each TCP one kept for the
+// full idle time from its SYN on. About 1.1 M SYNs from one instance that nothing answered
+// filled it (RSS 20 MB to 250 MB) and every client's connects were refused until minutes
+// after the flood. Its sessions were also pointers in a map the garbage collector had to
+// scan; the slots are now one pointer-free array indexed from the map.
 //
 // ICMP echo to a service IP is translated like UDP with the echo identifier as both ports:
 // ping through a service IP is answered by the instance the session was balanced to. ICMP

@@ -358,7 +358,7 @@ func (d *DataPlane) Settings() map[string]string {
 	}
 }
 
-// Stats returns the proxy's counters and the number of sessions in its cache.
+// Stats returns the proxy's counters and the number of sessions in its table.
 func (d *DataPlane) Stats() map[string]uint64 {
 	d.mu.Lock()
 	c := d.core
