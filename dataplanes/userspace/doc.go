@@ -29,19 +29,47 @@
 // UDP datagram an ICMP port unreachable when the service has no instance, when its session
 // was to or from an instance that has been removed (sessions are marked dead at once on the
 // registry's InstanceRemoved event, so no packet is sent towards a namespace that is going
-// away), when the sender is not an instance, when the address is unknown, when a TCP
-// segment other than a SYN has no session (it expired, or never went through the proxy) or
-// when the session cache is full. Other IP protocols get ICMP protocol unreachable.
+// away), when the sender is not an instance, when the address is unknown, or when a TCP
+// segment other than a SYN has no session (it expired, or never went through the proxy).
+// Other IP protocols get ICMP protocol unreachable. A full session table refuses nothing:
+// it makes room.
+//
+// The session table is bounded (Config.MaxSessions, 131,072 by default: the eBPF proxy's
+// 262,144 entries, one per direction) and its slots are allocated once, so memory stays
+// flat whatever the traffic. A TCP session the server has not answered (half-open, SYN
+// seen) ends after TCPHalfOpen, 10 s: longer than the gaps between a Linux client's first
+// SYN retransmissions (1, 2, 4 and 8 s), far shorter than conntrack's SYN_SENT (120 s, sized for
+// the Internet's round trips; an instance on the node answers within microseconds). A new
+// session never waits for room: a client that holds its share (MaxSessionsPerClient, a
+// quarter of the table) evicts its own least recently used session, and otherwise a full
+// table evicts its least recently used one; half-open, unanswered and ended sessions go
+// before any established one. A SYN flood from one instance, which no server answers, thus
+// displaces only its own half-open sessions and is gone TCPHalfOpen after it stops, while
+// established sessions and new connections of every client go on (issue 15, finding 6).
+//
+// Note: the first table refused new sessions once it held 2^20, each TCP one kept for the
+// full idle time from its SYN on. About 1.1 M SYNs from one instance that nothing answered
+// filled it (RSS 20 MB to 250 MB) and every client's connects were refused until minutes
+// after the flood. Its sessions were also pointers in a map the garbage collector had to
+// scan; the slots are now one pointer-free array indexed from the map.
 //
 // ICMP echo to a service IP is translated like UDP with the echo identifier as both ports:
 // ping through a service IP is answered by the instance the session was balanced to. ICMP
 // errors about a session's packets (a server's port unreachable, a time exceeded) are
 // translated too, outer and quoted headers both. Other ICMP is dropped. IPv4 options are
-// kept (the header length is read from IHL). Fragments: the head of a fragmented datagram
-// is translated like any packet and remembered by (addresses, protocol, IP id); its later
-// fragments get the same addresses; a later fragment whose head was not seen is dropped and
-// counted (this path delivers fragments in order). The proxy never reassembles. Checksums are updated incrementally (RFC 1624):
+// kept (the header length is read from IHL). Checksums are updated incrementally (RFC 1624):
 // IPv4 header, and the TCP or UDP checksum's pseudo-header; a UDP checksum of 0 stays 0.
+//
+// Fragments are dropped, every one of them, first and later alike, and counted
+// (dropped_fragment in Stats), as the eBPF proxy does: the proxy does not reassemble, and
+// a later fragment carries no ports to find its session by. A datagram larger than the
+// node's MTU therefore does not cross the proxy; TCP is unaffected (Linux sets DF and
+// segments to the path MTU), and UDP applications keep datagrams within MTU - 28 bytes.
+//
+// Note: translating the head of a datagram and remembering (addresses, protocol, IP id)
+// for its later fragments was tried: it depended on the head arriving first, kept state
+// per datagram that a stream of heads without tails could fill, and differed from the eBPF
+// proxy, which keeps no such state.
 //
 // The proxy is faithful to Oakestra's design and has no offload Oakestra lacks: one reader
 // goroutine, one packet per read and write system call, no GSO or checksum offload on the

@@ -47,9 +47,6 @@ type ipv4 struct {
 	l4       []byte
 }
 
-// firstFragment says whether the packet is the head of a fragmented datagram.
-func (h *ipv4) firstFragment() bool { return h.mf && h.fragOff == 0 }
-
 // parseIPv4 reads the header of pkt. It fails on anything that is not a well-formed IPv4
 // header whose lengths fit the bytes read: such packets are dropped.
 func parseIPv4(pkt []byte) (ipv4, bool) {

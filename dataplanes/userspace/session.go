@@ -17,6 +17,41 @@ type key struct {
 	proto        uint8
 }
 
+// class is what a session is to the table: how long it lives without packets and how soon
+// it is evicted. The table keeps the sessions of each class in a list, most recently used
+// first; since a session's deadline is its last packet plus its class's timeout, each list
+// is in deadline order too.
+type class uint8
+
+const (
+	tcpHalfOpen    class = iota // SYN seen, nothing from the server yet (TCPHalfOpen)
+	tcpClosing                  // FIN both ways or RST (TCPClosing)
+	unreplied                   // UDP or echo, nothing from the server yet (UDPIdle)
+	replied                     // UDP or echo the server answered (UDPIdle)
+	tcpEstablished              // TCP the server answered (TCPIdle)
+	numClasses
+)
+
+// expendable says whether sessions of the class are evicted before any other: they were
+// never answered, or they have ended.
+func (k class) expendable() bool { return k < replied }
+
+// slot indexes session slots; slot 0 is never used, so a zero link or list is empty.
+type slot int32
+
+// link chains a session into one list.
+type link struct{ prev, next slot }
+
+// list is a doubly linked list of sessions, most recently used at head.
+type list struct{ head, tail slot }
+
+// Which of its two links a list uses: every session is in its class's list of the whole
+// table and in its class's list of its client.
+const (
+	inTable  = 0
+	inClient = 1
+)
+
 // session is one translated flow. It is stored under both of its keys.
 //
 // A client C (namespace IP Cns, instance IP Cinst) that addresses A (a service IP or an
@@ -24,11 +59,18 @@ type key struct {
 //
 //	fwd  Cns:p  -> A:q      becomes  Cinst:p -> Sns:q
 //	rev  Sns:q  -> Cinst:p  becomes  A:q     -> Cns:p
+//
+// Sessions hold no pointers, so the preallocated slots cost the garbage collector nothing.
 type session struct {
 	fwd, rev       key
 	fwdSrc, fwdDst [4]byte // Cinst, Sns
 	revSrc, revDst [4]byte // A, Cns
-	deadline       int64   // monotonic ns; the session is gone from then on
+	last           int64   // monotonic ns of the last packet; the deadline follows from class
+	links          [2]link // inTable, inClient
+	client         int32   // index into core.clients
+	class          class
+	used           bool
+	replied        bool // the server has sent a packet
 	finFwd, finRev bool
 	rst            bool
 	// dead marks a session whose client or server instance was removed: its packets are
@@ -44,19 +86,26 @@ func (s *session) involves(a [4]byte) bool {
 	return s.fwd.src == a || s.fwd.dst == a || s.rev.src == a || s.rev.dst == a
 }
 
-// fragKey identifies the fragments of one datagram (RFC 791).
-type fragKey struct {
-	src, dst [4]byte
-	id       uint16
-	proto    uint8
+// classify is the class the session's state puts it in.
+func (s *session) classify() class {
+	switch {
+	case s.fwd.proto != protoTCP && s.replied:
+		return replied
+	case s.fwd.proto != protoTCP:
+		return unreplied
+	case s.closing():
+		return tcpClosing
+	case s.replied:
+		return tcpEstablished
+	}
+	return tcpHalfOpen
 }
 
-// fragEntry is how the later fragments of a datagram are translated: like its head.
-type fragEntry struct {
-	s        *session
-	src, dst [4]byte
-	fwd      bool
-	deadline int64
+// lru is the sessions of one client (or of the whole table), a list per class.
+type lru struct {
+	lists [numClasses]list
+	n     int
+	addr  [4]byte // the client's namespace IP
 }
 
 // resolver is the table query: the node's registry (*netsetup.Registry) or a fake in tests.
@@ -68,22 +117,23 @@ type resolver interface {
 
 // counters are the proxy's statistics; Stats reads them while the reader writes them.
 type counters struct {
-	forwarded   atomic.Uint64 // packets translated and written back
-	created     atomic.Uint64 // sessions created (table misses resolved from the registry)
-	refused     atomic.Uint64 // packets answered with a TCP RST or an ICMP unreachable
-	noInstance  atomic.Uint64 // of which: service without instances
-	deadSession atomic.Uint64 // of which: session to or from a removed instance
-	unknownDst  atomic.Uint64 // of which: address in the service range that nothing has
-	unknownSrc  atomic.Uint64 // of which: sender is not a service instance
-	unknownTCP  atomic.Uint64 // of which: TCP segment other than SYN without a session
-	tableFull   atomic.Uint64 // of which: the session table was full
-	malformed   atomic.Uint64 // dropped: truncated, inconsistent lengths, not IP
-	notIPv4     atomic.Uint64 // dropped: IPv6
-	unsupported atomic.Uint64 // dropped: ICMP other than echo and errors, stray replies
-	fragMiss    atomic.Uint64 // dropped: a later fragment whose head was not seen
-	evicted     atomic.Uint64 // sessions replaced by a newer one with the same reply key
-	expired     atomic.Uint64 // sessions removed after their timeout
-	writeErrors atomic.Uint64 // writes to the TUN device that failed
+	forwarded    atomic.Uint64 // packets translated and written back
+	created      atomic.Uint64 // sessions created (table misses resolved from the registry)
+	refused      atomic.Uint64 // packets answered with a TCP RST or an ICMP unreachable
+	noInstance   atomic.Uint64 // of which: service without instances
+	deadSession  atomic.Uint64 // of which: session to or from a removed instance
+	unknownDst   atomic.Uint64 // of which: address in the service range that nothing has
+	unknownSrc   atomic.Uint64 // of which: sender is not a service instance
+	unknownTCP   atomic.Uint64 // of which: TCP segment other than SYN without a session
+	malformed    atomic.Uint64 // dropped: truncated, inconsistent lengths, not IP
+	notIPv4      atomic.Uint64 // dropped: IPv6
+	unsupported  atomic.Uint64 // dropped: ICMP other than echo and errors, stray replies
+	fragments    atomic.Uint64 // dropped: IP fragments, first and later ones
+	replaced     atomic.Uint64 // sessions replaced by a newer one with the same reply key
+	evicted      atomic.Uint64 // sessions evicted because the table was full
+	evictedShare atomic.Uint64 // sessions evicted because their client held its share
+	expired      atomic.Uint64 // sessions removed after their timeout
+	writeErrors  atomic.Uint64 // writes to the TUN device that failed
 }
 
 // verdict is what becomes of a packet.
@@ -95,30 +145,53 @@ const (
 	refuse
 )
 
-// core is the proxy without its device: the session cache, the translation and the table
+// core is the proxy without its device: the session table, the translation and the table
 // query. handle runs on the reader goroutine; the registry's events and the reaper run on
-// others, so the cache is guarded by mu.
+// others, so the table is guarded by mu.
+//
+// The table is bounded: its session slots are allocated once (the pages are touched only
+// as slots are first used) and a new session never waits for room. When the client already
+// holds MaxSessionsPerClient sessions, its own least recently used session makes way;
+// otherwise, when the table holds MaxSessions, the table's. Either way an expendable
+// session (half-open, unreplied or ended) goes before an established one, so a flood of
+// SYNs that nothing answers displaces only its own kind and expires within TCPHalfOpen.
 type core struct {
 	cfg Config
 	res resolver
 	now func() int64 // monotonic nanoseconds
 
 	mu       sync.Mutex
-	sessions map[key]*session // each session twice, under fwd and rev
-	live     int              // sessions in the map
-	frags    map[fragKey]fragEntry
+	index    map[key]slot // each session twice, under fwd and rev
+	slots    []session    // slot 0 unused
+	next     slot         // the next slot never used
+	free     slot         // chained through links[inTable].next
+	live     int          // sessions in the table
+	table    lru          // every session
+	clients  []lru        // per client, index 0 unused
+	clientOf map[[4]byte]int32
+	freeLRUs []int32
 	rr       map[netip.Addr]*atomic.Uint64 // per service IP: sessions balanced so far
+	timeouts [numClasses]int64
 
 	st counters
 }
 
 func newCore(cfg Config, res resolver) *core {
 	start := time.Now()
-	return &core{
+	c := &core{
 		cfg: cfg, res: res, now: func() int64 { return int64(time.Since(start)) },
-		sessions: map[key]*session{}, frags: map[fragKey]fragEntry{}, rr: map[netip.Addr]*atomic.Uint64{},
+		index: map[key]slot{}, slots: make([]session, cfg.MaxSessions+1), next: 1,
+		clients: make([]lru, 1), clientOf: map[[4]byte]int32{}, rr: map[netip.Addr]*atomic.Uint64{},
 	}
+	c.timeouts = [numClasses]int64{
+		tcpHalfOpen: int64(cfg.TCPHalfOpen), tcpClosing: int64(cfg.TCPClosing),
+		unreplied: int64(cfg.UDPIdle), replied: int64(cfg.UDPIdle), tcpEstablished: int64(cfg.TCPIdle),
+	}
+	return c
 }
+
+// expired says whether s has outlived its class's timeout.
+func (c *core) expired(s *session, now int64) bool { return now >= s.last+c.timeouts[s.class] }
 
 // lookup finds or creates the session of packet k and returns the addresses the packet is
 // to carry, or why it is not forwarded. h is the packet's header and flags its TCP flags.
@@ -126,46 +199,45 @@ func (c *core) lookup(k key, h *ipv4, flags uint8) (src, dst [4]byte, v verdict)
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := c.sessions[k]
-	if s != nil {
+	i := c.index[k]
+	if i != 0 {
+		s := &c.slots[i]
 		newSYN := k.proto == protoTCP && k == s.fwd && flags&(tcpSYN|tcpACK|tcpRST) == tcpSYN
-		if now >= s.deadline {
-			c.remove(s)
+		if c.expired(s, now) {
+			c.remove(i)
 			c.st.expired.Add(1)
-			s = nil
+			i = 0
 		} else if newSYN && (s.closing() || s.dead) {
 			// A new connection reusing the tuple of one that ended: balance it afresh.
-			c.remove(s)
-			s = nil
+			c.remove(i)
+			i = 0
 		}
 	}
-	if s == nil {
-		if s, v = c.create(k, h, flags, now); s == nil {
+	if i == 0 {
+		if i, v = c.create(k, h, flags); i == 0 {
 			return src, dst, v
 		}
 	}
+	s := &c.slots[i]
 	fwd := k == s.fwd
-	s.touch(c.cfg, now, fwd, flags)
+	c.touch(i, now, fwd, flags)
 	if s.dead {
 		c.st.deadSession.Add(1)
 		return src, dst, refuse
 	}
 	if fwd {
-		src, dst = s.fwdSrc, s.fwdDst
-	} else {
-		src, dst = s.revSrc, s.revDst
+		return s.fwdSrc, s.fwdDst, forward
 	}
-	if h.firstFragment() && len(c.frags) < c.cfg.MaxFragments {
-		c.frags[fragKey{src: h.src, dst: h.dst, id: h.id, proto: h.proto}] = fragEntry{
-			s: s, src: src, dst: dst, fwd: fwd, deadline: now + int64(fragTimeout),
-		}
-	}
-	return src, dst, forward
+	return s.revSrc, s.revDst, forward
 }
 
-// touch records a packet of the session: TCP state and the new deadline.
-func (s *session) touch(cfg Config, now int64, fwd bool, flags uint8) {
-	idle := cfg.UDPIdle
+// touch records a packet of session i: TCP state, whether the server has answered, the
+// time, and the session's place in its class's lists (at their heads).
+func (c *core) touch(i slot, now int64, fwd bool, flags uint8) {
+	s := &c.slots[i]
+	if !fwd {
+		s.replied = true
+	}
 	if s.fwd.proto == protoTCP {
 		if flags&tcpRST != 0 {
 			s.rst = true
@@ -177,75 +249,183 @@ func (s *session) touch(cfg Config, now int64, fwd bool, flags uint8) {
 				s.finRev = true
 			}
 		}
-		idle = cfg.TCPIdle
-		if s.closing() {
-			idle = cfg.TCPClosing
-		}
 	}
-	s.deadline = now + int64(idle)
+	s.last = now
+	cl := &c.clients[s.client]
+	c.unlink(&c.table.lists[s.class], i, inTable)
+	c.unlink(&cl.lists[s.class], i, inClient)
+	s.class = s.classify()
+	c.pushFront(&c.table.lists[s.class], i, inTable)
+	c.pushFront(&cl.lists[s.class], i, inClient)
 }
 
-// create resolves a miss from the registry (the table query) and stores the new session.
-// It returns nil and the verdict for packets that cannot open a session.
-func (c *core) create(k key, h *ipv4, flags uint8, now int64) (*session, verdict) {
+// create resolves a miss from the registry (the table query) and stores the new session,
+// evicting one if the client holds its share or the table is full. It returns 0 and the
+// verdict for packets that cannot open a session.
+func (c *core) create(k key, h *ipv4, flags uint8) (slot, verdict) {
 	switch {
 	case k.proto == protoTCP && flags&(tcpSYN|tcpACK|tcpRST) != tcpSYN:
 		// Not the opening of a connection: it expired here or never went through the proxy.
 		// Sending it to a freshly balanced instance would only provoke a reset from there.
 		if flags&tcpRST != 0 {
-			return nil, drop
+			return 0, drop
 		}
 		c.st.unknownTCP.Add(1)
-		return nil, refuse
+		return 0, refuse
 	case k.proto == protoICMP && h.l4[0] != icmpEchoRequest:
 		c.st.unsupported.Add(1)
-		return nil, drop
+		return 0, drop
 	}
 	client, ok := c.res.ByNamespaceIP(netip.AddrFrom4(k.src))
 	if !ok {
 		c.st.unknownSrc.Add(1)
-		return nil, refuse
+		return 0, refuse
 	}
 	dst := netip.AddrFrom4(k.dst)
 	var server *netsetup.Instance
 	if svc, ins, ok := c.res.ByServiceIP(dst); ok {
 		if len(ins) == 0 || checkPolicy(svc) != nil {
 			c.st.noInstance.Add(1)
-			return nil, refuse
+			return 0, refuse
 		}
 		server = ins[c.pick(svc.IP, len(ins))]
 	} else if server, ok = c.res.ByInstanceIP(dst); !ok {
 		c.st.unknownDst.Add(1)
-		return nil, refuse
+		return 0, refuse
 	}
-	if c.live >= c.cfg.MaxSessions {
-		c.st.tableFull.Add(1)
-		return nil, refuse
-	}
-	s := &session{
+	s := session{
 		fwd:    k,
 		fwdSrc: client.InstanceIP.As4(), fwdDst: server.NSIP.As4(),
 		revSrc: k.dst, revDst: k.src,
+		used: true,
 	}
 	s.rev = key{proto: k.proto, src: s.fwdDst, dst: s.fwdSrc, sport: k.dport, dport: k.sport}
 	if s.rev == s.fwd {
 		// An instance addressing its own instance IP from port p to port p: both directions
 		// would look alike.
 		c.st.unknownDst.Add(1)
-		return nil, refuse
+		return 0, refuse
 	}
-	if old := c.sessions[s.rev]; old != nil {
+	if old := c.index[s.rev]; old != 0 {
 		// Without port translation (Oakestra has none) two sessions can share the reply key,
 		// e.g. one client port to a service IP and to the same instance's IP at once. The
 		// replies can only reach one of them: the newer.
 		c.remove(old)
+		c.st.replaced.Add(1)
+	}
+	if ci := c.clientOf[k.src]; ci != 0 && c.clients[ci].n >= c.cfg.MaxSessionsPerClient {
+		c.remove(c.victim(&c.clients[ci], inClient))
+		c.st.evictedShare.Add(1)
+	} else if c.live >= c.cfg.MaxSessions {
+		c.remove(c.victim(&c.table, inTable))
 		c.st.evicted.Add(1)
 	}
-	c.sessions[s.fwd] = s
-	c.sessions[s.rev] = s
-	c.live++
 	c.st.created.Add(1)
-	return s, forward
+	return c.insert(s), forward
+}
+
+// victim is the session of l to evict: the least recently used expendable one, or the least
+// recently used of all when none is expendable. l holds at least one session.
+func (c *core) victim(l *lru, w int) slot {
+	var best slot
+	for _, expendable := range []bool{true, false} {
+		for k := range numClasses {
+			if k.expendable() != expendable {
+				continue
+			}
+			if t := l.lists[k].tail; t != 0 && (best == 0 || c.slots[t].last < c.slots[best].last) {
+				best = t
+			}
+		}
+		if best != 0 {
+			return best
+		}
+	}
+	return best
+}
+
+// insert stores s in a free slot (one exists: create made room), under both keys and in its
+// lists, and returns the slot.
+func (c *core) insert(s session) slot {
+	i := c.free
+	if i != 0 {
+		c.free = c.slots[i].links[inTable].next
+	} else {
+		i = c.next
+		c.next++
+	}
+	ci := c.clientOf[s.fwd.src]
+	if ci == 0 {
+		if n := len(c.freeLRUs); n > 0 {
+			ci, c.freeLRUs = c.freeLRUs[n-1], c.freeLRUs[:n-1]
+		} else {
+			ci = int32(len(c.clients))
+			c.clients = append(c.clients, lru{})
+		}
+		c.clients[ci] = lru{addr: s.fwd.src}
+		c.clientOf[s.fwd.src] = ci
+	}
+	s.client = ci
+	s.class = s.classify()
+	c.slots[i] = s
+	c.index[s.fwd] = i
+	c.index[s.rev] = i
+	c.pushFront(&c.table.lists[s.class], i, inTable)
+	c.pushFront(&c.clients[ci].lists[s.class], i, inClient)
+	c.table.n++
+	c.clients[ci].n++
+	c.live++
+	return i
+}
+
+// remove deletes session i under both keys and from its lists and frees its slot. c.mu is
+// held.
+func (c *core) remove(i slot) {
+	s := &c.slots[i]
+	if !s.used {
+		return
+	}
+	delete(c.index, s.fwd)
+	delete(c.index, s.rev)
+	cl := &c.clients[s.client]
+	c.unlink(&c.table.lists[s.class], i, inTable)
+	c.unlink(&cl.lists[s.class], i, inClient)
+	c.table.n--
+	if cl.n--; cl.n == 0 {
+		delete(c.clientOf, cl.addr)
+		c.freeLRUs = append(c.freeLRUs, s.client)
+	}
+	c.live--
+	*s = session{}
+	s.links[inTable].next = c.free
+	c.free = i
+}
+
+// pushFront makes session i the head of l, through its link w.
+func (c *core) pushFront(l *list, i slot, w int) {
+	c.slots[i].links[w] = link{next: l.head}
+	if l.head != 0 {
+		c.slots[l.head].links[w].prev = i
+	} else {
+		l.tail = i
+	}
+	l.head = i
+}
+
+// unlink takes session i out of l, through its link w.
+func (c *core) unlink(l *list, i slot, w int) {
+	lk := c.slots[i].links[w]
+	if lk.prev != 0 {
+		c.slots[lk.prev].links[w].next = lk.next
+	} else {
+		l.head = lk.next
+	}
+	if lk.next != 0 {
+		c.slots[lk.next].links[w].prev = lk.prev
+	} else {
+		l.tail = lk.prev
+	}
+	c.slots[i].links[w] = link{}
 }
 
 // pick is round-robin balancing: the service's n-th session goes to instance n mod count.
@@ -258,35 +438,6 @@ func (c *core) pick(svc netip.Addr, count int) int {
 	return int((ctr.Add(1) - 1) % uint64(count))
 }
 
-// remove deletes s under both keys; a session is stored under both or neither. c.mu is
-// held.
-func (c *core) remove(s *session) {
-	if c.sessions[s.fwd] != s {
-		return
-	}
-	delete(c.sessions, s.fwd)
-	delete(c.sessions, s.rev)
-	c.live--
-}
-
-// fragment translates a later fragment (offset > 0) like the head of its datagram.
-func (c *core) fragment(h *ipv4) (src, dst [4]byte, ok bool) {
-	now := c.now()
-	fk := fragKey{src: h.src, dst: h.dst, id: h.id, proto: h.proto}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.frags[fk]
-	if !ok || now >= e.deadline || e.s.dead || now >= e.s.deadline {
-		delete(c.frags, fk)
-		return src, dst, false
-	}
-	if !h.mf {
-		delete(c.frags, fk) // the last fragment: this path delivers fragments in order
-	}
-	e.s.touch(c.cfg, now, e.fwd, 0)
-	return e.src, e.dst, true
-}
-
 // quoted finds the session of the packet quoted in an ICMP error: the quoted packet went
 // from the error's recipient to its sender, so the session's key is the quote reversed.
 // It returns the addresses the quoted packet's reverse direction is translated to.
@@ -294,8 +445,12 @@ func (c *core) quoted(k key) (src, dst [4]byte, ok bool) {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := c.sessions[k]
-	if s == nil || s.dead || now >= s.deadline {
+	i := c.index[k]
+	if i == 0 {
+		return src, dst, false
+	}
+	s := &c.slots[i]
+	if s.dead || c.expired(s, now) {
 		return src, dst, false
 	}
 	if k == s.fwd {
@@ -310,9 +465,10 @@ func (c *core) instanceRemoved(in *netsetup.Instance) {
 	ns := in.NSIP.As4()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, s := range c.sessions {
+	for i := range c.slots[:c.next] {
+		s := &c.slots[i]
 		// The client's namespace IP is the forward source, the server's the forward target.
-		if s.fwd.src == ns || s.fwdDst == ns {
+		if s.used && (s.fwd.src == ns || s.fwdDst == ns) {
 			s.dead = true
 		}
 	}
@@ -324,9 +480,9 @@ func (c *core) instanceAdded(in *netsetup.Instance) {
 	ns, inst := in.NSIP.As4(), in.InstanceIP.As4()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, s := range c.sessions {
-		if s.involves(ns) || s.involves(inst) {
-			c.remove(s)
+	for i := range c.slots[:c.next] {
+		if s := &c.slots[i]; s.used && (s.involves(ns) || s.involves(inst)) {
+			c.remove(slot(i))
 		}
 	}
 }
@@ -338,25 +494,21 @@ func (c *core) serviceRemoved(svc netsetup.Service) {
 	delete(c.rr, svc.IP)
 }
 
-// reap removes expired sessions and fragment entries.
+// reap removes expired sessions: each class's list is in deadline order, so it stops at
+// the first session of each that is still alive.
 func (c *core) reap() {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k, s := range c.sessions {
-		if now >= s.deadline && k == s.fwd {
-			c.remove(s)
+	for k := range numClasses {
+		for t := c.table.lists[k].tail; t != 0 && c.expired(&c.slots[t], now); t = c.table.lists[k].tail {
+			c.remove(t)
 			c.st.expired.Add(1)
-		}
-	}
-	for k, e := range c.frags {
-		if now >= e.deadline || e.s.dead || c.sessions[e.s.fwd] != e.s {
-			delete(c.frags, k)
 		}
 	}
 }
 
-// sessionCount is the number of sessions in the cache, dead ones included.
+// sessionCount is the number of sessions in the table, dead ones included.
 func (c *core) sessionCount() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -17,15 +17,11 @@ func (c *core) handle(pkt, out []byte) []byte {
 		}
 		return nil
 	}
-	if h.fragOff != 0 {
-		src, dst, ok := c.fragment(&h)
-		if !ok {
-			c.st.fragMiss.Add(1)
-			return nil
-		}
-		rewriteAddrs(pkt, &h, src, dst)
-		c.st.forwarded.Add(1)
-		return pkt[:h.total]
+	if h.mf || h.fragOff != 0 {
+		// Every fragment, the first one included, is dropped and counted: the proxy does not
+		// reassemble, and a later fragment carries no ports to find its session by.
+		c.st.fragments.Add(1)
+		return nil
 	}
 	k := key{proto: h.proto, src: h.src, dst: h.dst}
 	var flags uint8
@@ -127,7 +123,7 @@ func (c *core) icmpError(pkt []byte, h *ipv4) []byte {
 		c.st.unsupported.Add(1)
 		return nil
 	}
-	if ih.fragOff != 0 {
+	if ih.mf || ih.fragOff != 0 { // the proxy forwards no fragments
 		c.st.unsupported.Add(1)
 		return nil
 	}

@@ -432,16 +432,16 @@ func TestSessionExpiry(t *testing.T) {
 	tcp := func(src, dst string, sport, dport uint16, flags string) []byte {
 		return tc.pass(build(t, spec{proto: "tcp", src: src, dst: dst, sport: sport, dport: dport, flags: flags}))
 	}
-	require.NotNil(t, tcp(clientNS, serverSvc, 40000, 7400, "S"))
+	ns := decode(t, tcp(clientNS, serverSvc, 40000, 7400, "S")).ip.DstIP.String()
+	require.NotNil(t, tcp(ns, clientInst, 7400, 40000, "SA"))
 	require.NotNil(t, tcp(clientNS, serverSvc, 40000, 7400, "FA"))
 	tc.clock += tc.cfg.TCPClosing + time.Second
-	require.NotNil(t, tcp(clientNS, serverSvc, 40000, 7400, "A"), "FIN one way only: still open")
-	ns := decode(t, tcp(clientNS, serverSvc, 40000, 7400, "A")).ip.DstIP.String()
-	serverIP := map[string]string{server0NS: clientInst, server1NS: clientInst}[ns]
-	require.NotNil(t, tcp(ns, serverIP, 7400, 40000, "FA"))
+	d := decode(t, tcp(clientNS, serverSvc, 40000, 7400, "A"))
+	require.Equal(t, ns, d.ip.DstIP.String(), "FIN one way only: still open")
+	require.NotNil(t, tcp(ns, clientInst, 7400, 40000, "FA"))
 	require.NotNil(t, tcp(clientNS, serverSvc, 40000, 7400, "A"), "the last ACK finds the session")
 	tc.clock += tc.cfg.TCPClosing
-	d := decode(t, tcp(clientNS, serverSvc, 40000, 7400, "A"))
+	d = decode(t, tcp(clientNS, serverSvc, 40000, 7400, "A"))
 	assert.True(t, d.tcp.RST, "after the closing timeout the session is gone")
 
 	// the reaper removes what expired
@@ -450,7 +450,7 @@ func TestSessionExpiry(t *testing.T) {
 	tc.clock += tc.cfg.TCPIdle
 	tc.reap()
 	assert.Equal(t, 0, tc.sessionCount())
-	assert.Empty(t, tc.sessions)
+	assert.Empty(t, tc.index)
 
 	// a SYN reusing the tuple of a closed connection opens a new session
 	require.NotNil(t, tcp(clientNS, serverSvc, 40006, 7400, "S"))
@@ -460,18 +460,7 @@ func TestSessionExpiry(t *testing.T) {
 	assert.NotEqual(t, first, second, "balanced afresh after the reset")
 }
 
-func TestTableFull(t *testing.T) {
-	tc := newTestCore(t)
-	tc.cfg.MaxSessions = 2
-	for i := range 2 {
-		require.NotNil(t, tc.pass(build(t, spec{proto: "udp", src: clientNS, dst: serverSvc, sport: uint16(5000 + i), dport: 7401})))
-	}
-	d := decode(t, tc.pass(build(t, spec{proto: "udp", src: clientNS, dst: serverSvc, sport: 5009, dport: 7401})))
-	assert.NotNil(t, d.icmp, "refused when full")
-	assert.EqualValues(t, 1, tc.st.tableFull.Load())
-}
-
-func TestEviction(t *testing.T) {
+func TestReplyKeyReplaced(t *testing.T) {
 	tc := newTestCore(t)
 	// port 5000 to the service IP (balanced to server-0) and to server-0's instance IP share
 	// the reply key: the newer wins.
@@ -479,12 +468,12 @@ func TestEviction(t *testing.T) {
 	require.NotNil(t, tc.pass(build(t, spec{proto: "udp", src: clientNS, dst: server0IP, sport: 5000, dport: 7401})))
 	d := decode(t, tc.pass(build(t, spec{proto: "udp", src: server0NS, dst: clientInst, sport: 7401, dport: 5000})))
 	assert.Equal(t, server0IP, d.ip.SrcIP.String())
-	assert.EqualValues(t, 1, tc.st.evicted.Load())
+	assert.EqualValues(t, 1, tc.st.replaced.Load())
 	assert.Equal(t, 1, tc.sessionCount())
 }
 
-// TestFragments fragments a UDP datagram, translates the fragments and checks that the
-// reassembled datagram is the translated one with a valid checksum.
+// TestFragments checks that every fragment of a datagram, first and later ones, is dropped
+// and counted, with or without a session for its flow, and opens no session.
 func TestFragments(t *testing.T) {
 	tc := newTestCore(t)
 	payload := make([]byte, 64)
@@ -492,41 +481,30 @@ func TestFragments(t *testing.T) {
 		payload[i] = byte(i * 7)
 	}
 	whole := build(t, spec{proto: "udp", src: clientNS, dst: serverSvc, sport: 5000, dport: 7401, payload: payload})
-	ihl := 20
-	data := whole[ihl:]
-	frag := func(part []byte, off int, mf bool) []byte {
-		p := append(append([]byte(nil), whole[:ihl]...), part...)
-		binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
-		f := uint16(off / 8)
+	data := whole[20:] // the UDP header and payload, cut at 8-byte boundaries below
+	frag := func(from, to int, mf bool) []byte {
+		ip := &layers.IPv4{Version: 4, TTL: 64, Id: 77, Protocol: layers.IPProtocolUDP, FragOffset: uint16(from / 8),
+			SrcIP: net.ParseIP(clientNS).To4(), DstIP: net.ParseIP(serverSvc).To4()}
 		if mf {
-			f |= 0x2000
+			ip.Flags = layers.IPv4MoreFragments
 		}
-		binary.BigEndian.PutUint16(p[6:], f)
-		p[10], p[11] = 0, 0
-		binary.BigEndian.PutUint16(p[10:], checksum(p[:ihl]))
-		return p
+		buf := gopacket.NewSerializeBuffer()
+		require.NoError(t, gopacket.SerializeLayers(buf, gopacket.SerializeOptions{ComputeChecksums: true, FixLengths: true},
+			ip, gopacket.Payload(data[from:to])))
+		return buf.Bytes()
 	}
-	head, mid, tail := frag(data[:32], 0, true), frag(data[32:56], 32, true), frag(data[56:], 56, false)
-
-	assert.Nil(t, tc.pass(mid), "a later fragment whose head was not seen is dropped")
-	var got []byte
-	for i, f := range [][]byte{head, mid, tail} {
-		out := tc.pass(f)
-		require.NotNil(t, out, "fragment %d", i)
-		require.Equal(t, uint16(0), checksum(out[:ihl]), "IPv4 header checksum of fragment %d", i)
-		assert.Equal(t, clientInst, netip.AddrFrom4([4]byte(out[12:16])).String())
-		assert.Equal(t, server0NS, netip.AddrFrom4([4]byte(out[16:20])).String())
-		got = append(got, out[ihl:]...)
+	frags := [][]byte{frag(0, 32, true), frag(32, 56, true), frag(56, len(data), false)}
+	for i, f := range frags {
+		assert.Nil(t, tc.pass(f), "fragment %d of a datagram without a session", i)
 	}
-	re := append(append([]byte(nil), head[:ihl]...), got...)
-	copy(re[12:20], append(netip.MustParseAddr(clientInst).AsSlice(), netip.MustParseAddr(server0NS).AsSlice()...))
-	binary.BigEndian.PutUint16(re[2:], uint16(len(re)))
-	binary.BigEndian.PutUint16(re[6:], 0)
-	re[10], re[11] = 0, 0
-	binary.BigEndian.PutUint16(re[10:], checksum(re[:ihl]))
-	d := decode(t, re)
-	assert.Equal(t, payload, d.udp.Payload)
-	assert.Empty(t, tc.frags, "forgotten after the last fragment")
+	assert.Zero(t, tc.st.created.Load(), "a first fragment opens no session")
+	require.NotNil(t, tc.pass(whole), "the same datagram unfragmented opens the session")
+	for i, f := range frags {
+		assert.Nil(t, tc.pass(f), "fragment %d of a datagram with a session", i)
+	}
+	assert.EqualValues(t, 6, tc.st.fragments.Load())
+	assert.EqualValues(t, 1, tc.st.forwarded.Load())
+	assert.Zero(t, tc.st.refused.Load(), "dropped, not refused")
 }
 
 // TestICMPError checks that a server's port unreachable about a translated datagram reaches

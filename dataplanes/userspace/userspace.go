@@ -40,15 +40,17 @@ const TunName = netsetup.LinkPrefix + "tun0"
 // TunAddr is the TUN device's address, Oakestra's.
 var TunAddr = netip.MustParsePrefix("10.19.1.254/32")
 
-// fragTimeout is how long the later fragments of a datagram are awaited, as Linux's
-// ipfrag_time.
-const fragTimeout = 30 * time.Second
-
 // Config holds the proxy's session timeouts and limits.
 type Config struct {
 	// TCPIdle ends a TCP session without packets for this long. Oakestra never expires
 	// sessions; Linux conntrack keeps established TCP for days, IPVS for 15 minutes.
 	TCPIdle time.Duration
+	// TCPHalfOpen ends a TCP session whose server has sent nothing yet this long after the
+	// client's last segment (a retransmitted SYN starts it again). It is what keeps a flood
+	// of SYNs that nothing answers from holding the table: conntrack's SYN_SENT is 120 s,
+	// sized for round trips across the Internet; an instance on the node answers a SYN in
+	// microseconds.
+	TCPHalfOpen time.Duration
 	// TCPClosing ends a TCP session this long after FIN in both directions or a RST, so the
 	// last ACK still finds it.
 	TCPClosing time.Duration
@@ -57,29 +59,36 @@ type Config struct {
 	// ReapInterval is how often expired sessions are removed. A packet never uses an expired
 	// session, whether it was reaped or not.
 	ReapInterval time.Duration
-	// MaxSessions bounds the session cache; new sessions beyond it are refused and counted.
+	// MaxSessions bounds the session table. Its slots are allocated at Deploy (memory is
+	// touched only as they are first used: 88 bytes each, plus about 40 in the index); a new
+	// session in a full table evicts the least recently used one, half-open and ended
+	// sessions before established ones.
 	MaxSessions int
-	// MaxFragments bounds the datagrams whose later fragments are awaited.
-	MaxFragments int
+	// MaxSessionsPerClient is the share of the table one client instance may hold: a new
+	// session of a client at its share evicts that client's own least recently used
+	// session (again half-open and ended ones first), never another client's.
+	MaxSessionsPerClient int
 }
 
 // DefaultConfig is what New uses.
 var DefaultConfig = Config{
-	TCPIdle:      5 * time.Minute,
-	TCPClosing:   10 * time.Second,
-	UDPIdle:      30 * time.Second,
-	ReapInterval: 5 * time.Second,
-	MaxSessions:  1 << 20,
-	MaxFragments: 1 << 16,
+	TCPIdle:              5 * time.Minute,
+	TCPHalfOpen:          10 * time.Second,
+	TCPClosing:           10 * time.Second,
+	UDPIdle:              30 * time.Second,
+	ReapInterval:         5 * time.Second,
+	MaxSessions:          1 << 17, // the eBPF proxy's 262,144 entries, one per direction
+	MaxSessionsPerClient: 1 << 15, // a quarter of the table
 }
 
 func (c Config) validate() error {
-	if c.TCPIdle <= 0 || c.TCPClosing <= 0 || c.UDPIdle <= 0 || c.ReapInterval <= 0 {
-		return fmt.Errorf("userspace proxy timeouts must be positive: tcp idle %v, tcp closing %v, udp idle %v, reap every %v",
-			c.TCPIdle, c.TCPClosing, c.UDPIdle, c.ReapInterval)
+	if c.TCPIdle <= 0 || c.TCPHalfOpen <= 0 || c.TCPClosing <= 0 || c.UDPIdle <= 0 || c.ReapInterval <= 0 {
+		return fmt.Errorf("userspace proxy timeouts must be positive: tcp idle %v, tcp half-open %v, tcp closing %v, udp idle %v, reap every %v",
+			c.TCPIdle, c.TCPHalfOpen, c.TCPClosing, c.UDPIdle, c.ReapInterval)
 	}
-	if c.MaxSessions < 1 || c.MaxFragments < 0 {
-		return fmt.Errorf("userspace proxy limits out of range: %d sessions, %d fragmented datagrams", c.MaxSessions, c.MaxFragments)
+	if c.MaxSessions < 1 || c.MaxSessions > 1<<30 || c.MaxSessionsPerClient < 1 || c.MaxSessionsPerClient > c.MaxSessions {
+		return fmt.Errorf("userspace proxy limits out of range: %d sessions (1 to 2^30), %d per client (1 to the sessions)",
+			c.MaxSessions, c.MaxSessionsPerClient)
 	}
 	return nil
 }
@@ -280,25 +289,28 @@ func (d *DataPlane) Settings() map[string]string {
 	}
 	d.mu.Unlock()
 	return map[string]string{
-		"proxy":        "user-space TUN proxy (Oakestra's), inside the edgebpf process",
-		"tun":          TunName,
-		"tun_address":  TunAddr.String(),
-		"mtu":          mtu,
-		"readers":      "1",
-		"io":           "read, translate, write one packet at a time; poll(2) on the reader's own thread when idle",
-		"balancing":    netsetup.RoundRobin,
-		"session_key":  "protocol, addresses, ports",
-		"tcp_idle":     d.cfg.TCPIdle.String(),
-		"tcp_closing":  d.cfg.TCPClosing.String(),
-		"udp_idle":     d.cfg.UDPIdle.String(),
-		"max_sessions": strconv.Itoa(d.cfg.MaxSessions),
-		"icmp_echo":    "translated like UDP with the echo id as port",
-		"fragments":    "later fragments follow their head's translation",
-		"refusals":     "TCP RST, ICMP port unreachable (UDP), host unreachable (echo)",
+		"proxy":                   "user-space TUN proxy (Oakestra's), inside the edgebpf process",
+		"tun":                     TunName,
+		"tun_address":             TunAddr.String(),
+		"mtu":                     mtu,
+		"readers":                 "1",
+		"io":                      "read, translate, write one packet at a time; poll(2) on the reader's own thread when idle",
+		"balancing":               netsetup.RoundRobin,
+		"session_key":             "protocol, addresses, ports",
+		"tcp_idle":                d.cfg.TCPIdle.String(),
+		"tcp_half_open":           d.cfg.TCPHalfOpen.String(),
+		"tcp_closing":             d.cfg.TCPClosing.String(),
+		"udp_idle":                d.cfg.UDPIdle.String(),
+		"max_sessions":            strconv.Itoa(d.cfg.MaxSessions),
+		"max_sessions_per_client": strconv.Itoa(d.cfg.MaxSessionsPerClient),
+		"eviction":                "least recently used, half-open and ended sessions first; a client at its share evicts its own",
+		"icmp_echo":               "translated like UDP with the echo id as port",
+		"fragments":               "every fragment dropped and counted (dropped_fragment)",
+		"refusals":                "TCP RST, ICMP port unreachable (UDP), host unreachable (echo)",
 	}
 }
 
-// Stats returns the proxy's counters and the number of sessions in its cache.
+// Stats returns the proxy's counters and the number of sessions in its table.
 func (d *DataPlane) Stats() map[string]uint64 {
 	d.mu.Lock()
 	c := d.core
@@ -310,12 +322,13 @@ func (d *DataPlane) Stats() map[string]uint64 {
 	return map[string]uint64{
 		"forwarded": st.forwarded.Load(), "sessions_created": st.created.Load(),
 		"sessions": uint64(c.sessionCount()), "sessions_expired": st.expired.Load(),
-		"sessions_evicted": st.evicted.Load(), "refused": st.refused.Load(),
+		"sessions_replaced": st.replaced.Load(), "sessions_evicted": st.evicted.Load(),
+		"sessions_evicted_share": st.evictedShare.Load(), "refused": st.refused.Load(),
 		"refused_no_instance": st.noInstance.Load(), "refused_dead_session": st.deadSession.Load(),
 		"refused_unknown_dst": st.unknownDst.Load(), "refused_unknown_src": st.unknownSrc.Load(),
-		"refused_unknown_tcp": st.unknownTCP.Load(), "refused_table_full": st.tableFull.Load(),
-		"dropped_malformed": st.malformed.Load(), "dropped_ipv6": st.notIPv4.Load(), "dropped_unsupported": st.unsupported.Load(),
-		"dropped_fragment": st.fragMiss.Load(), "write_errors": st.writeErrors.Load(),
+		"refused_unknown_tcp": st.unknownTCP.Load(),
+		"dropped_malformed":   st.malformed.Load(), "dropped_ipv6": st.notIPv4.Load(), "dropped_unsupported": st.unsupported.Load(),
+		"dropped_fragment": st.fragments.Load(), "write_errors": st.writeErrors.Load(),
 	}
 }
 
