@@ -2,7 +2,9 @@ package nftables_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	gnft "github.com/google/nftables"
 	"github.com/stretchr/testify/assert"
@@ -69,4 +71,16 @@ func TestTargetIsServiceIP(t *testing.T) {
 	assert.Equal(t, svc.IP, ip)
 	_, err = nftables.New().Target(netsetup.Service{Name: "s"})
 	assert.Error(t, err)
+}
+
+// TestHalfClosedConnections: connections whose client shut down its write side complete when
+// the server answers seconds later, on a service of two instances (issue 15, finding 7, which
+// the eBPF proxy failed; this data plane passed it then and must keep passing it).
+func TestHalfClosedConnections(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	for _, conns := range []int{3, 6} {
+		t.Run(fmt.Sprintf("%d connections", conns), func(t *testing.T) {
+			proxytest.HalfClosed(t, func() proxytest.DataPlane { return nftables.New() }, conns, 3*time.Second)
+		})
+	}
 }

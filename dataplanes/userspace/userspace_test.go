@@ -2,6 +2,7 @@ package userspace_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -141,4 +142,16 @@ func readSysctl(t *testing.T, ns *netsetup.Namespace, key string) string {
 	v, err := ns.ReadSysctl(key)
 	require.NoError(t, err)
 	return v
+}
+
+// TestHalfClosedConnections: connections whose client shut down its write side complete when
+// the server answers seconds later, on a service of two instances (issue 15, finding 7, which
+// the eBPF proxy failed; this data plane passed it then and must keep passing it).
+func TestHalfClosedConnections(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	for _, conns := range []int{3, 6} {
+		t.Run(fmt.Sprintf("%d connections", conns), func(t *testing.T) {
+			proxytest.HalfClosed(t, func() proxytest.DataPlane { return userspace.New() }, conns, 3*time.Second)
+		})
+	}
 }
