@@ -142,7 +142,7 @@ func TestNodeStatusExec(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
 	go func() {
-		code, _, _ := edgebpf(ctx, "node", "--names", "alpha,beta", "--instances", "2", "--ready-file", ready, "--api", "127.0.0.1:0", "--bpf-stats")
+		code, _, _ := edgebpf(ctx, "node", "--names", "alpha,beta", "--instances", "2", "--ready-file", ready, "--bpf-stats")
 		done <- code
 	}()
 	require.Eventually(t, func() bool { _, err := os.Stat(ready); return err == nil }, 10*time.Second, 20*time.Millisecond)
@@ -178,9 +178,10 @@ func TestNodeStatusExec(t *testing.T) {
 	}
 	require.NotEmpty(t, beta1NSIP, "status lists beta with two instances: %s", out)
 
-	// The node's eBPF manager answers on the address status reports.
+	// The node's eBPF manager answers on the socket status reports.
 	require.NotEmpty(t, api)
-	resp, err := http.Post("http://"+api+"/ebpf", "application/json", strings.NewReader(`{"name":"counter"}`))
+	client := unixClient(api)
+	resp, err := client.Post("http://localhost/ebpf", "application/json", strings.NewReader(`{"name":"counter"}`))
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -195,7 +196,7 @@ func TestNodeStatusExec(t *testing.T) {
 	// two instances.
 	code, _, stderr = edgebpf(context.Background(), "exec", "beta/0", "--", "bash", "-c", "echo x > /dev/udp/"+beta1NSIP+"/9")
 	require.Zero(t, code, stderr)
-	resp, err = http.Get("http://" + api + "/ebpf/1")
+	resp, err = client.Get("http://localhost/ebpf/1")
 	require.NoError(t, err)
 	var mod struct {
 		Programs []struct {

@@ -11,7 +11,7 @@ import (
 // anywhere, privileged or not.
 
 func TestNodeOptionsValidate(t *testing.T) {
-	ok := nodeOptions{dataplane: "direct", services: 2, instances: 1, mtu: 1450, api: "127.0.0.1:6000"}
+	ok := nodeOptions{dataplane: "direct", services: 2, instances: 1, mtu: 1450, api: apiOptions{addr: "127.0.0.1:6000"}}
 	p, err := ok.validate()
 	require.NoError(t, err)
 	assert.Equal(t, []string{"svc0", "svc1"}, p.services)
@@ -25,9 +25,9 @@ func TestNodeOptionsValidate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"alpha", "beta", "gamma"}, p.services, "--names wins over --services")
 
-	for _, api := range []string{"", ":0", "127.0.0.1:0", "localhost:6000", "[::1]:6000"} {
+	for _, api := range []string{"", "none", "unix", "/run/x.sock", "unix:/tmp/y.sock", "127.0.0.1:0", "localhost:6000", "[::1]:6000"} {
 		o := ok
-		o.api = api
+		o.api.addr = api
 		_, err := o.validate()
 		assert.NoError(t, err, "--api %q", api)
 	}
@@ -38,8 +38,11 @@ func TestNodeOptionsValidate(t *testing.T) {
 		{func(o *nodeOptions) { o.services = 251 }, "--services 251 is out of range"},
 		{func(o *nodeOptions) { o.instances = 0 }, "--instances 0 must be at least 1"},
 		{func(o *nodeOptions) { o.dataplane = "bpf" }, `unknown data plane "bpf"`},
-		{func(o *nodeOptions) { o.api = "127.0.0.1:99999" }, "--api 127.0.0.1:99999: address 99999: invalid port"},
-		{func(o *nodeOptions) { o.api = "127.0.0.1" }, "--api 127.0.0.1: address 127.0.0.1: missing port in address"},
+		{func(o *nodeOptions) { o.api.addr = "127.0.0.1:99999" }, "--api 127.0.0.1:99999: address 99999: invalid port"},
+		{func(o *nodeOptions) { o.api.addr = "127.0.0.1" }, "--api 127.0.0.1: address 127.0.0.1: missing port in address"},
+		{func(o *nodeOptions) { o.api.addr = "0.0.0.0:6000" }, "--api 0.0.0.0:6000 listens beyond this machine: add --api-public"},
+		{func(o *nodeOptions) { o.api.addr = ":0" }, "--api :0 listens beyond this machine"},
+		{func(o *nodeOptions) { o.api.addr, o.api.public = "unix", true }, "--api-public and --api-token-file apply only to --api HOST:PORT"},
 	}
 	for _, c := range bad {
 		o := ok

@@ -187,7 +187,10 @@ func BenchmarkAttach200(b *testing.B) {
 // addRule posts a firewall rule through the manager's API.
 func addRule(m *manager.Manager, id int, rule string) error {
 	rec := httptest.NewRecorder()
-	m.Handler().ServeHTTP(rec, httptest.NewRequest("POST", fmt.Sprintf("/ebpf/%d/rule", id), strings.NewReader(rule)))
+	req := httptest.NewRequest("POST", fmt.Sprintf("/ebpf/%d/rule", id), strings.NewReader(rule))
+	req.Host = "localhost"
+	req.Header.Set("Content-Type", "application/json")
+	m.Handler().ServeHTTP(rec, req)
 	if rec.Code != 201 {
 		return fmt.Errorf("add rule: %d %s", rec.Code, rec.Body)
 	}

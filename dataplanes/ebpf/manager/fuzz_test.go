@@ -27,12 +27,19 @@ func FuzzAPI(f *testing.F) {
 	f.Add("POST", "/ebpf/1/rules", `[{"proto":"udp","srcIp":"10.0.0.0/8"}]`)
 	f.Add("DELETE", "/ebpf/1/rules/1", ``)
 	f.Add("GET", "/ebpf/1/counts", ``)
+	f.Add("PATCH", "/ebpf/1", `{}`)
+	f.Add("GET", "/ebpf/1/../../modules", ``)
+	f.Add("GET", "//ebpf", ``)
+	f.Add("POST", "/ebpf", `{"name":"counter","name":"firewall"}`)
+	f.Add("POST", "/services", `{"name":"x"}`)
+	f.Add("DELETE", "/services/x/instances/0", ``)
 	f.Fuzz(func(t *testing.T, method, path, body string) {
 		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \t\r\n?#%") || len(method) == 0 || strings.ContainsAny(method, " \t\r\n/") {
 			return // not a request line an HTTP server would hand on
 		}
 		req := httptest.NewRequest(http.MethodGet, "/", strings.NewReader(body))
-		req.Method, req.URL.Path = method, path
+		req.Method, req.URL.Path, req.Host = method, path, "localhost"
+		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code >= 500 {

@@ -63,6 +63,23 @@ func (a *attachment) close() error {
 // ErrNotFound is returned for a module id that does not exist (HTTP 404).
 var ErrNotFound = errors.New("no module with id")
 
+// MaxModules is how many modules a chain holds: the kernel runs at most 63 programs on one
+// TCX hook (BPF_MPROG_MAX - 1) and every module puts one program on each hook. A dispatcher
+// program that runs several modules would raise it; chainRoom is the one place that checks it.
+const MaxModules = 63
+
+// ErrChainFull is returned when a chain has MaxModules modules already, or the kernel refuses
+// one more program on a hook (ERANGE) (HTTP 409).
+var ErrChainFull = fmt.Errorf("at most %d modules per chain", MaxModules)
+
+// chainRoom says whether a chain of n modules takes one more.
+func chainRoom(n int) error {
+	if n >= MaxModules {
+		return fmt.Errorf("%w: %d are deployed; delete one first (DELETE /ebpf/{id})", ErrChainFull, n)
+	}
+	return nil
+}
+
 // New starts a manager for node that creates the modules of catalogue by name (usually
 // dataplanes/ebpf/modules.Catalogue(); the manager keeps a copy). It subscribes to the node's
 // registry: instances created later get every module's programs, in deployment order, before
@@ -226,6 +243,13 @@ func (m *Manager) Create(name string, config json.RawMessage) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
+	// Refuse early, before loading anything; checked again below, under the lock.
+	m.mu.Lock()
+	err = chainRoom(len(m.mods))
+	m.mu.Unlock()
+	if err != nil {
+		return Info{}, fmt.Errorf("create module %s: %w", name, err)
+	}
 	mod, err := f(m.node, config)
 	if err != nil {
 		return Info{}, fmt.Errorf("create module %s: %w", name, err)
@@ -234,6 +258,9 @@ func (m *Manager) Create(name string, config json.RawMessage) (Info, error) {
 	defer m.mu.Unlock()
 	if m.closed {
 		return Info{}, errors.Join(errors.New("manager is closed"), mod.Close())
+	}
+	if err := chainRoom(len(m.mods)); err != nil {
+		return Info{}, errors.Join(fmt.Errorf("create module %s: %w", name, err), mod.Close())
 	}
 	e := &entry{id: m.nextID, name: name, mod: mod, created: time.Now().UTC(), routes: mod.Routes(), at: map[int]*attachment{}}
 	m.mods = append(m.mods, e)
@@ -393,8 +420,12 @@ func (m *Manager) attach(e *entry, in *netsetup.Instance) (*attachment, error) {
 		return nil
 	})
 	if err != nil {
-		if errors.Is(err, ebpf.ErrNotSupported) {
+		switch {
+		case errors.Is(err, ebpf.ErrNotSupported):
 			err = fmt.Errorf("this kernel lacks TCX (Linux 6.6 or newer is needed): %w", err)
+		case errors.Is(err, unix.ERANGE):
+			// Another program holds a slot on this hook, or a race: the same client error.
+			err = fmt.Errorf("%w: the kernel refused one more program on %s: %w", ErrChainFull, in.Veth, err)
 		}
 		return nil, errors.Join(err, a.close())
 	}

@@ -49,6 +49,9 @@ func (a *api) do(method, path, body string) (int, string) {
 	a.t.Helper()
 	req, err := http.NewRequest(method, a.url+path, strings.NewReader(body))
 	require.NoError(a.t, err)
+	if body != "" || method == "POST" || method == "PUT" || method == "PATCH" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(a.t, err)
 	defer resp.Body.Close()
@@ -303,7 +306,9 @@ func TestCatalogue(t *testing.T) {
 	_, err = m.Create("firewall", nil)
 	assert.ErrorIs(t, err, manager.ErrUnknownModule)
 	rec := httptest.NewRecorder()
-	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/modules", nil))
+	req := httptest.NewRequest("GET", "/modules", nil)
+	req.Host = "localhost"
+	m.Handler().ServeHTTP(rec, req)
 	assert.JSONEq(t, `["counter"]`, rec.Body.String())
 	_, err = m.Create("counter", nil)
 	require.NoError(t, err)

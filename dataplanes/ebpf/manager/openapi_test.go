@@ -49,6 +49,13 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			served = append(served, r.Method+" /ebpf/{id}"+r.Pattern)
 		}
 	}
+	// Every route APIRoutes names is served: neither 404 nor 405 for its method.
+	for _, r := range manager.APIRoutes {
+		path := strings.NewReplacer("{id}", "1", "{name}", "nosuchservice", "{instance}", "0").Replace(r.Pattern)
+		code, out := a.do(r.Method, path, "")
+		assert.NotEqual(t, 405, code, "%s %s is in APIRoutes but not served: %s", r.Method, path, out)
+		assert.NotContains(t, out, "no route", "%s %s is in APIRoutes but not served", r.Method, path)
+	}
 	slices.Sort(documented)
 	slices.Sort(served)
 	served = slices.Compact(served) // several modules serve /stats

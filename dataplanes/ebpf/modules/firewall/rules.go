@@ -52,7 +52,7 @@ func (p *PortRange) UnmarshalJSON(b []byte) error {
 }
 
 func (p *PortRange) parse(s string) error {
-	lo, hi, isRange := strings.Cut(strings.TrimSpace(s), "-")
+	lo, hi, isRange := strings.Cut(s, "-")
 	a, err := port(lo)
 	if err != nil {
 		return err
@@ -71,8 +71,10 @@ func (p *PortRange) parse(s string) error {
 }
 
 func port(s string) (uint16, error) {
-	v, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil {
+	// Digits only, as the API's pattern says: strconv.Atoi alone would take "+80".
+	digits := s != "" && strings.Trim(s, "0123456789") == ""
+	v, err := strconv.Atoi(s)
+	if !digits || err != nil {
 		return 0, fmt.Errorf("port %q is not a number", s)
 	}
 	if v < 1 || v > 65535 {
