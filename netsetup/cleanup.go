@@ -161,6 +161,14 @@ func Cleanup(opts CleanupOptions) (CleanupReport, error) {
 		if left[s.ID] {
 			continue // keep the record: it is what makes the rest a provable leftover later
 		}
+		// A node's API socket and token file are named after its namespace (edgebpf node).
+		for _, ns := range s.Namespaces {
+			for _, ext := range []string{".sock", ".token"} {
+				if p := filepath.Join(StateDir, ns+ext); os.Remove(p) == nil {
+					rep.Records = append(rep.Records, p)
+				}
+			}
+		}
 		if err := os.Remove(s.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			all = append(all, fmt.Errorf("remove %s: %w", s.Path, err))
 			continue

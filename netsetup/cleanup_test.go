@@ -263,3 +263,31 @@ func TestSetResultsRecordsAbsolutePath(t *testing.T) {
 	}
 	assert.True(t, found)
 }
+
+// TestCleanupRemovesAPIFiles checks that cleanup of a killed node removes its API socket and
+// token file, which are named after its namespace.
+func TestCleanupRemovesAPIFiles(t *testing.T) {
+	saved := netsetup.StateDir
+	t.Cleanup(func() { netsetup.StateDir = saved })
+	netsetup.StateDir = t.TempDir()
+	dead := exec.Command("true")
+	require.NoError(t, dead.Run())
+	ns := netsetup.Prefix + "0dead5-node0"
+	rec := netsetup.Record{ID: "0dead5", PID: dead.Process.Pid, PIDStart: 1, Command: "edgebpf node", Namespaces: []string{ns}}
+	b, err := json.Marshal(rec)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(netsetup.StateDir, netsetup.Prefix+"0dead5.json"), b, 0o644))
+	other := filepath.Join(netsetup.StateDir, netsetup.Prefix+"0live6-node0.sock")
+	for _, f := range []string{ns + ".sock", ns + ".token", filepath.Base(other)} {
+		require.NoError(t, os.WriteFile(filepath.Join(netsetup.StateDir, f), nil, 0o600))
+	}
+	rep, err := netsetup.Cleanup(netsetup.CleanupOptions{})
+	require.NoError(t, err)
+	for _, f := range []string{ns + ".sock", ns + ".token"} {
+		_, err := os.Stat(filepath.Join(netsetup.StateDir, f))
+		assert.True(t, os.IsNotExist(err), f)
+		assert.Contains(t, rep.Records, filepath.Join(netsetup.StateDir, f))
+	}
+	_, err = os.Stat(other)
+	assert.NoError(t, err, "another node's socket stays")
+}
