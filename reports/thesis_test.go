@@ -1,0 +1,31 @@
+package reports
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// The theses' numbers are kept in base units for the figures; the tables must still print
+// them exactly as the theses did.
+func TestThesisValuesPrintAsTheThesesDid(t *testing.T) {
+	want := map[string][]string{
+		expLatency:    {"4.66 ms", "4.14 ms", "11.16 %"},
+		expJitter:     {"0.0326 ms", "0.0082 ms", "74.85 %"},
+		expThroughput: {"0.26 Gbit/s", "21.20 Gbit/s", "8053.85 %"},
+		expResources:  {"20.19 %", "5.39 %", "73.30 %"},
+	}
+	for _, r := range riegel51 {
+		assert.Equal(t, want[r.exp], riegelCells(r.exp, r.metric, r.x), r.exp)
+	}
+	assert.Equal(t, []string{"–", "–", "–"}, riegelCells(expBottleneck, "loss", ""))
+	assert.Equal(t, "knee near 250 Mbit/s: loss 1.6 % at 250, 45 % at 500 Mbit/s", thesisBottleneck("userspace"))
+	assert.Equal(t, "not measured", thesisBottleneck("ebpf"))
+	assert.Equal(t, []string{"1.8868 / 1.6026 / 2.3739 / 0.1608 ms", "baseline"}, thesisCells(thesis54, "userspace"))
+	assert.Equal(t, []string{"1.2010 / 1.2011 / 0.0111 ms", "1.46× (text: 1.76×)"}, thesisCells(thesis55, "mixed"))
+	assert.Equal(t, []string{"270 / 271.7 / 256 / 297", "1.94× (text, on means: 1.95×)"}, thesisCells(thesis56, "ebpf"))
+	assert.Equal(t, []string{"–", "–"}, thesisCells(thesis56, "direct"))
+	m, ok := thesisMedian(thesis56, "mixed")
+	assert.True(t, ok)
+	assert.Equal(t, 265.0, m)
+}
