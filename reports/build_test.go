@@ -28,7 +28,7 @@ var allFigures = []string{
 	"latency-cdf", "jitter-box", "jitter-cdf", "throughput-box", "throughput-time",
 	"bottleneck-owd", "bottleneck-loss", "bottleneck-rates",
 	"cpu-direct", "cpu-userspace", "cpu-ebpf", "cpu-nftables", "cpu-ewma", "ram", "cpu-per-gbit", "bpf-cost",
-	"speedlimit-response-box", "speedlimit-clients", "speedlimit-droppoint", "speedlimit-scaling",
+	"speedlimit-curve", "speedlimit-response-box", "speedlimit-clients", "speedlimit-droppoint", "speedlimit-scaling",
 	"speedlimit-load-time", "speedlimit-load-rate",
 }
 
@@ -57,12 +57,13 @@ func TestBuildThesisFixture(t *testing.T) {
 		assert.Greater(t, len(pb), 20_000, "%s.png is not trivial", n)
 		cfg, err := png.DecodeConfig(bytes.NewReader(pb))
 		require.NoError(t, err, "%s.png is a PNG", n)
-		assert.Equal(t, int(figWidth/vg.Inch)*pngDPI, cfg.Width)
+		assert.GreaterOrEqual(t, cfg.Width, int(figWidth/vg.Inch)*pngDPI, "%s.png: the plot's width, and its legend's right of it", n)
 		sv, err := os.ReadFile(filepath.Join(dir, "plots", n+".svg"))
 		require.NoError(t, err)
 		assert.True(t, bytes.HasPrefix(sv, []byte("<?xml")) && bytes.Contains(sv, []byte("<svg")), "%s.svg is an SVG", n)
 		assert.Greater(t, len(sv), 3_000)
 		assert.NotContains(t, string(sv), "NaN", "%s.svg", n)
+		assert.Contains(t, string(sv), "profile quick", "%s.svg carries the footer", n)
 	}
 
 	md, err := os.ReadFile(filepath.Join(dir, "summary.md"))

@@ -1,6 +1,7 @@
 package reports
 
 import (
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -28,4 +29,26 @@ func TestThesisValuesPrintAsTheThesesDid(t *testing.T) {
 	m, ok := thesisMedian(thesis56, "mixed")
 	assert.True(t, ok)
 	assert.Equal(t, 265.0, m)
+}
+
+// The recorded curve is eq. 5.1 (computed here independently) and the program's answers
+// within the 1 km/h the thesis's requirement allows, for every count from 0 to 150.
+func TestRecordedSpeedLimitCurve(t *testing.T) {
+	rows, err := speedLimitCurve()
+	if !assert.NoError(t, err) {
+		return
+	}
+	assert.Len(t, rows, 151)
+	for i, r := range rows {
+		assert.Equal(t, i, r.cars)
+		want := 120.0
+		switch {
+		case r.cars >= 100:
+			want = 30
+		case r.cars >= 30:
+			want = 45*math.Cos(math.Pi/70*float64(r.cars-30)) + 75
+		}
+		assert.InDelta(t, want, r.formula, 1e-4, "cars %d", r.cars)
+		assert.InDelta(t, r.formula, r.kernel, 0.5+1e-9, "cars %d: the kernel rounds the formula", r.cars)
+	}
 }
