@@ -75,7 +75,7 @@ func TestBuildThesisFixture(t *testing.T) {
 	html := string(page)
 	for _, w := range []string{
 		"Riegel 2024, Table 5.1", "Weinhold 2023, Table 5.4", "Weinhold 2023, Table 5.5", "Weinhold 2023, Table 5.6",
-		"highest loss-free rate", "6.18.0-fixture", "Synthetic CPU", "XDP mode", "generic",
+		"highest loss-free rate", "Why absolute numbers differ", "ratio: RTT, user space / eBPF", "6.18.0-fixture", "Synthetic CPU", "XDP mode", "generic",
 		"edgebpf run all --profile quick --dataplane direct,userspace,ebpf,nftables,mixed --out results/fixture",
 	} {
 		assert.Contains(t, html, w)
