@@ -712,7 +712,7 @@ func bottleneckLoss(ds *Dataset) []figureSpec {
 		for _, t := range riegelBottleneckLoss {
 			pts = append(pts, plotter.XY{X: f.xScale.of(t.rate), Y: f.yScale.of(t.loss)})
 		}
-		thesisPoints(f.p, pts, ds.Subjects.Colour("userspace"), "thesis userspace: "+thesisBottleneck("userspace"))
+		thesisPoints(f.p, pts, ds.Subjects.Colour("userspace"), "thesis userspace: "+thesisBottleneckLoss())
 		if _, ok := f.p.X.Scale.(plot.LogScale); ok {
 			f.p.X.Max = math.Max(f.p.X.Max, f.xScale.of(riegelBottleneckLoss[len(riegelBottleneckLoss)-1].rate)*1.25)
 		}

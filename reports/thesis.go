@@ -74,11 +74,16 @@ func thesisBottleneck(dp string) string {
 	if dp != "userspace" {
 		return "not measured"
 	}
+	return "knee near 250 Mbit/s: " + thesisBottleneckLoss()
+}
+
+// thesisBottleneckLoss is "loss 1.6 % at 250, 45 % at 500 Mbit/s".
+func thesisBottleneckLoss() string {
 	var parts []string
 	for _, p := range riegelBottleneckLoss {
 		parts = append(parts, scale{1, "%", -1}.withUnit(p.loss)+" at "+strconv.FormatFloat(p.rate/1e6, 'g', -1, 64))
 	}
-	return "knee near 250 Mbit/s: loss " + strings.Join(parts, ", ") + " Mbit/s"
+	return "loss " + strings.Join(parts, ", ") + " Mbit/s"
 }
 
 // thesisFigures holds the thesis's own row of a Weinhold table, in base units, with the
