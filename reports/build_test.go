@@ -65,6 +65,19 @@ func TestBuildThesisFixture(t *testing.T) {
 		assert.NotContains(t, string(sv), "NaN", "%s.svg", n)
 		assert.Contains(t, string(sv), "profile quick", "%s.svg carries the footer", n)
 	}
+	// Every figure with a thesis counterpart shows the thesis's values, labelled.
+	for n, want := range map[string]string{
+		"latency-cdf": "thesis userspace: 4.66 ms (mean)", "jitter-cdf": "thesis ebpf: 0.0082 ms (mean)",
+		"jitter-box": "thesis userspace: 0.0326 ms (mean)", "throughput-box": "thesis: 34.20 Gbit/s hardware limit",
+		"throughput-time": "thesis ebpf: 21.20 Gbit/s (mean)", "bottleneck-loss": "thesis userspace: loss 1.6 % at 250",
+		"cpu-userspace": "thesis userspace: 20.19 % (mean)", "cpu-ebpf": "thesis ebpf: 5.39 % (mean)", "cpu-ewma": "thesis ebpf: 5.39 %",
+		"speedlimit-curve": "thesis: eq. 5.1", "speedlimit-response-box": "thesis mixed: 1.0784 ms (median)",
+		"speedlimit-clients": "thesis ebpf: 1.2654 ms (median, Table 5.5)", "speedlimit-droppoint": "thesis userspace: 139 (median)",
+	} {
+		sv, err := os.ReadFile(filepath.Join(dir, "plots", n+".svg"))
+		require.NoError(t, err)
+		assert.Contains(t, string(sv), want, "%s.svg", n)
+	}
 
 	md, err := os.ReadFile(filepath.Join(dir, "summary.md"))
 	require.NoError(t, err)

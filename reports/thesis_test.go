@@ -3,6 +3,7 @@ package reports
 import (
 	"math"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -51,4 +52,13 @@ func TestRecordedSpeedLimitCurve(t *testing.T) {
 		assert.InDelta(t, want, r.formula, 1e-4, "cars %d", r.cars)
 		assert.InDelta(t, r.formula, r.kernel, 0.5+1e-9, "cars %d: the kernel rounds the formula", r.cars)
 	}
+}
+
+func TestPluralAndFooter(t *testing.T) {
+	assert.Equal(t, "1 run", plural(1, "run"))
+	assert.Equal(t, "0 runs", plural(0, "run"))
+	assert.Equal(t, "30 runs", plural(30, "run"))
+	assert.Equal(t, "edgebpf · meta.json missing", figureFooter(nil))
+	m := &Meta{Version: "v1.2.0", Commit: "0123456789abcdef0123", Profile: "full", Started: time.Date(2026, 11, 30, 3, 4, 5, 0, time.UTC)}
+	assert.Equal(t, "edgebpf v1.2.0 (0123456789ab) · profile full · 2026-11-30 03:04 UTC", figureFooter(m))
 }
