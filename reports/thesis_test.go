@@ -1,11 +1,17 @@
 package reports
 
 import (
+	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/edgebpf/edgebpf/subjects"
 )
 
 // The theses' numbers are kept in base units for the figures; the tables must still print
@@ -61,4 +67,28 @@ func TestPluralAndFooter(t *testing.T) {
 	assert.Equal(t, "edgebpf · meta.json missing", figureFooter(nil))
 	m := &Meta{Version: "v1.2.0", Commit: "0123456789abcdef0123", Profile: "full", Started: time.Date(2026, 11, 30, 3, 4, 5, 0, time.UTC)}
 	assert.Equal(t, "edgebpf v1.2.0 (0123456789ab) · profile full · 2026-11-30 03:04 UTC", figureFooter(m))
+}
+
+// A standard deviation larger than the median would draw a bar below zero: it stops at
+// zero, and the caption says so.
+func TestClientBarsStopAtZero(t *testing.T) {
+	dir := t.TempDir()
+	rows := "experiment,dataplane,rep,seq,t_s,x,x_unit,metric,value,unit\n"
+	for c := range 3 {
+		rows += fmt.Sprintf("speedlimit-response,ebpf,1,%d,0,,,client_median,2e-06,s\n", c)
+		rows += fmt.Sprintf("speedlimit-response,ebpf,1,%d,0,,,client_stddev,9e-06,s\n", c)
+	}
+	p := RawPath(dir, expSLResponse, "ebpf")
+	require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+	require.NoError(t, os.WriteFile(p, []byte(rows), 0o644))
+	ds, err := LoadDataset(dir, subjects.All())
+	require.NoError(t, err)
+	require.NoError(t, ds.Err)
+	f := speedlimitClients(ds)[0]
+	require.NotNil(t, f.p, f.skip)
+	assert.Contains(t, f.caption, "stop at zero")
+	assert.Contains(t, f.caption, "triangle at the top edge", "the thesis's 1.27 ms is far above 2 µs")
+	assert.Zero(t, f.p.Y.Min)
+	_, _, err = render(f.p, "footer")
+	assert.NoError(t, err)
 }
