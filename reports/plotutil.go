@@ -404,14 +404,15 @@ func seriesGlyph(i int) draw.GlyphDrawer {
 	return glyphs[i%len(glyphs)]
 }
 
+// seriesDashes never returns a fine dotted pattern: that is the theses' (thesisDashes).
 func seriesDashes(i int) []vg.Length {
 	switch i % 4 {
 	case 1:
 		return []vg.Length{vg.Points(6), vg.Points(3)}
 	case 2:
-		return []vg.Length{vg.Points(2), vg.Points(2)}
-	case 3:
 		return []vg.Length{vg.Points(7), vg.Points(2), vg.Points(2), vg.Points(2)}
+	case 3:
+		return []vg.Length{vg.Points(12), vg.Points(3)}
 	}
 	return nil
 }
