@@ -1005,9 +1005,13 @@ func speedlimitResponseBox(ds *Dataset) []figureSpec {
 
 func speedlimitDropPoint(ds *Dataset) []figureSpec {
 	dps, vals := valuesPerDataPlane(ds, expSLDropPoint, stats.DropPoint.Name)
-	return []figureSpec{boxFigure(ds, "speedlimit-droppoint", "Speed limit: clients until the first drop", "Weinhold Fig. 5.5", "clients", "count",
+	f := boxFigure(ds, "speedlimit-droppoint", "Speed limit: clients until the first drop", "Weinhold Fig. 5.5", "clients", "count",
 		"Concurrent clients the server answered without a timeout before the first drop, one value per repetition, per server configuration.",
-		dps, vals, "no drop_point samples of the speedlimit-droppoint experiment in this run")}
+		dps, vals, "no drop_point samples of the speedlimit-droppoint experiment in this run")
+	if f.p != nil && markCensored(ds, f.p, dps, vals) {
+		f.caption += " An open triangle (≥) marks a repetition that found no drop up to the search's cap: a lower bound, not a measured drop point."
+	}
+	return []figureSpec{f}
 }
 
 func speedlimitClients(ds *Dataset) []figureSpec {
