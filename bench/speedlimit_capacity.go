@@ -111,3 +111,11 @@ func openSink(ns NS) (int, unix.Sockaddr, error) {
 	})
 	return fd, addr, err
 }
+
+// answeredRate is the requests per second the run's server answered.
+func (o *slOutcome) answeredRate() float64 {
+	if o.wall <= 0 {
+		return 0
+	}
+	return float64(o.replies()) / o.wall.Seconds()
+}

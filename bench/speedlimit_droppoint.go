@@ -29,6 +29,11 @@ const (
 // below it the client clearly had capacity left.
 const clientLimitShare = 1.0 / 3
 
+// saturatedGrowth: a clean start at the cap that answered at most this times the best rate
+// of the clean starts with fewer clients shows that more clients no longer added load; with
+// nothing dropped, the server answered all the client could offer.
+const saturatedGrowth = 1.25
+
 // SpeedLimitDropPointConfig configures SpeedLimitDropPoint. Zero fields take the defaults.
 type SpeedLimitDropPointConfig struct {
 	// Port is as in SpeedLimitResponseConfig.
@@ -109,9 +114,11 @@ func (c SpeedLimitDropPointConfig) Validate() error {
 //     did);
 //   - stats.DropCensored, 1 when none dropped up to Max (the drop point is a lower bound);
 //   - stats.ClientSendCapacity, the datagrams per second the client's threads send to a sink
-//     of their own, the larger of a measurement before and one after the search, and stats.ClientLimited, 1 when no start
-//     dropped and the last one sent at least a third of that: the client, not the server, was the
-//     limit.
+//     of their own, the larger of a measurement before and one after the search;
+//   - stats.ClientLimited, 1 when no start dropped and either the start at the cap answered
+//     at most 1.25 times the best rate of the starts with fewer clients (more clients no
+//     longer added load) or it sent at least a third of the client's send capacity: the
+//     client, not the server, was the limit.
 func SpeedLimitDropPoint(ctx context.Context, ep Endpoints, cfg SpeedLimitDropPointConfig) ([]stats.Sample, error) {
 	if err := errors.Join(checkUDPEndpoints(ep), cfg.Validate()); err != nil {
 		return nil, err
@@ -155,16 +162,18 @@ func (s *dropSearch) search() error {
 // dropSearch is one search's state. Counts are indices k on the grid Start + k*Step; k -1
 // is Start-Step, the count below the first start.
 type dropSearch struct {
-	ctx      context.Context
-	ep       Endpoints
-	cfg      SpeedLimitDropPointConfig
-	origin   int64
-	samples  []stats.Sample
-	probes   int
-	try      func(n int) (dropped bool, err error) // runs a start of n clients
-	good     int                                   // the highest k that ran without a drop, -1 if none
-	last     *slOutcome                            // the last start without a drop
-	capacity float64                               // the client's send capacity before the search, datagrams/s
+	ctx     context.Context
+	ep      Endpoints
+	cfg     SpeedLimitDropPointConfig
+	origin  int64
+	samples []stats.Sample
+	probes  int
+	try     func(n int) (dropped bool, err error) // runs a start of n clients
+	good    int                                   // the highest k that ran without a drop, -1 if none
+	last    *slOutcome                            // the last start without a drop
+	// bestBefore is the highest answered rate of the clean starts before last.
+	bestBefore float64
+	capacity   float64 // the client's send capacity before the search, datagrams/s
 }
 
 func (s *dropSearch) count(k int) int { return s.cfg.Start + k*s.cfg.Step }
@@ -203,6 +212,9 @@ func (s *dropSearch) start(n int) (bool, error) {
 	}
 	if out.failed() > 0 {
 		return true, nil
+	}
+	if s.last != nil {
+		s.bestBefore = max(s.bestBefore, s.last.answeredRate())
 	}
 	s.last = out
 	return false, nil
@@ -292,8 +304,11 @@ func (s *dropSearch) finish() ([]stats.Sample, error) {
 	}
 	capacity := max(s.capacity, after)
 	limited := false
-	if censored && s.last != nil && capacity > 0 {
-		limited = s.last.sendRate() >= clientLimitShare*capacity
+	if censored && s.last != nil {
+		// The load stopped growing with the clients, or the client sent near its own
+		// ceiling: the server answered all the client could offer.
+		saturated := s.bestBefore > 0 && s.last.answeredRate() <= saturatedGrowth*s.bestBefore
+		limited = saturated || capacity > 0 && s.last.sendRate() >= clientLimitShare*capacity
 	}
 	t := udpSince(s.origin, udpNow())
 	s.samples = append(s.samples,

@@ -47,5 +47,11 @@ func markCensored(ds *Dataset, p *plot.Plot, dps []string, values map[string][]f
 	p.Add(s)
 	p.Legend.Add("≥ cap: no drop up to the search's cap (censored)", s)
 	p.Legend.Top = true
+	// Room above the highest value for the legend, so that it covers no box.
+	top := 0.0
+	for _, pt := range pts {
+		top = max(top, pt.Y)
+	}
+	p.Y.Min, p.Y.Max = 0, max(p.Y.Max, top*1.3)
 	return true
 }

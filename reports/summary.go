@@ -29,8 +29,8 @@ type Entry struct {
 	// Censored is set on a drop point whose median is a lower bound: at least half the
 	// repetitions found no drop up to the search's cap, Bound ("≥ Bound"). LimitedBy says
 	// which side limited the search: "server" (a drop was found), "client" (the cap ran
-	// clean while the client sent at a third of its capacity or more) or "cap" (the cap ran
-	// clean, the client had room: raise the cap). Results written before these fields
+	// clean and more clients no longer added load, or the client sent at a third of its
+	// capacity or more) or "cap" (the cap ran clean, the load still grew: raise the cap). Results written before these fields
 	// existed have none of them.
 	Censored  bool    `json:"censored,omitempty"`
 	Bound     float64 `json:"bound,omitempty"`

@@ -459,7 +459,7 @@ func weinhold56(ds *Dataset) *Table {
 	}
 	if censored {
 		t.Notes = append(t.Notes, "≥: no drop up to the search's cap in at least half the repetitions, so the value is a lower bound (censored), not a measured drop point. "+
-			"In brackets, which side limited the search: server (a drop was found), client (the cap ran clean while the client sent at least a third of the datagrams per second it can send to a sink of its own: the client, not the server, is the limit), cap (the client had room: raise max).")
+			"In brackets, which side limited the search: server (a drop was found), client (the cap ran clean and doubling the clients no longer raised the answered rate by a quarter, or the client sent at least a third of the datagrams per second it can send to a sink of its own: the server answered all the client could offer), cap (the load still grew: raise max).")
 	}
 	return t
 }
@@ -579,7 +579,7 @@ func scalingFitTable(ds *Dataset) *Table {
 	}
 	if slices.ContainsFunc(fits, func(f scalingFit) bool { return float64(f.fit.N) < f.xmax-f.xmin+1 }) {
 		t.Notes = append(t.Notes, "The client counts go in steps where the thesis added one client per start up to the first drop: a line is fitted as well through points spread over the range, "+
-			"and as the XDP configurations do not drop up to 300 clients, one client per start would take ten times as long (the full profile: about 5 h instead of about 40 min on a 2-core machine).")
+			"and as the XDP configurations do not drop up to 300 clients, one client per start would take ten times as long (the full profile: about 7 h instead of about 50 min on a 2-core machine).")
 	}
 	return t
 }

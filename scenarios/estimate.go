@@ -25,10 +25,12 @@ const (
 	estSLDefaultRate = 40e3
 )
 
-// estSLRate is the closed-loop speed-limit requests answered per second with 20 to 5000
-// clients, per configuration: the user-space server 30 - 55 k/s, the XDP configurations
-// 160 - 210 k/s at load average 6 (half that at load 70). The estimates take the middle.
-var estSLRate = map[string]float64{"userspace": 40e3, "mixed": 180e3, "ebpf": 180e3}
+// estSLRate is the closed-loop speed-limit requests answered per second per configuration.
+// The user-space server answers 30 - 55 k/s whatever the load (one thread); the XDP
+// configurations, whose program runs in the clients' own sending threads, answered 160 - 210
+// k/s at load average 6, 120 k/s with 300 clients x 10,000 requests (cloudlab/README.md) and
+// 45 k/s at load average 130. The estimates take 45 k/s and 120 k/s.
+var estSLRate = map[string]float64{"userspace": 45e3, "mixed": 120e3, "ebpf": 120e3}
 
 // estDropPoint is the drop point a search is expected to find per configuration (-1: no
 // drop up to 5000 clients), measured with the quick profile; the thesis found 139 for

@@ -102,7 +102,7 @@ var Catalogue = []Definition{
 	{AchievedRate, "speed-limit requests answered per second", Mean},
 	{ClientCPU, "CPU time of the speed-limit client threads, percent of one core", Mean},
 	{DropCensored, "1 when no request dropped up to the drop-point search's cap (the drop point is a lower bound), else 0", Mean},
-	{ClientLimited, "1 when the drop-point search reached its cap without a drop while the client sent at least a third of its send capacity (the client, not the server, was the limit), else 0", Mean},
+	{ClientLimited, "1 when the drop-point search reached its cap without a drop and more clients no longer added load or the client sent at least a third of its send capacity (the client, not the server, was the limit), else 0", Mean},
 	{ClientSendCapacity, "speed-limit requests per second the client's threads send to a sink of their own (the client's ceiling)", Mean},
 	{BPFNsPerPkt, "kernel run time of a BPF program per packet (with --bpf-stats)", Mean},
 }
