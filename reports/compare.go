@@ -330,6 +330,7 @@ func Compare(baseDir, newDir string, o CompareOptions) (*Comparison, error) {
 			continue
 		}
 		ch := compareGroup(k, bg, ng, o)
+		censorNote(&ch, k, base, nw)
 		switch ch.Verdict {
 		case VerdictRegression:
 			c.Regressions++

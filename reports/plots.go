@@ -1087,6 +1087,9 @@ func speedlimitDropPoint(ds *Dataset) []figureSpec {
 	f := boxFigure(ds, "speedlimit-droppoint", "Speed limit: clients until the first drop", "Weinhold Fig. 5.5", "clients", "count",
 		"Concurrent clients the server answered without a timeout before the first drop, one value per repetition, per server configuration. Open squares: the thesis's medians (Table 5.6).",
 		dps, vals, "no drop_point samples of the speedlimit-droppoint experiment in this run")
+	if f.p != nil && markCensored(ds, f.p, dps, vals) {
+		f.caption += " An open triangle (≥) marks a repetition that found no drop up to the search's cap: a lower bound, not a measured drop point."
+	}
 	return []figureSpec{markThesisBoxes(ds, f, weinholdMedian(thesis56), "median")}
 }
 

@@ -26,6 +26,52 @@ type Entry struct {
 	X          XValue `json:"x,omitzero"`
 	XUnit      string `json:"x_unit,omitempty"`
 	stats.Summary
+	// Censored is set on a drop point whose median is a lower bound: at least half the
+	// repetitions found no drop up to the search's cap, Bound ("≥ Bound"). LimitedBy says
+	// which side limited the search: "server" (a drop was found), "client" (the cap ran
+	// clean and more clients no longer added load, or the client sent at a third of its
+	// capacity or more) or "cap" (the cap ran clean, the load still grew: raise the cap). Results written before these fields
+	// existed have none of them.
+	Censored  bool    `json:"censored,omitempty"`
+	Bound     float64 `json:"bound,omitempty"`
+	LimitedBy string  `json:"limited_by,omitempty"`
+}
+
+// Which side limited a drop-point search (Entry.LimitedBy).
+const (
+	LimitedByServer = "server"
+	LimitedByClient = "client"
+	LimitedByCap    = "cap"
+)
+
+// annotateDropPoints marks the drop-point entries among one (experiment, data plane)'s
+// entries as censored, with their bound and limiting side, from the drop_censored and
+// client_limited entries beside them (their means are the shares of repetitions).
+func annotateDropPoints(entries []Entry) {
+	share := map[string]float64{}
+	for _, e := range entries {
+		if e.Metric == stats.DropCensored.Name || e.Metric == stats.ClientLimited.Name {
+			share[e.Metric] = e.Mean
+		}
+	}
+	c, ok := share[stats.DropCensored.Name]
+	if !ok {
+		return
+	}
+	for i := range entries {
+		e := &entries[i]
+		if e.Metric != stats.DropPoint.Name || e.N == 0 {
+			continue
+		}
+		e.LimitedBy = LimitedByServer
+		if c >= 0.5 {
+			e.Censored, e.Bound = true, e.Max
+			e.LimitedBy = LimitedByCap
+			if share[stats.ClientLimited.Name] >= 0.5 {
+				e.LimitedBy = LimitedByClient
+			}
+		}
+	}
 }
 
 // XValue is a curve's x: a number (a rate, a client count) or a label (a phase). It is
@@ -92,12 +138,14 @@ func Summarize(rows []Row) ([]Entry, error) {
 			errs = append(errs, fmt.Errorf("%s/%s: %w", k.exp, k.dp, err))
 			continue
 		}
+		first := len(out)
 		for _, g := range groups {
 			out = append(out, Entry{
 				Experiment: k.exp, DataPlane: k.dp, Metric: g.Metric.Name, Unit: g.Metric.Unit,
 				Better: string(g.Metric.Better), X: XValue(g.X), XUnit: g.XUnit, Summary: stats.Summarize(g.Values),
 			})
 		}
+		annotateDropPoints(out[first:])
 	}
 	return out, errors.Join(errs...)
 }

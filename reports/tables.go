@@ -393,16 +393,76 @@ func weinhold56(ds *Dataset) *Table {
 		Header: []string{"configuration", "median [95 % CI] n", "mean", "min", "max", "factor vs userspace", "thesis: median / mean / min / max", "thesis: factor"}}
 	base := ds.values(expSLDropPoint, "userspace", m.Name, "*")
 	bs := summarise(base, m.Unit)
+	baseEntry, _ := ds.entry(expSLDropPoint, "userspace", m.Name, "")
+	censored := false
 	for _, dp := range dps {
 		v := ds.values(expSLDropPoint, dp, m.Name, "*")
 		e := summarise(v, m.Unit)
 		sc := scaleFor(m.Unit, e.Median)
-		row := []string{dp, medianCell(e, dp+" clients until the first drop", &t.Notes), sc.format(e.Mean), sc.format(e.Min), sc.format(e.Max),
-			speedupCell(dp, base, v, bs, e, m.Better)}
+		d, _ := ds.entry(expSLDropPoint, dp, m.Name, "")
+		ge := "" // "≥ " on the cells a censored repetition bounds from below
+		if d.Censored {
+			ge, censored = "≥ ", true
+		}
+		median := ge + medianCell(e, dp+" clients until the first drop", &t.Notes)
+		if d.LimitedBy != "" {
+			median += " (" + d.LimitedBy + ")"
+		}
+		factor := speedupCell(dp, base, v, bs, e, m.Better)
+		switch {
+		case dp != "userspace" && baseEntry.Censored:
+			factor = "– (userspace censored)"
+		case dp != "userspace" && d.Censored && factor != "–":
+			factor = ge + factor
+		}
+		row := []string{dp, median, ge + sc.format(e.Mean), sc.format(e.Min), ge + sc.format(e.Max), factor}
 		t.Rows = append(t.Rows, append(row, thesisCells(thesis56, dp)...))
 	}
 	t.Notes = append(t.Notes, configNote, "Factor: configuration median / userspace median; the thesis's text compares means.")
+	if note := dropSearchNote(ds); note != "" {
+		t.Notes = append(t.Notes, note)
+	}
+	if censored {
+		t.Notes = append(t.Notes, "≥: no drop up to the search's cap in at least half the repetitions, so the value is a lower bound (censored), not a measured drop point. "+
+			"In brackets, which side limited the search: server (a drop was found), client (the cap ran clean and doubling the clients no longer raised the answered rate by a quarter, or the client sent at least a third of the datagrams per second it can send to a sink of its own: the server answered all the client could offer), cap (the load still grew: raise max).")
+	}
 	return t
+}
+
+// dropSearchNote says which search each configuration's drop point came from, as meta.json
+// recorded its parameters; results from before the search was selectable ran the linear one.
+func dropSearchNote(ds *Dataset) string {
+	if ds.Meta == nil {
+		return ""
+	}
+	searches := map[string][]string{}
+	var order []string
+	for _, e := range ds.Meta.Experiments {
+		p, ok := e.Params.(map[string]any)
+		if e.Name != expSLDropPoint || !ok {
+			continue
+		}
+		search, _ := p["search"].(string)
+		if search == "" {
+			search = "linear"
+		}
+		if _, seen := searches[search]; !seen {
+			order = append(order, search)
+		}
+		searches[search] = append(searches[search], e.DataPlane)
+	}
+	var parts []string
+	for _, s := range order {
+		what := "one step more per start, the thesis's"
+		if s == "geometric" {
+			what = "doubling the clients until a drop, then bisecting to one step and repeating the first-drop start"
+		}
+		parts = append(parts, fmt.Sprintf("%s (%s) for %s", s, what, strings.Join(searches[s], ", ")))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "Search: " + strings.Join(parts, "; ") + "."
 }
 
 func perRequestTable(ds *Dataset) *Table {
@@ -481,6 +541,10 @@ func scalingFitTable(ds *Dataset) *Table {
 		t.Rows = append(t.Rows, []string{f.dp, sl.withUnit(f.fit.Slope), ic.withUnit(f.fit.Intercept),
 			strconv.FormatFloat(f.fit.R2, 'f', 3, 64), strconv.Itoa(f.fit.N),
 			fmt.Sprintf("%g – %g", f.xmin, f.xmax)})
+	}
+	if slices.ContainsFunc(fits, func(f scalingFit) bool { return float64(f.fit.N) < f.xmax-f.xmin+1 }) {
+		t.Notes = append(t.Notes, "The client counts go in steps where the thesis added one client per start up to the first drop: a line is fitted as well through points spread over the range, "+
+			"and as the XDP configurations do not drop up to 300 clients, one client per start would take ten times as long (the full profile: about 7 h instead of about 50 min on a 2-core machine).")
 	}
 	return t
 }

@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -254,6 +255,8 @@ func speedLimitDropPoint(raw json.RawMessage, o Overrides) (any, runFunc, error)
 	}
 	p.BPFStats = p.BPFStats || o.BPFStats
 	p.SpeedLimitDropPointConfig.Port = p.SpeedLimitServerParams.Port
+	// meta.json says which search ran: results from before it was selectable ran the linear one.
+	p.Search = cmp.Or(p.Search, bench.SearchGeometric)
 	return withServer(p, p.SpeedLimitServerParams, p.SpeedLimitDropPointConfig, bench.SpeedLimitDropPoint)
 }
 

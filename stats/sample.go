@@ -46,6 +46,10 @@ var (
 	Timeouts        = Metric{Name: "timeouts", Unit: "count", Better: Lower}
 	AchievedRate    = Metric{Name: "achieved_rate", Unit: "req/s", Better: Higher}
 	ClientCPU       = Metric{Name: "client_cpu", Unit: "percent", Better: Lower}
+	// DropCensored and ClientLimited are flags, 1 or 0 per repetition of the drop-point search.
+	DropCensored       = Metric{Name: "drop_censored", Unit: "count", Better: Lower}
+	ClientLimited      = Metric{Name: "client_limited", Unit: "count", Better: Lower}
+	ClientSendCapacity = Metric{Name: "client_send_capacity", Unit: "req/s", Better: Higher}
 
 	// BPFNsPerPkt is the mean run time of a BPF program per packet; ProgramCost qualifies it
 	// with the program.
@@ -97,6 +101,9 @@ var Catalogue = []Definition{
 	{Timeouts, "requests without a reply within the timeout", Mean},
 	{AchievedRate, "speed-limit requests answered per second", Mean},
 	{ClientCPU, "CPU time of the speed-limit client threads, percent of one core", Mean},
+	{DropCensored, "1 when no request dropped up to the drop-point search's cap (the drop point is a lower bound), else 0", Mean},
+	{ClientLimited, "1 when the drop-point search reached its cap without a drop and more clients no longer added load or the client sent at least a third of its send capacity (the client, not the server, was the limit), else 0", Mean},
+	{ClientSendCapacity, "speed-limit requests per second the client's threads send to a sink of their own (the client's ceiling)", Mean},
 	{BPFNsPerPkt, "kernel run time of a BPF program per packet (with --bpf-stats)", Mean},
 }
 

@@ -24,6 +24,7 @@ type runOptions struct {
 	reps, mtu                                           int
 	cpus                                                [3]string // per cpupin.Roles
 	warmup, warmupSet, bpfStats                         bool
+	dryRun                                              bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -69,6 +70,7 @@ compare.`,
 		f.StringVar(&o.cpus[i], "cpu-"+string(role), "", "pin the "+string(role)+" role's threads to these CPUs, e.g. 1 or 2-3 (default: not pinned)")
 	}
 	f.BoolVar(&o.bpfStats, "bpf-stats", false, "record every BPF program's run time per packet (bpf_ns_per_pkt); slows every BPF program a little")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan and its estimated duration per experiment and in total, and run nothing")
 	f.BoolVar(&o.warmup, "warmup", false, "one unrecorded run of the smoke parameters per experiment and data plane first (default: on for quick and full, off for smoke)")
 	return c
 }
@@ -148,6 +150,9 @@ func runRun(ctx context.Context, out, errOut io.Writer, o runOptions) error {
 	r, err := o.validate()
 	if err != nil {
 		return err
+	}
+	if o.dryRun {
+		return dryRun(out, r)
 	}
 	r.Command, r.Log = os.Args, logger(errOut)
 	if r.Out == "" {
