@@ -120,6 +120,9 @@ func New(node *netsetup.Node, raw json.RawMessage) (*Proxy, error) {
 	if cfg.UpcallRate < 1 || cfg.UpcallRate > 1_000_000 {
 		return nil, fmt.Errorf("%w: upcall_rate %d is out of range: use 1 to 1000000 upcalls per second and CPU", manager.ErrBadConfig, cfg.UpcallRate)
 	}
+	// A session's last_seen is refreshed once per tick, not per packet: a tenth of the
+	// shortest timeout, at most a second, is how late a session may expire.
+	c.TouchNs = min(uint64(time.Second), c.TcpIdleNs/10, c.UdpIdleNs/10, c.ClosingNs/10)
 	c.UpcallCostNs = uint64(time.Second) / uint64(cfg.UpcallRate)
 	c.UpcallBurstNs = c.UpcallCostNs * uint64(cfg.UpcallRate)
 	rng := node.Config().ServiceRange
