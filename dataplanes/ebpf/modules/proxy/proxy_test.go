@@ -335,3 +335,22 @@ func checkRewrite(t *testing.T, in, out []byte) {
 		t.Fatalf("L4 residual %#x became %#x", a, b)
 	}
 }
+
+// TestLastSeenRefreshedPerTick: a session's last_seen is written once per tick (a tenth of the
+// shortest timeout, 1 s by default), not on every packet, and a packet after a tick refreshes
+// it, so a running flow never expires.
+func TestLastSeenRefreshedPerTick(t *testing.T) {
+	r := newRig(t)
+	frame := testpkt.IPv4(testpkt.Spec{Proto: "udp", Src: "10.18.0.50", Dst: "10.30.9.1", Sport: 11, Dport: 53})
+	r.run(t, frame)
+	key := proxyPxSessionKey{Saddr: be32(netip.MustParseAddr("10.18.0.50")), Daddr: be32(r.svc), Sport: htons(11), Dport: htons(53), Proto: 17}
+	r.age(t, key, 500*time.Millisecond) // within the tick
+	stamped := r.session(t, key).LastSeen
+	r.run(t, frame)
+	assert.Equal(t, stamped, r.session(t, key).LastSeen, "no store within a tick")
+	r.age(t, key, 59*time.Second) // a tick and more, not yet the UDP idle timeout
+	aged := r.session(t, key).LastSeen
+	r.run(t, frame)
+	assert.Greater(t, r.session(t, key).LastSeen, aged+uint64(58*time.Second), "refreshed after a tick")
+	assert.EqualValues(t, 1, r.stats(t).NewSessions, "the same session all along")
+}
