@@ -268,7 +268,8 @@ static __always_inline __u16 ip_check_update(__u16 check, __u32 delta)
 
 /* rewrite applies a session's translation and hands the packet to the target namespace. The
  * headers are written in place (direct packet access: the verifier's prologue makes a cloned
- * head writable once, before the program runs): the two addresses in one 8-byte store, the
+ * head writable once, before the program runs, for every cloned packet on the hook, also those
+ * passed on; TCP's clones are writable without a copy): the two addresses in one 8-byte store, the
  * IPv4 checksum in one, the two MACs in two. The L4 checksum takes the same delta through one
  * bpf_l4_csum_replace, the only helper that knows the skb's checksum state (CHECKSUM_PARTIAL
  * keeps a pseudo-header sum there, CHECKSUM_COMPLETE also needs skb->csum adjusted); it comes
