@@ -49,6 +49,7 @@ type proxyPxConfig struct {
 	ClosingNs     uint64
 	UpcallCostNs  uint64
 	UpcallBurstNs uint64
+	TouchNs       uint64
 	ServiceNet    uint32
 	ServiceMask   uint32
 }

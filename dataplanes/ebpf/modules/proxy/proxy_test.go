@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/edgebpf/edgebpf/internal/inetcsum"
 	"github.com/edgebpf/edgebpf/internal/testenv"
 	"github.com/edgebpf/edgebpf/internal/testpkt"
 	"github.com/edgebpf/edgebpf/netsetup"
@@ -255,7 +256,10 @@ func htons(v uint16) uint16 {
 }
 
 // FuzzProxy runs arbitrary frames through the program with a service installed: it must run
-// and answer pass, drop or redirect, nothing else.
+// and answer pass, drop or redirect, nothing else. A redirected frame is checked against a
+// software recomputation: only the MACs, the addresses and the two checksum fields changed,
+// and both checksums still sum as they did before (valid stays valid, whatever a fuzzed
+// frame's checksums were).
 func FuzzProxy(f *testing.F) {
 	f.Add(testpkt.IPv4(testpkt.Spec{Proto: "tcp", Src: "10.18.0.50", Dst: "10.30.9.1", Sport: 1, Dport: 2, SYN: true}))
 	f.Add(testpkt.IPv4(testpkt.Spec{Proto: "udp", Src: "10.18.0.50", Dst: "10.30.9.1", Sport: 1, Dport: 2, IPOptions: true}))
@@ -272,12 +276,81 @@ func FuzzProxy(f *testing.F) {
 		if len(frame) < 14 {
 			return
 		}
-		ret, err := p.objs.ProxyIn.Run(&ebpf.RunOptions{Data: frame})
+		out := make([]byte, len(frame)+64)
+		ret, err := p.objs.ProxyIn.Run(&ebpf.RunOptions{Data: frame, DataOut: out})
 		if err != nil {
 			return // the kernel refused the frame
 		}
 		if ret != 0xffffffff && ret != 2 && ret != tcRedirect {
 			t.Fatalf("verdict %d", ret)
 		}
+		if ret == tcRedirect {
+			checkRewrite(t, frame, out[:len(frame)])
+		}
 	})
+}
+
+// checkRewrite compares a frame the proxy redirected with the frame that went in: the bytes
+// outside the MACs, the IPv4 checksum, the addresses and the L4 checksum are unchanged, and
+// the IPv4 header and the L4 segment with its pseudo-header have the same one's-complement
+// residual as before (0x0000 and 0xffff are both zero). The L4 residual covers the frame from
+// the L4 header on, with a pseudo-header length that is the same both times.
+func checkRewrite(t *testing.T, in, out []byte) {
+	t.Helper()
+	ihl := int(in[14]&0x0f) * 4
+	l4 := 14 + ihl
+	csum := l4 + 16
+	if in[23] == 17 {
+		csum = l4 + 6
+	}
+	changed := func(i int) bool {
+		return i < 12 || i == 24 || i == 25 || (i >= 26 && i < 34) || i == csum || i == csum+1
+	}
+	for i := range in {
+		if !changed(i) && in[i] != out[i] {
+			t.Fatalf("byte %d changed: %#x -> %#x", i, in[i], out[i])
+		}
+	}
+	zero := func(v uint16) uint16 {
+		if v == 0xffff {
+			return 0
+		}
+		return v
+	}
+	if a, b := zero(inetcsum.Checksum(in[14:l4])), zero(inetcsum.Checksum(out[14:l4])); a != b {
+		t.Fatalf("IPv4 header residual %#x became %#x", a, b)
+	}
+	if in[23] == 17 && in[csum] == 0 && in[csum+1] == 0 {
+		if out[csum] != 0 || out[csum+1] != 0 {
+			t.Fatalf("a zero UDP checksum became %#x", out[csum:csum+2])
+		}
+		return
+	}
+	l4sum := func(f []byte) uint16 {
+		pseudo := []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, f[23], 0, 0}
+		copy(pseudo, f[26:34])
+		return zero(inetcsum.Fold(inetcsum.Add(inetcsum.Add(0, pseudo), f[l4:])))
+	}
+	if a, b := l4sum(in), l4sum(out); a != b {
+		t.Fatalf("L4 residual %#x became %#x", a, b)
+	}
+}
+
+// TestLastSeenRefreshedPerTick: a session's last_seen is written once per tick (a tenth of the
+// shortest timeout, 1 s by default), not on every packet, and a packet after a tick refreshes
+// it, so a running flow never expires.
+func TestLastSeenRefreshedPerTick(t *testing.T) {
+	r := newRig(t)
+	frame := testpkt.IPv4(testpkt.Spec{Proto: "udp", Src: "10.18.0.50", Dst: "10.30.9.1", Sport: 11, Dport: 53})
+	r.run(t, frame)
+	key := proxyPxSessionKey{Saddr: be32(netip.MustParseAddr("10.18.0.50")), Daddr: be32(r.svc), Sport: htons(11), Dport: htons(53), Proto: 17}
+	r.age(t, key, 500*time.Millisecond) // within the tick
+	stamped := r.session(t, key).LastSeen
+	r.run(t, frame)
+	assert.Equal(t, stamped, r.session(t, key).LastSeen, "no store within a tick")
+	r.age(t, key, 59*time.Second) // a tick and more, not yet the UDP idle timeout
+	aged := r.session(t, key).LastSeen
+	r.run(t, frame)
+	assert.Greater(t, r.session(t, key).LastSeen, aged+uint64(58*time.Second), "refreshed after a tick")
+	assert.EqualValues(t, 1, r.stats(t).NewSessions, "the same session all along")
 }
