@@ -199,7 +199,7 @@ func (m *mirror) addInstance(svc netsetup.Service, in *netsetup.Instance) bool {
 		m.services[svc.Name] = svc
 	}
 	old := m.instances[in.Service]
-	if slices.ContainsFunc(old, func(x *netsetup.Instance) bool { return x.Name == in.Name }) {
+	if slices.ContainsFunc(old, func(x *netsetup.Instance) bool { return x.NSIP == in.NSIP }) {
 		return false
 	}
 	m.instances[in.Service] = append(slices.Clip(old), in)
@@ -210,7 +210,7 @@ func (m *mirror) removeInstance(in *netsetup.Instance) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	old := m.instances[in.Service]
-	m.instances[in.Service] = slices.DeleteFunc(slices.Clone(old), func(x *netsetup.Instance) bool { return x.Name == in.Name })
+	m.instances[in.Service] = slices.DeleteFunc(slices.Clone(old), func(x *netsetup.Instance) bool { return x.NSIP == in.NSIP })
 }
 
 // ByServiceIP resolves a service IP to its service and instances. The slice is shared:
