@@ -9,7 +9,8 @@
 // pinned: Thread locks it (runtime.LockOSThread) and sets that thread's affinity
 // (sched_setaffinity), and the returned function restores both. Threads the runtime starts
 // while a locked thread runs are cloned by the runtime's template thread and do not inherit
-// the mask; processes forked from a pinned thread (iperf3, sockperf) do. What is not pinned:
+// the mask; processes forked from a pinned thread (iperf3, sockperf) do. A process of its
+// own (the user-space proxy's) is pinned whole by Process, every thread of it. What is not pinned:
 // goroutines that do not call Thread (the runner, timers, the garbage collector), and work
 // the kernel does for a role — softirq processing of veths and the bridge, TC and XDP
 // programs, nftables — which runs where the kernel puts it, mostly on the CPU of the thread
