@@ -80,7 +80,15 @@ func ProcessCPUMetric(name string) stats.Metric {
 	return m
 }
 
-// Sysmon samples system-wide CPU and RAM use, and the CPU time of named processes, from
+// ProcessRAMMetric is the metric of the resident memory of the processes called name:
+// stats.RAM with ":" and the name appended to its name.
+func ProcessRAMMetric(name string) stats.Metric {
+	m := stats.RAM
+	m.Name += ":" + name
+	return m
+}
+
+// Sysmon samples system-wide CPU and RAM use, and the CPU time and resident memory of named processes, from
 // /proc in a goroutine until Stop. It measures the whole machine, whatever namespace it runs
 // in. At the end of every interval it records (Seq is the interval's index, T its end in
 // seconds since StartSysmon):
@@ -93,7 +101,9 @@ func ProcessCPUMetric(name string) stats.Metric {
 //     names over the interval, in percent of ONE core, so two busy cores are 200; when more
 //     than one name is given, also one series per name with ProcessCPUMetric(name). A
 //     process that exits loses its CPU time since the previous sample;
-//   - stats.RAM: MemTotal - MemAvailable of /proc/meminfo, in bytes.
+//   - stats.RAM: MemTotal - MemAvailable of /proc/meminfo, in bytes;
+//   - when Processes is set, ProcessRAMMetric(name) for each name: the resident sets of the
+//     processes of that name at the end of the interval, summed, in bytes.
 //
 // Every sample carries the phase set by SetPhase as X with XUnit PhaseUnit (X empty before
 // the first SetPhase). SetPhase ends the current interval, so no sample straddles two phases.
@@ -138,6 +148,7 @@ type procKey struct {
 type procTimes struct {
 	name  string
 	ticks uint64 // utime + stime
+	rss   uint64 // resident set in bytes
 }
 
 // StartSysmon validates cfg, reads a first snapshot of /proc and starts sampling.
@@ -278,6 +289,12 @@ func (s *Sysmon) sample() {
 		}
 	}
 	add(stats.RAM, float64(cur.ram))
+	if len(s.cfg.Processes) > 0 {
+		rss := processRSS(cur)
+		for _, name := range s.cfg.Processes {
+			add(ProcessRAMMetric(name), float64(rss[name]))
+		}
+	}
 }
 
 // processTicks sums the CPU ticks each process name used between two snapshots. A process
@@ -293,6 +310,15 @@ func processTicks(prev, cur sysSnapshot) map[string]uint64 {
 		case !seen && key.startTime >= prev.bootTick:
 			sums[c.name] += c.ticks
 		}
+	}
+	return sums
+}
+
+// processRSS sums the resident sets of each process name in a snapshot.
+func processRSS(snap sysSnapshot) map[string]uint64 {
+	sums := make(map[string]uint64)
+	for _, p := range snap.procs {
+		sums[p.name] += p.rss
 	}
 	return sums
 }
@@ -364,11 +390,14 @@ func scanProcesses(names []string) (map[procKey]procTimes, error) {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		if slices.Contains(names, st.comm) {
-			procs[procKey{pid, st.startTime}] = procTimes{name: st.comm, ticks: st.utime + st.stime}
+			procs[procKey{pid, st.startTime}] = procTimes{name: st.comm, ticks: st.utime + st.stime, rss: st.rss * pageSize}
 		}
 	}
 	return procs, nil
 }
+
+// pageSize is the unit of a process's resident set in /proc/PID/stat.
+var pageSize = uint64(os.Getpagesize())
 
 // cpuTimes is the aggregate "cpu" line of /proc/stat, in clock ticks.
 type cpuTimes struct {
@@ -444,6 +473,7 @@ func parseMeminfo(b []byte) (uint64, error) {
 type pidStat struct {
 	comm                    string
 	utime, stime, startTime uint64
+	rss                     uint64 // pages
 }
 
 // parsePidStat parses /proc/PID/stat. The name is in parentheses and may itself contain
@@ -453,16 +483,16 @@ func parsePidStat(b []byte) (pidStat, error) {
 	if open < 0 || end < open {
 		return pidStat{}, errors.New("no process name in parentheses")
 	}
-	// fields[0] is field 3 (state); utime, stime and starttime are fields 14, 15 and 22.
+	// fields[0] is field 3 (state); utime, stime, starttime and rss are fields 14, 15, 22 and 24.
 	fields := strings.Fields(string(b[end+1:]))
-	if len(fields) < 20 {
-		return pidStat{}, fmt.Errorf("%d fields after the name, want at least 20", len(fields))
+	if len(fields) < 22 {
+		return pidStat{}, fmt.Errorf("%d fields after the name, want at least 22", len(fields))
 	}
 	st := pidStat{comm: string(b[open+1 : end])}
 	for _, f := range []struct {
 		field int
 		dst   *uint64
-	}{{14, &st.utime}, {15, &st.stime}, {22, &st.startTime}} {
+	}{{14, &st.utime}, {15, &st.stime}, {22, &st.startTime}, {24, &st.rss}} {
 		n, err := strconv.ParseUint(fields[f.field-3], 10, 64)
 		if err != nil {
 			return pidStat{}, fmt.Errorf("field %d: %w", f.field, err)

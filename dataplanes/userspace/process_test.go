@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/edgebpf/edgebpf/bench"
 	"github.com/edgebpf/edgebpf/dataplanes/userspace"
 	"github.com/edgebpf/edgebpf/internal/testenv"
 	"github.com/edgebpf/edgebpf/netsetup"
@@ -84,6 +85,7 @@ func TestProxyProcess(t *testing.T) {
 	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	require.NoError(t, err)
 	assert.Equal(t, userspace.ProcessName, strings.TrimSpace(string(comm)))
+	assert.Equal(t, bench.ProxyProcess, userspace.ProcessName, "the resources experiment samples it by this name")
 	var want, got unix.Stat_t
 	require.NoError(t, unix.Stat(node.NS.Path(), &want))
 	require.NoError(t, unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &got))
