@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/edgebpf/edgebpf/netsetup"
 )
@@ -60,16 +62,22 @@ func toWire(ev netsetup.Event) *wireEvent {
 	return w
 }
 
+// callTimeout bounds one request and its reply, so that a proxy process that hangs fails
+// the registry change that waits for it instead of stopping the node. The proxy answers
+// within microseconds; the bound is for a machine under any load.
+var callTimeout = 10 * time.Second
+
 // client is the data plane's end of the control socket. Calls are serialised: one request,
 // then its reply.
 type client struct {
-	mu  sync.Mutex
-	enc *json.Encoder
-	dec *json.Decoder
+	mu   sync.Mutex
+	conn net.Conn
+	enc  *json.Encoder
+	dec  *json.Decoder
 }
 
-func newClient(rw io.ReadWriter) *client {
-	return &client{enc: json.NewEncoder(rw), dec: json.NewDecoder(rw)}
+func newClient(conn net.Conn) *client {
+	return &client{conn: conn, enc: json.NewEncoder(conn), dec: json.NewDecoder(conn)}
 }
 
 // call sends req and returns the reply, or why there was none.
@@ -77,6 +85,7 @@ func (c *client) call(req request) (reply, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var rep reply
+	_ = c.conn.SetDeadline(time.Now().Add(callTimeout))
 	if err := c.enc.Encode(req); err != nil {
 		return rep, fmt.Errorf("userspace proxy process: send %s: %w", req.Op, err)
 	}

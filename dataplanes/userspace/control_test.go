@@ -3,6 +3,7 @@ package userspace
 import (
 	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -120,4 +121,16 @@ func TestControlSocketClosed(t *testing.T) {
 	require.NoError(t, d.Close())
 	_, err := newClient(c).call(request{Op: opStats})
 	assert.ErrorContains(t, err, "userspace proxy process")
+}
+
+// TestControlCallTimesOut checks that a proxy process that never answers fails the call
+// rather than hanging the registry change that waits for it.
+func TestControlCallTimesOut(t *testing.T) {
+	old := callTimeout
+	callTimeout = 50 * time.Millisecond
+	t.Cleanup(func() { callTimeout = old })
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	_, err := newClient(a).call(request{Op: opStats}) // nobody reads b
+	assert.ErrorContains(t, err, "userspace proxy process: send stats")
 }

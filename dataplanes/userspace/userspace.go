@@ -223,7 +223,7 @@ func (d *DataPlane) startProcess() error {
 	defer tun.Close()
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
-		Args:       []string{ProcessName, "--node", d.node.Name()},
+		Args:       []string{ProcessName, "--node", d.node.Name()}, // for ps; nothing reads them
 		Env:        append(os.Environ(), parentEnv+"="+strconv.Itoa(os.Getpid())),
 		ExtraFiles: []*os.File{tun, theirs}, // descriptors 3 and 4: tunFD, controlFD
 		Stderr:     os.Stderr,
