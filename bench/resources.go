@@ -35,8 +35,9 @@ type ResourcesConfig struct {
 	// LoadRate is the rate of the TCP load in bit/s. Default 100e6 (the thesis's load).
 	LoadRate Rate `json:"load_rate"`
 	// Processes names the processes whose CPU time and resident memory are sampled, as
-	// SysmonConfig.Processes. Default: this process and ProxyProcess, so that the user-space
-	// proxy's share shows apart from the meters' (cpu_process:<name>, ram:<name>).
+	// SysmonConfig.Processes. Default: this process and its child ProxyProcess (not another
+	// run's), so that the user-space proxy's share shows apart from the meters'
+	// (cpu_process:<name>, ram:<name>).
 	Processes []string `json:"processes,omitempty"`
 }
 
@@ -122,8 +123,9 @@ func Resources(ctx context.Context, ep Endpoints, cfg ResourcesConfig) ([]stats.
 	if err := errors.Join(checkEndpoints(ep), cfg.Validate()); err != nil {
 		return nil, err
 	}
+	own := len(cfg.Processes) == 0
 	cfg = cfg.withDefaults()
-	mon, err := StartSysmon(SysmonConfig{Interval: time.Duration(cfg.Interval), Processes: cfg.Processes})
+	mon, err := StartSysmon(SysmonConfig{Interval: time.Duration(cfg.Interval), Processes: cfg.Processes, Own: own})
 	if err != nil {
 		return nil, fmt.Errorf("resources: %w", err)
 	}

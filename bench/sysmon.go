@@ -26,6 +26,9 @@ type SysmonConfig struct {
 	// 15 bytes, the kernel's limit). All processes of a name are summed; /proc is scanned
 	// again every interval, so processes that start later are found.
 	Processes []string
+	// Own restricts Processes to this process and its children, so that another run's
+	// processes of the same names, elsewhere on the machine, do not count.
+	Own bool
 }
 
 // minSysmonInterval is the shortest interval: the kernel counts CPU time in ticks of 10 ms
@@ -358,15 +361,17 @@ func (s *Sysmon) snapshot() (sysSnapshot, error) {
 		return snap, fmt.Errorf("/proc/meminfo: %w", err)
 	}
 	if len(s.cfg.Processes) > 0 {
-		if snap.procs, err = scanProcesses(s.cfg.Processes); err != nil {
+		if snap.procs, err = scanProcesses(s.cfg.Processes, s.cfg.Own); err != nil {
 			return snap, err
 		}
 	}
 	return snap, nil
 }
 
-// scanProcesses reads the CPU times of all processes with one of names.
-func scanProcesses(names []string) (map[procKey]procTimes, error) {
+// scanProcesses reads the CPU times of all processes with one of names; with own, only of
+// this process and its children.
+func scanProcesses(names []string, own bool) (map[procKey]procTimes, error) {
+	self := os.Getpid()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, err
@@ -389,7 +394,7 @@ func scanProcesses(names []string) (map[procKey]procTimes, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		if slices.Contains(names, st.comm) {
+		if slices.Contains(names, st.comm) && (!own || pid == self || st.ppid == self) {
 			procs[procKey{pid, st.startTime}] = procTimes{name: st.comm, ticks: st.utime + st.stime, rss: st.rss * pageSize}
 		}
 	}
@@ -472,6 +477,7 @@ func parseMeminfo(b []byte) (uint64, error) {
 // pidStat holds the fields of /proc/PID/stat that Sysmon uses; times are in clock ticks.
 type pidStat struct {
 	comm                    string
+	ppid                    int
 	utime, stime, startTime uint64
 	rss                     uint64 // pages
 }
@@ -489,6 +495,11 @@ func parsePidStat(b []byte) (pidStat, error) {
 		return pidStat{}, fmt.Errorf("%d fields after the name, want at least 22", len(fields))
 	}
 	st := pidStat{comm: string(b[open+1 : end])}
+	ppid, err := strconv.Atoi(fields[1])
+	if err != nil {
+		return pidStat{}, fmt.Errorf("field 4: %w", err)
+	}
+	st.ppid = ppid
 	for _, f := range []struct {
 		field int
 		dst   *uint64
