@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,9 @@ func processMain(parent string) int {
 		log.Error("the edgebpf process that started this proxy is gone; exiting", "parent", parent)
 		return 1
 	}
+	// Ctrl-C in a terminal reaches the whole process group: the edgebpf process decides when
+	// the proxy stops (it still has to carry the packets of what is being shut down).
+	signal.Ignore(os.Interrupt)
 	// /proc/self/comm names the thread group's leader, which is what ps and /proc/PID/stat show.
 	if err := os.WriteFile("/proc/self/comm", []byte(ProcessName), 0); err != nil {
 		log.Warn("cannot name the process", "err", err)
