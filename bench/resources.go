@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"time"
 
@@ -32,8 +34,27 @@ type ResourcesConfig struct {
 	Interval Duration `json:"interval"`
 	// LoadRate is the rate of the TCP load in bit/s. Default 100e6 (the thesis's load).
 	LoadRate Rate `json:"load_rate"`
-	// Processes names the processes whose CPU time is sampled, as SysmonConfig.Processes.
+	// Processes names the processes whose CPU time and resident memory are sampled, as
+	// SysmonConfig.Processes. Default: this process and its child ProxyProcess (not another
+	// run's), so that the user-space proxy's share shows apart from the meters'
+	// (cpu_process:<name>, ram:<name>).
 	Processes []string `json:"processes,omitempty"`
+}
+
+// ProxyProcess is the name (/proc/PID/comm) of the user-space proxy's process, which the
+// userspace data plane starts; Resources samples it by default.
+const ProxyProcess = "edgebpf-proxy"
+
+// defaultProcesses is this process (edgebpf, or a test binary) and ProxyProcess.
+func defaultProcesses() []string {
+	self := "edgebpf"
+	if b, err := os.ReadFile("/proc/self/comm"); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		self = string(bytes.TrimSpace(b))
+	}
+	if self == ProxyProcess {
+		return []string{self}
+	}
+	return []string{self, ProxyProcess}
 }
 
 func (c ResourcesConfig) withDefaults() ResourcesConfig {
@@ -50,6 +71,9 @@ func (c ResourcesConfig) withDefaults() ResourcesConfig {
 	}
 	if c.Port == 0 {
 		c.Port = 5203
+	}
+	if len(c.Processes) == 0 {
+		c.Processes = defaultProcesses()
 	}
 	return c
 }
@@ -87,7 +111,9 @@ func (c ResourcesConfig) Validate() error {
 // Sysmon through three phases, PhaseIdle for cfg.Idle, PhaseLoad while a TCPThroughput paced to
 // cfg.LoadRate runs from ep.Client to ep.Target for cfg.Load, and PhaseCleanup for
 // cfg.Cleanup. The load generator and its receiver run in this process, so their CPU time is
-// part of the system-wide figures, as iperf3's was in the thesis.
+// part of the system-wide figures, as iperf3's was in the thesis. The user-space proxy runs in
+// a process of its own (ProxyProcess), so by default its CPU time and memory are sampled
+// apart from this process's.
 //
 // Resources returns the Sysmon samples (X is the phase) and also the load's stats.Throughput
 // samples with X PhaseLoad, so a result shows whether the load ran at its rate; every T is
@@ -97,8 +123,9 @@ func Resources(ctx context.Context, ep Endpoints, cfg ResourcesConfig) ([]stats.
 	if err := errors.Join(checkEndpoints(ep), cfg.Validate()); err != nil {
 		return nil, err
 	}
+	own := len(cfg.Processes) == 0
 	cfg = cfg.withDefaults()
-	mon, err := StartSysmon(SysmonConfig{Interval: time.Duration(cfg.Interval), Processes: cfg.Processes})
+	mon, err := StartSysmon(SysmonConfig{Interval: time.Duration(cfg.Interval), Processes: cfg.Processes, Own: own})
 	if err != nil {
 		return nil, fmt.Errorf("resources: %w", err)
 	}

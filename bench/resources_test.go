@@ -103,3 +103,11 @@ func TestResourcesValidate(t *testing.T) {
 	_, err := Resources(context.Background(), tcpLoopback(), ResourcesConfig{Idle: -1})
 	assert.Error(t, err)
 }
+
+func TestResourcesSamplesTheProxyProcessByDefault(t *testing.T) {
+	d := ResourcesConfig{}.withDefaults()
+	assert.Equal(t, []string{sysmonSelfComm(), ProxyProcess}, d.Processes, "this process and the proxy's, apart")
+	assert.NoError(t, SysmonConfig{Processes: d.Processes}.Validate())
+	own := ResourcesConfig{Processes: []string{"nginx"}}.withDefaults()
+	assert.Equal(t, []string{"nginx"}, own.Processes, "given names replace the default")
+}

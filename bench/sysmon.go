@@ -26,6 +26,9 @@ type SysmonConfig struct {
 	// 15 bytes, the kernel's limit). All processes of a name are summed; /proc is scanned
 	// again every interval, so processes that start later are found.
 	Processes []string
+	// Own restricts Processes to this process and its children, so that another run's
+	// processes of the same names, elsewhere on the machine, do not count.
+	Own bool
 }
 
 // minSysmonInterval is the shortest interval: the kernel counts CPU time in ticks of 10 ms
@@ -80,7 +83,15 @@ func ProcessCPUMetric(name string) stats.Metric {
 	return m
 }
 
-// Sysmon samples system-wide CPU and RAM use, and the CPU time of named processes, from
+// ProcessRAMMetric is the metric of the resident memory of the processes called name:
+// stats.RAM with ":" and the name appended to its name.
+func ProcessRAMMetric(name string) stats.Metric {
+	m := stats.RAM
+	m.Name += ":" + name
+	return m
+}
+
+// Sysmon samples system-wide CPU and RAM use, and the CPU time and resident memory of named processes, from
 // /proc in a goroutine until Stop. It measures the whole machine, whatever namespace it runs
 // in. At the end of every interval it records (Seq is the interval's index, T its end in
 // seconds since StartSysmon):
@@ -93,7 +104,9 @@ func ProcessCPUMetric(name string) stats.Metric {
 //     names over the interval, in percent of ONE core, so two busy cores are 200; when more
 //     than one name is given, also one series per name with ProcessCPUMetric(name). A
 //     process that exits loses its CPU time since the previous sample;
-//   - stats.RAM: MemTotal - MemAvailable of /proc/meminfo, in bytes.
+//   - stats.RAM: MemTotal - MemAvailable of /proc/meminfo, in bytes;
+//   - when Processes is set, ProcessRAMMetric(name) for each name: the resident sets of the
+//     processes of that name at the end of the interval, summed, in bytes.
 //
 // Every sample carries the phase set by SetPhase as X with XUnit PhaseUnit (X empty before
 // the first SetPhase). SetPhase ends the current interval, so no sample straddles two phases.
@@ -138,6 +151,7 @@ type procKey struct {
 type procTimes struct {
 	name  string
 	ticks uint64 // utime + stime
+	rss   uint64 // resident set in bytes
 }
 
 // StartSysmon validates cfg, reads a first snapshot of /proc and starts sampling.
@@ -278,6 +292,12 @@ func (s *Sysmon) sample() {
 		}
 	}
 	add(stats.RAM, float64(cur.ram))
+	if len(s.cfg.Processes) > 0 {
+		rss := processRSS(cur)
+		for _, name := range s.cfg.Processes {
+			add(ProcessRAMMetric(name), float64(rss[name]))
+		}
+	}
 }
 
 // processTicks sums the CPU ticks each process name used between two snapshots. A process
@@ -293,6 +313,15 @@ func processTicks(prev, cur sysSnapshot) map[string]uint64 {
 		case !seen && key.startTime >= prev.bootTick:
 			sums[c.name] += c.ticks
 		}
+	}
+	return sums
+}
+
+// processRSS sums the resident sets of each process name in a snapshot.
+func processRSS(snap sysSnapshot) map[string]uint64 {
+	sums := make(map[string]uint64)
+	for _, p := range snap.procs {
+		sums[p.name] += p.rss
 	}
 	return sums
 }
@@ -332,15 +361,17 @@ func (s *Sysmon) snapshot() (sysSnapshot, error) {
 		return snap, fmt.Errorf("/proc/meminfo: %w", err)
 	}
 	if len(s.cfg.Processes) > 0 {
-		if snap.procs, err = scanProcesses(s.cfg.Processes); err != nil {
+		if snap.procs, err = scanProcesses(s.cfg.Processes, s.cfg.Own); err != nil {
 			return snap, err
 		}
 	}
 	return snap, nil
 }
 
-// scanProcesses reads the CPU times of all processes with one of names.
-func scanProcesses(names []string) (map[procKey]procTimes, error) {
+// scanProcesses reads the CPU times of all processes with one of names; with own, only of
+// this process and its children.
+func scanProcesses(names []string, own bool) (map[procKey]procTimes, error) {
+	self := os.Getpid()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, err
@@ -363,12 +394,15 @@ func scanProcesses(names []string) (map[procKey]procTimes, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		if slices.Contains(names, st.comm) {
-			procs[procKey{pid, st.startTime}] = procTimes{name: st.comm, ticks: st.utime + st.stime}
+		if slices.Contains(names, st.comm) && (!own || pid == self || st.ppid == self) {
+			procs[procKey{pid, st.startTime}] = procTimes{name: st.comm, ticks: st.utime + st.stime, rss: st.rss * pageSize}
 		}
 	}
 	return procs, nil
 }
+
+// pageSize is the unit of a process's resident set in /proc/PID/stat.
+var pageSize = uint64(os.Getpagesize())
 
 // cpuTimes is the aggregate "cpu" line of /proc/stat, in clock ticks.
 type cpuTimes struct {
@@ -443,7 +477,9 @@ func parseMeminfo(b []byte) (uint64, error) {
 // pidStat holds the fields of /proc/PID/stat that Sysmon uses; times are in clock ticks.
 type pidStat struct {
 	comm                    string
+	ppid                    int
 	utime, stime, startTime uint64
+	rss                     uint64 // pages
 }
 
 // parsePidStat parses /proc/PID/stat. The name is in parentheses and may itself contain
@@ -453,16 +489,21 @@ func parsePidStat(b []byte) (pidStat, error) {
 	if open < 0 || end < open {
 		return pidStat{}, errors.New("no process name in parentheses")
 	}
-	// fields[0] is field 3 (state); utime, stime and starttime are fields 14, 15 and 22.
+	// fields[0] is field 3 (state); utime, stime, starttime and rss are fields 14, 15, 22 and 24.
 	fields := strings.Fields(string(b[end+1:]))
-	if len(fields) < 20 {
-		return pidStat{}, fmt.Errorf("%d fields after the name, want at least 20", len(fields))
+	if len(fields) < 22 {
+		return pidStat{}, fmt.Errorf("%d fields after the name, want at least 22", len(fields))
 	}
 	st := pidStat{comm: string(b[open+1 : end])}
+	ppid, err := strconv.Atoi(fields[1])
+	if err != nil {
+		return pidStat{}, fmt.Errorf("field 4: %w", err)
+	}
+	st.ppid = ppid
 	for _, f := range []struct {
 		field int
 		dst   *uint64
-	}{{14, &st.utime}, {15, &st.stime}, {22, &st.startTime}} {
+	}{{14, &st.utime}, {15, &st.stime}, {22, &st.startTime}, {24, &st.rss}} {
 		n, err := strconv.ParseUint(fields[f.field-3], 10, 64)
 		if err != nil {
 			return pidStat{}, fmt.Errorf("field %d: %w", f.field, err)

@@ -6,8 +6,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,7 +65,7 @@ func TestSysmonParsePidStat(t *testing.T) {
 	const stat = "11235 (a (b) c) R 11199 11199 3099 0 -1 4194304 99 0 0 0 17 4 0 0 20 0 1 0 44033 3133440 379 18446744073709551615 0 0\n"
 	got, err := parsePidStat([]byte(stat))
 	require.NoError(t, err)
-	assert.Equal(t, pidStat{comm: "a (b) c", utime: 17, stime: 4, startTime: 44033}, got)
+	assert.Equal(t, pidStat{comm: "a (b) c", ppid: 11199, utime: 17, stime: 4, startTime: 44033, rss: 379}, got)
 
 	for _, bad := range []string{"", "1 cat R 1 2", "1 (cat) R 1 2 3", "1 (cat) R 11199 11199 3099 0 -1 4194304 99 0 0 0 x 4 0 0 20 0 1 0 44033 3133440"} {
 		_, err := parsePidStat([]byte(bad))
@@ -77,6 +79,8 @@ func TestSysmonParsePidStat(t *testing.T) {
 	comm, err := os.ReadFile("/proc/self/comm")
 	require.NoError(t, err)
 	assert.Equal(t, strings.TrimSpace(string(comm)), self.comm)
+	assert.NotZero(t, self.rss, "this process has resident pages")
+	assert.Equal(t, os.Getppid(), self.ppid)
 }
 
 func TestSysmonParseAuxvClkTck(t *testing.T) {
@@ -106,16 +110,17 @@ func TestSysmonCPUShares(t *testing.T) {
 
 func TestSysmonProcessTicks(t *testing.T) {
 	prev := sysSnapshot{bootTick: 1000, procs: map[procKey]procTimes{
-		{1, 10}: {"a", 100},
-		{2, 20}: {"b", 50},
+		{1, 10}: {name: "a", ticks: 100},
+		{2, 20}: {name: "b", ticks: 50},
 	}}
 	cur := sysSnapshot{bootTick: 1050, procs: map[procKey]procTimes{
-		{1, 10}:   {"a", 130}, // +30
-		{2, 1020}: {"b", 5},   // PID 2 reused by a process started in the interval: all 5
-		{3, 1001}: {"a", 7},   // started in the interval: all 7
-		{4, 500}:  {"a", 900}, // older, renamed into the set: none of it
+		{1, 10}:   {name: "a", ticks: 130, rss: 4096}, // +30
+		{2, 1020}: {name: "b", ticks: 5, rss: 8192},   // PID 2 reused by a process started in the interval: all 5
+		{3, 1001}: {name: "a", ticks: 7, rss: 4096},   // started in the interval: all 7
+		{4, 500}:  {name: "a", ticks: 900},            // older, renamed into the set: none of it
 	}}
 	assert.Equal(t, map[string]uint64{"a": 37, "b": 5}, processTicks(prev, cur))
+	assert.Equal(t, map[string]uint64{"a": 8192, "b": 8192}, processRSS(cur), "resident sets summed per name")
 }
 
 func TestSysmonValidate(t *testing.T) {
@@ -186,7 +191,7 @@ func TestSysmonLive(t *testing.T) {
 		case stats.CPU, stats.CPUSoftirq:
 			assert.GreaterOrEqual(t, s.Value, 0.0)
 			assert.LessOrEqual(t, s.Value, 100.0)
-		case stats.RAM:
+		case stats.RAM, ProcessRAMMetric(self):
 			assert.Greater(t, s.Value, 0.0)
 		case stats.CPUProcess:
 			assert.GreaterOrEqual(t, s.Value, 0.0)
@@ -205,6 +210,7 @@ func TestSysmonLive(t *testing.T) {
 	assert.Greater(t, busy, 0.0, "a spinning goroutine of %q shows", self)
 	assert.NotEmpty(t, tcpSamplesOf(samples, stats.CPU))
 	assert.NotEmpty(t, tcpSamplesOf(samples, stats.RAM))
+	assert.NotEmpty(t, tcpSamplesOf(samples, ProcessRAMMetric(self)), "the process's resident memory")
 }
 
 func TestSysmonFindsLaterProcesses(t *testing.T) {
@@ -241,6 +247,8 @@ func TestSysmonFindsLaterProcesses(t *testing.T) {
 	assert.Equal(t, peak(ProcessCPUMetric(name)), peak(stats.CPUProcess), "the sum over names")
 	assert.NotEmpty(t, tcpSamplesOf(samples, ProcessCPUMetric("edgebpf-none")))
 	assert.Zero(t, peak(ProcessCPUMetric("edgebpf-none")))
+	assert.Greater(t, peak(ProcessRAMMetric(name)), 0.0, "the shell's resident memory")
+	assert.Zero(t, peak(ProcessRAMMetric("edgebpf-none")), "no process, no memory")
 }
 
 func sysmonKeys(m map[string]int) []string {
@@ -250,4 +258,53 @@ func sysmonKeys(m map[string]int) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// TestSysmonOwnProcesses checks that Own counts this process's children and not a process of
+// the same name that another process started.
+func TestSysmonOwnProcesses(t *testing.T) {
+	const name = "edgebpfown"
+	sh, err := exec.LookPath("sh")
+	require.NoError(t, err)
+	link := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.Symlink(sh, link))
+	start := func(c *exec.Cmd) {
+		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		require.NoError(t, c.Start())
+		t.Cleanup(func() {
+			_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL) // the group: a grandchild too
+			_ = c.Wait()
+		})
+	}
+	// A grandchild, started by a shell: its parent is not this process. Neither shell execs
+	// its sleep, so both keep their name.
+	other := exec.Command(sh, "-c", link+" -c 'sleep 30; exit 0' & wait")
+	start(other)
+	child := exec.Command(link, "-c", "sleep 30; exit 0")
+	start(child)
+	parentOf := func(pid int) int {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return 0
+		}
+		st, _ := parsePidStat(b)
+		return st.ppid
+	}
+	grandchild := 0
+	require.Eventually(t, func() bool {
+		all, err := scanProcesses([]string{name}, false)
+		for k := range all {
+			if parentOf(k.pid) == other.Process.Pid {
+				grandchild = k.pid
+			}
+		}
+		return err == nil && grandchild != 0
+	}, 5*time.Second, 10*time.Millisecond, "the other shell runs")
+	own, err := scanProcesses([]string{name}, true)
+	require.NoError(t, err)
+	var pids []int
+	for k := range own {
+		pids = append(pids, k.pid)
+	}
+	assert.Equal(t, []int{child.Process.Pid}, pids, "only this process's child, not %d", grandchild)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strconv"
 	"sync"
 
@@ -302,6 +303,12 @@ func (n *Node) plumb(in *Instance) error {
 	}
 	return nil
 }
+
+// StartProcess starts cmd in the node's namespace as a process of the node's session, which
+// records it: the session's Close and `edgebpf cleanup` (after a SIGKILL of this process)
+// end it if its starter does not. It is killed when the thread that started it ends (see
+// Namespace.Start).
+func (n *Node) StartProcess(cmd *exec.Cmd) error { return n.sess.Start(n.NS, cmd) }
 
 // RemoveInstance tells subscribers the instance is going, then deletes its namespace (and so
 // its veth pair).

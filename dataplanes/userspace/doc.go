@@ -75,9 +75,33 @@
 // goroutine, one packet per read and write system call, no GSO or checksum offload on the
 // TUN device, so every packet crosses into user space and back. When the reader falls
 // behind, the device's queue (500 packets) drops the excess, as Oakestra's does; TCP backs
-// off, and a SYN caught in such a burst is retransmitted after a second. It runs inside the edgebpf
-// process; its CPU time is the process's (the resources experiment's cpu_process includes
-// it). Stats reports its counters.
+// off, and a SYN caught in such a burst is retransmitted after a second. Stats reports its
+// counters.
+//
+// The proxy runs in a process of its own, as Oakestra's NetManager does: edgebpf-proxy
+// (ProcessName), the same binary re-executed (/proc/self/exe) in the node's namespace. Deploy
+// creates and configures the TUN device and hands it to the process (descriptor 3) with one
+// end of a Unix socket pair (descriptor 4); over it the data plane sends the proxy's Config,
+// then the registry's contents and every registry event, one JSON request and one reply at a
+// time, and asks for the counters. The event is applied in the proxy process before the
+// registry's caller goes on, so a refused service is rolled back and the sessions of a
+// removed instance are dead before its namespace goes, as before. The proxy process keeps a
+// copy of the registry and resolves misses from it (the table query) without a round trip.
+// So the packet loop has a scheduler, a garbage collector and CPUs of its own, not the
+// meters'; the resources experiment samples its CPU time and memory by name
+// (cpu_process:edgebpf-proxy, ram:edgebpf-proxy), and --cpu-proxy pins every thread of it
+// (cpupin.Pinning.Process). Its life is the node's: the node's session records it (so
+// `edgebpf cleanup` ends it after a SIGKILL), it is killed when the edgebpf process dies
+// (PR_SET_PDEATHSIG; it checks at start that its parent is the one that started it, in case
+// that one died first) and when the control socket closes, and Close kills and reaps it; its
+// device, address and route go with its last descriptor.
+//
+// Note: the proxy process is recognised in the package's init, by an environment variable
+// naming its parent, and not by an edgebpf subcommand: the test binaries of every package
+// that deploys the data plane (this one, scenarios, cmd/edgebpf) must run it too, and a test
+// binary has no subcommands. Resolving misses by asking the edgebpf process was rejected:
+// every new session, each TCP connect of the latency experiment among them, would wait for a
+// round trip between two processes on a loaded machine.
 //
 // Note: the reader waits for packets in the kernel on its own thread (a non-blocking read,
 // then poll(2) when the device is empty) rather than in Go's poller (os.File on the non-blocking

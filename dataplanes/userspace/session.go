@@ -514,3 +514,19 @@ func (c *core) sessionCount() int {
 	defer c.mu.Unlock()
 	return c.live
 }
+
+// stats returns the counters and the number of sessions in the table.
+func (c *core) stats() map[string]uint64 {
+	st := &c.st
+	return map[string]uint64{
+		"forwarded": st.forwarded.Load(), "sessions_created": st.created.Load(),
+		"sessions": uint64(c.sessionCount()), "sessions_expired": st.expired.Load(),
+		"sessions_replaced": st.replaced.Load(), "sessions_evicted": st.evicted.Load(),
+		"sessions_evicted_share": st.evictedShare.Load(), "refused": st.refused.Load(),
+		"refused_no_instance": st.noInstance.Load(), "refused_dead_session": st.deadSession.Load(),
+		"refused_unknown_dst": st.unknownDst.Load(), "refused_unknown_src": st.unknownSrc.Load(),
+		"refused_unknown_tcp": st.unknownTCP.Load(),
+		"dropped_malformed":   st.malformed.Load(), "dropped_ipv6": st.notIPv4.Load(), "dropped_unsupported": st.unsupported.Load(),
+		"dropped_fragment": st.fragments.Load(), "write_errors": st.writeErrors.Load(),
+	}
+}

@@ -621,9 +621,11 @@ func FuzzHandle(f *testing.F) {
 }
 
 func TestUnknownPolicy(t *testing.T) {
-	d := New()
-	err := d.event(netsetup.Event{Kind: netsetup.ServiceCreated, Service: netsetup.Service{Name: "web", Balancing: "random"}})
+	m := newMirror()
+	c := newCore(DefaultConfig, m)
+	err := apply(c, m, toWire(netsetup.Event{Kind: netsetup.ServiceCreated, Service: netsetup.Service{Name: "web", Balancing: "random"}}))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `balancing "random"`)
-	assert.NoError(t, d.event(netsetup.Event{Kind: netsetup.ServiceCreated, Service: netsetup.Service{Name: "web", Balancing: netsetup.RoundRobin}}))
+	assert.NotContains(t, m.services, "web", "a refused service is not kept")
+	assert.NoError(t, apply(c, m, toWire(netsetup.Event{Kind: netsetup.ServiceCreated, Service: netsetup.Service{Name: "web", Balancing: netsetup.RoundRobin}})))
 }

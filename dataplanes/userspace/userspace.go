@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"image/color"
-	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -102,18 +102,20 @@ func checkPolicy(svc netsetup.Service) error {
 	return nil
 }
 
-// DataPlane is the user-space TUN proxy.
+// DataPlane is the user-space TUN proxy. Deploy starts the proxy process; the DataPlane
+// in the edgebpf process forwards the node's registry events to it and asks it for Stats.
 type DataPlane struct {
 	cfg Config
 
-	mu      sync.Mutex
-	node    *netsetup.Node
-	fd      int // the TUN device, -1 when closed
-	closing atomic.Bool
-	core    *core
-	unsub   func()
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	mu   sync.Mutex
+	node *netsetup.Node
+	fd   int // the TUN device until the proxy process holds it, -1 after
+	cmd  *exec.Cmd
+	ctl  *client
+	conn net.Conn
+	// evMu orders the registry's events after the registry's contents Deploy sends.
+	evMu  sync.Mutex
+	unsub func()
 	// unforward puts back the node namespace's forwarding sysctls Deploy changed.
 	unforward func() error
 	deployed  bool
@@ -129,9 +131,12 @@ func NewWithConfig(cfg Config) *DataPlane { return &DataPlane{cfg: cfg, fd: -1} 
 func (*DataPlane) Name() string { return "userspace" }
 
 // Deploy sets the proxy up in the node's namespace: forwarding on, ICMP redirects off, the
-// TUN device with the service range routed into it, the registry subscription, and the
-// goroutines that read, translate and write packets and that reap expired sessions. On
-// error it undoes what it did.
+// TUN device with the service range routed into it, and the proxy process (ProcessName),
+// started in the node's namespace with the device and one end of a control socket, told the
+// registry's contents and then its events. The node's session records the process, so
+// `edgebpf cleanup` ends it after a SIGKILL of this one, which also kills it (the parent-death
+// signal). It is pinned to the CPUs the run's plan (in ctx) gives the proxy role. On error
+// Deploy undoes what it did.
 func (d *DataPlane) Deploy(ctx context.Context, node *netsetup.Node) (err error) {
 	if node == nil {
 		return errors.New("deploy userspace proxy: no node")
@@ -169,18 +174,64 @@ func (d *DataPlane) Deploy(ctx context.Context, node *netsetup.Node) (err error)
 	if err := d.configureTUN(); err != nil {
 		return err
 	}
-	d.core = newCore(d.cfg, node.Registry)
+	if err := d.startProcess(); err != nil {
+		return err
+	}
+	cpupin.PinningFrom(ctx).Process(cpupin.Proxy, d.cmd.Process.Pid)
+	cfg := d.cfg
+	if _, err := d.ctl.call(request{Op: opInit, Config: &cfg}); err != nil {
+		return err
+	}
+	d.evMu.Lock()
+	defer d.evMu.Unlock()
 	d.unsub = node.Registry.Subscribe(d.event)
-	d.stop = make(chan struct{})
-	d.closing.Store(false)
-	d.wg.Add(2)
-	// The reader's thread is pinned when the run's plan (in ctx) pins the proxy role.
-	pin := cpupin.PinningFrom(ctx)
-	go func() {
-		defer pin.Thread(cpupin.Proxy)()
-		d.run(newReader(d.fd, &d.closing), d.core)
-	}()
-	go d.reap(d.core, d.stop)
+	// Events from here on wait for evMu; the registry already holds what they announce, so
+	// its contents now include every creation before them. Creations the copy holds and
+	// removals of what it lacks change nothing.
+	for _, svc := range node.Registry.Services() {
+		if err := d.send(netsetup.Event{Kind: netsetup.ServiceCreated, Service: svc}); err != nil {
+			return err
+		}
+		for _, in := range node.Registry.Instances(svc.Name) {
+			if err := d.send(netsetup.Event{Kind: netsetup.InstanceCreated, Service: svc, Instance: in}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// startProcess starts the proxy process in the node's namespace with the TUN device and
+// one end of a control socket pair, and closes this process's copy of the device: the
+// device, its address and its route go when the proxy process ends. d.mu is held.
+func (d *DataPlane) startProcess() error {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("control socket for the proxy process: %w", err)
+	}
+	mine, theirs := os.NewFile(uintptr(fds[0]), "proxy-control"), os.NewFile(uintptr(fds[1]), "proxy-control")
+	defer theirs.Close()
+	d.conn, err = net.FileConn(mine)
+	_ = mine.Close()
+	if err != nil {
+		_ = theirs.Close()
+		return fmt.Errorf("control socket for the proxy process: %w", err)
+	}
+	d.ctl = newClient(d.conn)
+	tun := os.NewFile(uintptr(d.fd), TunName)
+	d.fd = -1
+	defer tun.Close()
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{ProcessName, "--node", d.node.Name()}, // for ps; nothing reads them
+		Env:        append(os.Environ(), parentEnv+"="+strconv.Itoa(os.Getpid())),
+		ExtraFiles: []*os.File{tun, theirs}, // descriptors 3 and 4: tunFD, controlFD
+		Stderr:     os.Stderr,
+	}
+	if err := d.node.StartProcess(cmd); err != nil {
+		return fmt.Errorf("start the proxy process: %w", err)
+	}
+	d.cmd = cmd
 	return nil
 }
 
@@ -218,58 +269,37 @@ func (d *DataPlane) configureTUN() error {
 	return nil
 }
 
-// run is the proxy: one goroutine that reads a packet from the TUN device, translates it
-// in place and writes it back, with two fixed buffers. One reader, as in Oakestra: a second
-// one would need a multi-queue TUN device, which Oakestra does not use.
-func (d *DataPlane) run(r *reader, c *core) {
-	defer d.wg.Done()
-	buf := make([]byte, 1<<16)
-	out := make([]byte, replySize)
-	for {
-		n, err := r.read(buf)
-		if err != nil {
-			if err != errClosing {
-				slog.Error("userspace proxy: the tun device failed; the proxy stops", "err", err)
-			}
-			return
-		}
-		if p := c.handle(buf[:n], out); p != nil {
-			if _, err := unix.Write(r.fd, p); err != nil {
-				c.st.writeErrors.Add(1)
-			}
-		}
-	}
-}
-
-// reap removes expired sessions every ReapInterval until stop is closed.
-func (d *DataPlane) reap(c *core, stop <-chan struct{}) {
-	defer d.wg.Done()
-	t := time.NewTicker(d.cfg.ReapInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			c.reap()
-		}
-	}
-}
-
-// event follows the node's registry: it refuses services with an unknown balancing
-// policy, ends the sessions of removed instances at once and forgets stale state.
+// event follows the node's registry: it sends each event to the proxy process, which
+// refuses services with an unknown balancing policy, ends the sessions of removed
+// instances at once and forgets stale state.
 func (d *DataPlane) event(ev netsetup.Event) error {
-	switch ev.Kind {
-	case netsetup.ServiceCreated:
-		return checkPolicy(ev.Service)
-	case netsetup.ServiceRemoved:
-		d.core.serviceRemoved(ev.Service)
-	case netsetup.InstanceCreated:
-		d.core.instanceAdded(ev.Instance)
-	case netsetup.InstanceRemoved:
-		d.core.instanceRemoved(ev.Instance)
+	d.evMu.Lock()
+	defer d.evMu.Unlock()
+	return d.send(ev)
+}
+
+// send sends ev to the proxy process and returns its refusal, if any. d.evMu is held.
+func (d *DataPlane) send(ev netsetup.Event) error {
+	if ev.Kind == netsetup.ServiceCreated {
+		if err := checkPolicy(ev.Service); err != nil {
+			return err
+		}
 	}
-	return nil
+	if d.ctl == nil {
+		return errors.New("userspace proxy is not deployed")
+	}
+	_, err := d.ctl.call(request{Op: opEvent, Event: toWire(ev)})
+	return err
+}
+
+// PID returns the proxy process's PID, or 0 when it is not deployed.
+func (d *DataPlane) PID() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil || d.cmd.Process == nil {
+		return 0
+	}
+	return d.cmd.Process.Pid
 }
 
 // Target returns the service IP: clients address the service, the proxy picks the instance.
@@ -289,7 +319,8 @@ func (d *DataPlane) Settings() map[string]string {
 	}
 	d.mu.Unlock()
 	return map[string]string{
-		"proxy":                   "user-space TUN proxy (Oakestra's), inside the edgebpf process",
+		"proxy":                   "user-space TUN proxy (Oakestra's), in a process of its own",
+		"process":                 ProcessName,
 		"tun":                     TunName,
 		"tun_address":             TunAddr.String(),
 		"mtu":                     mtu,
@@ -310,30 +341,25 @@ func (d *DataPlane) Settings() map[string]string {
 	}
 }
 
-// Stats returns the proxy's counters and the number of sessions in its table.
+// Stats returns the proxy's counters and the number of sessions in its table, asked of the
+// proxy process; empty when it is not deployed or its process is gone.
 func (d *DataPlane) Stats() map[string]uint64 {
 	d.mu.Lock()
-	c := d.core
+	c := d.ctl
 	d.mu.Unlock()
 	if c == nil {
 		return map[string]uint64{}
 	}
-	st := &c.st
-	return map[string]uint64{
-		"forwarded": st.forwarded.Load(), "sessions_created": st.created.Load(),
-		"sessions": uint64(c.sessionCount()), "sessions_expired": st.expired.Load(),
-		"sessions_replaced": st.replaced.Load(), "sessions_evicted": st.evicted.Load(),
-		"sessions_evicted_share": st.evictedShare.Load(), "refused": st.refused.Load(),
-		"refused_no_instance": st.noInstance.Load(), "refused_dead_session": st.deadSession.Load(),
-		"refused_unknown_dst": st.unknownDst.Load(), "refused_unknown_src": st.unknownSrc.Load(),
-		"refused_unknown_tcp": st.unknownTCP.Load(),
-		"dropped_malformed":   st.malformed.Load(), "dropped_ipv6": st.notIPv4.Load(), "dropped_unsupported": st.unsupported.Load(),
-		"dropped_fragment": st.fragments.Load(), "write_errors": st.writeErrors.Load(),
+	rep, err := c.call(request{Op: opStats})
+	if err != nil || rep.Stats == nil {
+		return map[string]uint64{}
 	}
+	return rep.Stats
 }
 
-// Close stops the proxy: it unsubscribes, stops the goroutines, closes the TUN device
-// (which removes it and its route) and restores the sysctls it changed. It is idempotent.
+// Close stops the proxy: it unsubscribes, kills the proxy process and waits for it (its
+// TUN device, address and route go with it) and restores the sysctls it changed. It is
+// idempotent.
 func (d *DataPlane) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -351,14 +377,20 @@ func (d *DataPlane) teardown() error {
 		d.unsub = nil
 	}
 	var errs []error
-	if d.stop != nil {
-		close(d.stop)
-		d.stop = nil
+	if d.cmd != nil {
+		// Killed, not asked: the proxy holds nothing that needs an orderly end, and the kernel
+		// removes the device, its address and its route with the process's last descriptor.
+		// The node's Close may have killed it already (it runs in the node's namespace), and
+		// the session's Close may have reaped it: then there is nothing left to do.
+		_ = d.cmd.Process.Kill()
+		_ = d.cmd.Wait()
+		d.cmd = nil
 	}
-	d.closing.Store(true)
-	d.wg.Wait()
+	if d.conn != nil {
+		_ = d.conn.Close()
+		d.conn, d.ctl = nil, nil
+	}
 	if d.fd >= 0 {
-		// The kernel removes the device, its address and its route with its last descriptor.
 		errs = append(errs, unix.Close(d.fd))
 		d.fd = -1
 	}

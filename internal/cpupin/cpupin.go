@@ -9,7 +9,8 @@
 // pinned: Thread locks it (runtime.LockOSThread) and sets that thread's affinity
 // (sched_setaffinity), and the returned function restores both. Threads the runtime starts
 // while a locked thread runs are cloned by the runtime's template thread and do not inherit
-// the mask; processes forked from a pinned thread (iperf3, sockperf) do. What is not pinned:
+// the mask; processes forked from a pinned thread (iperf3, sockperf) do. A process of its
+// own (the user-space proxy's) is pinned whole by Process, every thread of it. What is not pinned:
 // goroutines that do not call Thread (the runner, timers, the garbage collector), and work
 // the kernel does for a role — softirq processing of veths and the bridge, TC and XDP
 // programs, nftables — which runs where the kernel puts it, mostly on the CPU of the thread
@@ -20,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -229,6 +231,48 @@ func (p *Pinning) Thread(role Role) (undo func()) {
 	return func() {
 		if unix.SchedSetaffinity(0, &old) == nil {
 			runtime.UnlockOSThread()
+		}
+	}
+}
+
+// Process restricts every thread of the process pid to the CPUs the plan gives role. The
+// threads such a process starts later inherit the mask from the thread that starts them, so
+// the whole process stays on those CPUs: its packet loop, its garbage collector and its
+// runtime alike. Threads that appear while Process runs are pinned too (it looks again until
+// a pass finds none unpinned). A role the plan does not pin costs nothing; a failure is
+// counted (Failures) and leaves the process unpinned or partly pinned.
+func (p *Pinning) Process(role Role, pid int) {
+	s := p.Plan()[role]
+	if s.Empty() {
+		return
+	}
+	if err := pinProcess(pid, s.mask()); err != nil {
+		p.failures.Add(1)
+	}
+}
+
+// pinProcess sets the affinity of every thread of pid to m.
+func pinProcess(pid int, m *unix.CPUSet) error {
+	done := map[int]bool{}
+	for {
+		tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+		if err != nil {
+			return fmt.Errorf("list threads of process %d: %w", pid, err)
+		}
+		fresh := 0
+		for _, t := range tasks {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil || done[tid] {
+				continue
+			}
+			if err := unix.SchedSetaffinity(tid, m); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("pin thread %d of process %d: %w", tid, pid, err)
+			}
+			done[tid] = true
+			fresh++
+		}
+		if fresh == 0 {
+			return nil
 		}
 	}
 }

@@ -1,10 +1,14 @@
 package cpupin
 
 import (
+	"bufio"
 	"context"
+	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -88,4 +92,58 @@ func TestFailuresBelongToTheRun(t *testing.T) {
 	assert.Zero(t, FailuresIn(context.Background()))
 	assert.Nil(t, FromContext(context.Background()))
 	assert.Equal(t, Plan{Server: gone}, FromContext(failing))
+}
+
+// sleeperEnv makes TestSleeper a multi-threaded process that waits to be killed.
+const sleeperEnv = "CPUPIN_TEST_SLEEPER"
+
+func TestSleeper(t *testing.T) {
+	if os.Getenv(sleeperEnv) != "1" {
+		t.Skip("run as the process TestProcessPinsEveryThread pins")
+	}
+	os.Stdout.WriteString("ready\n")
+	time.Sleep(time.Minute)
+}
+
+// TestProcessPinsEveryThread pins another Go process (this test binary, a handful of
+// runtime threads) and checks every one of its threads.
+func TestProcessPinsEveryThread(t *testing.T) {
+	var allowed unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(0, &allowed))
+	first := -1
+	for c := range 1024 {
+		if allowed.IsSet(c) {
+			first = c
+			break
+		}
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSleeper$", "-test.v")
+	cmd.Env = append(os.Environ(), sleeperEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	_, err = bufio.NewReader(out).ReadString('\n')
+	require.NoError(t, err)
+
+	p := NewPinning(Plan{Proxy: Set{cpus: []int{first}}})
+	p.Process(Client, cmd.Process.Pid) // not in the plan: nothing happens
+	p.Process(Proxy, cmd.Process.Pid)
+	assert.Zero(t, p.Failures())
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/task")
+	require.NoError(t, err)
+	assert.Greater(t, len(tasks), 1, "a Go process has several threads")
+	for _, task := range tasks {
+		tid, _ := strconv.Atoi(task.Name())
+		var m unix.CPUSet
+		require.NoError(t, unix.SchedGetaffinity(tid, &m))
+		assert.Equal(t, 1, m.Count(), "thread %d", tid)
+		assert.True(t, m.IsSet(first), "thread %d", tid)
+	}
+
+	p.Process(Proxy, 1<<22+1) // beyond pid_max: no such process
+	assert.Equal(t, int64(1), p.Failures(), "a process that cannot be pinned is counted")
 }
