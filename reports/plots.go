@@ -51,6 +51,7 @@ var figureBuilders = []func(*Dataset) []figureSpec{
 	bottleneckOWD, bottleneckLoss, bottleneckRates,
 	cpuPerDataPlane, cpuCompare, ramTime, cpuPerGbit, bpfCost,
 	speedlimitResponseBox, speedlimitClients, speedlimitDropPoint, speedlimitScaling, speedlimitLoad,
+	scaleFigures,
 }
 
 // Figures builds and renders every figure the dataset has data for, and lists those it
