@@ -239,6 +239,9 @@ func (p ScaleParams) modulesAxis(ctx context.Context, env Env) (out []stats.Samp
 			if chain%2 == 1 {
 				name, cfg = "firewall", json.RawMessage(`{"default":"pass"}`)
 			}
+			if err := ctx.Err(); err != nil {
+				return out, err
+			}
 			t0 := time.Now()
 			if _, err := mgr.Create(name, cfg); err != nil {
 				return out, fmt.Errorf("%d modules: %w", k, err)
