@@ -156,12 +156,12 @@ func (p ScaleParams) servicesStep(ctx context.Context, env Env, n int) (out []st
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, sn.Close()) }()
-	t0 := time.Now()
-	if err := sn.deploy(ctx, n); err != nil {
+	took, err := sn.deploy(ctx, n)
+	if err != nil {
 		return nil, err
 	}
 	x := point{axisServices, n}
-	out = append(out, x.sample(stats.DeployTime, time.Since(t0).Seconds()))
+	out = append(out, x.sample(stats.DeployTime, took.Seconds()))
 	for i := 0; i < n && sn.instances < p.maxInstances(); i++ {
 		for range p.InstancesPerService {
 			if err := sn.addInstance(ctx, serviceName(i)); err != nil {
@@ -183,7 +183,7 @@ func (p ScaleParams) instancesAxis(ctx context.Context, env Env) (out []stats.Sa
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, sn.Close()) }()
-	if err := sn.deploy(ctx, 1); err != nil {
+	if _, err := sn.deploy(ctx, 1); err != nil {
 		return nil, err
 	}
 	for _, n := range p.Instances {
@@ -223,7 +223,7 @@ func (p ScaleParams) modulesAxis(ctx context.Context, env Env) (out []stats.Samp
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, sn.Close()) }()
-	if err := sn.deploy(ctx, 1); err != nil {
+	if _, err := sn.deploy(ctx, 1); err != nil {
 		return nil, err
 	}
 	for sn.instances < p.ModuleInstances {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/edgebpf/edgebpf/bench"
 	"github.com/edgebpf/edgebpf/dataplanes"
@@ -37,24 +38,36 @@ func newScaleNode(ctx context.Context, env Env, suffix string) (*scaleNode, erro
 	return &scaleNode{Node: n, plane: env.Plane}, nil
 }
 
-// deploy deploys the data plane, adds services s0 .. s<n-1> without instances, then the client
-// and the server with one instance each; the caller times it.
-func (sn *scaleNode) deploy(ctx context.Context, services int) error {
+// deploy deploys the data plane and adds services s0 .. s<n-1> without instances, and returns
+// how long that took; then it adds the client and the server with one instance each and the
+// service extra (measure adds its instance).
+func (sn *scaleNode) deploy(ctx context.Context, services int) (time.Duration, error) {
+	took, err := sn.deployServices(ctx, services)
+	if err != nil {
+		return took, err
+	}
+	return took, sn.addEndpoints()
+}
+
+func (sn *scaleNode) deployServices(ctx context.Context, services int) (time.Duration, error) {
+	t0 := time.Now()
 	sn.dp = sn.plane.New()
 	if err := sn.dp.Deploy(ctx, sn.Node); err != nil {
-		return fmt.Errorf("deploy %s: %w", sn.plane.Name, err)
-	}
-	if err := sn.SetLabels(sn.plane.Name, ""); err != nil {
-		return err
+		return 0, fmt.Errorf("deploy %s: %w", sn.plane.Name, err)
 	}
 	for i := range services {
 		if err := ctx.Err(); err != nil {
-			return err
+			return 0, err
 		}
 		if _, err := sn.AddService(serviceName(i)); err != nil {
-			return err
+			return 0, err
 		}
 	}
+	took := time.Since(t0)
+	return took, sn.SetLabels(sn.plane.Name, "")
+}
+
+func (sn *scaleNode) addEndpoints() error {
 	for _, name := range []string{"client", "server", "extra"} {
 		if _, err := sn.AddService(name); err != nil {
 			return err
