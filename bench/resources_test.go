@@ -68,14 +68,16 @@ func TestResourcesLoopback(t *testing.T) {
 func TestResourcesCancel(t *testing.T) {
 	tcpCheckLeaks(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(500*time.Millisecond, cancel) // in the load phase
-	begin := time.Now()
+	// 1 s into the load phase: long enough for a loaded machine to have started the stream and
+	// sampled it a few times.
+	cancelled := make(chan time.Time, 1)
+	time.AfterFunc(1200*time.Millisecond, func() { cancelled <- time.Now(); cancel() })
 	samples, err := Resources(ctx, tcpLoopback(), ResourcesConfig{
 		Idle: Duration(200 * time.Millisecond), Load: Duration(time.Minute), Cleanup: Duration(time.Minute),
 		Interval: Duration(100 * time.Millisecond), Port: 25221,
 	})
 	require.ErrorIs(t, err, context.Canceled)
-	assert.Less(t, time.Since(begin), 2*time.Second)
+	assert.Less(t, time.Since(<-cancelled), 2*time.Second, "stops soon after the cancel")
 	assert.NotEmpty(t, tcpSamplesOf(samples, stats.CPU), "partial results are kept")
 	assert.NotEmpty(t, tcpSamplesOf(samples, stats.Throughput), "partial load results are kept")
 }

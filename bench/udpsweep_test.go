@@ -53,7 +53,11 @@ func TestUDPSweepLoopback(t *testing.T) {
 		expected := udpStreamConfig{rate: rate, size: defaultUDPSize, duration: time.Duration(cfg.PerRate)}.packets()
 		k := (expected + 999) / 1000
 		owd := rateSamples["owd"]
-		assert.InDelta(t, float64((expected+k-1)/k), float64(len(owd)), 3, "owd samples at %s", x)
+		// Every k-th packet is kept: at most the planned packets' share, and within the same
+		// sanity band as the send rate (a loaded machine sends a little less than planned).
+		kept := float64((expected + k - 1) / k)
+		assert.LessOrEqual(t, float64(len(owd)), kept+1, "owd samples at %s", x)
+		assert.InEpsilon(t, kept, float64(len(owd)), 0.2, "owd samples at %s", x)
 		for _, s := range owd {
 			assert.Zero(t, uint64(s.Seq)%k)
 			assert.Positive(t, s.Value)

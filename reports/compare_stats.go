@@ -25,6 +25,27 @@ func compareGroup(k cmpKey, bg, ng *cmpGroup, o CompareOptions) Change {
 	ch.BaseMedian, ch.NewMedian = stats.Summarize(bg.values).Median, stats.Summarize(ng.values).Median
 
 	bv, nv := repValues(bg, agg), repValues(ng, agg)
+	shift, p := describeChange(&ch, bv, nv, o)
+	if allEqual(bv, nv) {
+		// Every repetition of both runs gave the same value: nothing changed, however few
+		// repetitions there are.
+		ch.Note = "all samples are equal"
+		return ch
+	}
+	if ch.MinP >= o.Alpha {
+		ch.Verdict = VerdictTooFewReps
+		ch.Note = fmt.Sprintf("%d and %d repetitions: Mann-Whitney cannot reach p < %g (smallest p %.3g); run at least %d a side",
+			ch.BaseReps, ch.NewReps, o.Alpha, ch.MinP, repsNeeded(o.Alpha))
+		return ch
+	}
+	judge(&ch, m, shift.Estimate, p < o.Alpha, o)
+	return ch
+}
+
+// describeChange fills in what the repetitions' values say of a change, verdict aside: their
+// medians and CVs, the Hodges-Lehmann shift with its interval, the smallest attainable p, the
+// minimum detectable change, the gating flags; it returns the shift and the test's p.
+func describeChange(ch *Change, bv, nv []float64, o CompareOptions) (stats.Shift, float64) {
 	ch.BaseReps, ch.NewReps = len(bv), len(nv)
 	ch.BaseRepMedian, ch.NewRepMedian = stats.Median.Of(bv), stats.Median.Of(nv)
 	if cv, ok := stats.CV(bv); ok {
@@ -60,33 +81,26 @@ func compareGroup(k cmpKey, bg, ng *cmpGroup, o CompareOptions) Change {
 	if !math.IsInf(mdc, 0) {
 		ch.MDC = &mdc
 	}
-	ch.Flags = gatingFlags(&ch, o.Threshold)
+	ch.Flags = gatingFlags(ch, o.Threshold)
 
 	cmp := benchmath.AssumeNothing.Compare(
 		benchmath.NewSample(slices.Clone(bv), &benchmath.Thresholds{CompareAlpha: o.Alpha}),
 		benchmath.NewSample(slices.Clone(nv), &benchmath.Thresholds{CompareAlpha: o.Alpha}))
 	ch.P = cmp.P
-	if allEqual(bv, nv) {
-		// Every repetition of both runs gave the same value: nothing changed, however few
-		// repetitions there are.
-		ch.Note = "all samples are equal"
-		return ch
-	}
-	if ch.MinP >= o.Alpha {
-		ch.Verdict = VerdictTooFewReps
-		ch.Note = fmt.Sprintf("%d and %d repetitions: Mann-Whitney cannot reach p < %g (smallest p %.3g); run at least %d a side",
-			ch.BaseReps, ch.NewReps, o.Alpha, ch.MinP, repsNeeded(o.Alpha))
-		return ch
-	}
+	return shift, cmp.P
+}
 
+// judge gives the verdict of a change whose test was significant or not: a regression or an
+// improvement needs significance and a change beyond the threshold in the metric's
+// direction; otherwise the note says why not.
+func judge(ch *Change, m stats.Metric, estimate float64, significant bool, o CompareOptions) {
 	// beyond reports whether the change's point estimate moves in direction sign by more
 	// than the threshold. The point estimate, not the interval's far end: the test already
 	// guards against noise, and requiring the whole interval beyond the threshold would
 	// halve the gate's power at the repetition counts CI can afford.
-	diff := shift.Estimate
 	beyond := func(sign float64) bool {
 		if ch.Change == nil {
-			return diff*sign > 0
+			return estimate*sign > 0
 		}
 		return *ch.Change*sign > o.Threshold
 	}
@@ -98,9 +112,8 @@ func compareGroup(k cmpKey, bg, ng *cmpGroup, o CompareOptions) Change {
 		worse, better = beyond(-1), beyond(1)
 	default:
 		ch.Note = "unknown better-direction: no verdict"
-		return ch
+		return
 	}
-	significant := cmp.P < o.Alpha
 	switch {
 	case worse && significant:
 		ch.Verdict = VerdictRegression
@@ -115,7 +128,6 @@ func compareGroup(k cmpKey, bg, ng *cmpGroup, o CompareOptions) Change {
 	default:
 		ch.Note = "no change detected"
 	}
-	return ch
 }
 
 // gatingFlags returns why ch is unfit for gating: a side's repetitions spread by more

@@ -39,6 +39,11 @@ type figureSpec struct {
 	name, title, source, caption string
 	p                            *plot.Plot
 	skip                         string
+	// categories are the series drawn, in order (a box figure's boxes at x = 0, 1, ...);
+	// xScale and yScale the scales of the axes, for what is added to the plot later
+	// (the theses' values).
+	categories     []string
+	xScale, yScale scale
 }
 
 func skipped(name, title, source, reason string) figureSpec {
@@ -50,7 +55,7 @@ var figureBuilders = []func(*Dataset) []figureSpec{
 	latencyCDF, jitterBox, jitterCDF, throughputBox, throughputTime,
 	bottleneckOWD, bottleneckLoss, bottleneckRates,
 	cpuPerDataPlane, cpuCompare, ramTime, cpuPerGbit, bpfCost,
-	speedlimitResponseBox, speedlimitClients, speedlimitDropPoint, speedlimitScaling, speedlimitLoad,
+	speedlimitCurve, speedlimitResponseBox, speedlimitClients, speedlimitDropPoint, speedlimitScaling, speedlimitLoad,
 	scaleFigures,
 }
 
@@ -69,12 +74,13 @@ func Figures(ds *Dataset) ([]Figure, []SkippedFigure, error) {
 			specs = append(specs, s)
 		}
 	}
+	footer := figureFooter(ds.Meta)
 	// Rendering dominates; figures are independent, so they render in parallel.
 	figs := make([]Figure, len(specs))
 	ok := make([]bool, len(specs))
 	err := parallel.Do(len(specs), runtime.GOMAXPROCS(0), func(i int) error {
 		s := specs[i]
-		pngData, svgData, err := render(s.p)
+		pngData, svgData, err := render(s.p, footer)
 		if err != nil {
 			return fmt.Errorf("figure %s: %w", s.name, err)
 		}
@@ -129,7 +135,8 @@ func cdfFigure(ds *Dataset, name, title, source, exp, metric, quantity string) f
 		p.X.Tick.Marker = niceTicks{}
 		p.X.Min, p.X.Max = sc.of(lo)/1.1, sc.of(hi)*1.1
 	}
-	for _, s := range ss {
+	var cats []string
+	for i, s := range ss {
 		n := len(s.sorted)
 		k := min(n, maxPoints)
 		pts := make(plotter.XYs, 0, k+1)
@@ -146,7 +153,9 @@ func cdfFigure(ds *Dataset, name, title, source, exp, metric, quantity string) f
 			continue
 		}
 		l.LineStyle = lineStyle(ds.Subjects.Colour(s.dp), 1.6)
+		l.LineStyle.Dashes = seriesDashes(i)
 		l.StepStyle = plotter.PostStep
+		cats = append(cats, s.dp)
 		p.Add(l)
 		p.Legend.Add(fmt.Sprintf("%s (n=%d)", s.dp, n), l)
 	}
@@ -154,7 +163,7 @@ func cdfFigure(ds *Dataset, name, title, source, exp, metric, quantity string) f
 	if logX {
 		caption += " Logarithmic x axis: the tail reaches more than ten times the median."
 	}
-	return figureSpec{name: name, title: title, source: source, p: p, caption: caption}
+	return figureSpec{name: name, title: title, source: source, p: p, caption: caption, categories: cats, xScale: sc}
 }
 
 // p99Of is the 99th percentile of the pooled sorted slices: a scale reference that a few
@@ -208,20 +217,26 @@ func boxFigure(ds *Dataset, name, title, source, quantity, unit, caption string,
 	}
 	p.NominalX(labels...)
 	p.X.Min, p.X.Max = -0.6, float64(len(names))-0.4
-	return figureSpec{name: name, title: title, source: source, p: p, caption: caption}
+	return figureSpec{name: name, title: title, source: source, p: p, caption: caption, categories: names, yScale: sc}
 }
 
 func latencyCDF(ds *Dataset) []figureSpec {
-	return []figureSpec{cdfFigure(ds, "latency-cdf", "Latency: TCP connect round-trip time", "Riegel Fig. 4.1",
-		expLatency, "rtt", "round-trip time")}
+	f := cdfFigure(ds, "latency-cdf", "Latency: TCP connect round-trip time", "Riegel Fig. 4.1",
+		expLatency, "rtt", "round-trip time")
+	f.caption += thesisMeansNote
+	return []figureSpec{markThesisCDF(ds, f, expLatency, "rtt")}
 }
+
+// thesisMeansNote ends the caption of a figure with Riegel's means on it.
+const thesisMeansNote = " Dotted lines: the thesis's means (Table 5.1) of the user-space and the eBPF proxy, the only two it measured; its absolute values come from another machine and stack, compare ratios (see “Why absolute numbers differ”)."
 
 func jitterCDF(ds *Dataset) []figureSpec {
 	f := cdfFigure(ds, "jitter-cdf", "Jitter: CDF of the RFC 3550 jitter per run", "Riegel Fig. 4.2b",
 		expJitter, "jitter", "jitter")
 	f.caption = strings.Replace(f.caption, "Empirical CDF of every jitter sample per data plane, all repetitions pooled.",
 		"Empirical CDF of the final RFC 3550 interarrival jitter of each 1 Mbit/s UDP run (one value per repetition), per data plane.", 1)
-	return []figureSpec{f}
+	f.caption += thesisMeansNote
+	return []figureSpec{markThesisCDF(ds, f, expJitter, "jitter")}
 }
 
 // valuesPerDataPlane returns the data planes of an experiment and each one's values of a
@@ -237,9 +252,10 @@ func valuesPerDataPlane(ds *Dataset, exp, metric string) ([]string, map[string][
 
 func jitterBox(ds *Dataset) []figureSpec {
 	dps, vals := valuesPerDataPlane(ds, expJitter, "jitter")
-	return []figureSpec{boxFigure(ds, "jitter-box", "Jitter per run", "Riegel Fig. 4.2a", "jitter", "s",
-		"The final RFC 3550 interarrival jitter of each 1 Mbit/s UDP run, one value per repetition; boxes are quartiles, whiskers reach the last value within 1.5 IQR.",
-		dps, vals, "no jitter samples of the jitter experiment in this run")}
+	f := boxFigure(ds, "jitter-box", "Jitter per run", "Riegel Fig. 4.2a", "jitter", "s",
+		"The final RFC 3550 interarrival jitter of each 1 Mbit/s UDP run, one value per repetition; boxes are quartiles, whiskers reach the last value within 1.5 IQR. Open squares: the thesis's means (Table 5.1).",
+		dps, vals, "no jitter samples of the jitter experiment in this run")
+	return []figureSpec{markThesisBoxes(ds, f, riegelMean(expJitter, "jitter", ""), "mean")}
 }
 
 func throughputBox(ds *Dataset) []figureSpec {
@@ -256,9 +272,14 @@ func throughputBox(ds *Dataset) []figureSpec {
 			vals[dp] = append(vals[dp], mean(byRep[rep]))
 		}
 	}
-	return []figureSpec{boxFigure(ds, "throughput-box", "Throughput per run", "Riegel Fig. 4.3a", "throughput", "bit/s",
-		"The mean of each run's per-interval TCP throughput (payload bits/s at the receiver), one value per repetition.",
-		dps, vals, "no throughput samples of the throughput experiment in this run")}
+	f := boxFigure(ds, "throughput-box", "Throughput per run", "Riegel Fig. 4.3a", "throughput", "bit/s",
+		"The mean of each run's per-interval TCP throughput (payload bits/s at the receiver), one value per repetition. Open squares: the thesis's means (Table 5.1); the grey dotted line: the 34.2 Gbit/s hardware limit the thesis's figure marks, the counterpart of our direct.",
+		dps, vals, "no throughput samples of the throughput experiment in this run")
+	if f.p != nil {
+		thesisLine(f.p, f.p.X.Min, f.yScale.of(riegelLinkLimit), f.p.X.Max, f.yScale.of(riegelLinkLimit), color.Gray{0x55},
+			"thesis: "+f.yScale.withUnit(riegelLinkLimit)+" hardware limit (cf. direct)")
+	}
+	return []figureSpec{markThesisBoxes(ds, f, riegelMean(expThroughput, "throughput", ""), "mean")}
 }
 
 func mean(v []float64) float64 {
@@ -477,10 +498,22 @@ func throughputTime(ds *Dataset) []figureSpec {
 		pts.Shape = draw.CircleGlyph{}
 		pts.Radius = vg.Points(2)
 		p.Add(l, pts)
-		p.Legend.Add(fmt.Sprintf("%s: median of %d runs", names[i], len(s.reps)), l, pts)
+		p.Legend.Add(fmt.Sprintf("%s: median of %s", names[i], plural(len(s.reps), "run")), l, pts)
 	}
+	t0, t1 := math.Inf(1), math.Inf(-1)
+	for _, s := range series {
+		t0, t1 = math.Min(t0, s.t[0]), math.Max(t1, s.t[len(s.t)-1])
+	}
+	th, _ := riegelFor(expThroughput, "throughput", "")
+	for _, dp := range names {
+		if v, ok := th.mean(dp); ok {
+			thesisLine(p, t0, sc.of(v), t1, sc.of(v), ds.Subjects.Colour(dp), thesisLabel(dp, th.sc.withUnit(v), "mean"))
+		}
+	}
+	thesisLine(p, t0, sc.of(riegelLinkLimit), t1, sc.of(riegelLinkLimit), color.Gray{0x55}, "thesis: "+sc.withUnit(riegelLinkLimit)+" hardware limit (cf. direct)")
+	p.Y.Max = math.Max(p.Y.Max, sc.of(riegelLinkLimit)*1.05)
 	return []figureSpec{{name: name, title: title, source: source, p: p,
-		caption: "Payload bits/s at the receiver per interval: the thick line is the median over the repetitions at each interval, thin lines are the individual runs."}}
+		caption: "Payload bits/s at the receiver per interval: the thick line is the median over the repetitions at each interval, thin lines are the individual runs. Dotted: the thesis's means (Table 5.1) and the 34.2 Gbit/s hardware limit its figure marks (grey), the counterpart of our direct."}}
 }
 
 // --- bottleneck ------------------------------------------------------------------------
@@ -578,7 +611,7 @@ func bottleneckOWD(ds *Dataset) []figureSpec {
 		p.Y.Tick.Marker = niceTicks{}
 		p.Y.Min, p.Y.Max = ys.of(lo)/1.3, ys.of(hi)*1.3
 	}
-	for _, dp := range order {
+	for i, dp := range order {
 		var pts plotter.XYs
 		var errs plotter.YErrors
 		for _, pt := range curves[dp] {
@@ -599,7 +632,8 @@ func bottleneckOWD(ds *Dataset) []figureSpec {
 			continue
 		}
 		l.LineStyle = lineStyle(c, 1.8)
-		sp.Color, sp.Shape, sp.Radius = c, draw.CircleGlyph{}, vg.Points(2.5)
+		l.LineStyle.Dashes = seriesDashes(i)
+		sp.Color, sp.Shape, sp.Radius = c, seriesGlyph(i), vg.Points(2.5)
 		eb, err := plotter.NewYErrorBars(struct {
 			plotter.XYs
 			plotter.YErrors
@@ -663,16 +697,28 @@ func rateCurves(ds *Dataset, name, title, source, metric, quantity, unit, captio
 		}
 		c := ds.Subjects.Colour(dp)
 		l.LineStyle = lineStyle(c, 1.8)
-		sp.Color, sp.Shape, sp.Radius = c, draw.CircleGlyph{}, vg.Points(2.5)
+		l.LineStyle.Dashes = seriesDashes(i)
+		sp.Color, sp.Shape, sp.Radius = c, seriesGlyph(i), vg.Points(2.5)
 		p.Add(l, sp)
 		p.Legend.Add(dp, l, sp)
 	}
-	return figureSpec{name: name, title: title, source: source, p: p, caption: caption}
+	return figureSpec{name: name, title: title, source: source, p: p, caption: caption, categories: order, xScale: xs, yScale: ys}
 }
 
 func bottleneckLoss(ds *Dataset) []figureSpec {
-	return []figureSpec{rateCurves(ds, "bottleneck-loss", "Bottleneck: loss vs target rate", "Riegel Fig. 4.4",
-		"loss", "loss", "percent", "Percentage of the datagrams sent at each target rate that did not arrive (median over repetitions).")}
+	f := rateCurves(ds, "bottleneck-loss", "Bottleneck: loss vs target rate", "Riegel Fig. 4.4",
+		"loss", "loss", "percent", "Percentage of the datagrams sent at each target rate that did not arrive (median over repetitions). Open squares: the user-space proxy's loss the thesis names (1.6 % at 250, 45 % at 500 Mbit/s); it ran the sweep for that proxy only.")
+	if f.p != nil {
+		var pts plotter.XYs
+		for _, t := range riegelBottleneckLoss {
+			pts = append(pts, plotter.XY{X: f.xScale.of(t.rate), Y: f.yScale.of(t.loss)})
+		}
+		thesisPoints(f.p, pts, ds.Subjects.Colour("userspace"), "thesis userspace: "+thesisBottleneckLoss())
+		if _, ok := f.p.X.Scale.(plot.LogScale); ok {
+			f.p.X.Max = math.Max(f.p.X.Max, f.xScale.of(riegelBottleneckLoss[len(riegelBottleneckLoss)-1].rate)*1.25)
+		}
+	}
+	return []figureSpec{f}
 }
 
 func bottleneckRates(ds *Dataset) []figureSpec {
@@ -760,20 +806,27 @@ func cpuPerDataPlane(ds *Dataset) []figureSpec {
 			continue
 		}
 		ymax := math.Max(1, maxAbs(ts.allV)*1.3)
+		if r, ok := riegelFor(expResources, "cpu", "load"); ok {
+			if v, ok := r.mean(dp); ok {
+				ymax = math.Max(ymax, v*1.3) // room for the thesis's line
+			}
+		}
 		if m := maxAbs(ts.allV); m <= 100 {
 			ymax = math.Min(ymax, 100) // a share of all cores; above 100 % is empty space
 		}
 		p := newPlot(title, "time since the start of the run (s)", "CPU busy, all cores (%)")
 		p.Legend.Left = true
 		p.Y.Min, p.Y.Max = 0, ymax
-		shadePhases(p, phases(ds, []string{dp}), 0, ymax)
+		spans := phases(ds, []string{dp})
+		shadePhases(p, spans, 0, ymax)
+		thesisLoadCPU(ds, p, spans, dp)
 		sc, err := plotter.NewScatter(xyLine(ts.allT, ts.allV))
 		if err == nil {
 			sc.Color = color.Gray{0x90}
 			sc.Shape = draw.CircleGlyph{}
 			sc.Radius = vg.Points(1.1)
 			p.Add(sc)
-			p.Legend.Add(fmt.Sprintf("samples (%d runs)", len(ts.reps)), sc)
+			p.Legend.Add(fmt.Sprintf("samples (%s)", plural(len(ts.reps), "run")), sc)
 		}
 		sm, err := stats.EWMA(ts.v, ewmaAlpha)
 		if err == nil {
@@ -784,12 +837,29 @@ func cpuPerDataPlane(ds *Dataset) []figureSpec {
 			}
 		}
 		out = append(out, figureSpec{name: name, title: title, source: source, p: p,
-			caption: "System-wide CPU busy share every interval of every repetition (grey) and the EWMA (α = 0.2) of the median over repetitions at each interval; the Idle, Load (100 Mbit/s TCP) and Cleanup phases are shaded."})
+			caption: "System-wide CPU busy share every interval of every repetition (grey) and the EWMA (α = 0.2) of the median over repetitions at each interval; the Idle, Load (100 Mbit/s TCP) and Cleanup phases are shaded." + thesisCPUNote})
 	}
 	if len(out) == 0 {
 		return []figureSpec{skipped("cpu-<dataplane>", "CPU usage over time", source, "no cpu samples of the resources experiment in this run")}
 	}
 	return out
+}
+
+// thesisCPUNote ends the caption of a CPU figure with Riegel's load-phase means on it.
+const thesisCPUNote = " Dotted over the Load phase: the thesis's load-phase mean (Table 5.1) for the user-space and the eBPF proxy, a share of the xl170's 10 cores where ours is of this machine's cores."
+
+// thesisLoadCPU draws the thesis's load-phase CPU mean of dp across the load phase.
+func thesisLoadCPU(ds *Dataset, p *plot.Plot, spans []phaseSpan, dp string) {
+	r, ok := riegelFor(expResources, "cpu", "load")
+	v, vok := r.mean(dp)
+	if !ok || !vok {
+		return
+	}
+	for _, sp := range spans {
+		if sp.name == "load" && sp.end > sp.start {
+			thesisLine(p, sp.start, v, sp.end, v, ds.Subjects.Colour(dp), thesisLabel(dp, r.sc.withUnit(v), "mean"))
+		}
+	}
 }
 
 func fileSafe(s string) string {
@@ -859,15 +929,23 @@ func overTime(ds *Dataset, name, title, source, metric, quantity, caption string
 			continue
 		}
 		l.LineStyle = lineStyle(ds.Subjects.Colour(names[i]), 2)
+		l.LineStyle.Dashes = seriesDashes(i)
 		p.Add(l)
 		p.Legend.Add(names[i], l)
 	}
-	return figureSpec{name: name, title: title, source: source, p: p, caption: caption}
+	return figureSpec{name: name, title: title, source: source, p: p, caption: caption, categories: names, yScale: sc}
 }
 
 func cpuCompare(ds *Dataset) []figureSpec {
-	return []figureSpec{overTime(ds, "cpu-ewma", "CPU usage over time, all data planes", "ours", "cpu", "CPU busy, all cores",
-		"EWMA (α = 0.2) of the median system-wide CPU busy share over repetitions, one line per data plane, phases shaded.", true)}
+	f := overTime(ds, "cpu-ewma", "CPU usage over time, all data planes", "ours", "cpu", "CPU busy, all cores",
+		"EWMA (α = 0.2) of the median system-wide CPU busy share over repetitions, one line per data plane, phases shaded."+thesisCPUNote, true)
+	if f.p != nil {
+		spans := phases(ds, f.categories)
+		for _, dp := range f.categories {
+			thesisLoadCPU(ds, f.p, spans, dp)
+		}
+	}
+	return []figureSpec{f}
 }
 
 func ramTime(ds *Dataset) []figureSpec {
@@ -999,26 +1077,29 @@ func bpfCost(ds *Dataset) []figureSpec {
 
 func speedlimitResponseBox(ds *Dataset) []figureSpec {
 	dps, vals := valuesPerDataPlane(ds, expSLResponse, stats.ResponseTime.Name)
-	return []figureSpec{boxFigure(ds, "speedlimit-response-box", "Speed limit: time per request", "Weinhold Fig. 5.3", "time per request", "s",
-		"Wall-clock time of every request (send to reply) per server configuration, all clients and repetitions pooled (boxes drawn from 1001 evenly spaced order statistics when there are more samples).",
-		dps, vals, "no response_time samples of the speedlimit-response experiment in this run")}
+	f := boxFigure(ds, "speedlimit-response-box", "Speed limit: time per request", "Weinhold Fig. 5.3", "time per request", "s",
+		"Wall-clock time of every request (send to reply) per server configuration, all clients and repetitions pooled (boxes drawn from 1001 evenly spaced order statistics when there are more samples). Open squares: the thesis's medians (Table 5.4, one execution, time for all requests / their number).",
+		dps, vals, "no response_time samples of the speedlimit-response experiment in this run")
+	return []figureSpec{markThesisBoxes(ds, f, weinholdMedian(thesis54), "median")}
 }
 
 func speedlimitDropPoint(ds *Dataset) []figureSpec {
 	dps, vals := valuesPerDataPlane(ds, expSLDropPoint, stats.DropPoint.Name)
-	return []figureSpec{boxFigure(ds, "speedlimit-droppoint", "Speed limit: clients until the first drop", "Weinhold Fig. 5.5", "clients", "count",
-		"Concurrent clients the server answered without a timeout before the first drop, one value per repetition, per server configuration.",
-		dps, vals, "no drop_point samples of the speedlimit-droppoint experiment in this run")}
+	f := boxFigure(ds, "speedlimit-droppoint", "Speed limit: clients until the first drop", "Weinhold Fig. 5.5", "clients", "count",
+		"Concurrent clients the server answered without a timeout before the first drop, one value per repetition, per server configuration. Open squares: the thesis's medians (Table 5.6).",
+		dps, vals, "no drop_point samples of the speedlimit-droppoint experiment in this run")
+	return []figureSpec{markThesisBoxes(ds, f, weinholdMedian(thesis56), "median")}
 }
 
-func speedlimitClients(ds *Dataset) []figureSpec {
-	const name, title, source = "speedlimit-clients", "Speed limit: per-client median and standard deviation", "Weinhold Fig. 5.4"
-	dps := ds.dataPlanes(expSLResponse)
-	type clientStat struct{ med, sd []float64 }
-	var order []string
-	per := map[string]map[int]*clientStat{}
-	var all []float64
-	for _, dp := range dps {
+// clientStat is one client's per-repetition median and standard deviation of its time
+// per request.
+type clientStat struct{ med, sd []float64 }
+
+// clientStats collects the per-client rows of the speedlimit-response experiment: the
+// configurations that have them, each one's clients, and every median (for the axis).
+func clientStats(ds *Dataset) (order []string, per map[string]map[int]*clientStat, all []float64) {
+	per = map[string]map[int]*clientStat{}
+	for _, dp := range ds.dataPlanes(expSLResponse) {
 		m := map[int]*clientStat{}
 		ds.rows(expSLResponse, dp, stats.ClientMedian.Name, func(r *Row) {
 			if finite(r.Value) {
@@ -1042,12 +1123,19 @@ func speedlimitClients(ds *Dataset) []figureSpec {
 			all = append(all, c.med...)
 		}
 	}
+	return order, per, all
+}
+
+func speedlimitClients(ds *Dataset) []figureSpec {
+	const name, title, source = "speedlimit-clients", "Speed limit: per-client median and standard deviation", "Weinhold Fig. 5.4"
+	order, per, all := clientStats(ds)
 	if len(order) == 0 {
 		return []figureSpec{skipped(name, title, source, "no client_median samples of the speedlimit-response experiment in this run")}
 	}
 	sc := scaleFor("s", maxAbs(all))
 	p := newPlot(title, "client", axisLabel("time per request", sc))
 	p.Y.Min, p.Y.Max = 0, sc.of(maxAbs(all))*1.35
+	clipped := false
 	for j, dp := range order {
 		var pts plotter.XYs
 		var errs plotter.YErrors
@@ -1064,7 +1152,12 @@ func speedlimitClients(ds *Dataset) []figureSpec {
 			}
 			off := (float64(j) - float64(len(order)-1)/2) * 0.25
 			pts = append(pts, plotter.XY{X: float64(client) + off, Y: sc.of(m)})
-			errs = append(errs, struct{ Low, High float64 }{sc.of(s), sc.of(s)})
+			// A time is never negative: the bar stops at zero, and the caption says so.
+			low := s
+			if m-s < 0 {
+				low, clipped = m, true
+			}
+			errs = append(errs, struct{ Low, High float64 }{sc.of(low), sc.of(s)})
 		}
 		if len(pts) == 0 {
 			continue
@@ -1074,7 +1167,7 @@ func speedlimitClients(ds *Dataset) []figureSpec {
 		if err != nil {
 			continue
 		}
-		sp.Color, sp.Shape, sp.Radius = c, draw.CircleGlyph{}, vg.Points(1.8)
+		sp.Color, sp.Shape, sp.Radius = withAlpha(c, 0.85), seriesGlyph(j), vg.Points(2.4)
 		if eb, err := plotter.NewYErrorBars(struct {
 			plotter.XYs
 			plotter.YErrors
@@ -1086,8 +1179,16 @@ func speedlimitClients(ds *Dataset) []figureSpec {
 		p.Add(sp)
 		p.Legend.Add(dp, sp)
 	}
-	return []figureSpec{{name: name, title: title, source: source, p: p,
-		caption: "For each client: the median over repetitions of its median time per request (points) and of its standard deviation (bars, ±), per server configuration."}}
+	offScale := thesisLevels(ds, p, order, sc, weinholdMedian(thesis55), "median, Table 5.5")
+	caption := "For each client: the median over repetitions of its median time per request (points, one shape per configuration, side by side) and of its standard deviation (bars, ±), per server configuration."
+	if clipped {
+		caption += " Bars that would reach below zero stop at zero."
+	}
+	caption += " Dotted: the thesis's median over 96 executions of the median time per request (Table 5.5)."
+	if offScale {
+		caption += offScaleNote
+	}
+	return []figureSpec{{name: name, title: title, source: source, p: p, caption: caption}}
 }
 
 func speedlimitScaling(ds *Dataset) []figureSpec {
@@ -1120,13 +1221,13 @@ func speedlimitScaling(ds *Dataset) []figureSpec {
 		if err != nil {
 			continue
 		}
-		sp.Color, sp.Shape, sp.Radius = c, draw.CircleGlyph{}, vg.Points(2.2)
+		sp.Color, sp.Shape, sp.Radius = withAlpha(c, 0.85), seriesGlyph(i), vg.Points(2.6)
 		p.Add(sp)
 		label := dp
 		if fit, err := stats.LinearFit(xs, ys); err == nil {
 			x0, x1 := slices.Min(xs), slices.Max(xs)
 			if l, err := plotter.NewLine(xyLine([]float64{x0, x1}, []float64{fit.Intercept + fit.Slope*x0, fit.Intercept + fit.Slope*x1})); err == nil {
-				l.LineStyle = lineStyle(c, 1.6)
+				l.LineStyle = lineStyle(withAlpha(c, 0.8), 1.6)
 				l.LineStyle.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
 				p.Add(l)
 				label = fmt.Sprintf("%s: %s", dp, fit)
@@ -1137,7 +1238,7 @@ func speedlimitScaling(ds *Dataset) []figureSpec {
 		p.Legend.Add(label, sp)
 	}
 	return []figureSpec{{name: name, title: title, source: source, p: p,
-		caption: fmt.Sprintf("Median time per request at each number of concurrent clients (points) with its least-squares line (dashed) and equation (x in clients, y in %s), per server configuration.", sc.unit)}}
+		caption: fmt.Sprintf("Median time per request at each number of concurrent clients (points, one shape per configuration) with its least-squares line (dashed) and equation (x in clients, y in %s), per server configuration. The thesis gives this figure's fits only as a plot, with no numbers to draw beside ours.", sc.unit)}}
 }
 
 func speedlimitLoad(ds *Dataset) []figureSpec {
@@ -1187,8 +1288,9 @@ func speedlimitLoad(ds *Dataset) []figureSpec {
 				continue
 			}
 			c := ds.Subjects.Colour(dp)
-			l.LineStyle = lineStyle(c, 1.8)
-			sp.Color, sp.Shape, sp.Radius = c, draw.CircleGlyph{}, vg.Points(2.5)
+			l.LineStyle = lineStyle(withAlpha(c, 0.85), 1.8)
+			l.LineStyle.Dashes = seriesDashes(i)
+			sp.Color, sp.Shape, sp.Radius = c, seriesGlyph(i), vg.Points(2.8)
 			p.Add(l, sp)
 			p.Legend.Add(dp, l, sp)
 		}

@@ -216,8 +216,9 @@ func newPlot(title, xLabel, yLabel string) *plot.Plot {
 	return p
 }
 
-// render draws p as PNG and SVG.
-func render(p *plot.Plot) (pngData, svgData []byte, err error) {
+// render draws p as PNG and SVG, its legend in a column right of the plot (so that it
+// never covers data or the phase shading) and footer, small, along the bottom edge.
+func render(p *plot.Plot, footer string) (pngData, svgData []byte, err error) {
 	defer func() {
 		// gonum/plot panics on some degenerate input; a figure must never take the report
 		// down with it.
@@ -225,19 +226,79 @@ func render(p *plot.Plot) (pngData, svgData []byte, err error) {
 			err = fmt.Errorf("render: %v", r)
 		}
 	}()
-	img := vgimg.NewWith(vgimg.UseWH(figWidth, figHeight), vgimg.UseDPI(pngDPI), vgimg.UseBackgroundColor(color.White))
-	p.Draw(draw.New(img))
+	leg := p.Legend
+	p.Legend = plot.NewLegend()
+	defer func() { p.Legend = leg }()
+	leg.Left, leg.Top, leg.XOffs, leg.YOffs, leg.Padding = true, true, 0, 0, vg.Points(1.5)
+	legW := leg.Rectangle(draw.Canvas{}).Size().X
+	if legW > 0 {
+		legW += legendGap
+	}
+	w := figWidth + legW
+	drawAll := func(c draw.Canvas) {
+		body := draw.Crop(c, 0, 0, footerHeight, 0)
+		p.Draw(draw.Crop(body, 0, -legW, 0, 0))
+		if legW > 0 {
+			top := p.Title.TextStyle.Rectangle(p.Title.Text).Size().Y + p.Title.Padding
+			leg.Draw(draw.Crop(body, body.Size().X-legW+legendGap/2, 0, 0, -top))
+		}
+		if footer != "" {
+			st := p.X.Tick.Label
+			st.Font = font.From(sansFont, 7.5)
+			st.Color = color.Gray{0x77}
+			st.XAlign, st.YAlign = draw.XRight, draw.YBottom
+			c.FillText(st, vg.Point{X: c.Max.X - vg.Points(4), Y: c.Min.Y + vg.Points(2)}, footer)
+		}
+	}
+	img := vgimg.NewWith(vgimg.UseWH(w, figHeight), vgimg.UseDPI(pngDPI), vgimg.UseBackgroundColor(color.White))
+	drawAll(draw.New(img))
 	var pb bytes.Buffer
 	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&pb); err != nil {
 		return nil, nil, fmt.Errorf("encode png: %w", err)
 	}
-	sv := vgsvg.New(figWidth, figHeight)
-	p.Draw(draw.New(sv))
+	sv := vgsvg.New(w, figHeight)
+	drawAll(draw.New(sv))
 	var sb bytes.Buffer
 	if _, err := sv.WriteTo(&sb); err != nil {
 		return nil, nil, fmt.Errorf("encode svg: %w", err)
 	}
 	return pb.Bytes(), sb.Bytes(), nil
+}
+
+// legendGap is the space left and right of the legend column; footerHeight the strip
+// along the bottom that holds the footer.
+const (
+	legendGap    = 12 * vg.Millimeter / 2
+	footerHeight = 11 * vg.Millimeter / 3
+)
+
+// figureFooter is the line every figure carries: what made it, from meta.json.
+func figureFooter(m *Meta) string {
+	if m == nil {
+		return "edgebpf · meta.json missing"
+	}
+	s := "edgebpf"
+	if m.Version != "" {
+		s += " " + m.Version
+	}
+	if c := shortCommit(m.Commit); c != "" {
+		s += " (" + c + ")"
+	}
+	if m.Profile != "" {
+		s += " · profile " + m.Profile
+	}
+	if !m.Started.IsZero() {
+		s += " · " + m.Started.UTC().Format("2006-01-02 15:04 UTC")
+	}
+	return s
+}
+
+// plural is "1 run", "2 runs".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 // withAlpha returns c with opacity a (0..1), premultiplied as image/color expects.
@@ -333,4 +394,41 @@ func xyLine(xs, ys []float64) plotter.XYs {
 		}
 	}
 	return out
+}
+
+// seriesGlyph and seriesDashes tell the series of one figure apart where they overlap (the
+// speed-limit configurations mixed and ebpf often lie on top of each other): the i-th
+// series gets the i-th shape and dash pattern as well as its colour.
+func seriesGlyph(i int) draw.GlyphDrawer {
+	glyphs := []draw.GlyphDrawer{draw.CircleGlyph{}, draw.TriangleGlyph{}, draw.BoxGlyph{}, draw.PyramidGlyph{}, draw.RingGlyph{}, draw.CrossGlyph{}}
+	return glyphs[i%len(glyphs)]
+}
+
+// seriesDashes never returns a fine dotted pattern: that is the theses' (thesisDashes).
+func seriesDashes(i int) []vg.Length {
+	switch i % 4 {
+	case 1:
+		return []vg.Length{vg.Points(6), vg.Points(3)}
+	case 2:
+		return []vg.Length{vg.Points(7), vg.Points(2), vg.Points(2), vg.Points(2)}
+	case 3:
+		return []vg.Length{vg.Points(12), vg.Points(3)}
+	}
+	return nil
+}
+
+// logIfWide makes a linear axis logarithmic when its positive range spans more than
+// thirty times: a thesis value twenty times ours then stays on the figure without
+// squeezing ours into a corner, and equal ratios read as equal distances.
+func logIfWide(a *plot.Axis) bool {
+	if _, ok := a.Scale.(plot.LogScale); ok {
+		return true
+	}
+	if !(a.Min > 0) || a.Max/a.Min <= 30 {
+		return false
+	}
+	a.Scale = plot.LogScale{}
+	a.Tick.Marker = niceTicks{}
+	a.Min, a.Max = a.Min/1.3, a.Max*1.3
+	return true
 }

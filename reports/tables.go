@@ -53,7 +53,7 @@ func (t *Table) Markdown() string {
 func ThesisTables(ds *Dataset) []*Table {
 	var out []*Table
 	for _, f := range []func(*Dataset) *Table{
-		riegelTable, lossFreeTable, weinhold54, weinhold55, weinhold56, perRequestTable, scalingFitTable, calibrationTable,
+		riegelTable, absoluteTable, lossFreeTable, weinhold54, weinhold55, weinhold56, perRequestTable, scalingFitTable, calibrationTable,
 		scaleTable,
 	} {
 		if t := f(ds); t != nil {
@@ -187,14 +187,14 @@ func versus(av, bv []float64, a, b Entry, better stats.Better, asFactor bool) st
 
 type riegelRow struct {
 	label, exp, metric, x string
-	thesis                [3]string // user space, eBPF, improvement
 }
 
+// riegelRows are Table 5.1's measurements; the thesis's columns come from riegel51.
 var riegelRows = []riegelRow{
-	{"Latency (TCP connect RTT)", expLatency, "rtt", "", [3]string{"4.66 ms", "4.14 ms", "11.16 %"}},
-	{"Jitter (RFC 3550, 1 Mbit/s UDP)", expJitter, "jitter", "", [3]string{"0.0326 ms", "0.0082 ms", "74.85 %"}},
-	{"Throughput (one TCP stream)", expThroughput, "throughput", "", [3]string{"0.26 Gbit/s", "21.20 Gbit/s", "8053.85 %"}},
-	{"CPU usage (load phase)", expResources, "cpu", "load", [3]string{"20.19 %", "5.39 %", "73.30 %"}},
+	{"Latency (TCP connect RTT)", expLatency, "rtt", ""},
+	{"Jitter (RFC 3550, 1 Mbit/s UDP)", expJitter, "jitter", ""},
+	{"Throughput (one TCP stream)", expThroughput, "throughput", ""},
+	{"CPU usage (load phase)", expResources, "cpu", "load"},
 }
 
 func riegelTable(ds *Dataset) *Table {
@@ -235,7 +235,7 @@ func riegelTable(ds *Dataset) *Table {
 		if uok && eok {
 			imp = versus(ds.values(r.exp, "userspace", r.metric, r.x), ds.values(r.exp, "ebpf", r.metric, r.x), u, e, stats.Better(e.Better), false)
 		}
-		row = append(row, imp, r.thesis[0], r.thesis[1], r.thesis[2])
+		row = append(append(row, imp), riegelCells(r.exp, r.metric, r.x)...)
 		t.Rows = append(t.Rows, row)
 	}
 	t.Notes = append(t.Notes,
@@ -295,13 +295,6 @@ func lossFreeTable(ds *Dataset) *Table {
 	return t
 }
 
-func thesisBottleneck(dp string) string {
-	if dp == "userspace" {
-		return "knee near 250 Mbit/s: loss 1.6 % at 250, 45 % at 500 Mbit/s"
-	}
-	return "not measured"
-}
-
 // --- Weinhold --------------------------------------------------------------------------
 
 // weinholdConfigs lists the server configurations with samples of metric in exp.
@@ -313,34 +306,6 @@ func weinholdConfigs(ds *Dataset, exp, metric string) []string {
 		}
 	}
 	return out
-}
-
-// thesisFigures holds the thesis's own row of a Weinhold table and its speed-up.
-type thesisFigures struct{ values, speedup string }
-
-var (
-	thesis54 = map[string]thesisFigures{
-		"userspace": {"1.8868 / 1.6026 / 2.3739 / 0.1608 ms", "baseline"},
-		"mixed":     {"1.0784 / 0.8896 / 1.2826 / 0.0878 ms", "1.75×"},
-		"ebpf":      {"1.3252 / 1.1492 / 1.5487 / 0.0818 ms", "1.42×"},
-	}
-	thesis55 = map[string]thesisFigures{
-		"userspace": {"1.7476 / 1.7514 / 0.0187 ms", "baseline"},
-		"mixed":     {"1.2010 / 1.2011 / 0.0111 ms", "1.46× (text: 1.76×)"},
-		"ebpf":      {"1.2654 / 1.2638 / 0.0113 ms", "1.38× (text: 1.43×)"},
-	}
-	thesis56 = map[string]thesisFigures{
-		"userspace": {"139 / 139.5 / 127 / 161", "baseline"},
-		"mixed":     {"265 / 269.6 / 256 / 300", "1.91× (text, on means: 1.93×)"},
-		"ebpf":      {"270 / 271.7 / 256 / 297", "1.94× (text, on means: 1.95×)"},
-	}
-)
-
-func thesisCells(m map[string]thesisFigures, dp string) []string {
-	if f, ok := m[dp]; ok {
-		return []string{f.values, f.speedup}
-	}
-	return []string{"–", "–"}
 }
 
 const configNote = "Configurations as in the thesis: userspace = user-space-only, mixed = XDP answers and user space computes the limit, ebpf = eBPF-only."

@@ -33,7 +33,7 @@ func TestReportBuildsEverything(t *testing.T) {
 	dir := thesisResults(t)
 	code, out, stderr := edgebpf(context.Background(), "report", dir)
 	require.Zero(t, code, stderr)
-	assert.Contains(t, out, "22 figures (0 without data)")
+	assert.Contains(t, out, "23 figures (0 without data)")
 	for _, f := range []string{"summary.json", "summary.md", "index.html", "plots/latency-cdf.png", "plots/speedlimit-scaling.svg"} {
 		fi, err := os.Stat(filepath.Join(dir, f))
 		require.NoError(t, err, f)
@@ -132,7 +132,7 @@ func TestReportRendersInChromium(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir="+t.TempDir(), "--screenshot="+shot, "--window-size=1400,3000",
+		"--user-data-dir="+t.TempDir(), "--screenshot="+shot, "--window-size=1400,6000",
 		"file://"+filepath.Join(dir, "index.html"))
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 	outb, err := cmd.CombinedOutput()
@@ -143,7 +143,7 @@ func TestReportRendersInChromium(t *testing.T) {
 	defer f.Close()
 	img, err := png.Decode(f)
 	require.NoError(t, err)
-	assert.Equal(t, image.Rect(0, 0, 1400, 3000), img.Bounds())
+	assert.Equal(t, image.Rect(0, 0, 1400, 6000), img.Bounds())
 
 	// The page is mostly white with text, tables and figures: many pixels are dark, and
 	// the figures' colours are there.

@@ -20,16 +20,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/internal/testenv"
 	"github.com/edgebpf/edgebpf/netsetup"
 )
 
-// DataPlane is what the suite needs of a data plane (dataplanes.DataPlane has it).
-type DataPlane interface {
-	Deploy(ctx context.Context, node *netsetup.Node) error
-	Target(svc netsetup.Service) (netip.Addr, error)
-	Close() error
-}
+// DataPlane is the data plane under test: the interface every data plane implements.
+type DataPlane = dataplanes.DataPlane
 
 const port = 7400
 
