@@ -56,6 +56,7 @@ var figureBuilders = []func(*Dataset) []figureSpec{
 	bottleneckOWD, bottleneckLoss, bottleneckRates,
 	cpuPerDataPlane, cpuCompare, ramTime, cpuPerGbit, bpfCost,
 	speedlimitCurve, speedlimitResponseBox, speedlimitClients, speedlimitDropPoint, speedlimitScaling, speedlimitLoad,
+	scaleFigures,
 }
 
 // Figures builds and renders every figure the dataset has data for, and lists those it

@@ -54,6 +54,7 @@ func ThesisTables(ds *Dataset) []*Table {
 	var out []*Table
 	for _, f := range []func(*Dataset) *Table{
 		riegelTable, absoluteTable, lossFreeTable, weinhold54, weinhold55, weinhold56, perRequestTable, scalingFitTable, calibrationTable,
+		scaleTable,
 	} {
 		if t := f(ds); t != nil {
 			out = append(out, t)

@@ -59,7 +59,12 @@ func (r *runner) deploy(ctx context.Context, j *job) (d *deployment, err error) 
 	if err != nil {
 		return nil, err
 	}
-	d = &deployment{env: Env{Endpoints: bench.Endpoints{Client: n.Client.NS, Server: n.Server.NS, Target: n.Target}},
+	d = &deployment{env: Env{Endpoints: bench.Endpoints{Client: n.Client.NS, Server: n.Server.NS, Target: n.Target},
+		Plane: j.plane, NewNode: func(suffix string) (*netsetup.Node, error) {
+			c := cfg
+			c.Name += "-" + suffix
+			return netsetup.NewNode(r.sess, c)
+		}},
 		close: n.Close}
 	defer func() {
 		if err != nil {

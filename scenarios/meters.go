@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/edgebpf/edgebpf/bench"
+	"github.com/edgebpf/edgebpf/dataplanes"
+	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/stats"
 )
 
@@ -39,9 +41,14 @@ type Plan struct {
 }
 
 // Env is what one repetition of a meter runs against: the client and server instances and the
-// address the client uses, whatever subject is deployed between them.
+// address the client uses, whatever subject is deployed between them. A meter that measures
+// the control plane (scale) builds nodes of its own: NewNode builds a bare node in the run's
+// session, named after the job's node and suffix, and Plane is the job's data plane to
+// deploy on it.
 type Env struct {
 	bench.Endpoints
+	Plane   dataplanes.Spec
+	NewNode func(suffix string) (*netsetup.Node, error)
 }
 
 // Run runs the meter once.
@@ -97,6 +104,7 @@ var meters = map[string]meterFunc{
 	"speedlimit-droppoint": speedLimitDropPoint,
 	"speedlimit-scaling":   speedLimitScaling,
 	"speedlimit-load":      speedLimitLoad,
+	"scale":                scaleMeter,
 }
 
 // meterAliases are the meters' former names, which scenario files written before the

@@ -14,7 +14,7 @@ import (
 func TestBuiltinSuite(t *testing.T) {
 	s := Builtin()
 	assert.Equal(t, []string{"latency", "jitter", "throughput", "bottleneck", "resources", "calibration",
-		"speedlimit-response", "speedlimit-droppoint", "speedlimit-scaling", "speedlimit-load"}, s.Names())
+		"speedlimit-response", "speedlimit-droppoint", "speedlimit-scaling", "speedlimit-load", "scale"}, s.Names())
 	// The full profile carries the thesis's parameters (reference.md §3).
 	e, err := s.Select([]string{"latency"})
 	require.NoError(t, err)
@@ -137,7 +137,7 @@ func TestMeterAliases(t *testing.T) {
 func TestParseRejects(t *testing.T) {
 	cases := map[string]struct{ json, want string }{
 		"unknown field":   {`{"experiments":[{"name":"x","meter":"connect-rtt","bogus":1}]}`, `unknown field "bogus"`},
-		"unknown meter":   {`{"experiments":[{"name":"x","meter":"ping","profiles":{}}]}`, `unknown meter "ping": choose from connect-rtt, reference-tools, resources, speedlimit-droppoint`},
+		"unknown meter":   {`{"experiments":[{"name":"x","meter":"ping","profiles":{}}]}`, `unknown meter "ping": choose from connect-rtt, reference-tools, resources, scale, speedlimit-droppoint`},
 		"missing profile": {`{"experiments":[{"name":"x","meter":"connect-rtt","profiles":{"smoke":{"reps":1,"params":{"count":1,"interval":"1s"}}}}]}`, "has no quick profile"},
 		"bad duration":    {profiles(`{"count":1,"interval":"soon"}`), `duration "soon" is malformed`},
 		"bad param":       {profiles(`{"count":-1,"interval":"1s"}`), "count"},

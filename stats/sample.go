@@ -54,6 +54,12 @@ var (
 	// BPFNsPerPkt is the mean run time of a BPF program per packet; ProgramCost qualifies it
 	// with the program.
 	BPFNsPerPkt = Metric{Name: "bpf_ns_per_pkt", Unit: "ns", Better: Lower}
+
+	// The scale experiment's control-plane times; it qualifies every metric with its axis
+	// (deploy_time:services, rtt:instances).
+	DeployTime       = Metric{Name: "deploy_time", Unit: "s", Better: Lower}
+	AddInstanceTime  = Metric{Name: "add_instance_time", Unit: "s", Better: Lower}
+	CreateModuleTime = Metric{Name: "create_module_time", Unit: "s", Better: Lower}
 )
 
 // ProgramCost is BPFNsPerPkt of one program: bpf_ns_per_pkt:<program>.
@@ -105,6 +111,9 @@ var Catalogue = []Definition{
 	{ClientLimited, "1 when the drop-point search reached its cap without a drop and more clients no longer added load or the client sent at least a third of its send capacity (the client, not the server, was the limit), else 0", Mean},
 	{ClientSendCapacity, "speed-limit requests per second the client's threads send to a sink of their own (the client's ceiling)", Mean},
 	{BPFNsPerPkt, "kernel run time of a BPF program per packet (with --bpf-stats)", Mean},
+	{DeployTime, "time to deploy a data plane on a node and add the step's services to it", Median},
+	{AddInstanceTime, "time to add one instance to a node (its namespace and veth, every data plane's and module's part)", Median},
+	{CreateModuleTime, "time to create one eBPF module and attach it to every instance of a node", Median},
 }
 
 // Sample is one measured value. Rep, Seq and T place it in a run: the repetition, its

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/edgebpf/edgebpf/bench"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
@@ -195,4 +196,44 @@ func addRule(m *manager.Manager, id int, rule string) error {
 		return fmt.Errorf("add rule: %d %s", rec.Code, rec.Body)
 	}
 	return nil
+}
+
+// BenchmarkTCXAttachOne times attaching the empty program to one veth's TCX ingress hook and
+// detaching it again, one at a time: the kernel's cost per TCX attach and per detach, without
+// the manager. Compare it under different conditions (an idle and a loaded machine,
+// /sys/kernel/rcu_expedited 0 and 1) to see what the per-attach cost depends on.
+//
+//	go test -run XXX -bench TCXAttachOne -benchtime 50x ./dataplanes/ebpf/manager/
+func BenchmarkTCXAttachOne(b *testing.B) {
+	node := testenv.Node(b, "one")
+	in, err := node.AddInstance("one")
+	if err != nil {
+		b.Fatal(err)
+	}
+	prog, err := emptyprog.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer prog.Close()
+	var attach, detach time.Duration
+	b.ResetTimer()
+	for range b.N {
+		err := node.NS.Do(func() error {
+			start := time.Now()
+			l, err := link.AttachTCX(link.TCXOptions{Interface: in.VethIndex, Program: prog, Attach: ebpf.AttachTCXIngress})
+			if err != nil {
+				return err
+			}
+			attach += time.Since(start)
+			start = time.Now()
+			err = l.Close()
+			detach += time.Since(start)
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(attach.Microseconds())/1e3/float64(b.N), "ms/attach")
+	b.ReportMetric(float64(detach.Microseconds())/1e3/float64(b.N), "ms/detach")
 }
