@@ -32,20 +32,15 @@ func refRequireTools(t *testing.T) {
 	}
 }
 
-// refNothingLeft checks that nothing listens on the six ports of cfg and that no child
-// process and no sockperf log is left.
+// refNothingLeft checks that nothing listens on, or is bound to, the ports of cfg and that
+// no child process and no sockperf log is left.
 func refNothingLeft(t *testing.T, cfg ReferenceConfig, logsBefore []string) {
 	t.Helper()
 	for i := range refPorts {
-		for _, f := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
-			data, err := os.ReadFile(f)
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
+		for _, udp := range []bool{false, true} {
+			ok, err := listeningHere(listenPort{port: cfg.port(i), udp: udp})
 			require.NoError(t, err)
-			ok, err := listening(data, cfg.port(i))
-			require.NoError(t, err)
-			assert.False(t, ok, "port %d still listens", cfg.port(i))
+			assert.False(t, ok, "port %d (udp %v) still in use", cfg.port(i), udp)
 		}
 	}
 	assert.Empty(t, refChildren(t), "tool processes left running")
@@ -94,26 +89,34 @@ func TestReferenceLoopback(t *testing.T) {
 	refRequireTools(t)
 	tcpCheckLeaks(t)
 	logs := refSockperfLogs(t)
-	cfg := ReferenceConfig{Port: 25301, Rounds: 1, Duration: Duration(time.Second), Interval: Duration(500 * time.Millisecond), PingCount: 20}
+	cfg := ReferenceConfig{Port: 25301, Rounds: 1, Duration: Duration(time.Second), Interval: Duration(500 * time.Millisecond),
+		PingCount: 20, RRDuration: Duration(time.Second), BusyCount: 200}
 	samples, err := Reference(context.Background(), tcpLoopback(), cfg)
 	require.NoError(t, err)
 	refNothingLeft(t, cfg, logs)
 
 	m := refByMetric(samples)
-	for _, name := range []string{"throughput:iperf3", "throughput:edgebpf", "rtt:sockperf", "rtt:edgebpf"} {
+	rtts := []string{
+		"rtt:udp-rr-busy:sockperf", "rtt:udp-rr-busy:edgebpf", "rtt:tcp-rr-busy:sockperf", "rtt:tcp-rr-busy:edgebpf",
+		"rtt:udp-rr-paced:sockperf", "rtt:udp-rr-paced:edgebpf", "rtt:tcp-rr-paced:sockperf", "rtt:tcp-rr-paced:edgebpf",
+		"rtt:tcp-rr-paced:edgebpf-connect",
+	}
+	for _, name := range append([]string{"throughput:iperf3", "throughput:edgebpf"}, rtts...) {
 		require.NotEmpty(t, m[name], name)
 		for _, v := range m[name] {
 			assert.Positive(t, v, name)
 		}
 	}
-	assert.Len(t, m["rtt:edgebpf"], 20)
+	assert.Len(t, m["rtt:tcp-rr-paced:edgebpf-connect"], 20)
+	assert.Len(t, m["rtt:udp-rr-paced:edgebpf"], 20)
+	assert.Len(t, m["rtt:tcp-rr-busy:edgebpf"], 200)
 	assert.Len(t, m["throughput:iperf3"], 2, "two intervals of 500ms")
 	assert.Len(t, m["throughput:edgebpf"], 2)
 	for _, name := range []string{"jitter:iperf3", "jitter:edgebpf", "jitter:edgebpf-kernel", "loss:iperf3", "loss:edgebpf", "loss:edgebpf-kernel"} {
 		require.Len(t, m[name], 1, name)
 		assert.GreaterOrEqual(t, m[name][0], 0.0, name)
 	}
-	assert.Len(t, m, 10, "no other metrics: %v", m)
+	assert.Len(t, m, 17, "no other metrics: %v", m)
 	for _, s := range samples {
 		want, ok := stats.Lookup(s.Metric.Name)
 		require.True(t, ok)
@@ -132,8 +135,8 @@ func TestReferenceLoopback(t *testing.T) {
 			order = append(order, s.Metric.Name)
 		}
 	}
-	assert.Equal(t, []string{"throughput:iperf3", "throughput:edgebpf", "rtt:sockperf", "rtt:edgebpf",
-		"jitter:iperf3", "jitter:edgebpf", "jitter:edgebpf-kernel"}, order)
+	want := append(append([]string{"throughput:iperf3", "throughput:edgebpf"}, rtts...), "jitter:iperf3", "jitter:edgebpf", "jitter:edgebpf-kernel")
+	assert.Equal(t, want, order)
 	for i := 1; i < len(samples); i++ {
 		if samples[i].Metric.Name != samples[i-1].Metric.Name {
 			assert.GreaterOrEqual(t, samples[i].T, samples[i-1].T, "a later run comes later")
@@ -246,7 +249,7 @@ func TestReferenceValidate(t *testing.T) {
 }
 
 func TestReferenceMetrics(t *testing.T) {
-	for _, m := range []stats.Metric{refThroughputIperf3, refThroughputOurs, refRTTSockperf, refRTTOurs,
+	for _, m := range []stats.Metric{refThroughputIperf3, refThroughputOurs, refRTTConnect,
 		refJitterIperf3, refJitterOurs, refLossIperf3, refLossOurs} {
 		want, ok := stats.Lookup(m.Name)
 		require.True(t, ok, m.Name)

@@ -55,7 +55,7 @@ func TestMissingFeatureSkipsTheRightJobs(t *testing.T) {
 	require.Len(t, cases, len(features.All), "every feature is tested")
 	vs, err := Feasibility(Builtin(), planes, allOK())
 	require.NoError(t, err)
-	require.Len(t, vs, 6*4+4*3)
+	require.Len(t, vs, 7*4+4*3)
 	for _, v := range vs {
 		assert.Empty(t, v.Reason, "%s/%s", v.Experiment, v.DataPlane)
 	}
