@@ -176,7 +176,7 @@ func (c ReferenceConfig) rrConfig(proto, mode string) RRConfig {
 }
 
 func (c ReferenceConfig) jitterConfig(stamps string) UDPJitterConfig {
-	return UDPJitterConfig{Port: c.port(5), Rate: c.JitterRate, Size: c.Size, Duration: c.Duration, RxStamps: stamps}
+	return UDPJitterConfig{Port: c.port(5), Rate: c.JitterRate, Size: c.Size, Duration: c.Duration, Interval: c.Interval, RxStamps: stamps}
 }
 
 // qualify returns m for one source: the name "base:source" with m's unit and direction, as
@@ -213,14 +213,17 @@ var (
 //   - round trips, for UDP and TCP, busy and paced: sockperf ping-pong [--tcp] -m 64
 //     --full-rtt for RRDuration at --mps=max (busy) or one message per PingInterval
 //     (paced) against sockperf server, one sample per message from its --full-log as
-//     rtt:<udp|tcp>-rr-<busy|paced>:sockperf, then RequestResponse in the same protocol and
-//     mode (BusyCount or PingCount round trips), the same metric with the source edgebpf;
+//     rtt:<udp|tcp>-rr-<busy|paced>:sockperf (a busy run's evenly thinned to about
+//     BusyCount), then RequestResponse in the same protocol and mode (BusyCount or
+//     PingCount round trips), the same metric with the source edgebpf;
 //     after the paced TCP pair also ConnectRTT as rtt:tcp-rr-paced:edgebpf-connect: the
 //     connect handshake (SYN to SYN-ACK) is one round trip of the same path through
 //     different kernel code, the thesis's latency;
-//   - UDP jitter: iperf3 -u -b JitterRate -l Size -t Duration -J, one jitter:iperf3 sample
-//     (end.streams[0].udp.jitter_ms, in seconds) and one loss:iperf3, then UDPJitter at the
-//     same rate, size and duration, jitter:edgebpf and loss:edgebpf, and once more with
+//   - UDP jitter: iperf3 -u -b JitterRate -l Size -t Duration -i Interval -J
+//     --get-server-output against iperf3 -s -1 -J -i Interval, one jitter:iperf3 sample per interval
+//     of the receiving server (server_output_json.intervals[].sum.jitter_ms, in seconds)
+//     and one loss:iperf3, then UDPJitter at the same rate, size, duration and interval,
+//     jitter:edgebpf and loss:edgebpf, and once more with
 //     the kernel's receive timestamps, jitter:edgebpf-kernel and loss:edgebpf-kernel: how
 //     much of the jitter the receiving process's own wake-ups add on this path.
 //
@@ -422,8 +425,11 @@ func (r *refRun) sockperf(ctx context.Context, proto, mode string) error {
 	}
 	tx0 := pkts[0].TxTime
 	m := qualify(RRMetric(proto, mode), "sockperf")
-	for _, p := range pkts {
-		r.add(m, t0+p.TxTime-tx0, p.RTT)
+	// A busy run logs a message every few microseconds: keep every k-th, evenly over the
+	// run, about as many as RequestResponse records (the median needs no more).
+	stride := max(1, (len(pkts)+r.cfg.BusyCount-1)/r.cfg.BusyCount)
+	for i := 0; i < len(pkts); i += stride {
+		r.add(m, t0+pkts[i].TxTime-tx0, pkts[i].RTT)
 	}
 	return nil
 }
@@ -444,14 +450,19 @@ func (r *refRun) tcpPing(ctx context.Context) error {
 
 func (r *refRun) iperf3UDP(ctx context.Context) error {
 	port := r.cfg.port(2)
-	srv, err := startServer(ctx, r.ep.Server, port, r.tools["iperf3"], "-s", "-1", "-p", portArg(port))
+	// The receiving server's intervals carry the jitter: it writes them as JSON (-J) and the
+	// client passes them on (--get-server-output).
+	ivl := strconv.FormatFloat(time.Duration(r.cfg.Interval).Seconds(), 'f', -1, 64)
+	srv, err := startServer(ctx, r.ep.Server, port, r.tools["iperf3"], "-s", "-1", "-J", "-i", ivl, "-p", portArg(port))
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
 	var out bytes.Buffer
+	t0 := r.since(time.Now())
 	_, cerr := runClient(ctx, r.ep.Client, &out, r.tools["iperf3"], "-c", r.target, "-p", portArg(port), "-u",
-		"-b", strconv.FormatFloat(float64(r.cfg.JitterRate), 'f', 0, 64), "-l", strconv.Itoa(r.cfg.Size), "-t", r.secs(), "-J")
+		"-b", strconv.FormatFloat(float64(r.cfg.JitterRate), 'f', 0, 64), "-l", strconv.Itoa(r.cfg.Size), "-t", r.secs(),
+		"-i", ivl, "-J", "--get-server-output")
 	res, perr := parseIperf3(out.Bytes())
 	if err := toolResult("iperf3", cerr, perr); err != nil {
 		return err
@@ -460,7 +471,18 @@ func (r *refRun) iperf3UDP(ctx context.Context) error {
 		return errors.New("iperf3 reported no UDP stream in end.streams")
 	}
 	t := r.since(time.Now())
-	r.add(refJitterIperf3, t, res.UDP.Jitter)
+	n := 0
+	for _, iv := range res.UDP.Intervals {
+		// The server closes with a stub of an interval after the last datagram: only whole
+		// intervals count, as UDPJitter reports only those.
+		if iv.Seconds >= 0.5*time.Duration(r.cfg.Interval).Seconds() {
+			r.add(refJitterIperf3, t0+iv.End, iv.Jitter)
+			n++
+		}
+	}
+	if n == 0 {
+		r.add(refJitterIperf3, t, res.UDP.Jitter)
+	}
 	r.add(refLossIperf3, t, res.UDP.LostPercent)
 	return nil
 }
@@ -504,8 +526,18 @@ type iperf3Interval struct {
 }
 
 type iperf3UDP struct {
-	Jitter      float64 // seconds
+	Jitter      float64 // seconds, the final estimate
 	LostPercent float64
+	// Intervals are the receiving server's intervals with their jitter, where the output
+	// carries them (--get-server-output with a server started with -J).
+	Intervals []iperf3Jitter
+}
+
+// iperf3Jitter is the running jitter at the end of one interval.
+type iperf3Jitter struct {
+	End     float64 // seconds since the start of the test
+	Seconds float64 // the interval's length
+	Jitter  float64 // seconds
 }
 
 // iperf3Error is an error iperf3 reported in its JSON output.
@@ -534,7 +566,17 @@ func parseIperf3(data []byte) (iperf3Result, error) {
 				} `json:"udp"`
 			} `json:"streams"`
 		} `json:"end"`
-		Error string `json:"error"`
+		Error  string `json:"error"`
+		Server *struct {
+			Intervals []struct {
+				Sum *struct {
+					End      *float64 `json:"end"`
+					Seconds  float64  `json:"seconds"`
+					JitterMs *float64 `json:"jitter_ms"`
+					Omitted  bool     `json:"omitted"`
+				} `json:"sum"`
+			} `json:"intervals"`
+		} `json:"server_output_json"`
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return iperf3Result{}, errors.New("no output")
@@ -567,6 +609,16 @@ func parseIperf3(data []byte) (iperf3Result, error) {
 			return iperf3Result{}, fmt.Errorf("end.streams[0].udp: jitter %g ms or loss %g %% is out of range", *u.JitterMs, *u.LostPercent)
 		}
 		res.UDP = &iperf3UDP{Jitter: *u.JitterMs / 1e3, LostPercent: *u.LostPercent}
+		if doc.Server != nil {
+			for i, iv := range doc.Server.Intervals {
+				if iv.Sum == nil || iv.Sum.End == nil || iv.Sum.JitterMs == nil || !finiteNonNeg(*iv.Sum.End) || !finiteNonNeg(*iv.Sum.JitterMs) {
+					return iperf3Result{}, fmt.Errorf("server_output_json interval %d has no sum with a non-negative end and jitter_ms", i)
+				}
+				if !iv.Sum.Omitted {
+					res.UDP.Intervals = append(res.UDP.Intervals, iperf3Jitter{End: *iv.Sum.End, Seconds: iv.Sum.Seconds, Jitter: *iv.Sum.JitterMs / 1e3})
+				}
+			}
+		}
 	}
 	return res, nil
 }

@@ -125,6 +125,23 @@ type udpStreamConfig struct {
 	// kernelRx takes each datagram's receive time from the kernel's receive timestamp
 	// (SO_TIMESTAMPNS) instead of after recvmmsg returns in user space.
 	kernelRx bool
+	// jitterEvery records the running jitter at the end of every whole jitterEvery of the
+	// stream (udpStreamResult.jitters); 0 records none.
+	jitterEvery time.Duration
+}
+
+// jitterMarks returns how many whole jitterEvery intervals the stream's duration holds.
+func (c udpStreamConfig) jitterMarks() int {
+	if c.jitterEvery <= 0 {
+		return 0
+	}
+	return int(c.duration / c.jitterEvery)
+}
+
+// udpJitterMark is the running jitter at the end of one interval.
+type udpJitterMark struct {
+	at    int64 // the interval's end, CLOCK_MONOTONIC ns
+	value float64
 }
 
 // packets returns how many packets the stream is scheduled to send: packet i is due at
@@ -160,6 +177,7 @@ type udpStreamResult struct {
 	stray       uint64 // datagrams that are not part of this stream
 	userStamped uint64 // datagrams timed in user space although kernel timestamps were asked for
 	jitter      float64
+	jitters     []udpJitterMark // the jitter at each interval's end, see jitterEvery
 	owd         []udpOWD
 	rcvBuf      int // the receive buffer the kernel granted, bytes
 	// complete is false if the stream was interrupted: its loss, rates and jitter cover
@@ -262,6 +280,8 @@ func runUDPStream(ctx context.Context, ep Endpoints, cfg udpStreamConfig) (*udpS
 	case res.sent == 0:
 		return res, fmt.Errorf("send to %s port %d: no datagram was sent (%d sends failed)", ep.Target, cfg.port, res.sendErrors)
 	}
+	// Intervals that ended after the last arrival hold the final estimate.
+	rx.markJitter(math.MaxInt64)
 	res.complete = true
 	return res, nil
 }
@@ -276,6 +296,8 @@ type udpReceiver struct {
 	owdEvery   uint64
 	kernelRx   bool
 	expected   uint64 // packets scheduled
+	every      int64  // jitter interval, ns; 0 for none
+	marks      int    // jitter intervals in the stream
 	res        *udpStreamResult
 	stamped    *atomic.Uint64
 	drainUntil *atomic.Int64
@@ -283,7 +305,8 @@ type udpReceiver struct {
 
 // listenUDPStream creates the receiving socket, blocking, on 0.0.0.0:cfg.port inside ns.
 func listenUDPStream(ns NS, cfg udpStreamConfig) (*udpReceiver, error) {
-	rx := &udpReceiver{fd: -1, size: cfg.size, owdEvery: cfg.owdEvery, kernelRx: cfg.kernelRx, expected: cfg.packets()}
+	rx := &udpReceiver{fd: -1, size: cfg.size, owdEvery: cfg.owdEvery, kernelRx: cfg.kernelRx, expected: cfg.packets(),
+		every: cfg.jitterEvery.Nanoseconds(), marks: cfg.jitterMarks()}
 	err := ns.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 		if err != nil {
@@ -424,6 +447,7 @@ func (rx *udpReceiver) record(n int, batchArrival, realtimeAhead int64, st *udpR
 // duplicates and reordered ones included, as iperf3 computes it; then its sequence number.
 func (rx *udpReceiver) account(seq uint64, sent, arrival int64, st *udpRxState) {
 	res := rx.res
+	rx.markJitter(arrival)
 	transit := float64(arrival-sent) / 1e9
 	if st.first {
 		st.prevTransit, st.first = transit, false
@@ -449,6 +473,19 @@ func (rx *udpReceiver) account(seq uint64, sent, arrival int64, st *udpRxState) 
 	}
 	if rx.owdEvery > 0 && seq%rx.owdEvery == 0 {
 		res.owd = append(res.owd, udpOWD{seq: seq, sent: sent, owd: arrival - sent})
+	}
+}
+
+// markJitter records the running jitter at the end of every jitter interval that ended
+// before t (CLOCK_MONOTONIC ns): the estimate over the datagrams that arrived before it.
+func (rx *udpReceiver) markJitter(t int64) {
+	res := rx.res
+	for len(res.jitters) < rx.marks {
+		at := res.start + int64(len(res.jitters)+1)*rx.every
+		if at > t {
+			return
+		}
+		res.jitters = append(res.jitters, udpJitterMark{at: at, value: res.jitter})
 	}
 }
 
