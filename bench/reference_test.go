@@ -234,6 +234,8 @@ func TestReferenceValidate(t *testing.T) {
 		{ReferenceConfig{JitterRate: -1}, "jitter rate -1 bit/s is not a positive number"},
 		{ReferenceConfig{JitterRate: 1000, Duration: Duration(time.Second)}, "sends not even one 1400-byte packet in 1s"},
 		{ReferenceConfig{Size: 8}, "size 8 bytes cannot hold"},
+		{ReferenceConfig{RRDuration: Duration(1500 * time.Millisecond)}, "rr duration 1.5s is not a whole number of seconds"},
+		{ReferenceConfig{BusyCount: -1}, "busy count -1 is out of range"},
 	} {
 		err := tc.cfg.Validate()
 		require.Error(t, err, "%+v", tc.cfg)
