@@ -9,6 +9,7 @@
 //
 //	experiment            meter (former name)                     file                     entry point
 //	latency               connect-rtt (tcpping)                   connect.go               ConnectRTT
+//	latency-rr            request-response                        rr.go                    RequestResponse
 //	jitter                udp-jitter (udpjitter)                  udpjitter.go             UDPJitter
 //	throughput            tcp-throughput (tcpstream)              tcpthroughput.go         TCPThroughput
 //	bottleneck            udp-sweep (udpsweep)                    udpsweep.go              UDPSweep
@@ -20,7 +21,8 @@
 //	speedlimit-load       speedlimit-load                         speedlimit_load.go       SpeedLimitLoad
 //
 // Each entry point X takes an XConfig (ConnectRTT a ConnectConfig). Shared machinery:
-// udpstream.go (the paced UDP sender and receiver of udp-jitter and udp-sweep), sysmon.go
+// udpstream.go (the paced UDP sender and receiver of udp-jitter and udp-sweep), mmsg.go
+// (recvmmsg and sendmmsg on blocking sockets), sysmon.go
 // (CPU and RAM sampling for resources), speedlimit.go (the speed-limit client loop),
 // speedlimit_summary.go (SummarizeSpeedLimit), sockopt.go and units.go (Duration, Rate).
 package bench

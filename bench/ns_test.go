@@ -2,6 +2,7 @@ package bench_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,6 +49,23 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 			assert.Less(t, v, 1.0)
 		}
 		assert.Equal(t, []float64{0}, m["loss"])
+	})
+
+	t.Run("request-response", func(t *testing.T) {
+		s, err := bench.RequestResponse(ctx, ep, bench.RRConfig{BusyCount: 200, PacedCount: 10, Interval: bench.Duration(2 * time.Millisecond)})
+		require.NoError(t, err)
+		m := byMetric(s)
+		for _, name := range []string{"rtt:udp-rr-busy", "rtt:tcp-rr-busy", "rtt:udp-rr-paced", "rtt:tcp-rr-paced"} {
+			want := 200
+			if strings.HasSuffix(name, "paced") {
+				want = 10
+			}
+			require.Len(t, m[name], want, name)
+			for _, v := range m[name] {
+				assert.Positive(t, v, name)
+				assert.Less(t, v, 1.0, name)
+			}
+		}
 	})
 
 	t.Run("udp-jitter", func(t *testing.T) {

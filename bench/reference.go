@@ -25,8 +25,9 @@ import (
 
 // ReferenceConfig configures Reference. Zero-valued fields take the defaults given with them.
 type ReferenceConfig struct {
-	// Port is the first of six consecutive ports: iperf3 TCP, sockperf, iperf3 UDP, then
-	// TCPThroughput, ConnectRTT and UDPJitter. Default 5301, clear of the other meters' ports.
+	// Port is the first of eight consecutive ports: iperf3 TCP, sockperf TCP, iperf3 UDP,
+	// TCPThroughput, ConnectRTT, UDPJitter, sockperf UDP and RequestResponse. Default 5301,
+	// clear of the other meters' ports.
 	Port uint16 `json:"port,omitempty"`
 	// Rounds is how often every pair (reference tool, our meter) runs. Default 3.
 	Rounds int `json:"rounds"`
@@ -36,11 +37,18 @@ type ReferenceConfig struct {
 	// Interval is the length of one throughput sample, for iperf3 -i and TCPThroughput.
 	// Default 1s.
 	Interval Duration `json:"interval,omitempty"`
-	// PingCount is the number of ConnectRTT connects per round. Default 200.
+	// PingCount is the number of ConnectRTT connects and of paced RequestResponse round
+	// trips per round and protocol. Default 200.
 	PingCount int `json:"ping_count,omitempty"`
-	// PingInterval is the time between two pings, of ConnectRTT and of sockperf (--mps).
-	// Default 10ms.
+	// PingInterval is the time between two pings, of ConnectRTT, of paced RequestResponse
+	// and of paced sockperf (--mps). Default 10ms.
 	PingInterval Duration `json:"ping_interval,omitempty"`
+	// RRDuration is the length of each sockperf ping-pong run, busy and paced, a whole
+	// number of seconds. Default 2s.
+	RRDuration Duration `json:"rr_duration,omitempty"`
+	// BusyCount is the number of busy RequestResponse round trips per round and protocol.
+	// Default 5000.
+	BusyCount int `json:"busy_count,omitempty"`
 	// JitterRate is the UDP payload rate in bit/s of iperf3 -u -b and UDPJitter.
 	// Default 1e6.
 	JitterRate Rate `json:"jitter_rate,omitempty"`
@@ -49,7 +57,7 @@ type ReferenceConfig struct {
 }
 
 const (
-	refPorts     = 6
+	refPorts     = 8
 	maxRounds    = 1000
 	refMsgSize   = 64                     // sockperf -m
 	minToolIvl   = 100 * time.Millisecond // iperf3 reports at most every 100 ms
@@ -84,6 +92,12 @@ func (c ReferenceConfig) withDefaults() ReferenceConfig {
 	}
 	if c.JitterRate == 0 {
 		c.JitterRate = 1e6
+	}
+	if c.RRDuration == 0 {
+		c.RRDuration = Duration(2 * time.Second)
+	}
+	if c.BusyCount == 0 {
+		c.BusyCount = 5000
 	}
 	if c.Size == 0 {
 		c.Size = defaultUDPSize
@@ -122,6 +136,12 @@ func (c ReferenceConfig) Validate() error {
 	if d.PingCount < 0 {
 		errs = append(errs, fmt.Errorf("reference: ping count %d is negative: give the number of connects per round, or 0 for the default 200", c.PingCount))
 	}
+	if d.RRDuration < Duration(time.Second) || d.RRDuration%Duration(time.Second) != 0 {
+		errs = append(errs, fmt.Errorf("reference: rr duration %v is not a whole number of seconds: sockperf takes -t in seconds, so give 1s, 2s and so on, or 0 for the default 2s", c.RRDuration))
+	}
+	if d.BusyCount < 0 || d.BusyCount > maxRRRuns {
+		errs = append(errs, fmt.Errorf("reference: busy count %d is out of range: give 1 to %d, or 0 for the default 5000", c.BusyCount, maxRRRuns))
+	}
 	if d.PingInterval < Duration(time.Millisecond) || d.PingInterval > Duration(time.Second) {
 		errs = append(errs, fmt.Errorf("reference: ping interval %v is out of range: give 1ms to 1s (sockperf paces whole messages per second), or 0 for the default 10ms", c.PingInterval))
 	}
@@ -150,8 +170,13 @@ func (c ReferenceConfig) pingConfig() ConnectConfig {
 	return ConnectConfig{Port: c.port(4), Count: c.PingCount, Interval: c.PingInterval}
 }
 
+func (c ReferenceConfig) rrConfig(proto, mode string) RRConfig {
+	return RRConfig{Port: c.port(7), Protocols: []string{proto}, Modes: []string{mode},
+		BusyCount: c.BusyCount, PacedCount: c.PingCount, Interval: c.PingInterval}
+}
+
 func (c ReferenceConfig) jitterConfig(stamps string) UDPJitterConfig {
-	return UDPJitterConfig{Port: c.port(5), Rate: c.JitterRate, Size: c.Size, Duration: c.Duration, RxStamps: stamps}
+	return UDPJitterConfig{Port: c.port(5), Rate: c.JitterRate, Size: c.Size, Duration: c.Duration, Interval: c.Interval, RxStamps: stamps}
 }
 
 // qualify returns m for one source: the name "base:source" with m's unit and direction, as
@@ -165,8 +190,8 @@ func qualify(m stats.Metric, source string) stats.Metric {
 var (
 	refThroughputIperf3 = qualify(stats.Throughput, "iperf3")
 	refThroughputOurs   = qualify(stats.Throughput, "edgebpf")
-	refRTTSockperf      = qualify(stats.RTT, "sockperf")
-	refRTTOurs          = qualify(stats.RTT, "edgebpf")
+	// The connect round trip is ConnectRTT's, next to sockperf's paced TCP round trip.
+	refRTTConnect       = qualify(RRMetric(RRTCP, RRPaced), "edgebpf-connect")
 	refJitterIperf3     = qualify(stats.Jitter, "iperf3")
 	refJitterOurs       = qualify(stats.Jitter, "edgebpf")
 	refJitterOursKernel = qualify(stats.Jitter, "edgebpf-kernel")
@@ -185,14 +210,20 @@ var (
 //     throughput:iperf3 sample per interval (intervals[].sum.bits_per_second, counted at
 //     the sender), then TCPThroughput for the same duration, throughput:edgebpf (counted at the
 //     receiver; on a steady stream the two differ by at most the socket buffers);
-//   - round trip: sockperf ping-pong --tcp -m 64 --full-rtt paced to one message per
-//     PingInterval against sockperf server, one rtt:sockperf sample per message from its
-//     --full-log, then ConnectRTT, rtt:edgebpf. sockperf times a data round trip on an
-//     established connection while ConnectRTT times the connect handshake (SYN to SYN-ACK):
-//     both are one round trip of the same path, through different kernel code;
-//   - UDP jitter: iperf3 -u -b JitterRate -l Size -t Duration -J, one jitter:iperf3 sample
-//     (end.streams[0].udp.jitter_ms, in seconds) and one loss:iperf3, then UDPJitter at the
-//     same rate, size and duration, jitter:edgebpf and loss:edgebpf, and once more with
+//   - round trips, for UDP and TCP, busy and paced: sockperf ping-pong [--tcp] -m 64
+//     --full-rtt for RRDuration at --mps=max (busy) or one message per PingInterval
+//     (paced) against sockperf server, one sample per message from its --full-log as
+//     rtt:<udp|tcp>-rr-<busy|paced>:sockperf (a busy run's evenly thinned to about
+//     BusyCount), then RequestResponse in the same protocol and mode (BusyCount or
+//     PingCount round trips), the same metric with the source edgebpf;
+//     after the paced TCP pair also ConnectRTT as rtt:tcp-rr-paced:edgebpf-connect: the
+//     connect handshake (SYN to SYN-ACK) is one round trip of the same path through
+//     different kernel code, the thesis's latency;
+//   - UDP jitter: iperf3 -u -b JitterRate -l Size -t Duration -i Interval -J
+//     --get-server-output against iperf3 -s -1 -J -i Interval, one jitter:iperf3 sample per interval
+//     of the receiving server (server_output_json.intervals[].sum.jitter_ms, in seconds)
+//     and one loss:iperf3, then UDPJitter at the same rate, size, duration and interval,
+//     jitter:edgebpf and loss:edgebpf, and once more with
 //     the kernel's receive timestamps, jitter:edgebpf-kernel and loss:edgebpf-kernel: how
 //     much of the jitter the receiving process's own wake-ups add on this path.
 //
@@ -222,16 +253,8 @@ func Reference(ctx context.Context, ep Endpoints, cfg ReferenceConfig) ([]stats.
 	}
 	r := &refRun{ep: ep, cfg: cfg, tools: tools, start: time.Now(), seq: map[string]int{},
 		target: ep.Target.Unmap().String()}
-	steps := []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"iperf3 tcp", r.iperf3TCP}, {"tcp stream", r.tcpStream},
-		{"sockperf", r.sockperf}, {"tcp ping", r.tcpPing},
-		{"iperf3 udp", r.iperf3UDP}, {"udp jitter", r.udpJitter}, {"udp jitter, kernel stamps", r.udpJitterKernel},
-	}
 	for round := 1; round <= cfg.Rounds; round++ {
-		for _, s := range steps {
+		for _, s := range r.steps() {
 			if ctx.Err() != nil {
 				return r.samples, ctx.Err()
 			}
@@ -244,6 +267,27 @@ func Reference(ctx context.Context, ep Endpoints, cfg ReferenceConfig) ([]stats.
 		}
 	}
 	return r.samples, nil
+}
+
+// refStep is one run of a round.
+type refStep struct {
+	name string
+	run  func(context.Context) error
+}
+
+// steps returns one round's runs in order, each tool right before the meter of ours it
+// calibrates.
+func (r *refRun) steps() []refStep {
+	steps := []refStep{{"iperf3 tcp", r.iperf3TCP}, {"tcp stream", r.tcpStream}}
+	for _, mode := range []string{RRBusy, RRPaced} {
+		for _, proto := range []string{RRUDP, RRTCP} {
+			steps = append(steps,
+				refStep{"sockperf " + proto + " " + mode, func(ctx context.Context) error { return r.sockperf(ctx, proto, mode) }},
+				refStep{"request-response " + proto + " " + mode, func(ctx context.Context) error { return r.rr(ctx, proto, mode) }})
+		}
+	}
+	return append(steps, refStep{"tcp connect", r.tcpPing},
+		refStep{"iperf3 udp", r.iperf3UDP}, refStep{"udp jitter", r.udpJitter}, refStep{"udp jitter, kernel stamps", r.udpJitterKernel})
 }
 
 // lookTools finds every tool in PATH, or names the missing ones and how to install them.
@@ -331,7 +375,9 @@ func (r *refRun) tcpStream(ctx context.Context) error {
 	}, map[stats.Metric]stats.Metric{stats.Throughput: refThroughputOurs})
 }
 
-func (r *refRun) sockperf(ctx context.Context) error {
+// sockperf runs one sockperf ping-pong in proto (RRUDP or RRTCP) and mode (RRBusy: as fast
+// as replies come, RRPaced: one message per PingInterval) for RRDuration.
+func (r *refRun) sockperf(ctx context.Context, proto, mode string) error {
 	f, err := os.CreateTemp("", "edgebpf-sockperf-"+strconv.Itoa(os.Getpid())+"-*.csv")
 	if err != nil {
 		return fmt.Errorf("create sockperf log: %w", err)
@@ -340,16 +386,28 @@ func (r *refRun) sockperf(ctx context.Context) error {
 	f.Close()
 	defer os.Remove(logPath)
 
-	port := r.cfg.port(1)
-	srv, err := startServer(ctx, r.ep.Server, port, r.tools["sockperf"], "server", "--tcp", "-i", "0.0.0.0", "-p", portArg(port))
+	port, tcp := r.cfg.port(6), []string{}
+	if proto == RRTCP {
+		port, tcp = r.cfg.port(1), []string{"--tcp"}
+	}
+	start := startUDPServer
+	if proto == RRTCP {
+		start = startServer
+	}
+	srv, err := start(ctx, r.ep.Server, port, r.tools["sockperf"], append(append([]string{"server"}, tcp...), "-i", "0.0.0.0", "-p", portArg(port))...)
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
-	mps := max(1, int(math.Round(float64(time.Second)/float64(r.cfg.PingInterval))))
+	mps := "max"
+	if mode == RRPaced {
+		mps = strconv.Itoa(max(1, int(math.Round(float64(time.Second)/float64(r.cfg.PingInterval)))))
+	}
 	t0 := r.since(time.Now())
-	out, cerr := runClient(ctx, r.ep.Client, nil, r.tools["sockperf"], "ping-pong", "--tcp", "-i", r.target, "-p", portArg(port),
-		"-t", r.secs(), "-m", strconv.Itoa(refMsgSize), "--mps="+strconv.Itoa(mps), "--full-rtt", "--full-log", logPath)
+	args := append(append([]string{"ping-pong"}, tcp...), "-i", r.target, "-p", portArg(port),
+		"-t", strconv.Itoa(int(time.Duration(r.cfg.RRDuration)/time.Second)), "-m", strconv.Itoa(refMsgSize),
+		"--mps="+mps, "--full-rtt", "--full-log", logPath)
+	out, cerr := runClient(ctx, r.ep.Client, nil, r.tools["sockperf"], args...)
 	if cerr != nil {
 		return toolResult("sockperf", cerr, nil)
 	}
@@ -366,28 +424,45 @@ func (r *refRun) sockperf(ctx context.Context) error {
 		return fmt.Errorf("sockperf: %w", err)
 	}
 	tx0 := pkts[0].TxTime
-	for _, p := range pkts {
-		r.add(refRTTSockperf, t0+p.TxTime-tx0, p.RTT)
+	m := qualify(RRMetric(proto, mode), "sockperf")
+	// A busy run logs a message every few microseconds: keep every k-th, evenly over the
+	// run, about as many as RequestResponse records (the median needs no more).
+	stride := max(1, (len(pkts)+r.cfg.BusyCount-1)/r.cfg.BusyCount)
+	for i := 0; i < len(pkts); i += stride {
+		r.add(m, t0+pkts[i].TxTime-tx0, pkts[i].RTT)
 	}
 	return nil
+}
+
+// rr runs RequestResponse in proto and mode, the counterpart of sockperf.
+func (r *refRun) rr(ctx context.Context, proto, mode string) error {
+	m := RRMetric(proto, mode)
+	return r.ours(ctx, func(ctx context.Context) ([]stats.Sample, error) {
+		return RequestResponse(ctx, r.ep, r.cfg.rrConfig(proto, mode))
+	}, map[stats.Metric]stats.Metric{m: qualify(m, "edgebpf")})
 }
 
 func (r *refRun) tcpPing(ctx context.Context) error {
 	return r.ours(ctx, func(ctx context.Context) ([]stats.Sample, error) {
 		return ConnectRTT(ctx, r.ep, r.cfg.pingConfig())
-	}, map[stats.Metric]stats.Metric{stats.RTT: refRTTOurs})
+	}, map[stats.Metric]stats.Metric{stats.RTT: refRTTConnect})
 }
 
 func (r *refRun) iperf3UDP(ctx context.Context) error {
 	port := r.cfg.port(2)
-	srv, err := startServer(ctx, r.ep.Server, port, r.tools["iperf3"], "-s", "-1", "-p", portArg(port))
+	// The receiving server's intervals carry the jitter: it writes them as JSON (-J) and the
+	// client passes them on (--get-server-output).
+	ivl := strconv.FormatFloat(time.Duration(r.cfg.Interval).Seconds(), 'f', -1, 64)
+	srv, err := startServer(ctx, r.ep.Server, port, r.tools["iperf3"], "-s", "-1", "-J", "-i", ivl, "-p", portArg(port))
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
 	var out bytes.Buffer
+	t0 := r.since(time.Now())
 	_, cerr := runClient(ctx, r.ep.Client, &out, r.tools["iperf3"], "-c", r.target, "-p", portArg(port), "-u",
-		"-b", strconv.FormatFloat(float64(r.cfg.JitterRate), 'f', 0, 64), "-l", strconv.Itoa(r.cfg.Size), "-t", r.secs(), "-J")
+		"-b", strconv.FormatFloat(float64(r.cfg.JitterRate), 'f', 0, 64), "-l", strconv.Itoa(r.cfg.Size), "-t", r.secs(),
+		"-i", ivl, "-J", "--get-server-output")
 	res, perr := parseIperf3(out.Bytes())
 	if err := toolResult("iperf3", cerr, perr); err != nil {
 		return err
@@ -396,7 +471,18 @@ func (r *refRun) iperf3UDP(ctx context.Context) error {
 		return errors.New("iperf3 reported no UDP stream in end.streams")
 	}
 	t := r.since(time.Now())
-	r.add(refJitterIperf3, t, res.UDP.Jitter)
+	n := 0
+	for _, iv := range res.UDP.Intervals {
+		// The server closes with a stub of an interval after the last datagram: only whole
+		// intervals count, as UDPJitter reports only those.
+		if iv.Seconds >= 0.5*time.Duration(r.cfg.Interval).Seconds() {
+			r.add(refJitterIperf3, t0+iv.End, iv.Jitter)
+			n++
+		}
+	}
+	if n == 0 {
+		r.add(refJitterIperf3, t, res.UDP.Jitter)
+	}
 	r.add(refLossIperf3, t, res.UDP.LostPercent)
 	return nil
 }
@@ -440,8 +526,18 @@ type iperf3Interval struct {
 }
 
 type iperf3UDP struct {
-	Jitter      float64 // seconds
+	Jitter      float64 // seconds, the final estimate
 	LostPercent float64
+	// Intervals are the receiving server's intervals with their jitter, where the output
+	// carries them (--get-server-output with a server started with -J).
+	Intervals []iperf3Jitter
+}
+
+// iperf3Jitter is the running jitter at the end of one interval.
+type iperf3Jitter struct {
+	End     float64 // seconds since the start of the test
+	Seconds float64 // the interval's length
+	Jitter  float64 // seconds
 }
 
 // iperf3Error is an error iperf3 reported in its JSON output.
@@ -470,7 +566,17 @@ func parseIperf3(data []byte) (iperf3Result, error) {
 				} `json:"udp"`
 			} `json:"streams"`
 		} `json:"end"`
-		Error string `json:"error"`
+		Error  string `json:"error"`
+		Server *struct {
+			Intervals []struct {
+				Sum *struct {
+					End      *float64 `json:"end"`
+					Seconds  float64  `json:"seconds"`
+					JitterMs *float64 `json:"jitter_ms"`
+					Omitted  bool     `json:"omitted"`
+				} `json:"sum"`
+			} `json:"intervals"`
+		} `json:"server_output_json"`
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return iperf3Result{}, errors.New("no output")
@@ -503,6 +609,16 @@ func parseIperf3(data []byte) (iperf3Result, error) {
 			return iperf3Result{}, fmt.Errorf("end.streams[0].udp: jitter %g ms or loss %g %% is out of range", *u.JitterMs, *u.LostPercent)
 		}
 		res.UDP = &iperf3UDP{Jitter: *u.JitterMs / 1e3, LostPercent: *u.LostPercent}
+		if doc.Server != nil {
+			for i, iv := range doc.Server.Intervals {
+				if iv.Sum == nil || iv.Sum.End == nil || iv.Sum.JitterMs == nil || !finiteNonNeg(*iv.Sum.End) || !finiteNonNeg(*iv.Sum.JitterMs) {
+					return iperf3Result{}, fmt.Errorf("server_output_json interval %d has no sum with a non-negative end and jitter_ms", i)
+				}
+				if !iv.Sum.Omitted {
+					res.UDP.Intervals = append(res.UDP.Intervals, iperf3Jitter{End: *iv.Sum.End, Seconds: iv.Sum.Seconds, Jitter: *iv.Sum.JitterMs / 1e3})
+				}
+			}
+		}
 	}
 	return res, nil
 }
@@ -571,7 +687,12 @@ func parseSockperfLog(data []byte) ([]sockperfPacket, error) {
 
 // listening reports whether the /proc/net/tcp or tcp6 table in data holds a socket
 // listening on port (state 0A).
-func listening(data []byte, port uint16) (bool, error) {
+func listening(data []byte, port uint16) (bool, error) { return boundIn(data, port, "0A") }
+
+// boundIn reports whether the /proc/net table in data holds a socket on local port in
+// state (hexadecimal, as the table writes it: 0A a listening TCP socket, 07 a bound UDP
+// one).
+func boundIn(data []byte, port uint16, state string) (bool, error) {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for first := true; sc.Scan(); first = false {
 		fields := strings.Fields(sc.Text())
@@ -589,17 +710,27 @@ func listening(data []byte, port uint16) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("local port %q is not hexadecimal", hexPort)
 		}
-		if fields[3] == "0A" && uint16(p) == port {
+		if fields[3] == state && uint16(p) == port {
 			return true, nil
 		}
 	}
 	return false, sc.Err()
 }
 
-// listeningHere reports whether a TCP socket listens on port in the network namespace of
-// the calling thread, which must be locked to it.
-func listeningHere(port uint16) (bool, error) {
-	for _, f := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
+// listenPort is where a tool's server waits for clients: a TCP or a UDP port.
+type listenPort struct {
+	port uint16
+	udp  bool
+}
+
+// listeningHere reports whether a TCP socket listens on (or a UDP socket is bound to)
+// lp's port in the network namespace of the calling thread, which must be locked to it.
+func listeningHere(lp listenPort) (bool, error) {
+	files, state := []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"}, "0A"
+	if lp.udp {
+		files, state = []string{"/proc/thread-self/net/udp", "/proc/thread-self/net/udp6"}, "07"
+	}
+	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // no IPv6
@@ -607,7 +738,7 @@ func listeningHere(port uint16) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		ok, err := listening(data, port)
+		ok, err := boundIn(data, lp.port, state)
 		if err != nil {
 			return false, fmt.Errorf("%s: %w", f, err)
 		}
@@ -633,7 +764,7 @@ type toolProc struct {
 // follows the forking thread, so the tool is killed when edgebpf dies, never before. ctx
 // kills the process. Standard output goes to stdout if it is not nil. On error nothing is
 // left running.
-func startTool(ctx context.Context, ns NS, role cpupin.Role, listen uint16, stdout io.Writer, path string, args ...string) (*toolProc, error) {
+func startTool(ctx context.Context, ns NS, role cpupin.Role, listen listenPort, stdout io.Writer, path string, args ...string) (*toolProc, error) {
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = toolWaitDelay
@@ -669,10 +800,10 @@ func startTool(ctx context.Context, ns NS, role cpupin.Role, listen uint16, stdo
 // run starts the process on the calling thread, reports on ready when it is started (and
 // listens), and returns Wait's result once the process has exited. It sends exactly one
 // value on ready.
-func (p *toolProc) run(ctx context.Context, listen uint16, ready chan<- error) error {
-	if listen != 0 {
+func (p *toolProc) run(ctx context.Context, listen listenPort, ready chan<- error) error {
+	if listen.port != 0 {
 		if busy, err := listeningHere(listen); err != nil || busy {
-			ready <- errors.Join(err, fmt.Errorf("port %d is already in use in the server's namespace", listen))
+			ready <- errors.Join(err, fmt.Errorf("port %d is already in use in the server's namespace", listen.port))
 			return nil
 		}
 	}
@@ -682,7 +813,7 @@ func (p *toolProc) run(ctx context.Context, listen uint16, ready chan<- error) e
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- p.cmd.Wait() }()
-	if listen == 0 {
+	if listen.port == 0 {
 		ready <- nil
 		return <-exited
 	}
@@ -698,7 +829,7 @@ func (p *toolProc) run(ctx context.Context, listen uint16, ready chan<- error) e
 			ready <- nil
 			return <-exited
 		case time.Now().After(deadline):
-			err = fmt.Errorf("%s does not listen on port %d after %v%s", p.name, listen, serverStartTimeout, p.said())
+			err = fmt.Errorf("%s does not listen on port %d after %v%s", p.name, listen.port, serverStartTimeout, p.said())
 		}
 		if err == nil {
 			select {
@@ -709,7 +840,7 @@ func (p *toolProc) run(ctx context.Context, listen uint16, ready chan<- error) e
 					ready <- ctx.Err() // ctx killed it
 					return werr
 				}
-				ready <- fmt.Errorf("%s exited before listening on port %d: %v%s", p.name, listen, werr, p.said())
+				ready <- fmt.Errorf("%s exited before listening on port %d: %v%s", p.name, listen.port, werr, p.said())
 				return werr
 			case <-tick.C:
 				continue
@@ -736,15 +867,20 @@ func (p *toolProc) stop() {
 	<-p.done
 }
 
-// startServer starts a tool's server in ns and waits until it listens on port.
+// startServer starts a tool's server in ns and waits until it listens on TCP port.
 func startServer(ctx context.Context, ns NS, port uint16, path string, args ...string) (*toolProc, error) {
-	return startTool(ctx, ns, cpupin.Server, port, nil, path, args...)
+	return startTool(ctx, ns, cpupin.Server, listenPort{port: port}, nil, path, args...)
+}
+
+// startUDPServer starts a tool's server in ns and waits until it is bound to UDP port.
+func startUDPServer(ctx context.Context, ns NS, port uint16, path string, args ...string) (*toolProc, error) {
+	return startTool(ctx, ns, cpupin.Server, listenPort{port: port, udp: true}, nil, path, args...)
 }
 
 // runClient runs a tool's client in ns to its end, its standard output to stdout if not
 // nil, and returns what the tool wrote otherwise (its standard error at least).
 func runClient(ctx context.Context, ns NS, stdout io.Writer, path string, args ...string) ([]byte, error) {
-	p, err := startTool(ctx, ns, cpupin.Client, 0, stdout, path, args...)
+	p, err := startTool(ctx, ns, cpupin.Client, listenPort{}, stdout, path, args...)
 	if err != nil {
 		return nil, err
 	}

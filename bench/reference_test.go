@@ -32,20 +32,15 @@ func refRequireTools(t *testing.T) {
 	}
 }
 
-// refNothingLeft checks that nothing listens on the six ports of cfg and that no child
-// process and no sockperf log is left.
+// refNothingLeft checks that nothing listens on, or is bound to, the ports of cfg and that
+// no child process and no sockperf log is left.
 func refNothingLeft(t *testing.T, cfg ReferenceConfig, logsBefore []string) {
 	t.Helper()
 	for i := range refPorts {
-		for _, f := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
-			data, err := os.ReadFile(f)
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
+		for _, udp := range []bool{false, true} {
+			ok, err := listeningHere(listenPort{port: cfg.port(i), udp: udp})
 			require.NoError(t, err)
-			ok, err := listening(data, cfg.port(i))
-			require.NoError(t, err)
-			assert.False(t, ok, "port %d still listens", cfg.port(i))
+			assert.False(t, ok, "port %d (udp %v) still in use", cfg.port(i), udp)
 		}
 	}
 	assert.Empty(t, refChildren(t), "tool processes left running")
@@ -94,26 +89,38 @@ func TestReferenceLoopback(t *testing.T) {
 	refRequireTools(t)
 	tcpCheckLeaks(t)
 	logs := refSockperfLogs(t)
-	cfg := ReferenceConfig{Port: 25301, Rounds: 1, Duration: Duration(time.Second), Interval: Duration(500 * time.Millisecond), PingCount: 20}
+	cfg := ReferenceConfig{Port: 25301, Rounds: 1, Duration: Duration(time.Second), Interval: Duration(500 * time.Millisecond),
+		PingCount: 20, RRDuration: Duration(time.Second), BusyCount: 200}
 	samples, err := Reference(context.Background(), tcpLoopback(), cfg)
 	require.NoError(t, err)
 	refNothingLeft(t, cfg, logs)
 
 	m := refByMetric(samples)
-	for _, name := range []string{"throughput:iperf3", "throughput:edgebpf", "rtt:sockperf", "rtt:edgebpf"} {
+	rtts := []string{
+		"rtt:udp-rr-busy:sockperf", "rtt:udp-rr-busy:edgebpf", "rtt:tcp-rr-busy:sockperf", "rtt:tcp-rr-busy:edgebpf",
+		"rtt:udp-rr-paced:sockperf", "rtt:udp-rr-paced:edgebpf", "rtt:tcp-rr-paced:sockperf", "rtt:tcp-rr-paced:edgebpf",
+		"rtt:tcp-rr-paced:edgebpf-connect",
+	}
+	for _, name := range append([]string{"throughput:iperf3", "throughput:edgebpf"}, rtts...) {
 		require.NotEmpty(t, m[name], name)
 		for _, v := range m[name] {
 			assert.Positive(t, v, name)
 		}
 	}
-	assert.Len(t, m["rtt:edgebpf"], 20)
+	assert.Len(t, m["rtt:tcp-rr-paced:edgebpf-connect"], 20)
+	assert.Len(t, m["rtt:udp-rr-paced:edgebpf"], 20)
+	assert.Len(t, m["rtt:tcp-rr-busy:edgebpf"], 200)
 	assert.Len(t, m["throughput:iperf3"], 2, "two intervals of 500ms")
 	assert.Len(t, m["throughput:edgebpf"], 2)
 	for _, name := range []string{"jitter:iperf3", "jitter:edgebpf", "jitter:edgebpf-kernel", "loss:iperf3", "loss:edgebpf", "loss:edgebpf-kernel"} {
-		require.Len(t, m[name], 1, name)
+		n := 1
+		if strings.HasPrefix(name, "jitter:") {
+			n = 2 // one per interval of 500ms, iperf3's and ours alike
+		}
+		require.Len(t, m[name], n, name)
 		assert.GreaterOrEqual(t, m[name][0], 0.0, name)
 	}
-	assert.Len(t, m, 10, "no other metrics: %v", m)
+	assert.Len(t, m, 17, "no other metrics: %v", m)
 	for _, s := range samples {
 		want, ok := stats.Lookup(s.Metric.Name)
 		require.True(t, ok)
@@ -132,8 +139,8 @@ func TestReferenceLoopback(t *testing.T) {
 			order = append(order, s.Metric.Name)
 		}
 	}
-	assert.Equal(t, []string{"throughput:iperf3", "throughput:edgebpf", "rtt:sockperf", "rtt:edgebpf",
-		"jitter:iperf3", "jitter:edgebpf", "jitter:edgebpf-kernel"}, order)
+	want := append(append([]string{"throughput:iperf3", "throughput:edgebpf"}, rtts...), "jitter:iperf3", "jitter:edgebpf", "jitter:edgebpf-kernel")
+	assert.Equal(t, want, order)
 	for i := 1; i < len(samples); i++ {
 		if samples[i].Metric.Name != samples[i-1].Metric.Name {
 			assert.GreaterOrEqual(t, samples[i].T, samples[i-1].T, "a later run comes later")
@@ -227,6 +234,8 @@ func TestReferenceValidate(t *testing.T) {
 		{ReferenceConfig{JitterRate: -1}, "jitter rate -1 bit/s is not a positive number"},
 		{ReferenceConfig{JitterRate: 1000, Duration: Duration(time.Second)}, "sends not even one 1400-byte packet in 1s"},
 		{ReferenceConfig{Size: 8}, "size 8 bytes cannot hold"},
+		{ReferenceConfig{RRDuration: Duration(1500 * time.Millisecond)}, "rr duration 1.5s is not a whole number of seconds"},
+		{ReferenceConfig{BusyCount: -1}, "busy count -1 is out of range"},
 	} {
 		err := tc.cfg.Validate()
 		require.Error(t, err, "%+v", tc.cfg)
@@ -246,7 +255,7 @@ func TestReferenceValidate(t *testing.T) {
 }
 
 func TestReferenceMetrics(t *testing.T) {
-	for _, m := range []stats.Metric{refThroughputIperf3, refThroughputOurs, refRTTSockperf, refRTTOurs,
+	for _, m := range []stats.Metric{refThroughputIperf3, refThroughputOurs, refRTTConnect,
 		refJitterIperf3, refJitterOurs, refLossIperf3, refLossOurs} {
 		want, ok := stats.Lookup(m.Name)
 		require.True(t, ok, m.Name)
@@ -279,6 +288,18 @@ func TestParseIperf3UDP(t *testing.T) {
 	assert.InDelta(t, 0.00957942969481195e-3, res.UDP.Jitter, 1e-18, "jitter_ms in seconds")
 	assert.Zero(t, res.UDP.LostPercent)
 	assert.Len(t, res.Intervals, 2)
+}
+
+func TestParseIperf3ServerIntervals(t *testing.T) {
+	out := `{"intervals":[],"end":{"streams":[{"udp":{"jitter_ms":0.5,"lost_percent":0}}]},
+		"server_output_json":{"intervals":[{"sum":{"end":1.0,"seconds":1,"jitter_ms":0.2,"omitted":false}},
+		{"sum":{"end":2.0,"seconds":1,"jitter_ms":0.5,"omitted":false}}]}}`
+	res, err := parseIperf3([]byte(out))
+	require.NoError(t, err)
+	require.NotNil(t, res.UDP)
+	assert.Equal(t, []iperf3Jitter{{End: 1, Seconds: 1, Jitter: 0.2e-3}, {End: 2, Seconds: 1, Jitter: 0.5e-3}}, res.UDP.Intervals)
+	_, err = parseIperf3([]byte(strings.Replace(out, `"jitter_ms":0.2,`, "", 1)))
+	assert.ErrorContains(t, err, "server_output_json interval 0")
 }
 
 func TestParseIperf3Error(t *testing.T) {

@@ -16,14 +16,21 @@ import (
 
 func TestUDPJitterLoopback(t *testing.T) {
 	before := runtime.NumGoroutine()
-	cfg := UDPJitterConfig{Port: 25203, Rate: 1e6, Duration: Duration(time.Second)}
+	cfg := UDPJitterConfig{Port: 25203, Rate: 1e6, Duration: Duration(time.Second), Interval: Duration(250 * time.Millisecond)}
 	samples, err := UDPJitter(context.Background(), udpLoopback, cfg)
 	require.NoError(t, err)
 	requireUDPPortFree(t, 25203)
 	requireUDPGoroutinesBack(t, before)
 
 	m := udpByMetric(samples)
-	require.Len(t, m["jitter"], 1)
+	// One jitter sample at the end of every whole interval, in order.
+	require.Len(t, m["jitter"], 4)
+	for i, j := range m["jitter"] {
+		assert.Equal(t, i, j.Seq)
+		if i > 0 {
+			assert.InDelta(t, 0.25, j.T-m["jitter"][i-1].T, 1e-6, "interval ends 250 ms apart")
+		}
+	}
 	require.Len(t, m["loss"], 1)
 	require.Len(t, m["send_rate"], 1)
 	assert.GreaterOrEqual(t, m["jitter"][0].Value, 0.0)

@@ -6,28 +6,32 @@ package bench
 // Every datagram's payload starts with a 16-byte header, big-endian: the packet's sequence
 // number (uint64, from 0) and its CLOCK_MONOTONIC send time in ns (int64). Sender and
 // receiver run on one host and read one clock, so a packet's one-way delay is its receive
-// time minus its send time, with no clock synchronisation. The send time is taken in user
-// space once per sendmmsg batch right before the call. The receive time is taken either in
-// user space once per recvmmsg batch right after the call returns, so every packet of a
-// batch shares it (application to application like iperf3), or, with kernelRx, per datagram
-// from the kernel's receive timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME, brought to
+// time minus its send time, with no clock synchronisation. Both run on goroutines locked to
+// their OS threads, on blocking sockets called directly (mmsg.go), so no netpoller wake-up
+// or goroutine scheduling sits between a timestamp and the kernel. The send time is read
+// once per sendmmsg batch and written into the batch immediately before the call. The
+// receive time is taken either in user space once per recvmmsg batch right after the
+// blocked call returns, so every packet of a batch shares it (application to application
+// like iperf3, which reads the clock after each recv), or, with kernelRx, per datagram from
+// the kernel's receive timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME, brought to
 // CLOCK_MONOTONIC with the clocks' offset read after every batch; where the kernel takes it
 // depends on the path, see RxStampsKernel).
 //
 // Rates are UDP payload bit/s, as iperf3 -b counts them: IP and UDP headers (28 bytes per
 // datagram) are not included.
 //
-// The sender paces against an absolute schedule and never spins. It waits 1 ms or more with
-// time.Sleep, shorter waits with clock_nanosleep(TIMER_ABSTIME), and at least 100 µs: at
-// high rates every wake-up sends the packets that came due meanwhile in one sendmmsg.
+// The sender paces against an absolute schedule and never spins. It sleeps in
+// clock_nanosleep(TIMER_ABSTIME) on its locked thread, at least 100 µs: at high rates every
+// wake-up sends the packets that came due meanwhile in one sendmmsg.
 //
-// Note: three other designs were tried on loopback (2 cores) and rejected. time.Sleep
-// alone: the Go runtime rounds sleeps below 1 ms up to about 1 ms, turning a paced stream
-// into 1 ms bursts. Spinning (runtime.Gosched) while the next packet is under 100 µs away:
-// the sender took a core and starved the receiver (mean OWD 1.6 ms at 200 Mbit/s instead of
-// 50 µs, 1.5 % loss at 1 Gbit/s). A locked OS thread with a lowered timer slack, and a
-// receiver in blocking recvmmsg on a locked thread instead of the netpoller: no gain in
-// one-way delay or jitter measurable above the run-to-run noise.
+// Note: other designs were tried and rejected. time.Sleep alone: the Go runtime rounds
+// sleeps below 1 ms up to about 1 ms, turning a paced stream into 1 ms bursts. Spinning
+// (runtime.Gosched) while the next packet is under 100 µs away: the sender took a core and
+// starved the receiver (mean OWD 1.6 ms at 200 Mbit/s instead of 50 µs, 1.5 % loss at
+// 1 Gbit/s). A receiver on package net's netpoller (ReadBatch with read deadlines): a
+// datagram's arrival first woke the netpoller, which then scheduled the goroutine, and the
+// RFC 3550 jitter of a 1 Mbit/s stream read 4 - 7.5x iperf3's on the same path with 95 %
+// intervals too wide to rank data planes (issue 11).
 
 import (
 	"context"
@@ -35,13 +39,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
+	"net/netip"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
 	"github.com/edgebpf/edgebpf/internal/cpupin"
@@ -70,10 +74,6 @@ const (
 	// udpMinSleep is the shortest sleep of the sender: when its next packet is due sooner,
 	// it sleeps this long anyway and then sends what came due in one sendmmsg.
 	udpMinSleep = 100 * time.Microsecond
-	// udpRuntimeSleep: waits at least this long use time.Sleep, which parks the goroutine
-	// but wakes up to about 1 ms late; shorter ones use clock_nanosleep, which blocks the
-	// OS thread but wakes within the kernel's 50 µs timer slack.
-	udpRuntimeSleep = time.Millisecond
 	// udpEndSlack is how long after the end of its duration the sender may still send
 	// packets that were due before the end: a last sleep may overshoot the end, and a
 	// sender that fell behind stops soon after it rather than sending its backlog.
@@ -125,6 +125,23 @@ type udpStreamConfig struct {
 	// kernelRx takes each datagram's receive time from the kernel's receive timestamp
 	// (SO_TIMESTAMPNS) instead of after recvmmsg returns in user space.
 	kernelRx bool
+	// jitterEvery records the running jitter at the end of every whole jitterEvery of the
+	// stream (udpStreamResult.jitters); 0 records none.
+	jitterEvery time.Duration
+}
+
+// jitterMarks returns how many whole jitterEvery intervals the stream's duration holds.
+func (c udpStreamConfig) jitterMarks() int {
+	if c.jitterEvery <= 0 {
+		return 0
+	}
+	return int(c.duration / c.jitterEvery)
+}
+
+// udpJitterMark is the running jitter at the end of one interval.
+type udpJitterMark struct {
+	at    int64 // the interval's end, CLOCK_MONOTONIC ns
+	value float64
 }
 
 // packets returns how many packets the stream is scheduled to send: packet i is due at
@@ -160,6 +177,7 @@ type udpStreamResult struct {
 	stray       uint64 // datagrams that are not part of this stream
 	userStamped uint64 // datagrams timed in user space although kernel timestamps were asked for
 	jitter      float64
+	jitters     []udpJitterMark // the jitter at each interval's end, see jitterEvery
 	owd         []udpOWD
 	rcvBuf      int // the receive buffer the kernel granted, bytes
 	// complete is false if the stream was interrupted: its loss, rates and jitter cover
@@ -209,12 +227,12 @@ func runUDPStream(ctx context.Context, ep Endpoints, cfg udpStreamConfig) (*udpS
 	if err != nil {
 		return nil, err
 	}
-	defer rx.conn.Close()
-	tx, err := dialUDPStream(ep.Client, ep.Target.Unmap().AsSlice(), cfg)
+	defer rx.close()
+	tx, err := dialUDPStream(ep.Client, ep.Target.Unmap(), cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer tx.conn.Close()
+	defer tx.close()
 
 	// stop ends both loops early: on ctx's end or the receiver's failure.
 	stopCtx, stop := context.WithCancel(ctx)
@@ -227,6 +245,8 @@ func runUDPStream(ctx context.Context, ep Endpoints, cfg udpStreamConfig) (*udpS
 	rx.res, rx.stamped, rx.drainUntil = res, &stamped, &drainUntil
 	rxDone := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		defer cpupin.Thread(ctx, cpupin.Server)()
 		err := rx.run(stopCtx.Done())
 		if err != nil {
@@ -236,6 +256,8 @@ func runUDPStream(ctx context.Context, ep Endpoints, cfg udpStreamConfig) (*udpS
 	}()
 	txDone := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		defer cpupin.Thread(ctx, cpupin.Client)()
 		txDone <- tx.run(stopCtx.Done(), res, &stamped)
 	}()
@@ -258,92 +280,72 @@ func runUDPStream(ctx context.Context, ep Endpoints, cfg udpStreamConfig) (*udpS
 	case res.sent == 0:
 		return res, fmt.Errorf("send to %s port %d: no datagram was sent (%d sends failed)", ep.Target, cfg.port, res.sendErrors)
 	}
+	// Intervals that ended after the last arrival hold the final estimate.
+	rx.markJitter(math.MaxInt64)
 	res.complete = true
 	return res, nil
 }
 
-// setUDPBuffer asks for a socket buffer of udpSocketBuf bytes, past net.core.rmem_max /
-// wmem_max if the process may, and returns the size the kernel granted.
-func setUDPBuffer(conn *net.UDPConn, force, plain int) (int, error) {
-	raw, err := conn.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var got int
-	var serr error
-	err = raw.Control(func(fd uintptr) {
-		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, force, udpSocketBuf) != nil {
-			// Without CAP_NET_ADMIN the kernel caps this at rmem_max / wmem_max.
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, plain, udpSocketBuf); serr != nil {
-				return
-			}
-		}
-		got, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, plain)
-	})
-	return got, errors.Join(err, serr)
-}
-
-// setSockoptInt sets one integer socket option of conn.
-func setSockoptInt(conn *net.UDPConn, level, opt, value int) error {
-	raw, err := conn.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	err = raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), level, opt, value) })
-	return errors.Join(err, serr)
-}
-
-// udpReceiver reads one stream. Its fields after conn are owned by run until it returns.
+// udpReceiver reads one stream on a blocking socket. Its fields after fd are owned by run
+// until it returns.
 type udpReceiver struct {
-	conn       *net.UDPConn
-	pc         *ipv4.PacketConn
-	msgs       []ipv4.Message
+	fd         int
+	batch      *mmsgBatch
 	size       int
 	rcvBuf     int
 	owdEvery   uint64
 	kernelRx   bool
 	expected   uint64 // packets scheduled
+	every      int64  // jitter interval, ns; 0 for none
+	marks      int    // jitter intervals in the stream
 	res        *udpStreamResult
 	stamped    *atomic.Uint64
 	drainUntil *atomic.Int64
 }
 
-// listenUDPStream creates the receiving socket on 0.0.0.0:cfg.port inside ns.
+// listenUDPStream creates the receiving socket, blocking, on 0.0.0.0:cfg.port inside ns.
 func listenUDPStream(ns NS, cfg udpStreamConfig) (*udpReceiver, error) {
-	rx := &udpReceiver{size: cfg.size, owdEvery: cfg.owdEvery, kernelRx: cfg.kernelRx, expected: cfg.packets()}
+	rx := &udpReceiver{fd: -1, size: cfg.size, owdEvery: cfg.owdEvery, kernelRx: cfg.kernelRx, expected: cfg.packets(),
+		every: cfg.jitterEvery.Nanoseconds(), marks: cfg.jitterMarks()}
 	err := ns.Do(func() error {
-		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero, Port: int(cfg.port)})
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 		if err != nil {
 			return err
 		}
-		rx.conn = conn
-		return nil
+		rx.fd = fd
+		return unix.Bind(fd, &unix.SockaddrInet4{Port: int(cfg.port)})
 	})
 	if err != nil {
+		rx.close()
 		return nil, fmt.Errorf("listen on udp port %d in the server namespace: %w", cfg.port, err)
 	}
-	if rx.rcvBuf, err = setUDPBuffer(rx.conn, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF); err != nil {
-		rx.conn.Close()
+	if rx.rcvBuf, err = setBufferFD(rx.fd, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF); err != nil {
+		rx.close()
 		return nil, fmt.Errorf("set the receive buffer of udp port %d: %w", cfg.port, err)
 	}
+	if err := setTimeout(rx.fd, unix.SO_RCVTIMEO, udpReadPoll); err != nil {
+		rx.close()
+		return nil, fmt.Errorf("udp port %d: %w", cfg.port, err)
+	}
+	oob := 0
 	if cfg.kernelRx {
-		if err := setSockoptInt(rx.conn, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
-			rx.conn.Close()
+		if err := unix.SetsockoptInt(rx.fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+			rx.close()
 			return nil, fmt.Errorf("ask for kernel receive timestamps on udp port %d: %w", cfg.port, err)
 		}
+		oob = unix.CmsgSpace(timespecLen)
 	}
-	rx.pc = ipv4.NewPacketConn(rx.conn)
 	// One buffer byte more than a payload, so an oversized datagram shows as such.
-	bufs := make([]byte, udpBatch*(cfg.size+1))
-	rx.msgs = make([]ipv4.Message, udpBatch)
-	for i := range rx.msgs {
-		rx.msgs[i].Buffers = [][]byte{bufs[i*(cfg.size+1) : (i+1)*(cfg.size+1)]}
-		if cfg.kernelRx {
-			rx.msgs[i].OOB = make([]byte, unix.CmsgSpace(timespecLen))
-		}
-	}
+	rx.batch = newMmsgBatch(udpBatch, cfg.size+1, oob)
 	return rx, nil
+}
+
+// close closes the socket; call it only once run has returned.
+func (rx *udpReceiver) close() {
+	if rx.fd >= 0 {
+		unix.Close(rx.fd)
+		rx.fd = -1
+	}
 }
 
 // udpRxState is what the receiver carries from one batch to the next.
@@ -352,13 +354,15 @@ type udpRxState struct {
 	next        uint64   // one above the highest sequence number received
 	first       bool
 	prevTransit float64
-	deadline    int64 // the read deadline currently set, CLOCK_MONOTONIC ns
+	timeout     int64 // the SO_RCVTIMEO currently set, ns
 }
 
 // run reads datagrams until the drain deadline passes or stop is closed, and records
-// them in rx.res. It returns nil at the drain deadline.
+// them in rx.res. It returns nil at the drain deadline. It must run on a goroutine locked
+// to its OS thread: the thread blocks in recvmmsg and wakes when a datagram arrives, and
+// the arrival time is read right after the call returns.
 func (rx *udpReceiver) run(stop <-chan struct{}) error {
-	st := udpRxState{first: true}
+	st := udpRxState{first: true, timeout: udpReadPoll.Nanoseconds()}
 	if rx.owdEvery > 0 {
 		rx.res.owd = make([]udpOWD, 0, min(rx.expected/rx.owdEvery+1, 1<<16))
 	}
@@ -368,117 +372,120 @@ func (rx *udpReceiver) run(stop <-chan struct{}) error {
 			return nil
 		default:
 		}
-		if done, err := rx.armDeadline(&st); done || err != nil {
+		if done, err := rx.armTimeout(&st); done || err != nil {
 			return err
 		}
-		n, err := rx.pc.ReadBatch(rx.msgs, 0)
+		n, err := rx.batch.recv(rx.fd)
 		arrival := udpNow()
+		if err != nil {
+			if temporary(err) {
+				continue
+			}
+			return fmt.Errorf("recvmmsg: %w", err)
+		}
 		// CLOCK_REALTIME minus CLOCK_MONOTONIC, taken afresh every batch so that a slewing
 		// wall clock cannot bias the kernel's timestamps.
 		var realtimeAhead int64
 		if rx.kernelRx {
 			realtimeAhead = realtimeOffset()
 		}
-		if err != nil {
-			if retry, err := udpReadRetry(err); !retry {
-				return err
-			}
-			continue
-		}
-		rx.record(rx.msgs[:n], arrival, realtimeAhead, &st)
+		rx.record(n, arrival, realtimeAhead, &st)
 	}
 }
 
-// armDeadline sets the next read's deadline: the poll interval or the drain deadline,
-// whichever comes first. done is true once the drain deadline has passed.
-func (rx *udpReceiver) armDeadline(st *udpRxState) (done bool, err error) {
-	now := udpNow()
+// armTimeout shortens the socket's receive timeout to the drain deadline once that is
+// nearer than the poll interval. done is true once the drain deadline has passed.
+func (rx *udpReceiver) armTimeout(st *udpRxState) (done bool, err error) {
 	until := rx.drainUntil.Load()
-	if until != 0 && now >= until {
+	if until == 0 {
+		return false, nil
+	}
+	left := until - udpNow()
+	if left <= 0 {
 		return true, nil
 	}
-	want := now + udpReadPoll.Nanoseconds()
-	if until != 0 {
-		want = min(want, until)
-	}
-	// Move the deadline only when it is about to pass or the drain shortens it:
-	// SetReadDeadline costs a timer update.
-	if st.deadline-now < udpReadPoll.Nanoseconds()/2 || want < st.deadline {
-		if err := rx.conn.SetReadDeadline(time.Now().Add(time.Duration(want - now))); err != nil {
+	if left < st.timeout {
+		// SO_RCVTIMEO has microsecond resolution and 0 means no timeout.
+		left = max(left, int64(time.Microsecond))
+		if err := setTimeout(rx.fd, unix.SO_RCVTIMEO, time.Duration(left)); err != nil {
 			return false, err
 		}
-		st.deadline = want
+		st.timeout = left
 	}
 	return false, nil
 }
 
-// udpReadRetry sorts a read error: an interrupted or timed-out read is retried, a closed
-// socket ends the receiver without error, anything else ends it with the error.
-func udpReadRetry(err error) (retry bool, _ error) {
-	if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
-		return true, nil
-	}
-	if errors.Is(err, net.ErrClosed) {
-		return false, nil
-	}
-	var nerr net.Error
-	if errors.As(err, &nerr) && nerr.Timeout() {
-		return true, nil
-	}
-	return false, err
-}
-
-// record accounts one batch of datagrams that arrived at batchArrival (CLOCK_MONOTONIC
-// ns); realtimeAhead converts the kernel's timestamps, where they are asked for.
-func (rx *udpReceiver) record(msgs []ipv4.Message, batchArrival, realtimeAhead int64, st *udpRxState) {
-	res := rx.res
+// record accounts the first n datagrams of the batch, which arrived at batchArrival
+// (CLOCK_MONOTONIC ns); realtimeAhead converts the kernel's timestamps, where they are
+// asked for.
+func (rx *udpReceiver) record(n int, batchArrival, realtimeAhead int64, st *udpRxState) {
+	res, b := rx.res, rx.batch
 	limit := rx.stamped.Load()
-	for i := range msgs {
-		m := &msgs[i]
+	for i := range n {
 		arrival := batchArrival
 		if rx.kernelRx {
-			if t, ok := kernelTimestamp(m.OOB[:m.NN]); ok && t-realtimeAhead <= batchArrival {
+			if t, ok := kernelTimestamp(b.control(i)); ok && t-realtimeAhead <= batchArrival {
 				arrival = t - realtimeAhead
 			} else {
 				res.userStamped++
 			}
 		}
-		seq, sent, ok := decodeUDPHeader(m.Buffers[0][:m.N])
+		size := b.n(i)
+		seq, sent, ok := decodeUDPHeader(b.bufs[i][:min(size, len(b.bufs[i]))])
 		// Anything not sent by this stream's sender is stray: a wrong size, a sequence
 		// number not yet sent, or a send time before this stream began (a late
 		// datagram of an earlier stream on the same port).
-		if !ok || m.N != rx.size || m.Flags&unix.MSG_TRUNC != 0 || seq >= limit || sent < res.start || sent > arrival {
+		if !ok || size != rx.size || b.flags(i)&unix.MSG_TRUNC != 0 || seq >= limit || sent < res.start || sent > arrival {
 			res.stray++
 			continue
 		}
-		// Jitter over every datagram in arrival order, duplicates and reordered ones
-		// included, as iperf3 computes it.
-		transit := float64(arrival-sent) / 1e9
-		if st.first {
-			st.prevTransit, st.first = transit, false
-		}
-		res.jitter = jitterStep(res.jitter, st.prevTransit, transit)
-		st.prevTransit = transit
+		rx.account(seq, sent, arrival, st)
+	}
+}
 
-		word, bit := seq/64, uint64(1)<<(seq%64)
-		if word >= uint64(len(st.seen)) {
-			st.seen = append(st.seen, make([]uint64, max(word+1, uint64(2*len(st.seen)))-uint64(len(st.seen)))...)
+// account records one datagram of the stream: jitter over every datagram in arrival order,
+// duplicates and reordered ones included, as iperf3 computes it; then its sequence number.
+func (rx *udpReceiver) account(seq uint64, sent, arrival int64, st *udpRxState) {
+	res := rx.res
+	rx.markJitter(arrival)
+	transit := float64(arrival-sent) / 1e9
+	if st.first {
+		st.prevTransit, st.first = transit, false
+	}
+	res.jitter = jitterStep(res.jitter, st.prevTransit, transit)
+	st.prevTransit = transit
+
+	word, bit := seq/64, uint64(1)<<(seq%64)
+	if word >= uint64(len(st.seen)) {
+		st.seen = append(st.seen, make([]uint64, max(word+1, uint64(2*len(st.seen)))-uint64(len(st.seen)))...)
+	}
+	if st.seen[word]&bit != 0 {
+		res.duplicates++
+		return
+	}
+	st.seen[word] |= bit
+	res.received++
+	res.lastArrival = arrival
+	if seq < st.next {
+		res.reordered++
+	} else {
+		st.next = seq + 1
+	}
+	if rx.owdEvery > 0 && seq%rx.owdEvery == 0 {
+		res.owd = append(res.owd, udpOWD{seq: seq, sent: sent, owd: arrival - sent})
+	}
+}
+
+// markJitter records the running jitter at the end of every jitter interval that ended
+// before t (CLOCK_MONOTONIC ns): the estimate over the datagrams that arrived before it.
+func (rx *udpReceiver) markJitter(t int64) {
+	res := rx.res
+	for len(res.jitters) < rx.marks {
+		at := res.start + int64(len(res.jitters)+1)*rx.every
+		if at > t {
+			return
 		}
-		if st.seen[word]&bit != 0 {
-			res.duplicates++
-			continue
-		}
-		st.seen[word] |= bit
-		res.received++
-		res.lastArrival = arrival
-		if seq < st.next {
-			res.reordered++
-		} else {
-			st.next = seq + 1
-		}
-		if rx.owdEvery > 0 && seq%rx.owdEvery == 0 {
-			res.owd = append(res.owd, udpOWD{seq: seq, sent: sent, owd: arrival - sent})
-		}
+		res.jitters = append(res.jitters, udpJitterMark{at: at, value: res.jitter})
 	}
 }
 
@@ -529,40 +536,49 @@ func kernelTimestamp(oob []byte) (int64, bool) {
 	return 0, false
 }
 
-// udpSender sends one stream from a connected socket.
+// udpSender sends one stream from a connected, blocking socket.
 type udpSender struct {
-	conn *net.UDPConn
-	pc   *ipv4.PacketConn
-	msgs []ipv4.Message
-	cfg  udpStreamConfig
+	fd    int
+	batch *mmsgBatch
+	cfg   udpStreamConfig
 }
 
 // dialUDPStream creates the sending socket inside ns, connected to target:cfg.port.
-func dialUDPStream(ns NS, target net.IP, cfg udpStreamConfig) (*udpSender, error) {
-	tx := &udpSender{cfg: cfg}
+func dialUDPStream(ns NS, target netip.Addr, cfg udpStreamConfig) (*udpSender, error) {
+	tx := &udpSender{fd: -1, cfg: cfg}
 	err := ns.Do(func() error {
-		// A connected socket skips the route lookup per datagram.
-		conn, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: target, Port: int(cfg.port)})
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 		if err != nil {
 			return err
 		}
-		tx.conn = conn
-		return nil
+		tx.fd = fd
+		// A connected socket skips the route lookup per datagram.
+		_, sa := sockaddr(target, cfg.port)
+		return unix.Connect(fd, sa)
 	})
 	if err != nil {
+		tx.close()
 		return nil, fmt.Errorf("open udp socket to %s port %d in the client namespace: %w", target, cfg.port, err)
 	}
-	if _, err := setUDPBuffer(tx.conn, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF); err != nil {
-		tx.conn.Close()
+	if _, err := setBufferFD(tx.fd, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF); err != nil {
+		tx.close()
 		return nil, fmt.Errorf("set the send buffer of the udp socket to %s port %d: %w", target, cfg.port, err)
 	}
-	tx.pc = ipv4.NewPacketConn(tx.conn)
-	bufs := make([]byte, udpBatch*cfg.size)
-	tx.msgs = make([]ipv4.Message, udpBatch)
-	for i := range tx.msgs {
-		tx.msgs[i].Buffers = [][]byte{bufs[i*cfg.size : (i+1)*cfg.size]}
+	// A blocked send gives up after this, so the sender notices a stop.
+	if err := setTimeout(tx.fd, unix.SO_SNDTIMEO, udpReadPoll); err != nil {
+		tx.close()
+		return nil, fmt.Errorf("udp socket to %s port %d: %w", target, cfg.port, err)
 	}
+	tx.batch = newMmsgBatch(udpBatch, cfg.size, 0)
 	return tx, nil
+}
+
+// close closes the socket; call it only once run has returned.
+func (tx *udpSender) close() {
+	if tx.fd >= 0 {
+		unix.Close(tx.fd)
+		tx.fd = -1
+	}
 }
 
 // run paces the stream against an absolute schedule starting at res.start: packet i is
@@ -570,7 +586,9 @@ func dialUDPStream(ns NS, target net.IP, cfg udpStreamConfig) (*udpSender, error
 // sender that fell behind catches up in batches. It stops when the schedule is done or
 // udpEndSlack after the end of the duration, so a sender too slow for the rate sends fewer
 // packets rather than running longer. Before each send it raises stamped past the sequence
-// numbers it is about to use, so the receiver can tell them from stray datagrams.
+// numbers it is about to use, so the receiver can tell them from stray datagrams; the send
+// time is read and written into the batch immediately before the sendmmsg call. It must
+// run on a goroutine locked to its OS thread: it sleeps in clock_nanosleep.
 func (tx *udpSender) run(stop <-chan struct{}, res *udpStreamResult, stamped *atomic.Uint64) error {
 	total := tx.cfg.packets()
 	nsPerPacket := 1e9 / tx.cfg.pps()
@@ -598,33 +616,30 @@ func (tx *udpSender) run(stop <-chan struct{}, res *udpStreamResult, stamped *at
 			// data plane under test need. At high rates each wake-up finds at least
 			// udpMinSleep of packets due and sends them in one sendmmsg.
 			wake = max(wake, now+udpMinSleep.Nanoseconds())
-			wake = min(wake, end, now+udpMaxSleep.Nanoseconds())
-			if wake-now >= udpRuntimeSleep.Nanoseconds() {
-				time.Sleep(time.Duration(wake - now))
-			} else {
-				udpSleepUntil(wake)
-			}
+			udpSleepUntil(min(wake, end, now+udpMaxSleep.Nanoseconds()))
 			continue
 		}
-		n := min(due-res.sent, udpBatch)
-		sendTime := udpNow()
+		n := int(min(due-res.sent, udpBatch))
+		stamped.Store(max(stamped.Load(), res.sent+uint64(n)))
 		for i := range n {
-			encodeUDPHeader(tx.msgs[i].Buffers[0], res.sent+i, sendTime)
+			encodeUDPHeader(tx.batch.bufs[i], res.sent+uint64(i), 0)
 		}
-		stamped.Store(max(stamped.Load(), res.sent+n))
-		k, err := tx.pc.WriteBatch(tx.msgs[:n], 0)
-		res.sent += uint64(max(k, 0))
+		sendTime := uint64(udpNow())
+		for i := range n {
+			binary.BigEndian.PutUint64(tx.batch.bufs[i][8:16], sendTime)
+		}
+		k, err := tx.batch.send(tx.fd, n, tx.cfg.size)
+		res.sent += uint64(k)
 		if err != nil {
-			// A refused datagram (ICMP port unreachable from an earlier one) or a full
-			// queue costs the packets of this call, not the stream: they count as lost
-			// if they are never sent.
-			if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOBUFS) ||
-				errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
+			// A refused datagram (ICMP port unreachable from an earlier one), a full
+			// queue or a send timeout costs the packets of this call, not the stream:
+			// they count as lost if they are never sent.
+			if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOBUFS) || temporary(err) {
 				res.sendErrors++
 				lastErr = err
 				continue
 			}
-			return err
+			return fmt.Errorf("sendmmsg: %w", err)
 		}
 	}
 	if res.sent == 0 && lastErr != nil {

@@ -4,6 +4,7 @@ package reports
 // Experiments it does not know are still summarised in the per-experiment tables.
 const (
 	expLatency     = "latency"
+	expLatencyRR   = "latency-rr"
 	expJitter      = "jitter"
 	expThroughput  = "throughput"
 	expBottleneck  = "bottleneck"

@@ -23,6 +23,13 @@ const (
 	estResponderStart = 500 * time.Millisecond
 	// estSLDefaultRate is the request rate of a configuration estSLRate does not list.
 	estSLDefaultRate = 40e3
+	// estRRBusy is one busy request-response round trip (40 - 150 us here, by data plane).
+	estRRBusy = 100 * time.Microsecond
+	// estScaleInstance is adding one instance to a node, its data plane told (20 - 30 ms).
+	estScaleInstance = 30 * time.Millisecond
+	// estScaleAttach is creating a module on one instance: a TCX attach, which waits for an
+	// RCU grace period (14 - 80 ms here).
+	estScaleAttach = 40 * time.Millisecond
 )
 
 // estSLRate is the closed-loop speed-limit requests answered per second per configuration.
@@ -105,7 +112,7 @@ func EstimateRep(params any, subject string) (d time.Duration, ok bool) {
 func knownParams(params any) bool {
 	switch params.(type) {
 	case bench.ConnectConfig, bench.UDPJitterConfig, bench.TCPThroughputConfig, bench.UDPSweepConfig, bench.ResourcesConfig,
-		bench.ReferenceConfig, SpeedLimitResponseParams, SpeedLimitDropPointParams, SpeedLimitScalingParams, SpeedLimitLoadParams:
+		bench.ReferenceConfig, bench.RRConfig, ScaleParams, SpeedLimitResponseParams, SpeedLimitDropPointParams, SpeedLimitScalingParams, SpeedLimitLoadParams:
 		return true
 	}
 	return false
@@ -129,6 +136,10 @@ func estimateRep(params any, subject string) time.Duration {
 		d := cmp.Or(time.Duration(p.Duration), 5*time.Second)
 		pings := time.Duration(cmp.Or(p.PingCount, 200)) * cmp.Or(time.Duration(p.PingInterval), 10*time.Millisecond)
 		return time.Duration(cmp.Or(p.Rounds, 3))*(6*d+pings+6*estRepOverhead) + estRepOverhead
+	case bench.RRConfig:
+		return estRR(p) + estRepOverhead
+	case ScaleParams:
+		return estScale(p) + estRepOverhead
 	case SpeedLimitResponseParams:
 		return estResponderStart + slRequests(subject, p.Clients, p.Requests)
 	case SpeedLimitDropPointParams:
@@ -193,6 +204,48 @@ func estScaling(c bench.SpeedLimitScalingConfig, subject string) time.Duration {
 		if drop >= 0 && n > drop && !c.Continue {
 			break
 		}
+	}
+	return d
+}
+
+// estRR is a request-response repetition: per protocol, the busy round trips back to back
+// and the paced ones at their interval (the meter's defaults where a field is zero).
+func estRR(c bench.RRConfig) time.Duration {
+	protocols := len(c.Protocols)
+	if protocols == 0 {
+		protocols = 2 // UDP and TCP
+	}
+	busy, paced := true, true
+	if len(c.Modes) > 0 {
+		busy, paced = false, false
+		for _, m := range c.Modes {
+			busy, paced = busy || m == bench.RRBusy, paced || m == bench.RRPaced
+		}
+	}
+	var d time.Duration
+	if busy {
+		d += time.Duration(cmp.Or(c.BusyCount, 5000)) * estRRBusy
+	}
+	if paced {
+		d += time.Duration(cmp.Or(c.PacedCount, 200)) * cmp.Or(time.Duration(c.Interval), 10*time.Millisecond)
+	}
+	return time.Duration(protocols) * d
+}
+
+// estScale is a scale repetition: every instance it adds along the services and instances
+// axes, every module attach along the modules axis, and a connect and a stream per step.
+func estScale(p ScaleParams) time.Duration {
+	step := time.Duration(cmp.Or(p.RTT.Count, 20))*cmp.Or(time.Duration(p.RTT.Interval), 10*time.Millisecond) +
+		time.Duration(p.Throughput.Duration) + 2*estRepOverhead
+	var d time.Duration
+	for _, n := range p.Services {
+		d += time.Duration(n*max(p.InstancesPerService, 1))*estScaleInstance + step
+	}
+	for _, n := range p.Instances {
+		d += time.Duration(n)*estScaleInstance + step
+	}
+	for _, n := range p.Modules {
+		d += time.Duration(n*max(p.ModuleInstances, 1))*estScaleAttach + step
 	}
 	return d
 }

@@ -95,6 +95,7 @@ type meterFunc func(raw json.RawMessage, o Overrides) (any, runFunc, error)
 // meter and file.
 var meters = map[string]meterFunc{
 	"connect-rtt":          meter(bench.ConnectRTT, connectOverrides),
+	"request-response":     meter(bench.RequestResponse, rrOverrides),
 	"tcp-throughput":       meter(bench.TCPThroughput, tcpThroughputOverrides),
 	"udp-jitter":           meter(bench.UDPJitter, udpJitterOverrides),
 	"udp-sweep":            meter(bench.UDPSweep, udpSweepOverrides),
@@ -186,6 +187,18 @@ func connectOverrides(c *bench.ConnectConfig, o Overrides) {
 	if o.Duration > 0 && c.Interval > 0 {
 		c.Count = int(math.Ceil(float64(o.Duration) / float64(c.Interval)))
 		c.Keep = min(c.Keep, c.Count)
+	}
+}
+
+// rrOverrides turns --duration into the number of paced round trips at the profile's
+// interval; the busy count stays, as back-to-back round trips take no fixed time.
+func rrOverrides(c *bench.RRConfig, o Overrides) {
+	if o.Duration > 0 {
+		iv := time.Duration(c.Interval)
+		if iv == 0 {
+			iv = 10 * time.Millisecond
+		}
+		c.PacedCount = int(math.Ceil(float64(o.Duration) / float64(iv)))
 	}
 }
 

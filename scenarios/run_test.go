@@ -55,7 +55,7 @@ func TestMissingFeatureSkipsTheRightJobs(t *testing.T) {
 	require.Len(t, cases, len(features.All), "every feature is tested")
 	vs, err := Feasibility(Builtin(), planes, allOK())
 	require.NoError(t, err)
-	require.Len(t, vs, 7*4+4*3) // seven experiments over the data planes (calibration and scale included), four over the configurations
+	require.Len(t, vs, 8*4+4*3) // eight experiments over the data planes (latency-rr, calibration and scale included), four over the configurations
 	for _, v := range vs {
 		assert.Empty(t, v.Reason, "%s/%s", v.Experiment, v.DataPlane)
 	}

@@ -13,7 +13,7 @@ import (
 
 func TestBuiltinSuite(t *testing.T) {
 	s := Builtin()
-	assert.Equal(t, []string{"latency", "jitter", "throughput", "bottleneck", "resources", "calibration",
+	assert.Equal(t, []string{"latency", "latency-rr", "jitter", "throughput", "bottleneck", "resources", "calibration",
 		"speedlimit-response", "speedlimit-droppoint", "speedlimit-scaling", "speedlimit-load", "scale"}, s.Names())
 	// The full profile carries the thesis's parameters (reference.md §3).
 	e, err := s.Select([]string{"latency"})
@@ -59,7 +59,7 @@ func TestSelect(t *testing.T) {
 	s := Builtin()
 	all, err := s.Select([]string{"all"})
 	require.NoError(t, err)
-	assert.Len(t, all, 9)
+	assert.Len(t, all, 10)
 	for _, e := range all {
 		assert.False(t, e.Optional, "all leaves out optional experiments: %s", e.Name)
 	}
@@ -74,7 +74,7 @@ func TestSelect(t *testing.T) {
 	_, err = only.Select([]string{"all"})
 	assert.ErrorContains(t, err, "every experiment is optional: name them, from x")
 	_, err = s.Select([]string{"latncy"})
-	assert.ErrorContains(t, err, `unknown experiment "latncy": choose from latency, jitter`)
+	assert.ErrorContains(t, err, `unknown experiment "latncy": choose from latency, latency-rr, jitter`)
 	_, err = s.Select([]string{"latency", "latency"})
 	assert.ErrorContains(t, err, "twice")
 	assert.ErrorContains(t, CheckProfile("fast"), "choose from smoke, quick, full")
@@ -137,7 +137,7 @@ func TestMeterAliases(t *testing.T) {
 func TestParseRejects(t *testing.T) {
 	cases := map[string]struct{ json, want string }{
 		"unknown field":   {`{"experiments":[{"name":"x","meter":"connect-rtt","bogus":1}]}`, `unknown field "bogus"`},
-		"unknown meter":   {`{"experiments":[{"name":"x","meter":"ping","profiles":{}}]}`, `unknown meter "ping": choose from connect-rtt, reference-tools, resources, scale, speedlimit-droppoint`},
+		"unknown meter":   {`{"experiments":[{"name":"x","meter":"ping","profiles":{}}]}`, `unknown meter "ping": choose from connect-rtt, reference-tools, request-response, resources, scale, speedlimit-droppoint`},
 		"missing profile": {`{"experiments":[{"name":"x","meter":"connect-rtt","profiles":{"smoke":{"reps":1,"params":{"count":1,"interval":"1s"}}}}]}`, "has no quick profile"},
 		"bad duration":    {profiles(`{"count":1,"interval":"soon"}`), `duration "soon" is malformed`},
 		"bad param":       {profiles(`{"count":-1,"interval":"1s"}`), "count"},
