@@ -14,6 +14,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/edgebpf/edgebpf/reports"
 )
 
 // exitError carries an exit code other than 1.
@@ -73,7 +75,9 @@ drives the experiments of the Riegel 2024 and Weinhold 2023 theses, and writes r
 CSV, summaries and metadata. It never changes the host's own network namespace.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       reports.Version,
 	}
+	root.SetVersionTemplate(versionText())
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

@@ -67,7 +67,7 @@ func TestUnwritableOutLeavesNothing(t *testing.T) {
 func TestListNamesEverything(t *testing.T) {
 	code, out, _ := edgebpf(context.Background(), "list")
 	require.Zero(t, code)
-	for _, w := range []string{"latency", "jitter", "throughput", "bottleneck", "resources", "direct", "smoke, quick, full"} {
+	for _, w := range []string{"latency", "jitter", "throughput", "bottleneck", "resources", "direct", "smoke, ci, quick, full"} {
 		assert.Contains(t, out, w)
 	}
 }
