@@ -16,7 +16,7 @@ import (
 type compareOptions struct {
 	baseDir, newDir  string
 	threshold, alpha float64
-	format           string
+	format, relative string
 	force            bool
 }
 
@@ -56,6 +56,7 @@ sides, no experiment in common, runs the metadata guard refuses).`,
 	c.Flags().Float64Var(&o.threshold, "threshold", 5, "relative change of the median in percent that a significant difference must exceed to count")
 	c.Flags().Float64Var(&o.alpha, "alpha", 0.05, "significance level of the Mann-Whitney U test")
 	c.Flags().StringVar(&o.format, "format", "text", "output format: "+strings.Join(reports.CompareFormats, ", "))
+	c.Flags().StringVar(&o.relative, "relative-to", "", "compare every data plane's repetitions divided by this data plane's same repetitions (e.g. direct): cancels a machine that is slower in one run than in the other")
 	c.Flags().BoolVar(&o.force, "force", false, "compare runs that differ in profile, experiment parameters, topology or results schema; the output says so and what differed")
 	return c
 }
@@ -79,7 +80,7 @@ func runCompare(out io.Writer, o compareOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	cmp, err := reports.Compare(o.baseDir, o.newDir, reports.CompareOptions{Threshold: o.threshold / 100, Alpha: o.alpha, Force: o.force})
+	cmp, err := reports.Compare(o.baseDir, o.newDir, reports.CompareOptions{Threshold: o.threshold / 100, Alpha: o.alpha, Force: o.force, RelativeTo: o.relative})
 	if err != nil {
 		var ie *reports.InputError
 		if errors.As(err, &ie) {
