@@ -35,6 +35,12 @@ its estimate is worse than --threshold in the metric's better-direction; with to
 repetitions for --alpha to be reachable the row says "too few reps" and gives no verdict; rows
 too noisy or insensitive to gate on are flagged. Entries measured on one side only are listed.
 
+--relative-to DATAPLANE (e.g. direct) divides every other data plane's repetition by the
+reference data plane's same repetition and compares only these ratios: the runner interleaves
+data planes, so a machine that is busier during one run than during the other slows both sides
+of each ratio alike. The CI recipe (README) runs --profile ci --dataplane direct,ebpf and
+compares with --relative-to direct.
+
 Before comparing, compare checks the two runs' meta.json: it refuses runs that differ in profile,
 experiment parameters, topology or results schema (--force compares anyway and says so), and
 warns when kernel, CPU model, core count, pinning or governor differ.
