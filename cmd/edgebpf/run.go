@@ -59,7 +59,7 @@ compare.`,
 	}
 	f := c.Flags()
 	f.StringVar(&o.dataplanes, "dataplane", "direct", "comma-separated data planes, or all")
-	f.StringVar(&o.profile, "profile", "quick", "smoke (seconds), quick (minutes) or full (the theses' parameters)")
+	f.StringVar(&o.profile, "profile", "quick", "smoke (seconds), ci (the headline metrics for a regression gate, about 2 min), quick (minutes) or full (the theses' parameters)")
 	f.StringVar(&o.out, "out", "", "results directory (default results/<time>-<profile>)")
 	f.IntVar(&o.reps, "reps", 0, "repetitions per experiment (default: the profile's)")
 	f.StringVar(&o.duration, "duration", "", "main duration of each experiment, e.g. 10s (default: the profile's)")
