@@ -76,3 +76,15 @@ func TestVersion(t *testing.T) {
 	assert.Regexp(t, `^go go1\.\d+`, lines[2])
 	assert.Regexp(t, `^cilium/ebpf v\d+\.\d+\.\d+`, lines[3], "read from the binary's embedded module list")
 }
+
+func TestUsageUnknownCommand(t *testing.T) {
+	usage(t, `unknown command "frobnicate" for "edgebpf"`, "frobnicate")
+}
+
+func TestUsageExtraArgument(t *testing.T) {
+	usage(t, `unknown command "extra" for "edgebpf list"`, "list", "extra")
+}
+
+func TestUsageUnknownSubcommand(t *testing.T) {
+	usage(t, `unknown command "bogus" for "edgebpf speedlimit"`, "speedlimit", "bogus")
+}
