@@ -19,7 +19,7 @@ AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo env "PATH=$(PATH)")
 DIST_ARCHS ?= amd64 arm64
 DIST_DIR   ?= dist
 
-.PHONY: all build dist deps run reproduce test test-short test-unprivileged test-race vet generate check-generated clean
+.PHONY: all build dist deps run reproduce gate test test-short test-unprivileged test-race vet generate check-generated clean
 
 all: build
 
@@ -52,6 +52,15 @@ reproduce: PROFILE = full
 reproduce: deps build
 	$(AS_ROOT) ./edgebpf check
 	$(AS_ROOT) ./edgebpf run all --dataplane all --profile $(PROFILE) --out $(OUT)
+
+# gate: the CI regression gate (README, "Regression gates in CI"): a ci run of the headline
+# metrics on direct and ebpf (about 2 min here), compared relative to direct with BASE, a
+# stored run made the same way; exit 1 on a regression.
+gate: PROFILE = ci
+gate: build
+	@test -n "$(BASE)" || { echo "make gate needs BASE=<results directory of a ci run>"; exit 2; }
+	$(AS_ROOT) ./edgebpf run all --profile ci --dataplane direct,ebpf --out $(OUT)
+	./edgebpf compare $(BASE) $(OUT) --relative-to direct
 
 vet:
 	$(GO) vet ./...

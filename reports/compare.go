@@ -17,6 +17,11 @@ type CompareOptions struct {
 	// Alpha is the significance level of the Mann-Whitney U test on the repetitions'
 	// values, and 1 − Alpha the level of the change's confidence interval; 0 means 0.05.
 	Alpha float64
+	// RelativeTo, when set, names a data plane both runs measured: every other data
+	// plane's repetitions are divided by its same repetition, and only these ratios are
+	// compared, so that a machine that is slower during one run than during the other
+	// (a loaded CI host) moves both sides of each ratio alike.
+	RelativeTo string
 	// Force compares runs that the metadata guard would refuse (different profile,
 	// experiment parameters, topology or results schema); the Comparison records that it
 	// was forced and what differed.
@@ -111,6 +116,8 @@ type Comparison struct {
 	Alpha     float64 `json:"alpha"`
 	// MaxCV is the coefficient of variation above which a row is flagged noisy.
 	MaxCV float64 `json:"max_cv"`
+	// RelativeTo is CompareOptions.RelativeTo: the values are ratios to that data plane.
+	RelativeTo string `json:"relative_to,omitempty"`
 	// Forced says that the metadata guard found Differences and the runs were compared
 	// anyway (CompareOptions.Force).
 	Forced      bool     `json:"forced"`
@@ -298,6 +305,14 @@ func Compare(baseDir, newDir string, o CompareOptions) (*Comparison, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.RelativeTo != "" {
+		if err := base.relativeTo(o.RelativeTo, "baseline"); err != nil {
+			return nil, err
+		}
+		if err := nw.relativeTo(o.RelativeTo, "new run"); err != nil {
+			return nil, err
+		}
+	}
 	differences, warnings := guard(base.meta, nw.meta)
 	if len(differences) > 0 && !o.Force {
 		return nil, &InputError{&MismatchError{Differences: differences}}
@@ -310,7 +325,7 @@ func Compare(baseDir, newDir string, o CompareOptions) (*Comparison, error) {
 		return nil, &InputError{fmt.Errorf("baseline %s (%s) and new run %s (%s) have no experiment in common: compare runs of the same experiments",
 			baseDir, strings.Join(base.exps, ", "), newDir, strings.Join(nw.exps, ", "))}
 	}
-	c := &Comparison{Base: baseDir, New: newDir, Threshold: o.Threshold, Alpha: o.Alpha, MaxCV: MaxRepCV,
+	c := &Comparison{Base: baseDir, New: newDir, Threshold: o.Threshold, Alpha: o.Alpha, MaxCV: MaxRepCV, RelativeTo: o.RelativeTo,
 		Forced: len(differences) > 0, Differences: differences, Warnings: warnings,
 		Changes: []Change{}, OnlyBase: []Entity{}, OnlyNew: []Entity{}}
 	if c.Warnings == nil {

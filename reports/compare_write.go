@@ -115,6 +115,9 @@ func (c *Comparison) footer() string {
 
 // preamble lists what the guard found: differences compared anyway, warnings.
 func (c *Comparison) preamble(w io.Writer, bullet string) {
+	if c.RelativeTo != "" {
+		fmt.Fprintf(w, "%srelative to %s: each repetition's value divided by %s's same repetition\n\n", bullet, c.RelativeTo, c.RelativeTo)
+	}
 	if c.Forced {
 		fmt.Fprintf(w, "%sforced: compared although the runs differ in %s\n", bullet, strings.Join(c.Differences, "; "))
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/edgebpf/edgebpf/bench"
@@ -28,6 +29,37 @@ type Overrides struct {
 	// BPFStats records the run time per packet of the BPF programs a repetition runs
 	// (bpf_ns_per_pkt); it turns the speed-limit experiments' bpf_stats on.
 	BPFStats bool
+}
+
+// overridable names, per override of the command line, the meters that honour it.
+var overridable = map[string][]string{
+	"--duration": {"connect-rtt", "tcp-throughput", "udp-jitter", "udp-sweep", "resources", "reference-tools", "speedlimit-load"},
+	"--rates":    {"udp-sweep"},
+}
+
+// checkOverrides returns an error when an override is set that none of exps honours, naming
+// the experiments of suite it applies to.
+func (o Overrides) checkOverrides(suite *Suite, exps []Experiment) error {
+	set := map[string]bool{"--duration": o.Duration > 0, "--rates": len(o.Rates) > 0}
+	for _, flag := range []string{"--duration", "--rates"} {
+		if !set[flag] || slices.ContainsFunc(exps, func(e Experiment) bool { return slices.Contains(overridable[flag], e.Meter) }) {
+			continue
+		}
+		var applies, chosen []string
+		for _, e := range suite.Experiments {
+			if slices.Contains(overridable[flag], e.Meter) {
+				applies = append(applies, e.Name)
+			}
+		}
+		for _, e := range exps {
+			chosen = append(chosen, e.Name)
+		}
+		if len(applies) == 0 {
+			return fmt.Errorf("%s applies to no experiment of this suite: drop it", flag)
+		}
+		return fmt.Errorf("%s does not apply to %s: it applies to %s", flag, strings.Join(chosen, ", "), strings.Join(applies, ", "))
+	}
+	return nil
 }
 
 // Plan is an experiment resolved for one profile: the meter to run, how often, and with

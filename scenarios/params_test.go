@@ -33,7 +33,7 @@ func TestRecordedParams(t *testing.T) {
 	got := map[string]json.RawMessage{}
 	for prefix, s := range map[string]*Suite{"": Builtin(), "all:": all} {
 		for _, e := range s.Experiments {
-			for _, p := range Profiles {
+			for _, p := range e.ProfileNames() {
 				for suffix, o := range overrides {
 					plan, err := e.Plan(p, o)
 					require.NoError(t, err, "%s%s/%s%s", prefix, e.Name, p, suffix)

@@ -65,6 +65,14 @@ func (j *job) name() string { return j.subject.Name }
 // the configurations are what those experiments compare.
 const responderPlane = "direct"
 
+// Check checks every option and resolves the plans as Run does, without touching the
+// system: an error is a mistake in the options (an unknown experiment or data plane, a
+// profile an experiment lacks, a bad MTU or parameter).
+func (o RunOptions) Check() error {
+	_, _, err := o.prepare()
+	return err
+}
+
 // prepare checks every option and resolves the plans without touching the system, so that a
 // mistake is reported before anything is created.
 func (o *RunOptions) prepare() ([]job, *reports.Meta, error) {
@@ -72,8 +80,11 @@ func (o *RunOptions) prepare() ([]job, *reports.Meta, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	exps, err := o.Suite.Select(o.Experiments)
+	exps, err := o.Suite.SelectProfile(o.Experiments, o.Profile)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := o.Overrides.checkOverrides(o.Suite, exps); err != nil {
 		return nil, nil, err
 	}
 	meta := o.newMeta(warm)
@@ -161,7 +172,8 @@ func (o *RunOptions) jobs(e Experiment, warm bool) ([]job, error) {
 	}
 	var warmup *Plan
 	if warm {
-		w, err := e.Plan("smoke", Overrides{Reps: 1})
+		// The cheapest profile the experiment has: smoke, where it defines one.
+		w, err := e.Plan(e.ProfileNames()[0], Overrides{Reps: 1})
 		if err != nil {
 			return nil, fmt.Errorf("warm-up: %w", err)
 		}

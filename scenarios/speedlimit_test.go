@@ -24,7 +24,7 @@ func TestSpeedLimitExperiments(t *testing.T) {
 		e, err := s.Select([]string{name})
 		require.NoError(t, err)
 		assert.Equal(t, []string{"userspace", "mixed", "ebpf"}, e[0].Configurations, name)
-		for _, p := range Profiles {
+		for _, p := range e[0].ProfileNames() {
 			_, err := e[0].Plan(p, Overrides{})
 			assert.NoError(t, err, "%s/%s", name, p)
 		}

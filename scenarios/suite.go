@@ -19,9 +19,12 @@ import (
 //go:embed suite.json
 var builtin []byte
 
-// Profiles, in order of cost: smoke (seconds, for tests and CI), quick (the whole suite in
-// minutes), full (the theses' own parameters).
-var Profiles = []string{"smoke", "quick", "full"}
+// Profiles, in order of cost: smoke (seconds, for tests), ci (the headline metrics with
+// enough repetitions for a regression gate, about two minutes), quick (the whole suite in
+// minutes), full (the theses' own parameters). An experiment defines a non-empty subset of
+// them; the built-in suite gives ci only to the experiments a CI gate compares (latency,
+// throughput, resources), so `run all --profile ci` runs those.
+var Profiles = []string{"smoke", "ci", "quick", "full"}
 
 // Suite is a set of experiments.
 type Suite struct {
@@ -60,14 +63,20 @@ func Builtin() *Suite {
 	return s
 }
 
-// Parse reads and checks a suite: unknown fields, unknown meters, missing profiles and
-// parameters a meter rejects are errors naming the experiment and profile.
+// Parse reads and checks a suite: malformed JSON (with its line and column), unknown fields,
+// unknown meters, an experiment without any profile and parameters a meter rejects are
+// errors naming the experiment and profile. An experiment may define any non-empty subset
+// of Profiles.
 func Parse(r io.Reader, name string) (*Suite, error) {
-	dec := json.NewDecoder(r)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var s Suite
 	if err := dec.Decode(&s); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, fmt.Errorf("%s:%s: %w", name, jsonPosition(data, err, dec.InputOffset()), err)
 	}
 	if len(s.Experiments) == 0 {
 		return nil, fmt.Errorf("%s: no experiments", name)
@@ -93,10 +102,8 @@ func Parse(r io.Reader, name string) (*Suite, error) {
 		if err := e.checkConfigurations(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
-		for _, p := range Profiles {
-			if _, ok := e.Profiles[p]; !ok {
-				errs = append(errs, fmt.Errorf("%s: experiment %s has no %s profile", name, e.Name, p))
-			}
+		if len(e.Profiles) == 0 {
+			errs = append(errs, fmt.Errorf("%s: experiment %s has no profiles: give it at least one of %s", name, e.Name, strings.Join(Profiles, ", ")))
 		}
 		for p := range e.Profiles {
 			if !slices.Contains(Profiles, p) {
@@ -175,6 +182,73 @@ func (s *Suite) Select(names []string) ([]Experiment, error) {
 		out = append(out, s.Experiments[i])
 	}
 	return out, nil
+}
+
+// SelectProfile resolves names as Select does for a run under profile: "all" (or none)
+// keeps only the experiments that define profile, and a named experiment without it is an
+// error naming the profiles it has.
+func (s *Suite) SelectProfile(names []string, profile string) ([]Experiment, error) {
+	exps, err := s.Select(names)
+	if err != nil {
+		return nil, err
+	}
+	all := len(names) == 0 || len(names) == 1 && names[0] == "all"
+	var out, lacking []Experiment
+	for _, e := range exps {
+		if _, ok := e.Profiles[profile]; ok {
+			out = append(out, e)
+		} else {
+			lacking = append(lacking, e)
+		}
+	}
+	if !all && len(lacking) > 0 {
+		e := lacking[0]
+		return nil, fmt.Errorf("experiment %s has no %s profile: use --profile %s", e.Name, profile, strings.Join(e.ProfileNames(), " or "))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no experiment has a %s profile: choose another profile", profile)
+	}
+	return out, nil
+}
+
+// ProfileNames lists the profiles e defines, in the order of Profiles.
+func (e Experiment) ProfileNames() []string {
+	var out []string
+	for _, p := range Profiles {
+		if _, ok := e.Profiles[p]; ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// jsonPosition renders where a JSON decoding error happened as "line:column" (1-based):
+// from a syntax or type error's offset, the end of the data for a truncated document, an
+// unknown field's name, and otherwise the decoder's offset.
+func jsonPosition(data []byte, err error, fallback int64) string {
+	off := fallback
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		off = syn.Offset
+	case errors.As(err, &typ):
+		off = typ.Offset
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		off = int64(len(data)) + 1
+	default:
+		// An unknown field carries no offset: point at the field's last occurrence as a key.
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			if k := bytes.LastIndex(data[:min(max(fallback, 0), int64(len(data)))], []byte(f)); k >= 0 {
+				off = int64(k) + 1
+			}
+		}
+	}
+	// The offset counts the bytes read up to and including the offending one.
+	i := min(max(off-1, 0), int64(len(data)))
+	line := 1 + bytes.Count(data[:i], []byte("\n"))
+	col := i - int64(bytes.LastIndexByte(data[:i], '\n'))
+	return fmt.Sprintf("%d:%d", line, col)
 }
 
 // CheckProfile returns an error unless p is a known profile.

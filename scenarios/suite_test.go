@@ -77,7 +77,7 @@ func TestSelect(t *testing.T) {
 	assert.ErrorContains(t, err, `unknown experiment "latncy": choose from latency, latency-rr, jitter`)
 	_, err = s.Select([]string{"latency", "latency"})
 	assert.ErrorContains(t, err, "twice")
-	assert.ErrorContains(t, CheckProfile("fast"), "choose from smoke, quick, full")
+	assert.ErrorContains(t, CheckProfile("fast"), "choose from smoke, ci, quick, full")
 }
 
 func TestCalibrationPlan(t *testing.T) {
@@ -138,7 +138,12 @@ func TestParseRejects(t *testing.T) {
 	cases := map[string]struct{ json, want string }{
 		"unknown field":   {`{"experiments":[{"name":"x","meter":"connect-rtt","bogus":1}]}`, `unknown field "bogus"`},
 		"unknown meter":   {`{"experiments":[{"name":"x","meter":"ping","profiles":{}}]}`, `unknown meter "ping": choose from connect-rtt, reference-tools, request-response, resources, scale, speedlimit-droppoint`},
-		"missing profile": {`{"experiments":[{"name":"x","meter":"connect-rtt","profiles":{"smoke":{"reps":1,"params":{"count":1,"interval":"1s"}}}}]}`, "has no quick profile"},
+		"no profile":      {`{"experiments":[{"name":"x","meter":"connect-rtt","profiles":{}}]}`, "has no profiles: give it at least one of smoke, ci, quick, full"},
+		"unknown profile": {`{"experiments":[{"name":"x","meter":"connect-rtt","profiles":{"fast":{"reps":1,"params":{"count":1,"interval":"1s"}}}}]}`, `unknown profile "fast"`},
+		"syntax position": {"{\"experiments\": [\n  {\"name\": \"x\",, }]}", "s.json:2:16: invalid character ','"},
+		"type position":   {"{\n  \"experiments\": 5}", "s.json:2:18: json: cannot unmarshal number"},
+		"field position":  {"{\"experiments\": [\n {\"nam\": 1}]}", `s.json:2:3: json: unknown field "nam"`},
+		"truncated":       {"{\"experiments\": [\n", "s.json:2:1: unexpected EOF"},
 		"bad duration":    {profiles(`{"count":1,"interval":"soon"}`), `duration "soon" is malformed`},
 		"bad param":       {profiles(`{"count":-1,"interval":"1s"}`), "count"},
 		"unknown param":   {profiles(`{"count":1,"interval":"1s","colour":"red"}`), `unknown field "colour"`},
@@ -155,6 +160,49 @@ func TestParseRejects(t *testing.T) {
 			assert.True(t, strings.HasPrefix(err.Error(), "s.json"), "errors name the file: %v", err)
 		})
 	}
+}
+
+func TestSubsetOfProfiles(t *testing.T) {
+	one := `{"experiments":[
+		{"name":"rtt","meter":"connect-rtt","profiles":{"ci":{"reps":4,"params":{"count":5,"interval":"10ms"}}}},
+		{"name":"tp","meter":"tcp-throughput","profiles":{"smoke":{"reps":1,"params":{"duration":"1s","interval":"250ms"}}}}]}`
+	s, err := Parse(strings.NewReader(one), "one.json")
+	require.NoError(t, err, "an experiment may define one profile")
+	assert.Equal(t, []string{"ci"}, s.Experiments[0].ProfileNames())
+
+	got, err := s.SelectProfile(nil, "ci")
+	require.NoError(t, err)
+	require.Len(t, got, 1, "all under ci keeps the experiments that have ci")
+	assert.Equal(t, "rtt", got[0].Name)
+
+	_, err = s.SelectProfile([]string{"tp"}, "ci")
+	assert.EqualError(t, err, "experiment tp has no ci profile: use --profile smoke")
+	_, err = s.SelectProfile(nil, "full")
+	assert.EqualError(t, err, "no experiment has a full profile: choose another profile")
+}
+
+func TestBuiltinCIProfile(t *testing.T) {
+	got, err := Builtin().SelectProfile([]string{"all"}, "ci")
+	require.NoError(t, err)
+	var names []string
+	for _, e := range got {
+		names = append(names, e.Name)
+		p, err := e.Plan("ci", Overrides{})
+		require.NoError(t, err)
+		assert.GreaterOrEqual(t, p.Reps, 4, "%s: Mann-Whitney needs 4 repetitions a side for alpha 0.05", e.Name)
+	}
+	assert.Equal(t, []string{"latency", "throughput", "resources"}, names, "the headline metrics: RTT, throughput, CPU")
+}
+
+func TestOverridesMustApply(t *testing.T) {
+	s := Builtin()
+	exps, err := s.Select([]string{"latency"})
+	require.NoError(t, err)
+	assert.EqualError(t, Overrides{Rates: []float64{1e6}}.checkOverrides(s, exps), "--rates does not apply to latency: it applies to bottleneck")
+	assert.NoError(t, Overrides{Duration: 1}.checkOverrides(s, exps))
+	exps, err = s.Select([]string{"latency", "bottleneck"})
+	require.NoError(t, err)
+	assert.NoError(t, Overrides{Rates: []float64{1e6}}.checkOverrides(s, exps), "applies to one of the chosen")
 }
 
 func profiles(params string) string {

@@ -16,7 +16,7 @@ import (
 type compareOptions struct {
 	baseDir, newDir  string
 	threshold, alpha float64
-	format           string
+	format, relative string
 	force            bool
 }
 
@@ -34,6 +34,12 @@ coefficient of variation. A change is a regression only when it is significant (
 its estimate is worse than --threshold in the metric's better-direction; with too few
 repetitions for --alpha to be reachable the row says "too few reps" and gives no verdict; rows
 too noisy or insensitive to gate on are flagged. Entries measured on one side only are listed.
+
+--relative-to DATAPLANE (e.g. direct) divides every other data plane's repetition by the
+reference data plane's same repetition and compares only these ratios: the runner interleaves
+data planes, so a machine that is busier during one run than during the other slows both sides
+of each ratio alike. The CI recipe (README) runs --profile ci --dataplane direct,ebpf and
+compares with --relative-to direct.
 
 Before comparing, compare checks the two runs' meta.json: it refuses runs that differ in profile,
 experiment parameters, topology or results schema (--force compares anyway and says so), and
@@ -56,6 +62,7 @@ sides, no experiment in common, runs the metadata guard refuses).`,
 	c.Flags().Float64Var(&o.threshold, "threshold", 5, "relative change of the median in percent that a significant difference must exceed to count")
 	c.Flags().Float64Var(&o.alpha, "alpha", 0.05, "significance level of the Mann-Whitney U test")
 	c.Flags().StringVar(&o.format, "format", "text", "output format: "+strings.Join(reports.CompareFormats, ", "))
+	c.Flags().StringVar(&o.relative, "relative-to", "", "compare every data plane's repetitions divided by this data plane's same repetitions (e.g. direct): cancels a machine that is slower in one run than in the other")
 	c.Flags().BoolVar(&o.force, "force", false, "compare runs that differ in profile, experiment parameters, topology or results schema; the output says so and what differed")
 	return c
 }
@@ -79,7 +86,7 @@ func runCompare(out io.Writer, o compareOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	cmp, err := reports.Compare(o.baseDir, o.newDir, reports.CompareOptions{Threshold: o.threshold / 100, Alpha: o.alpha, Force: o.force})
+	cmp, err := reports.Compare(o.baseDir, o.newDir, reports.CompareOptions{Threshold: o.threshold / 100, Alpha: o.alpha, Force: o.force, RelativeTo: o.relative})
 	if err != nil {
 		var ie *reports.InputError
 		if errors.As(err, &ie) {

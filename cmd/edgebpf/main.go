@@ -11,9 +11,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/edgebpf/edgebpf/reports"
 )
 
 // exitError carries an exit code other than 1.
@@ -59,7 +62,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
+	if strings.HasPrefix(err.Error(), "unknown command ") {
+		// cobra's own check of the root's arguments: a mistyped subcommand.
+		return 2
+	}
 	return 1
+}
+
+// usageArgs makes the argument checks of c and its subcommands usage errors (exit 2),
+// including an unknown subcommand of a command that only groups others.
+func usageArgs(c *cobra.Command) {
+	if c.HasParent() && c.HasSubCommands() && !c.Runnable() {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError("unknown command %q for %q (see `%s --help`)", args[0], cmd.CommandPath(), cmd.CommandPath())
+			}
+			return cmd.Help()
+		}
+	}
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			err := check(cmd, args)
+			var ee *exitError
+			if err == nil || errors.As(err, &ee) {
+				return err
+			}
+			return &exitError{code: 2, err: fmt.Errorf("%w (see `%s --help`)", err, cmd.CommandPath())}
+		}
+	}
+	for _, sub := range c.Commands() {
+		usageArgs(sub)
+	}
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
@@ -73,7 +106,9 @@ drives the experiments of the Riegel 2024 and Weinhold 2023 theses, and writes r
 CSV, summaries and metadata. It never changes the host's own network namespace.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       reports.Version,
 	}
+	root.SetVersionTemplate(versionText())
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -83,6 +118,7 @@ CSV, summaries and metadata. It never changes the host's own network namespace.`
 		newListCmd(), newCheckCmd(), newRunCmd(), newReportCmd(), newCompareCmd(), newNodeCmd(), newStatusCmd(), newExecCmd(), newCleanupCmd(),
 	)
 	root.AddCommand(newSpeedLimitCmd())
+	usageArgs(root)
 	return root
 }
 

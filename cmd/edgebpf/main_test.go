@@ -67,7 +67,7 @@ func TestUnwritableOutLeavesNothing(t *testing.T) {
 func TestListNamesEverything(t *testing.T) {
 	code, out, _ := edgebpf(context.Background(), "list")
 	require.Zero(t, code)
-	for _, w := range []string{"latency", "jitter", "throughput", "bottleneck", "resources", "direct", "smoke, quick, full"} {
+	for _, w := range []string{"latency", "jitter", "throughput", "bottleneck", "resources", "direct", "smoke, ci, quick, full"} {
 		assert.Contains(t, out, w)
 	}
 }
@@ -78,15 +78,15 @@ func TestSmokeRunWritesResults(t *testing.T) {
 	code, out, stderr := edgebpf(context.Background(), "run", "all", "--profile", "smoke", "--out", dir)
 	require.Zero(t, code, stderr)
 	assert.Contains(t, out, "status done")
-	assert.Contains(t, stderr, "[5/17] resources on direct", "progress is shown")
-	assert.Contains(t, stderr, "[17/17] speedlimit-load on ebpf", "configurations run as data planes")
+	assert.Contains(t, stderr, "[6/18] resources on direct", "progress is shown")
+	assert.Contains(t, stderr, "[18/18] speedlimit-load on ebpf", "configurations run as data planes")
 
 	meta, err := reports.ReadMeta(dir)
 	require.NoError(t, err)
 	assert.Equal(t, "done", meta.Status)
 	assert.Equal(t, "smoke", meta.Profile)
 	assert.NotEmpty(t, meta.Host.Kernel)
-	require.Len(t, meta.Experiments, 17)
+	require.Len(t, meta.Experiments, 18)
 	for _, e := range meta.Experiments {
 		assert.Equal(t, "done", e.Status, e.Name)
 		_, err := os.Stat(reports.RawPath(dir, e.Name, e.DataPlane))

@@ -23,7 +23,7 @@ type runOptions struct {
 	dataplanes, profile, out, duration, rates, scenario string
 	reps, mtu                                           int
 	cpus                                                [3]string // per cpupin.Roles
-	warmup, warmupSet, bpfStats                         bool
+	warmup, warmupSet, bpfStats, repsSet                bool
 	dryRun                                              bool
 }
 
@@ -54,12 +54,13 @@ compare.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			o.experiments = args
 			o.warmupSet = c.Flags().Changed("warmup")
+			o.repsSet = c.Flags().Changed("reps")
 			return runRun(c.Context(), c.OutOrStdout(), c.ErrOrStderr(), o)
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&o.dataplanes, "dataplane", "direct", "comma-separated data planes, or all")
-	f.StringVar(&o.profile, "profile", "quick", "smoke (seconds), quick (minutes) or full (the theses' parameters)")
+	f.StringVar(&o.profile, "profile", "quick", "smoke (seconds), ci (the headline metrics for a regression gate, about 2 min), quick (minutes) or full (the theses' parameters)")
 	f.StringVar(&o.out, "out", "", "results directory (default results/<time>-<profile>)")
 	f.IntVar(&o.reps, "reps", 0, "repetitions per experiment (default: the profile's)")
 	f.StringVar(&o.duration, "duration", "", "main duration of each experiment, e.g. 10s (default: the profile's)")
@@ -107,8 +108,8 @@ func (o runOptions) validate() (scenarios.RunOptions, error) {
 	if err := scenarios.CheckProfile(o.profile); err != nil {
 		return r, usageError("%w", err)
 	}
-	if o.reps < 0 {
-		return r, usageError("--reps %d must be positive", o.reps)
+	if o.reps < 0 || o.repsSet && o.reps == 0 {
+		return r, usageError("--reps %d must be positive: give at least 1, or leave it out for the profile's", o.reps)
 	}
 	r.Overrides.Reps = o.reps
 	r.Overrides.BPFStats = o.bpfStats
@@ -126,6 +127,11 @@ func (o runOptions) validate() (scenarios.RunOptions, error) {
 		if r.Suite, err = readSuite(o.scenario); err != nil {
 			return r, err
 		}
+	}
+	// Experiments, profiles, flags that apply to none of them, the MTU: every mistake
+	// scenarios.Run would find is found here, before anything is created.
+	if err := r.Check(); err != nil {
+		return r, usageError("%w", err)
 	}
 	return r, nil
 }
