@@ -15,19 +15,26 @@ package bench
 // Note: the busy share of /proc/stat alone was the first design; on a machine shared with
 // compilers and other benchmarks it measured their load, not the data plane's, and at a few
 // thousand packets per second a 10 ms tick is several microseconds per packet.
+//
+// Both are taken net of their idle rate, read over the pause before the rate: at 1 Mbit/s
+// the process's own background (the Go runtime, the data planes' idle loops, every node of
+// the run) is worth hundreds of microseconds per packet and would hide the packets' cost.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // pathCPU is a reading of the CPU clocks that carry a stream's work.
 type pathCPU struct {
+	at      int64         // CLOCK_MONOTONIC ns of the reading
 	procs   map[int]int64 // pid -> CPU ns: this process, its children, ksoftirqd
 	machine cpuTimes      // /proc/stat's aggregate line, clock ticks
 }
@@ -59,7 +66,7 @@ func pathProcesses() ([]int, error) {
 
 // readPathCPU reads the CPU clocks of pids and the machine's /proc/stat.
 func readPathCPU(pids []int) (pathCPU, error) {
-	r := pathCPU{procs: make(map[int]int64, len(pids))}
+	r := pathCPU{at: udpNow(), procs: make(map[int]int64, len(pids))}
 	for _, pid := range pids {
 		if ns, ok := processCPU(pid); ok {
 			r.procs[pid] = ns
@@ -121,6 +128,30 @@ func machineNs(a, b pathCPU, clkTck float64) float64 {
 		return 0
 	}
 	return float64(busy(b.machine)-busy(a.machine)) * 1e9 / clkTck
+}
+
+// idleCost is the CPU time the path's processes and the machine spend per ns of wall time
+// without traffic, read over the pause before a rate.
+type idleCost struct {
+	path, machine float64
+}
+
+// measureIdle reads the CPU clocks around wait (the pause before a rate) and returns their
+// rates. A wait cut short by ctx returns ctx.Err().
+func measureIdle(ctx context.Context, pids []int, wait time.Duration) (idleCost, error) {
+	a, err := readPathCPU(pids)
+	if err != nil {
+		return idleCost{}, err
+	}
+	if err := udpPause(ctx, wait); err != nil {
+		return idleCost{}, err
+	}
+	b, err := readPathCPU(pids)
+	if err != nil || b.at <= a.at {
+		return idleCost{}, err
+	}
+	wall := float64(b.at - a.at)
+	return idleCost{path: float64(pathNs(a, b)) / wall, machine: machineNs(a, b, clockTicks()) / wall}, nil
 }
 
 // udpRcvbufErrors reads the UDP RcvbufErrors counter of the calling thread's network

@@ -48,7 +48,8 @@ const (
 type sweepSenderConfig struct {
 	threads int
 	gso     bool
-	pids    []int // processes whose CPU time counts (pathProcesses); nil: this one
+	pids    []int    // processes whose CPU time counts (pathProcesses); nil: this one
+	idle    idleCost // subtracted from the stream's CPU time
 }
 
 // sweepSendInfo is what a sweep sender did besides the counts in udpStreamResult.
@@ -339,8 +340,8 @@ func (s *sweepSender) send(t *txSocket, first, n uint64) error {
 // sweepStream is what one rate of the sweep measured beyond udpStreamResult.
 type sweepStream struct {
 	send        sweepSendInfo
-	pathNs      int64   // CPU ns of this process, its children and ksoftirqd (see pathcost.go)
-	machineNs   float64 // busy CPU ns of the whole machine from /proc/stat
+	pathNs      float64 // CPU ns of this process, its children and ksoftirqd net of idle (see pathcost.go)
+	machineNs   float64 // busy CPU ns of the whole machine from /proc/stat net of idle
 	rcvbufDrops uint64  // datagrams the server namespace's UDP sockets dropped for a full buffer
 	costErr     error   // why pathNs, machineNs or rcvbufDrops could not be read
 }
@@ -395,7 +396,9 @@ func runSweepStream(ctx context.Context, ep Endpoints, cfg udpStreamConfig, sc s
 	cpu1, errC := readPathCPU(sc.pids)
 	errD := ep.Server.Do(func() (err error) { drops1, err = udpRcvbufErrors(); return err })
 	st.send = tx.info()
-	st.pathNs, st.machineNs = pathNs(cpu0, cpu1), machineNs(cpu0, cpu1, clockTicks())
+	wall := float64(cpu1.at - cpu0.at)
+	st.pathNs = float64(pathNs(cpu0, cpu1)) - sc.idle.path*wall
+	st.machineNs = machineNs(cpu0, cpu1, clockTicks()) - sc.idle.machine*wall
 	st.rcvbufDrops = drops1 - min(drops0, drops1)
 	st.costErr = errors.Join(errA, errB, errC, errD)
 

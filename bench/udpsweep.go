@@ -27,7 +27,8 @@ type UDPSweepConfig struct {
 	// PerRate is how long each rate is sent. Default 5s (the thesis used 60 s).
 	PerRate Duration `json:"per_rate"`
 	// Pause is the idle time between two rates, so queues of one rate drain before the
-	// next. Default 500ms.
+	// next; the CPU time spent in it is the idle rate cpu_ns_per_pkt leaves out (before the
+	// first rate a pause of at most 50ms measures it). Default 500ms.
 	Pause Duration `json:"pause,omitempty"`
 	// MaxOWDSamples bounds the OWD samples kept per rate. Default 20000. A rate expected to
 	// send N packets keeps the OWD of every k-th packet by sequence number, k = ceil(N /
@@ -162,11 +163,20 @@ func UDPSweep(ctx context.Context, ep Endpoints, cfg UDPSweepConfig) ([]stats.Sa
 	origin := udpNow()
 	var samples []stats.Sample
 	for i, rate := range cfg.Rates {
-		if i > 0 {
-			if err := udpPause(ctx, time.Duration(cfg.Pause)); err != nil {
-				return samples, err
-			}
+		// The pause lets the previous rate's queues drain and measures the idle CPU time
+		// that cpu_ns_per_pkt leaves out; before the first rate a short one does.
+		wait := time.Duration(cfg.Pause)
+		if i == 0 {
+			wait = min(wait, firstIdleWindow)
 		}
+		idle, err := measureIdle(ctx, pids, wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return samples, ctx.Err()
+			}
+			return samples, fmt.Errorf("udp sweep: read the idle CPU time: %w", err)
+		}
+		sender.idle = idle
 		sc := udpStreamConfig{
 			port:     cfg.Port,
 			rate:     float64(rate),
@@ -202,6 +212,9 @@ func UDPSweep(ctx context.Context, ep Endpoints, cfg UDPSweepConfig) ([]stats.Sa
 	}
 	return samples, nil
 }
+
+// firstIdleWindow bounds the idle reading before the sweep's first rate, which has no pause.
+const firstIdleWindow = 50 * time.Millisecond
 
 // Thresholds of stats.LimitedBy: a sender below limitSendShare of the target rate limited
 // it; losing limitLossShare of the datagrams sent at the socket or on the way limited it.
@@ -240,7 +253,7 @@ func sweepRateSamples(t float64, x string, rate float64, res *udpStreamResult, s
 	}
 	if res.received > 0 {
 		out = append(out,
-			at(stats.CPUNsPerPkt, float64(st.pathNs)/float64(res.received)),
+			at(stats.CPUNsPerPkt, st.pathNs/float64(res.received)),
 			at(qualified(stats.CPUNsPerPkt, "machine"), st.machineNs/float64(res.received)))
 	}
 	return out

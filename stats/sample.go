@@ -95,7 +95,7 @@ var Catalogue = []Definition{
 	{CPUSoftirq, "CPU time in softirq (the kernel's packet processing), percent of one core", Mean},
 	{CPUProcess, "CPU time of one process, percent of one core", Mean},
 	{RAM, "resident memory", Median},
-	{CPUNsPerPkt, "CPU time per datagram delivered at one bottleneck rate: the run time of edgebpf, its child processes and the kernel's ksoftirqd threads over the rate, divided by the datagrams received; :machine is the whole machine's busy time from /proc/stat instead (other load included)", Mean},
+	{CPUNsPerPkt, "CPU time per datagram delivered at one bottleneck rate: the run time of edgebpf, its child processes and the kernel's ksoftirqd threads over the rate net of their idle rate (read over the pause before it), divided by the datagrams received; :machine is the whole machine's busy time from /proc/stat instead (other load included)", Mean},
 	{LimitedBy, "100 where a side limited a bottleneck rate, else 0: :sender (achieved send rate below 95 % of the target), :receiver (the receiving socket dropped at least 1 % of the datagrams sent for a full buffer), :dataplane (at least 1 % of the datagrams sent lost on the way, not at the socket)", Mean},
 	{GSOSegments, "datagrams per send buffer of the bottleneck sender: up to 64 with UDP GSO, 1 without (turned off, or refused by the kernel)", Mean},
 	{SenderThreads, "sending threads of the bottleneck sender, each with its own socket", Mean},
