@@ -255,7 +255,9 @@ func (s *sweepSender) thread(t *txSocket, stop <-chan struct{}, start int64, sta
 		}
 		if c >= due {
 			wake := start + int64(math.Ceil(float64(c)*nsPerPacket))
-			sleepUntil(max(wake, now+udpMinSleep.Nanoseconds()), now, end)
+			// Each thread sleeps at least udpMinSleep per thread, so that together they
+			// wake no more often than one sender would: a wake-up costs more than a packet.
+			sleepUntil(max(wake, now+int64(len(s.socks))*udpMinSleep.Nanoseconds()), now, end)
 			continue
 		}
 		n := min(due-c, t.capacity(s.segs))
