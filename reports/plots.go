@@ -744,10 +744,14 @@ func bottleneckRates(ds *Dataset) []figureSpec {
 }
 
 func bottleneckCPUPerPacket(ds *Dataset) []figureSpec {
-	return []figureSpec{rateCurves(ds, "bottleneck-cpu-per-packet", "Bottleneck: CPU time per packet vs target rate", "ours",
+	s := rateCurves(ds, "bottleneck-cpu-per-packet", "Bottleneck: CPU time per packet vs target rate", "ours",
 		"cpu_ns_per_pkt", "CPU time per packet", "ns",
 		"CPU time of edgebpf, its child processes and the kernel's ksoftirqd threads at each target rate, net of their idle rate in the pause before, divided by the datagrams delivered (median over repetitions). "+
-			"The meter's own sender and receiver cost the same on every data plane, so at one rate the differences are the data planes'; it stays comparable where the sender cannot reach the target.")}
+			"The meter's own sender and receiver cost the same on every data plane, so at one rate the differences are the data planes'; it stays comparable where the sender cannot reach the target.")
+	if s.p != nil {
+		s.p.Legend.Left = false // the fixed cost per second makes low rates the highest
+	}
+	return []figureSpec{s}
 }
 
 // --- CPU and RAM -----------------------------------------------------------------------
