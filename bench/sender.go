@@ -26,7 +26,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -271,14 +270,12 @@ func (s *sweepSender) thread(t *txSocket, stop <-chan struct{}, start int64, sta
 	}
 }
 
-// sleepUntil sleeps until wake (CLOCK_MONOTONIC ns), at most until end or udpMaxSleep.
+// sleepUntil sleeps until wake (CLOCK_MONOTONIC ns), at most until end or udpMaxSleep. The
+// thread is locked to its goroutine, so it sleeps in clock_nanosleep whatever the length:
+// time.Sleep would wake the goroutine through the scheduler, which then has to hand it back
+// to its own thread, later still on a busy machine.
 func sleepUntil(wake, now, end int64) {
-	wake = min(wake, end, now+udpMaxSleep.Nanoseconds())
-	if wake-now >= udpRuntimeSleep.Nanoseconds() {
-		time.Sleep(time.Duration(wake - now))
-	} else {
-		udpSleepUntil(wake)
-	}
+	udpSleepUntil(min(wake, end, now+udpMaxSleep.Nanoseconds()))
 }
 
 // raiseTo raises a to v unless it is higher already.

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"math"
 	"runtime"
 	"testing"
 	"time"
@@ -47,7 +48,8 @@ func TestUDPSweepLoopback(t *testing.T) {
 			require.Len(t, rateSamples[m], 1, "%s at %s", m, x)
 		}
 		assert.Equal(t, float64(runtime.NumCPU()), rateSamples["sender_threads"][0].Value, "one thread per CPU by default")
-		assert.Positive(t, rateSamples["cpu_ns_per_pkt"][0].Value)
+		// Net of the idle rate, so noise may take it below zero at low rates: only finite.
+		assert.False(t, math.IsNaN(rateSamples["cpu_ns_per_pkt"][0].Value) || math.IsInf(rateSamples["cpu_ns_per_pkt"][0].Value, 0))
 		// A sanity band, not a performance threshold: these rates are far below loopback's.
 		send := rateSamples["send_rate"][0].Value
 		assert.InEpsilon(t, rate, send, 0.2, "send rate at %s", x)
