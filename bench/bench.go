@@ -21,8 +21,10 @@
 //	speedlimit-load       speedlimit-load                         speedlimit_load.go       SpeedLimitLoad
 //
 // Each entry point X takes an XConfig (ConnectRTT a ConnectConfig). Shared machinery:
-// udpstream.go (the paced UDP sender and receiver of udp-jitter and udp-sweep), mmsg.go
-// (recvmmsg and sendmmsg on blocking sockets), sysmon.go
+// udpstream.go (the paced UDP sender and receiver of udp-jitter, whose receiver udp-sweep
+// shares), mmsg.go (recvmmsg and sendmmsg on blocking sockets), sender.go (udp-sweep's
+// sender: one thread per CPU, sendmmsg, UDP GSO), pathcost.go (udp-sweep's CPU time per packet
+// and socket drops), sysmon.go
 // (CPU and RAM sampling for resources), speedlimit.go (the speed-limit client loop),
 // speedlimit_summary.go (SummarizeSpeedLimit), sockopt.go and units.go (Duration, Rate).
 package bench

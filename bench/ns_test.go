@@ -99,6 +99,16 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 			}
 		}
 		assert.Equal(t, map[string]bool{"1000000": true, "20000000": true}, xs)
+		for _, x := range s {
+			switch x.Metric.Name {
+			case "gso_segments":
+				assert.Equal(t, 46.0, x.Value, "the kernel takes UDP GSO of 1400-byte datagrams across veths and the bridge")
+			case "limited_by:receiver", "limited_by:dataplane":
+				if x.X == "1000000" {
+					assert.Zero(t, x.Value, "%s: no loss at 1 Mbit/s", x.Metric.Name)
+				}
+			}
+		}
 	})
 
 	t.Run("resources", func(t *testing.T) {

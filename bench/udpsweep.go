@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strconv"
 	"time"
 
+	"github.com/edgebpf/edgebpf/internal/cpupin"
 	"github.com/edgebpf/edgebpf/stats"
 )
 
@@ -25,13 +27,22 @@ type UDPSweepConfig struct {
 	// PerRate is how long each rate is sent. Default 5s (the thesis used 60 s).
 	PerRate Duration `json:"per_rate"`
 	// Pause is the idle time between two rates, so queues of one rate drain before the
-	// next. Default 500ms.
+	// next; the CPU time spent in it is the idle rate cpu_ns_per_pkt leaves out (before the
+	// first rate a pause of at most 50ms measures it). Default 500ms.
 	Pause Duration `json:"pause,omitempty"`
 	// MaxOWDSamples bounds the OWD samples kept per rate. Default 20000. A rate expected to
 	// send N packets keeps the OWD of every k-th packet by sequence number, k = ceil(N /
 	// MaxOWDSamples), so every packet up to 20000 packets per rate, every second one at
 	// 20001 to 40000, and so on.
 	MaxOWDSamples int `json:"max_owd_samples,omitempty"`
+	// Threads is how many threads send, each locked to its OS thread with a socket of its
+	// own, sharing one schedule. Default 0: one per CPU the client may run on (the CPUs of
+	// --cpu-client if it is pinned, else every CPU of the process).
+	Threads int `json:"threads,omitempty"`
+	// NoGSO sends one datagram per sendmmsg message instead of UDP GSO buffers. With GSO
+	// (the default where the kernel takes it) veths, the bridge, TC programs and nftables
+	// see one packet per buffer of up to 64 datagrams; see gso_segments.
+	NoGSO bool `json:"no_gso,omitempty"`
 	// Grace is how long the receiver waits for late packets after the last send of a rate
 	// before counting the missing ones as lost. Default 200ms.
 	Grace time.Duration `json:"-"`
@@ -83,6 +94,9 @@ func (c UDPSweepConfig) Validate() error {
 	if c.Pause < 0 {
 		errs = append(errs, fmt.Errorf("%s: pause %v is negative: give the idle time between rates, or 0 for the default 500ms", meter, c.Pause))
 	}
+	if c.Threads < 0 || c.Threads > maxSenderThreads {
+		errs = append(errs, fmt.Errorf("%s: threads %d is not between 0 and %d: give the number of sending threads, or 0 for one per CPU", meter, c.Threads, maxSenderThreads))
+	}
 	if c.MaxOWDSamples < 0 {
 		errs = append(errs, fmt.Errorf("%s: max OWD samples %d is negative: give how many delays to keep per rate, or 0 for the default 20000", meter, c.MaxOWDSamples))
 	}
@@ -122,7 +136,13 @@ func (c UDPSweepConfig) Validate() error {
 // Grace after the last send; one stats.SendRate sample: the payload bit/s the sender
 // achieved, which falls short of the target when the sender cannot keep up; and one
 // stats.Throughput sample: the distinct payload bits received over the time from the rate's
-// start to the last arrival. T is seconds since UDPSweep started.
+// start to the last arrival. Then, per rate, the sender's and the path's figures (stats
+// catalogue): stats.CPUNsPerPkt (and its :machine variant), stats.LimitedBy per side
+// (:sender, :receiver, :dataplane), stats.GSOSegments and stats.SenderThreads. T is seconds
+// since UDPSweep started.
+//
+// The sender is cfg.Threads OS threads with a socket each, sending with sendmmsg and UDP GSO
+// where the kernel takes it (sender.go); the receiver is UDPJitter's.
 //
 // When ctx ends it returns within about 100 ms with the samples of the finished rates, the
 // OWD samples of the interrupted one, and ctx.Err().
@@ -131,14 +151,32 @@ func UDPSweep(ctx context.Context, ep Endpoints, cfg UDPSweepConfig) ([]stats.Sa
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	sender := sweepSenderConfig{threads: cfg.Threads, gso: !cfg.NoGSO}
+	if sender.threads == 0 {
+		sender.threads = clientCPUs(ctx)
+	}
+	pids, err := pathProcesses()
+	if err != nil {
+		return nil, fmt.Errorf("udp sweep: find the processes whose CPU time counts: %w", err)
+	}
+	sender.pids = pids
 	origin := udpNow()
 	var samples []stats.Sample
 	for i, rate := range cfg.Rates {
-		if i > 0 {
-			if err := udpPause(ctx, time.Duration(cfg.Pause)); err != nil {
-				return samples, err
-			}
+		// The pause lets the previous rate's queues drain and measures the idle CPU time
+		// that cpu_ns_per_pkt leaves out; before the first rate a short one does.
+		wait := time.Duration(cfg.Pause)
+		if i == 0 {
+			wait = min(wait, firstIdleWindow)
 		}
+		idle, err := measureIdle(ctx, pids, wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return samples, ctx.Err()
+			}
+			return samples, fmt.Errorf("udp sweep: read the idle CPU time: %w", err)
+		}
+		sender.idle = idle
 		sc := udpStreamConfig{
 			port:     cfg.Port,
 			rate:     float64(rate),
@@ -148,7 +186,7 @@ func UDPSweep(ctx context.Context, ep Endpoints, cfg UDPSweepConfig) ([]stats.Sa
 		}
 		sc.owdEvery = max(1, uint64(math.Ceil(float64(sc.packets())/float64(cfg.MaxOWDSamples))))
 		x := strconv.FormatFloat(float64(rate), 'f', -1, 64)
-		res, err := runUDPStream(ctx, ep, sc)
+		res, st, err := runSweepStream(ctx, ep, sc, sender)
 		if res != nil {
 			for _, o := range res.owd {
 				samples = append(samples, stats.Sample{
@@ -167,14 +205,67 @@ func UDPSweep(ctx context.Context, ep Endpoints, cfg UDPSweepConfig) ([]stats.Sa
 			}
 			return samples, fmt.Errorf("udp sweep at %s bit/s: %w", x, err)
 		}
-		t := udpSince(origin, udpNow())
-		samples = append(samples,
-			stats.Sample{T: t, X: x, XUnit: "bit/s", Metric: stats.Loss, Value: res.lossPercent()},
-			stats.Sample{T: t, X: x, XUnit: "bit/s", Metric: stats.SendRate, Value: res.sendRate()},
-			stats.Sample{T: t, X: x, XUnit: "bit/s", Metric: stats.Throughput, Value: res.throughput()},
-		)
+		if st.costErr != nil {
+			return samples, fmt.Errorf("udp sweep at %s bit/s: read CPU time and socket drops: %w", x, st.costErr)
+		}
+		samples = append(samples, sweepRateSamples(udpSince(origin, udpNow()), x, float64(rate), res, st)...)
 	}
 	return samples, nil
+}
+
+// firstIdleWindow bounds the idle reading before the sweep's first rate, which has no pause.
+const firstIdleWindow = 50 * time.Millisecond
+
+// Thresholds of stats.LimitedBy: a sender below limitSendShare of the target rate limited
+// it; losing limitLossShare of the datagrams sent at the socket or on the way limited it.
+const (
+	limitSendShare = 0.95
+	limitLossShare = 0.01
+)
+
+// sweepRateSamples returns the samples of one finished rate but its one-way delays.
+func sweepRateSamples(t float64, x string, rate float64, res *udpStreamResult, st *sweepStream) []stats.Sample {
+	at := func(m stats.Metric, v float64) stats.Sample {
+		return stats.Sample{T: t, X: x, XUnit: "bit/s", Metric: m, Value: v}
+	}
+	qualified := func(m stats.Metric, q string) stats.Metric {
+		m.Name += ":" + q
+		return m
+	}
+	indicator := func(b bool) float64 {
+		if b {
+			return 100
+		}
+		return 0
+	}
+	sent := float64(res.sent)
+	lost := max(sent-float64(res.received), 0)
+	atSocket := min(float64(st.rcvbufDrops), lost)
+	out := []stats.Sample{
+		at(stats.Loss, res.lossPercent()),
+		at(stats.SendRate, res.sendRate()),
+		at(stats.Throughput, res.throughput()),
+		at(qualified(stats.LimitedBy, "sender"), indicator(res.sendRate() < limitSendShare*rate)),
+		at(qualified(stats.LimitedBy, "receiver"), indicator(atSocket >= limitLossShare*sent)),
+		at(qualified(stats.LimitedBy, "dataplane"), indicator(lost-atSocket >= limitLossShare*sent)),
+		at(stats.GSOSegments, float64(st.send.gsoSegments)),
+		at(stats.SenderThreads, float64(st.send.threads)),
+	}
+	if res.received > 0 {
+		out = append(out,
+			at(stats.CPUNsPerPkt, st.pathNs/float64(res.received)),
+			at(qualified(stats.CPUNsPerPkt, "machine"), st.machineNs/float64(res.received)))
+	}
+	return out
+}
+
+// clientCPUs returns how many CPUs the client role may run on: those of its pinning in
+// ctx, else those of this process's affinity mask.
+func clientCPUs(ctx context.Context) int {
+	if s := cpupin.FromContext(ctx)[cpupin.Client]; !s.Empty() {
+		return len(s.CPUs())
+	}
+	return max(runtime.NumCPU(), 1)
 }
 
 // udpPause waits for d or until ctx ends, and then returns ctx.Err().

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"math"
 	"runtime"
 	"testing"
 	"time"
@@ -43,6 +44,12 @@ func TestUDPSweepLoopback(t *testing.T) {
 		require.Len(t, rateSamples["loss"], 1, x)
 		require.Len(t, rateSamples["send_rate"], 1, x)
 		require.Len(t, rateSamples["throughput"], 1, x)
+		for _, m := range []string{"limited_by:sender", "limited_by:receiver", "limited_by:dataplane", "gso_segments", "sender_threads", "cpu_ns_per_pkt", "cpu_ns_per_pkt:machine"} {
+			require.Len(t, rateSamples[m], 1, "%s at %s", m, x)
+		}
+		assert.Equal(t, float64(runtime.NumCPU()), rateSamples["sender_threads"][0].Value, "one thread per CPU by default")
+		// Net of the idle rate, so noise may take it below zero at low rates: only finite.
+		assert.False(t, math.IsNaN(rateSamples["cpu_ns_per_pkt"][0].Value) || math.IsInf(rateSamples["cpu_ns_per_pkt"][0].Value, 0))
 		// A sanity band, not a performance threshold: these rates are far below loopback's.
 		send := rateSamples["send_rate"][0].Value
 		assert.InEpsilon(t, rate, send, 0.2, "send rate at %s", x)
@@ -113,6 +120,7 @@ func TestUDPSweepValidate(t *testing.T) {
 		{"negative pause", UDPSweepConfig{Pause: -1}, []string{"pause -1ns is negative"}},
 		{"negative max owd", UDPSweepConfig{MaxOWDSamples: -1}, []string{"max OWD samples -1 is negative"}},
 		{"small size", UDPSweepConfig{Size: 15}, []string{"size 15 bytes cannot hold"}},
+		{"negative threads", UDPSweepConfig{Threads: -1}, []string{"threads -1 is not between 0 and 256"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()

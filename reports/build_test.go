@@ -26,7 +26,7 @@ var fullFixture = flag.String("full-fixture", "", "write a full-sized fixture re
 // allFigures are the figures a run of every experiment on every data plane has.
 var allFigures = []string{
 	"latency-cdf", "jitter-box", "jitter-cdf", "throughput-box", "throughput-time",
-	"bottleneck-owd", "bottleneck-loss", "bottleneck-rates",
+	"bottleneck-owd", "bottleneck-loss", "bottleneck-rates", "bottleneck-cpu-per-packet",
 	"cpu-direct", "cpu-userspace", "cpu-ebpf", "cpu-nftables", "cpu-ewma", "ram", "cpu-per-gbit", "bpf-cost",
 	"speedlimit-curve", "speedlimit-response-box", "speedlimit-clients", "speedlimit-droppoint", "speedlimit-scaling",
 	"speedlimit-load-time", "speedlimit-load-rate",

@@ -53,7 +53,7 @@ func skipped(name, title, source, reason string) figureSpec {
 // figureBuilders lists every figure of the report in the order the page shows them.
 var figureBuilders = []func(*Dataset) []figureSpec{
 	latencyCDF, jitterBox, jitterCDF, throughputBox, throughputTime,
-	bottleneckOWD, bottleneckLoss, bottleneckRates,
+	bottleneckOWD, bottleneckLoss, bottleneckRates, bottleneckCPUPerPacket,
 	cpuPerDataPlane, cpuCompare, ramTime, cpuPerGbit, bpfCost,
 	speedlimitCurve, speedlimitResponseBox, speedlimitClients, speedlimitDropPoint, speedlimitScaling, speedlimitLoad,
 	scaleFigures,
@@ -788,6 +788,17 @@ func bottleneckRates(ds *Dataset) []figureSpec {
 	}
 	return []figureSpec{{name: name, title: title, source: source, p: p,
 		caption: "The rate the sender achieved (solid) and the distinct payload rate received (dashed) at each target rate, against the target (grey). Where the sender falls short of the target, the sender, not the data plane, is the limit."}}
+}
+
+func bottleneckCPUPerPacket(ds *Dataset) []figureSpec {
+	s := rateCurves(ds, "bottleneck-cpu-per-packet", "Bottleneck: CPU time per packet vs target rate", "ours",
+		"cpu_ns_per_pkt", "CPU time per packet", "ns",
+		"CPU time of edgebpf, its child processes and the kernel's ksoftirqd threads at each target rate, net of their idle rate in the pause before, divided by the datagrams delivered (median over repetitions). "+
+			"The meter's own sender and receiver cost the same on every data plane, so at one rate the differences are the data planes'; it stays comparable where the sender cannot reach the target.")
+	if s.p != nil {
+		s.p.Legend.Left = false // the fixed cost per second makes low rates the highest
+	}
+	return []figureSpec{s}
 }
 
 // --- CPU and RAM -----------------------------------------------------------------------

@@ -37,6 +37,12 @@ var (
 	CPUProcess = Metric{Name: "cpu_process", Unit: "percent", Better: Lower}
 	RAM        = Metric{Name: "ram", Unit: "bytes", Better: Lower}
 
+	// The bottleneck sweep's cost and limit metrics (bench.UDPSweep).
+	CPUNsPerPkt   = Metric{Name: "cpu_ns_per_pkt", Unit: "ns", Better: Lower}
+	LimitedBy     = Metric{Name: "limited_by", Unit: "percent", Better: Lower}
+	GSOSegments   = Metric{Name: "gso_segments", Unit: "count", Better: Higher}
+	SenderThreads = Metric{Name: "sender_threads", Unit: "count", Better: Higher}
+
 	// The speed-limit experiments' metrics (bench.SpeedLimit*).
 	ResponseTime    = Metric{Name: "response_time", Unit: "s", Better: Lower}
 	ClientMedian    = Metric{Name: "client_median", Unit: "s", Better: Lower}
@@ -99,6 +105,10 @@ var Catalogue = []Definition{
 	{CPUSoftirq, "CPU time in softirq (the kernel's packet processing), percent of one core", Mean},
 	{CPUProcess, "CPU time of one process, percent of one core", Mean},
 	{RAM, "resident memory", Median},
+	{CPUNsPerPkt, "CPU time per datagram delivered at one bottleneck rate: the run time of edgebpf, its child processes and the kernel's ksoftirqd threads over the rate net of their idle rate (read over the pause before it), divided by the datagrams received; :machine is the whole machine's busy time from /proc/stat instead (other load included)", Mean},
+	{LimitedBy, "100 where a side limited a bottleneck rate, else 0: :sender (achieved send rate below 95 % of the target), :receiver (the receiving socket dropped at least 1 % of the datagrams sent for a full buffer), :dataplane (at least 1 % of the datagrams sent lost on the way, not at the socket)", Mean},
+	{GSOSegments, "datagrams per send buffer of the bottleneck sender: up to 64 with UDP GSO, 1 without (turned off, or refused by the kernel)", Mean},
+	{SenderThreads, "sending threads of the bottleneck sender, each with its own socket", Mean},
 	{ResponseTime, "wall-clock time from a speed-limit request to its reply", Median},
 	{ClientMedian, "median response time of one speed-limit client", Median},
 	{ClientStddev, "standard deviation of one speed-limit client's response times", Median},
