@@ -36,6 +36,10 @@ var (
 	CPUSoftirq = Metric{Name: "cpu_softirq", Unit: "percent", Better: Lower}
 	CPUProcess = Metric{Name: "cpu_process", Unit: "percent", Better: Lower}
 	RAM        = Metric{Name: "ram", Unit: "bytes", Better: Lower}
+	// Lifecycle is the time one deploy or undeploy of an experiment's services took; its
+	// sample's X says which ("deploy", "undeploy") and its T when it began, the moment the
+	// resources figures mark.
+	Lifecycle = Metric{Name: "lifecycle", Unit: "s", Better: Lower}
 
 	// The speed-limit experiments' metrics (bench.SpeedLimit*).
 	ResponseTime    = Metric{Name: "response_time", Unit: "s", Better: Lower}
@@ -99,6 +103,7 @@ var Catalogue = []Definition{
 	{CPUSoftirq, "CPU time in softirq (the kernel's packet processing), percent of one core", Mean},
 	{CPUProcess, "CPU time of one process, percent of one core", Mean},
 	{RAM, "resident memory", Median},
+	{Lifecycle, "time a deploy (x deploy) or undeploy (x undeploy) of the experiment's client and server services took; t is the moment it began", Median},
 	{ResponseTime, "wall-clock time from a speed-limit request to its reply", Median},
 	{ClientMedian, "median response time of one speed-limit client", Median},
 	{ClientStddev, "standard deviation of one speed-limit client's response times", Median},
