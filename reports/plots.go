@@ -820,6 +820,10 @@ func cpuPerDataPlane(ds *Dataset) []figureSpec {
 		spans := phases(ds, []string{dp})
 		shadePhases(p, spans, 0, ymax)
 		thesisLoadCPU(ds, p, spans, dp)
+		caption := "System-wide CPU busy share every interval of every repetition (grey) and the EWMA (α = 0.2) of the median over repetitions at each interval; the Idle, Load (100 Mbit/s TCP) and Cleanup phases are shaded." + thesisCPUNote
+		if markLifecycle(ds, p, []string{dp}, 0, ymax) {
+			caption += lifecycleNote
+		}
 		sc, err := plotter.NewScatter(xyLine(ts.allT, ts.allV))
 		if err == nil {
 			sc.Color = color.Gray{0x90}
@@ -836,8 +840,7 @@ func cpuPerDataPlane(ds *Dataset) []figureSpec {
 				p.Legend.Add("EWMA α=0.2 of the median", l)
 			}
 		}
-		out = append(out, figureSpec{name: name, title: title, source: source, p: p,
-			caption: "System-wide CPU busy share every interval of every repetition (grey) and the EWMA (α = 0.2) of the median over repetitions at each interval; the Idle, Load (100 Mbit/s TCP) and Cleanup phases are shaded." + thesisCPUNote})
+		out = append(out, figureSpec{name: name, title: title, source: source, p: p, caption: caption})
 	}
 	if len(out) == 0 {
 		return []figureSpec{skipped("cpu-<dataplane>", "CPU usage over time", source, "no cpu samples of the resources experiment in this run")}
@@ -913,6 +916,9 @@ func overTime(ds *Dataset, name, title, source, metric, quantity, caption string
 	}
 	p.Y.Min, p.Y.Max = ymin, ymax
 	shadePhases(p, phases(ds, names), ymin, ymax)
+	if markLifecycle(ds, p, names, ymin, ymax) {
+		caption += lifecycleNote
+	}
 	for i, s := range series {
 		ys := s.v
 		if smooth {
