@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
@@ -84,7 +85,7 @@ func markLifecycle(ds *Dataset, p *plot.Plot, dps []string, ymin, ymax float64) 
 	if lb, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: texts}); err == nil {
 		lb.Offset = vg.Point{X: vg.Points(3)}
 		for i := range lb.TextStyle {
-			lb.TextStyle[i].Font.Size = vg.Points(8)
+			lb.TextStyle[i].Font = font.From(sansFont, 8)
 			lb.TextStyle[i].Color = color.Gray{0x30}
 		}
 		p.Add(lb)
