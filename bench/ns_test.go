@@ -112,7 +112,7 @@ func TestMetersAcrossNamespaces(t *testing.T) {
 	})
 
 	t.Run("resources", func(t *testing.T) {
-		s, err := bench.Resources(ctx, ep, bench.ResourcesConfig{Idle: bench.Duration(300 * time.Millisecond), Load: bench.Duration(600 * time.Millisecond), Cleanup: bench.Duration(300 * time.Millisecond), Interval: bench.Duration(100 * time.Millisecond), LoadRate: 50e6})
+		s, err := bench.Resources(ctx, bench.Deployed(ep), bench.ResourcesConfig{Idle: bench.Duration(300 * time.Millisecond), Load: bench.Duration(600 * time.Millisecond), Cleanup: bench.Duration(300 * time.Millisecond), Interval: bench.Duration(100 * time.Millisecond), LoadRate: 50e6})
 		require.NoError(t, err)
 		phases := map[string]int{}
 		for _, x := range s {

@@ -107,21 +107,57 @@ func (c ResourcesConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
+// The lifecycle events of Resources, the X of its stats.Lifecycle samples (XUnit EventUnit).
+const (
+	EventDeploy   = "deploy"
+	EventUndeploy = "undeploy"
+	EventUnit     = "event"
+)
+
+// Lifecycle deploys the services a meter measures and removes them again. Resources calls
+// Deploy at the start of the Load phase and Undeploy at the start of Cleanup, as the Riegel
+// thesis deployed its two services (§4.5), so that what deploying costs the data plane is part
+// of the curves. bench does not know what a deploy does; scenarios adds the services and
+// their instances to a node.
+type Lifecycle interface {
+	// Deploy creates the services and returns where the load runs.
+	Deploy(ctx context.Context) (Endpoints, error)
+	// Undeploy removes what Deploy created. Resources calls it after every Deploy that
+	// returned, even one that failed or was cancelled, so it must undo a partial Deploy.
+	Undeploy() error
+}
+
+// Deployed is a Lifecycle whose services exist throughout: Deploy returns its endpoints and
+// Undeploy does nothing. Tests over loopback use it.
+type Deployed Endpoints
+
+// Deploy returns the endpoints.
+func (d Deployed) Deploy(context.Context) (Endpoints, error) { return Endpoints(d), nil }
+
+// Undeploy does nothing.
+func (Deployed) Undeploy() error { return nil }
+
 // Resources runs the CPU/RAM experiment of the Riegel thesis: it samples the machine with
-// Sysmon through three phases, PhaseIdle for cfg.Idle, PhaseLoad while a TCPThroughput paced to
-// cfg.LoadRate runs from ep.Client to ep.Target for cfg.Load, and PhaseCleanup for
-// cfg.Cleanup. The load generator and its receiver run in this process, so their CPU time is
-// part of the system-wide figures, as iperf3's was in the thesis. The user-space proxy runs in
-// a process of its own (ProxyProcess), so by default its CPU time and memory are sampled
-// apart from this process's.
+// Sysmon through three phases, PhaseIdle for cfg.Idle; PhaseLoad, which begins with
+// lc.Deploy and then runs a TCPThroughput paced to cfg.LoadRate from the deployed client to
+// its target for cfg.Load; and PhaseCleanup, which begins with lc.Undeploy and lasts cfg.Cleanup
+// in all. The load generator and its receiver run in this process, so their CPU time is part
+// of the system-wide figures, as iperf3's was in the thesis. The user-space proxy runs in a
+// process of its own (ProxyProcess), so by default its CPU time and memory are sampled apart
+// from this process's.
 //
-// Resources returns the Sysmon samples (X is the phase) and also the load's stats.Throughput
-// samples with X PhaseLoad, so a result shows whether the load ran at its rate; every T is
-// in seconds since Resources started. Samples are ordered by T. When ctx ends it stops within
-// about a second and returns the samples so far with ctx.Err().
-func Resources(ctx context.Context, ep Endpoints, cfg ResourcesConfig) ([]stats.Sample, error) {
-	if err := errors.Join(checkEndpoints(ep), cfg.Validate()); err != nil {
+// Resources returns the Sysmon samples (X is the phase), the load's stats.Throughput samples
+// with X PhaseLoad, so a result shows whether the load ran at its rate, and one
+// stats.Lifecycle sample per deploy and undeploy (X EventDeploy or EventUndeploy, XUnit
+// EventUnit, T the moment it began, the value how long it took); every T is in seconds since
+// Resources started. Samples are ordered by T. When ctx ends it undeploys, stops within about
+// a second and returns the samples so far with ctx.Err().
+func Resources(ctx context.Context, lc Lifecycle, cfg ResourcesConfig) ([]stats.Sample, error) {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if lc == nil {
+		return nil, errors.New("resources: no lifecycle: give the services to deploy, or bench.Deployed endpoints")
 	}
 	own := len(cfg.Processes) == 0
 	cfg = cfg.withDefaults()
@@ -129,40 +165,77 @@ func Resources(ctx context.Context, ep Endpoints, cfg ResourcesConfig) ([]stats.
 	if err != nil {
 		return nil, fmt.Errorf("resources: %w", err)
 	}
-	var load []stats.Sample
-	runErr := func() error {
-		mon.SetPhase(PhaseIdle)
-		if err := sleepCtx(ctx, time.Duration(cfg.Idle)); err != nil {
-			return err
-		}
-		mon.SetPhase(PhaseLoad)
-		offset := time.Since(mon.start).Seconds()
-		var err error
-		load, err = TCPThroughput(ctx, ep, TCPThroughputConfig{
-			Port:     cfg.Port,
-			Duration: cfg.Load,
-			Interval: cfg.Interval,
-			Rate:     cfg.LoadRate,
-		})
-		for i := range load {
-			load[i].T += offset
-			load[i].X, load[i].XUnit = PhaseLoad, PhaseUnit
-		}
-		if err != nil {
-			return err
-		}
-		mon.SetPhase(PhaseCleanup)
-		return sleepCtx(ctx, time.Duration(cfg.Cleanup))
-	}()
-	samples := append(mon.Stop(), load...)
+	r := &resourcesRun{mon: mon, cfg: cfg, lc: lc}
+	runErr := r.run(ctx)
+	samples := append(mon.Stop(), r.extra...)
 	slices.SortStableFunc(samples, func(a, b stats.Sample) int { return cmpFloat(a.T, b.T) })
 	switch {
 	case runErr != nil && ctx.Err() != nil && errors.Is(runErr, ctx.Err()):
 		return samples, ctx.Err()
 	case runErr != nil:
-		return samples, fmt.Errorf("resources: load: %w", runErr)
+		return samples, fmt.Errorf("resources: %w", runErr)
 	}
 	return samples, mon.Err()
+}
+
+// resourcesRun is one run of Resources: its monitor and the samples it adds to the monitor's.
+type resourcesRun struct {
+	mon   *Sysmon
+	cfg   ResourcesConfig
+	lc    Lifecycle
+	extra []stats.Sample // the load's throughput and the lifecycle events
+}
+
+func (r *resourcesRun) since() float64 { return time.Since(r.mon.start).Seconds() }
+
+// event records a lifecycle event that began at t (seconds since the start) and ended now.
+func (r *resourcesRun) event(x string, seq int, t float64) {
+	r.extra = append(r.extra, stats.Sample{Seq: seq, T: t, X: x, XUnit: EventUnit, Metric: stats.Lifecycle, Value: r.since() - t})
+}
+
+func (r *resourcesRun) run(ctx context.Context) (err error) {
+	r.mon.SetPhase(PhaseIdle)
+	if err := sleepCtx(ctx, time.Duration(r.cfg.Idle)); err != nil {
+		return err
+	}
+	r.mon.SetPhase(PhaseLoad)
+	t := r.since()
+	ep, err := r.lc.Deploy(ctx)
+	r.event(EventDeploy, 0, t)
+	defer func() {
+		r.mon.SetPhase(PhaseCleanup)
+		t, cleanupEnd := r.since(), time.Now().Add(time.Duration(r.cfg.Cleanup))
+		uerr := r.lc.Undeploy()
+		r.event(EventUndeploy, 1, t)
+		if uerr != nil {
+			err = errors.Join(err, fmt.Errorf("undeploy: %w", uerr))
+		}
+		if err == nil {
+			err = sleepCtx(ctx, time.Until(cleanupEnd))
+		}
+	}()
+	if err != nil {
+		return fmt.Errorf("deploy: %w", err)
+	}
+	if err := checkEndpoints(ep); err != nil {
+		return fmt.Errorf("deploy: %w", err)
+	}
+	offset := r.since()
+	load, err := TCPThroughput(ctx, ep, TCPThroughputConfig{
+		Port:     r.cfg.Port,
+		Duration: r.cfg.Load,
+		Interval: r.cfg.Interval,
+		Rate:     r.cfg.LoadRate,
+	})
+	for i := range load {
+		load[i].T += offset
+		load[i].X, load[i].XUnit = PhaseLoad, PhaseUnit
+	}
+	r.extra = append(r.extra, load...)
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	return err
 }
 
 func cmpFloat(a, b float64) int {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func TestResourcesLoopback(t *testing.T) {
 		Interval: Duration(100 * time.Millisecond), LoadRate: rate, Port: 25220,
 		Processes: []string{sysmonSelfComm()},
 	}
-	samples, err := Resources(context.Background(), tcpLoopback(), cfg)
+	samples, err := Resources(context.Background(), Deployed(tcpLoopback()), cfg)
 	require.NoError(t, err)
 
 	// Phases come in order, each with CPU samples.
@@ -28,6 +29,9 @@ func TestResourcesLoopback(t *testing.T) {
 	cpus := map[string]int{}
 	last := 0
 	for i, s := range samples {
+		if s.Metric == stats.Lifecycle {
+			continue
+		}
 		require.Contains(t, order, s.X, "sample %d: %+v", i, s)
 		assert.Equal(t, PhaseUnit, s.XUnit)
 		p := slices.Index(order, s.X)
@@ -65,6 +69,89 @@ func TestResourcesLoopback(t *testing.T) {
 	assert.Greater(t, loadCPU, 0.0)
 }
 
+// recordingLifecycle deploys loopback endpoints and records when it was called.
+type recordingLifecycle struct {
+	start              time.Time
+	deploys, undeploys []float64 // seconds since start
+	deployErr          error
+}
+
+func (l *recordingLifecycle) Deploy(context.Context) (Endpoints, error) {
+	l.deploys = append(l.deploys, time.Since(l.start).Seconds())
+	time.Sleep(20 * time.Millisecond) // a deploy takes time; its sample says how much
+	return tcpLoopback(), l.deployErr
+}
+
+func (l *recordingLifecycle) Undeploy() error {
+	l.undeploys = append(l.undeploys, time.Since(l.start).Seconds())
+	return nil
+}
+
+// TestResourcesDeploysAtThePhaseBorders checks that the services are deployed once at the
+// start of the load phase and removed once at the start of cleanup, and that both moments are
+// recorded as lifecycle samples between the phases' samples.
+func TestResourcesDeploysAtThePhaseBorders(t *testing.T) {
+	tcpCheckLeaks(t)
+	lc := &recordingLifecycle{start: time.Now()}
+	samples, err := Resources(context.Background(), lc, ResourcesConfig{
+		Idle: Duration(300 * time.Millisecond), Load: Duration(300 * time.Millisecond), Cleanup: Duration(300 * time.Millisecond),
+		Interval: Duration(100 * time.Millisecond), Port: 25222,
+	})
+	require.NoError(t, err)
+	require.Len(t, lc.deploys, 1)
+	require.Len(t, lc.undeploys, 1)
+	assert.Greater(t, lc.undeploys[0], lc.deploys[0])
+
+	events := tcpSamplesOf(samples, stats.Lifecycle)
+	require.Len(t, events, 2)
+	dep, undep := events[0], events[1]
+	assert.Equal(t, []string{EventDeploy, EventUndeploy}, []string{dep.X, undep.X})
+	for _, e := range events {
+		assert.Equal(t, EventUnit, e.XUnit)
+	}
+	assert.GreaterOrEqual(t, dep.Value, 0.02, "the deploy's duration")
+	lastIdle, firstLoad, lastLoad, firstCleanup := -1.0, -1.0, -1.0, -1.0
+	for _, s := range tcpSamplesOf(samples, stats.CPU) {
+		switch s.X {
+		case PhaseIdle:
+			lastIdle = s.T
+		case PhaseLoad:
+			lastLoad = s.T
+			if firstLoad < 0 {
+				firstLoad = s.T
+			}
+		case PhaseCleanup:
+			if firstCleanup < 0 {
+				firstCleanup = s.T
+			}
+		}
+	}
+	// A sample's T is its interval's end: the deploy begins where idle's last interval ends
+	// and before load's first ends; the same for the undeploy and cleanup.
+	assert.GreaterOrEqual(t, dep.T, lastIdle)
+	assert.Less(t, dep.T, firstLoad)
+	assert.GreaterOrEqual(t, undep.T, lastLoad)
+	assert.Less(t, undep.T, firstCleanup)
+	for _, s := range tcpSamplesOf(samples, stats.Throughput) {
+		assert.Greater(t, s.T, dep.T+dep.Value, "the load runs after the deploy")
+		assert.Less(t, s.T, undep.T+0.05, "and ends before the undeploy")
+	}
+}
+
+// TestResourcesUndeploysAFailedDeploy checks that a deploy that fails is undone and its
+// error returned.
+func TestResourcesUndeploysAFailedDeploy(t *testing.T) {
+	lc := &recordingLifecycle{start: time.Now(), deployErr: errors.New("no room")}
+	samples, err := Resources(context.Background(), lc, ResourcesConfig{
+		Idle: Duration(100 * time.Millisecond), Load: Duration(100 * time.Millisecond), Cleanup: Duration(100 * time.Millisecond),
+		Interval: Duration(50 * time.Millisecond), Port: 25223,
+	})
+	require.ErrorContains(t, err, "resources: deploy: no room")
+	assert.Len(t, lc.undeploys, 1)
+	assert.Len(t, tcpSamplesOf(samples, stats.Lifecycle), 2)
+	assert.Empty(t, tcpSamplesOf(samples, stats.Throughput))
+}
+
 func TestResourcesCancel(t *testing.T) {
 	tcpCheckLeaks(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -72,7 +159,7 @@ func TestResourcesCancel(t *testing.T) {
 	// sampled it a few times.
 	cancelled := make(chan time.Time, 1)
 	time.AfterFunc(1200*time.Millisecond, func() { cancelled <- time.Now(); cancel() })
-	samples, err := Resources(ctx, tcpLoopback(), ResourcesConfig{
+	samples, err := Resources(ctx, Deployed(tcpLoopback()), ResourcesConfig{
 		Idle: Duration(200 * time.Millisecond), Load: Duration(time.Minute), Cleanup: Duration(time.Minute),
 		Interval: Duration(100 * time.Millisecond), Port: 25221,
 	})
@@ -80,6 +167,7 @@ func TestResourcesCancel(t *testing.T) {
 	assert.Less(t, time.Since(<-cancelled), 2*time.Second, "stops soon after the cancel")
 	assert.NotEmpty(t, tcpSamplesOf(samples, stats.CPU), "partial results are kept")
 	assert.NotEmpty(t, tcpSamplesOf(samples, stats.Throughput), "partial load results are kept")
+	assert.Len(t, tcpSamplesOf(samples, stats.Lifecycle), 2, "a cancelled load is undeployed")
 }
 
 func TestResourcesValidate(t *testing.T) {
@@ -100,8 +188,10 @@ func TestResourcesValidate(t *testing.T) {
 		require.Error(t, err, "%+v", tc.cfg)
 		assert.Contains(t, err.Error(), tc.want)
 	}
-	_, err := Resources(context.Background(), tcpLoopback(), ResourcesConfig{Idle: -1})
+	_, err := Resources(context.Background(), Deployed(tcpLoopback()), ResourcesConfig{Idle: -1})
 	assert.Error(t, err)
+	_, err = Resources(context.Background(), nil, ResourcesConfig{})
+	assert.ErrorContains(t, err, "no lifecycle")
 }
 
 func TestResourcesSamplesTheProxyProcessByDefault(t *testing.T) {

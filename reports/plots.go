@@ -366,48 +366,61 @@ func collectTimeSeries(ds *Dataset, exp, dp, metric string) timeSeries {
 }
 
 // phases finds the Idle/Load/Cleanup spans of the resources experiment over the given data
-// planes: each phase starts at the median over repetitions of its first sample's time and
-// ends where the next begins (the last at its latest sample).
+// planes. A sample's t is the end of its interval, and a phase change ends an interval
+// (bench.Sysmon.SetPhase), so a phase begins where the one before it ended: at the median
+// over repetitions of that phase's last sample. The first phase begins at the start of the
+// run, the last ends at its latest sample.
 func phases(ds *Dataset, dps []string) []phaseSpan {
 	type acc struct {
-		firsts []float64
-		last   float64
+		firsts, lasts []float64
+		end           float64
 	}
 	byPhase := map[string]*acc{}
 	for _, dp := range dps {
-		first := map[string]map[int]float64{}
+		type bounds struct{ first, last float64 }
+		per := map[string]map[int]*bounds{}
 		ds.rows(expResources, dp, "cpu", func(r *Row) {
 			if r.XUnit != "phase" || r.X == "" || !finite(r.T) {
 				return
 			}
-			if first[r.X] == nil {
-				first[r.X] = map[int]float64{}
+			if per[r.X] == nil {
+				per[r.X] = map[int]*bounds{}
 			}
-			if t, ok := first[r.X][r.Rep]; !ok || r.T < t {
-				first[r.X][r.Rep] = r.T
+			if b := per[r.X][r.Rep]; b == nil {
+				per[r.X][r.Rep] = &bounds{r.T, r.T}
+			} else {
+				b.first, b.last = math.Min(b.first, r.T), math.Max(b.last, r.T)
 			}
 			a := byPhase[r.X]
 			if a == nil {
-				a = &acc{last: r.T}
+				a = &acc{end: r.T}
 				byPhase[r.X] = a
 			}
-			a.last = math.Max(a.last, r.T)
+			a.end = math.Max(a.end, r.T)
 		})
-		for ph, reps := range first {
-			for _, t := range reps {
-				byPhase[ph].firsts = append(byPhase[ph].firsts, t)
+		for ph, reps := range per {
+			for _, b := range reps {
+				byPhase[ph].firsts = append(byPhase[ph].firsts, b.first)
+				byPhase[ph].lasts = append(byPhase[ph].lasts, b.last)
 			}
 		}
 	}
 	var out []phaseSpan
+	lasts := map[string]float64{}
 	for name, a := range byPhase {
 		slices.Sort(a.firsts)
-		out = append(out, phaseSpan{name: name, start: median(a.firsts), end: a.last})
+		slices.Sort(a.lasts)
+		lasts[name] = median(a.lasts)
+		out = append(out, phaseSpan{name: name, start: median(a.firsts), end: a.end})
 	}
 	slices.SortFunc(out, func(a, b phaseSpan) int { return cmp.Compare(a.start, b.start) })
 	for i := range out {
-		if i+1 < len(out) {
-			out[i].end = out[i+1].start
+		switch {
+		case i == 0:
+			out[i].start = 0
+		default:
+			out[i].start = lasts[out[i-1].name]
+			out[i-1].end = out[i].start
 		}
 	}
 	return out
@@ -831,6 +844,10 @@ func cpuPerDataPlane(ds *Dataset) []figureSpec {
 		spans := phases(ds, []string{dp})
 		shadePhases(p, spans, 0, ymax)
 		thesisLoadCPU(ds, p, spans, dp)
+		caption := "System-wide CPU busy share every interval of every repetition (grey) and the EWMA (α = 0.2) of the median over repetitions at each interval; the Idle, Load (100 Mbit/s TCP) and Cleanup phases are shaded." + thesisCPUNote
+		if markLifecycle(ds, p, []string{dp}, 0, ymax) {
+			caption += lifecycleNote
+		}
 		sc, err := plotter.NewScatter(xyLine(ts.allT, ts.allV))
 		if err == nil {
 			sc.Color = color.Gray{0x90}
@@ -847,8 +864,7 @@ func cpuPerDataPlane(ds *Dataset) []figureSpec {
 				p.Legend.Add("EWMA α=0.2 of the median", l)
 			}
 		}
-		out = append(out, figureSpec{name: name, title: title, source: source, p: p,
-			caption: "System-wide CPU busy share every interval of every repetition (grey) and the EWMA (α = 0.2) of the median over repetitions at each interval; the Idle, Load (100 Mbit/s TCP) and Cleanup phases are shaded." + thesisCPUNote})
+		out = append(out, figureSpec{name: name, title: title, source: source, p: p, caption: caption})
 	}
 	if len(out) == 0 {
 		return []figureSpec{skipped("cpu-<dataplane>", "CPU usage over time", source, "no cpu samples of the resources experiment in this run")}
@@ -924,6 +940,9 @@ func overTime(ds *Dataset, name, title, source, metric, quantity, caption string
 	}
 	p.Y.Min, p.Y.Max = ymin, ymax
 	shadePhases(p, phases(ds, names), ymin, ymax)
+	if markLifecycle(ds, p, names, ymin, ymax) {
+		caption += lifecycleNote
+	}
 	for i, s := range series {
 		ys := s.v
 		if smooth {

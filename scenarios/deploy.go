@@ -51,21 +51,27 @@ func (d *deployment) stop() error {
 
 // deploy builds a job's node — named after its subject, so the nodes of one experiment live
 // side by side — with a client and a server service, deploys the node's data plane and, for a
-// responder configuration, the responder on the server instance.
+// responder configuration, the responder on the server instance. For a meter that deploys the
+// services itself (deployingMeters) the node starts without them and the environment carries
+// them as Services.
 func (r *runner) deploy(ctx context.Context, j *job) (d *deployment, err error) {
 	cfg := r.o.Node
 	cfg.Name = cfg.Resolved().Name + "-" + j.name()
-	n, err := BuildNode(ctx, r.sess, cfg, j.plane)
+	own := deployingMeters[j.plan.Meter]
+	n, err := buildNode(ctx, r.sess, cfg, j.plane, !own)
 	if err != nil {
 		return nil, err
 	}
-	d = &deployment{env: Env{Endpoints: bench.Endpoints{Client: n.Client.NS, Server: n.Server.NS, Target: n.Target},
-		Plane: j.plane, NewNode: func(suffix string) (*netsetup.Node, error) {
-			c := cfg
-			c.Name += "-" + suffix
-			return netsetup.NewNode(r.sess, c)
-		}},
-		close: n.Close}
+	d = &deployment{env: Env{Plane: j.plane, NewNode: func(suffix string) (*netsetup.Node, error) {
+		c := cfg
+		c.Name += "-" + suffix
+		return netsetup.NewNode(r.sess, c)
+	}}, close: n.Close}
+	if own {
+		d.env.Services = nodeServices{n}
+	} else {
+		d.env.Endpoints = n.endpoints()
+	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, d.close())
@@ -107,6 +113,12 @@ func (n *Node) Close() error { return errors.Join(n.DataPlane.Close(), n.Node.Cl
 // BuildNode builds a node of sess with the data plane spec describes and the services client
 // and server, one instance each; on error it removes what it made.
 func BuildNode(ctx context.Context, sess *netsetup.Session, cfg netsetup.NodeConfig, spec dataplanes.Spec) (n *Node, err error) {
+	return buildNode(ctx, sess, cfg, spec, true)
+}
+
+// buildNode builds a node with the data plane spec describes and, if services, the client
+// and server services.
+func buildNode(ctx context.Context, sess *netsetup.Session, cfg netsetup.NodeConfig, spec dataplanes.Spec, services bool) (n *Node, err error) {
 	node, err := netsetup.NewNode(sess, cfg)
 	if err != nil {
 		return nil, err
@@ -123,23 +135,67 @@ func BuildNode(ctx context.Context, sess *netsetup.Session, cfg netsetup.NodeCon
 	if err := node.SetLabels(spec.Name, ""); err != nil {
 		return nil, err
 	}
-	for _, ins := range []**netsetup.Instance{&n.Client, &n.Server} {
-		name := "client"
-		if ins == &n.Server {
-			name = "server"
+	if !services {
+		return n, nil
+	}
+	return n, n.addServices()
+}
+
+// nodeServices are the client and server services of a node as a bench.Lifecycle: Deploy
+// adds them and one instance each through the node's registry, so every data plane sees the
+// events as when an orchestrator deploys a service, and Undeploy removes them the same way.
+type nodeServices struct{ n *Node }
+
+// Deploy adds the services and returns the endpoints between their instances.
+func (s nodeServices) Deploy(ctx context.Context) (bench.Endpoints, error) {
+	if err := ctx.Err(); err != nil {
+		return bench.Endpoints{}, err
+	}
+	if err := s.n.addServices(); err != nil {
+		return bench.Endpoints{}, err
+	}
+	return s.n.endpoints(), nil
+}
+
+// Undeploy removes whichever of the services exist.
+func (s nodeServices) Undeploy() error { return s.n.removeServices() }
+
+// serviceNames are the two services of an experiment's node.
+var serviceNames = [2]string{"client", "server"}
+
+// addServices adds the client and server services with one instance each and finds the
+// address the client uses.
+func (n *Node) addServices() error {
+	for i, ins := range []**netsetup.Instance{&n.Client, &n.Server} {
+		if _, err := n.AddService(serviceNames[i]); err != nil {
+			return err
 		}
-		if _, err := node.AddService(name); err != nil {
-			return nil, err
-		}
-		if *ins, err = node.AddInstance(name); err != nil {
-			return nil, err
+		var err error
+		if *ins, err = n.AddInstance(serviceNames[i]); err != nil {
+			return err
 		}
 	}
-	svc, _ := node.Registry.Service("server")
-	if n.Target, err = n.DataPlane.Target(svc); err != nil {
-		return nil, err
+	svc, _ := n.Registry.Service("server")
+	var err error
+	n.Target, err = n.DataPlane.Target(svc)
+	return err
+}
+
+// removeServices removes the client and server services that exist, instances first.
+func (n *Node) removeServices() error {
+	var errs []error
+	for _, name := range serviceNames {
+		if _, ok := n.Registry.Service(name); ok {
+			errs = append(errs, n.RemoveService(name))
+		}
 	}
-	return n, nil
+	n.Client, n.Server, n.Target = nil, nil, netip.Addr{}
+	return errors.Join(errs...)
+}
+
+// endpoints are where a meter runs on the node: client and server instances and the target.
+func (n *Node) endpoints() bench.Endpoints {
+	return bench.Endpoints{Client: n.Client.NS, Server: n.Server.NS, Target: n.Target}
 }
 
 // responder finds a responder configuration by name.

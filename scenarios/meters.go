@@ -76,11 +76,15 @@ type Plan struct {
 // address the client uses, whatever subject is deployed between them. A meter that measures
 // the control plane (scale) builds nodes of its own: NewNode builds a bare node in the run's
 // session, named after the job's node and suffix, and Plane is the job's data plane to
-// deploy on it.
+// deploy on it. A meter that deploys the services itself (resources, at its phase borders)
+// finds the node without them, Endpoints empty, and Services to deploy and remove them.
 type Env struct {
 	bench.Endpoints
 	Plane   dataplanes.Spec
 	NewNode func(suffix string) (*netsetup.Node, error)
+	// Services adds the client and server services to the job's node and removes them again;
+	// set only for the meters in deployingMeters.
+	Services bench.Lifecycle
 }
 
 // Run runs the meter once.
@@ -131,7 +135,7 @@ var meters = map[string]meterFunc{
 	"tcp-throughput":       meter(bench.TCPThroughput, tcpThroughputOverrides),
 	"udp-jitter":           meter(bench.UDPJitter, udpJitterOverrides),
 	"udp-sweep":            meter(bench.UDPSweep, udpSweepOverrides),
-	"resources":            meter(bench.Resources, resourcesOverrides),
+	"resources":            resourcesMeter,
 	"reference-tools":      meter(bench.Reference, referenceOverrides),
 	"speedlimit-response":  speedLimitResponse,
 	"speedlimit-droppoint": speedLimitDropPoint,
@@ -165,6 +169,10 @@ func meterName(name string) string {
 var configuredMeters = map[string]bool{
 	"speedlimit-response": true, "speedlimit-droppoint": true, "speedlimit-scaling": true, "speedlimit-load": true,
 }
+
+// deployingMeters deploy the client and server services themselves, through Env.Services:
+// their nodes start without them.
+var deployingMeters = map[string]bool{"resources": true}
 
 // meterTools names the external programs a meter runs, for meta.json's tool versions.
 var meterTools = map[string][]string{"reference-tools": {"iperf3", "sockperf"}}
@@ -260,6 +268,26 @@ func udpSweepOverrides(c *bench.UDPSweepConfig, o Overrides) {
 			c.Rates = append(c.Rates, bench.Rate(r))
 		}
 	}
+}
+
+// resourcesMeter runs bench.Resources on the job's services, which it deploys at the start of
+// the load phase and removes at the start of cleanup (Riegel §4.5).
+func resourcesMeter(raw json.RawMessage, o Overrides) (any, runFunc, error) {
+	cfg, err := decode[bench.ResourcesConfig](raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	resourcesOverrides(&cfg, o)
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return cfg, func(ctx context.Context, env Env) ([]stats.Sample, error) {
+		lc := env.Services
+		if lc == nil {
+			lc = bench.Deployed(env.Endpoints)
+		}
+		return bench.Resources(ctx, lc, cfg)
+	}, nil
 }
 
 // resourcesOverrides splits --duration in thirds: idle, load, cleanup.

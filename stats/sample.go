@@ -36,6 +36,10 @@ var (
 	CPUSoftirq = Metric{Name: "cpu_softirq", Unit: "percent", Better: Lower}
 	CPUProcess = Metric{Name: "cpu_process", Unit: "percent", Better: Lower}
 	RAM        = Metric{Name: "ram", Unit: "bytes", Better: Lower}
+	// Lifecycle is the time one deploy or undeploy of an experiment's services took; its
+	// sample's X says which ("deploy", "undeploy") and its T when it began, the moment the
+	// resources figures mark.
+	Lifecycle = Metric{Name: "lifecycle", Unit: "s", Better: Lower}
 
 	// The bottleneck sweep's cost and limit metrics (bench.UDPSweep).
 	CPUNsPerPkt   = Metric{Name: "cpu_ns_per_pkt", Unit: "ns", Better: Lower}
@@ -109,6 +113,7 @@ var Catalogue = []Definition{
 	{LimitedBy, "100 where a side limited a bottleneck rate, else 0: :sender (achieved send rate below 95 % of the target), :receiver (the receiving socket dropped at least 1 % of the datagrams sent for a full buffer), :dataplane (at least 1 % of the datagrams sent lost on the way, not at the socket)", Mean},
 	{GSOSegments, "datagrams per send buffer of the bottleneck sender: up to 64 with UDP GSO, 1 without (turned off, or refused by the kernel)", Mean},
 	{SenderThreads, "sending threads of the bottleneck sender, each with its own socket", Mean},
+	{Lifecycle, "time a deploy (x deploy) or undeploy (x undeploy) of the experiment's client and server services took; t is the moment it began", Median},
 	{ResponseTime, "wall-clock time from a speed-limit request to its reply", Median},
 	{ClientMedian, "median response time of one speed-limit client", Median},
 	{ClientStddev, "standard deviation of one speed-limit client's response times", Median},
