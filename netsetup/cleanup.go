@@ -314,6 +314,7 @@ func holders(pids []int) string {
 // does not know the rest of the format); other states, and a missing meta.json (the run died
 // before writing one), are left alone.
 func markKilled(dir string) (bool, error) {
+	_ = os.Remove(filepath.Join(dir, ResultsReserve)) // a dead run's space reserve is of no use
 	p := filepath.Join(dir, "meta.json")
 	b, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
@@ -344,6 +345,10 @@ func markKilled(dir string) (bool, error) {
 	}
 	return true, nil
 }
+
+// ResultsReserve is the file a run fills in its results directory so that meta.json stays
+// writable on a full disk (package scenarios); cleanup removes a dead run's.
+const ResultsReserve = ".edgebpf-reserve"
 
 // sessionOf extracts the session id from a name edgebpf-<id>-<role>.
 func sessionOf(name string) string {

@@ -222,6 +222,7 @@ func TestCleanupMarksKilledRun(t *testing.T) {
 	}
 	killed, done, none := t.TempDir(), t.TempDir(), t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(killed, "meta.json"), []byte(meta("running")), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(killed, netsetup.ResultsReserve), make([]byte, 16), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(done, "meta.json"), []byte(meta("done")), 0o644))
 	write("0dead1", killed)
 	write("0dead2", done)
@@ -239,6 +240,8 @@ func TestCleanupMarksKilledRun(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &got))
 	require.NoError(t, json.Unmarshal([]byte(meta("killed")), &want))
 	assert.Equal(t, want, got, "only the status changes")
+	_, err = os.Stat(filepath.Join(killed, netsetup.ResultsReserve))
+	assert.True(t, os.IsNotExist(err), "the dead run's space reserve is removed")
 	b, err = os.ReadFile(filepath.Join(done, "meta.json"))
 	require.NoError(t, err)
 	assert.JSONEq(t, meta("done"), string(b), "a finished run is left alone")

@@ -8,13 +8,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/reports"
 )
 
 // reserveName is a file the runner fills in the results directory at the start and removes
 // when a write fails for want of space, or at the end: meta.json can then still be brought up
 // to date on a full disk instead of keeping an older state.
-const reserveName = ".edgebpf-reserve"
+const reserveName = netsetup.ResultsReserve
 
 // reserveSize is room for meta.json (a quick run of the whole suite writes about 30 KiB).
 const reserveSize = 64 << 10
