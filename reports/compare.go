@@ -128,8 +128,14 @@ type Comparison struct {
 	Changes      []Change `json:"changes"`
 	OnlyBase     []Entity `json:"only_base"`
 	OnlyNew      []Entity `json:"only_new"`
-	Regressions  int      `json:"regressions"`
-	Improvements int      `json:"improvements"`
+	// Regressions counts the regressions the gate fails on. UnfitRegressions counts those on
+	// noisy rows (a side's repetitions spread beyond MaxCV): shown, not gated on, since over
+	// the tens of rows a run compares the test's alpha lands its false alarms there. A row
+	// only flagged insensitive still gates: a change the test did detect is real however
+	// large the MDC.
+	Regressions      int `json:"regressions"`
+	UnfitRegressions int `json:"unfit_regressions"`
+	Improvements     int `json:"improvements"`
 	// TooFewReps counts the rows without a verdict for too few repetitions, Unfit the
 	// rows flagged unfit for gating.
 	TooFewReps int `json:"too_few_reps"`
@@ -348,7 +354,11 @@ func Compare(baseDir, newDir string, o CompareOptions) (*Comparison, error) {
 		censorNote(&ch, k, base, nw)
 		switch ch.Verdict {
 		case VerdictRegression:
-			c.Regressions++
+			if !slices.Contains(ch.Flags, FlagNoisy) {
+				c.Regressions++
+			} else {
+				c.UnfitRegressions++
+			}
 		case VerdictImprovement:
 			c.Improvements++
 		case VerdictTooFewReps:

@@ -33,7 +33,7 @@ func TestReportBuildsEverything(t *testing.T) {
 	dir := thesisResults(t)
 	code, out, stderr := edgebpf(context.Background(), "report", dir)
 	require.Zero(t, code, stderr)
-	assert.Contains(t, out, "23 figures (0 without data)")
+	assert.Contains(t, out, "24 figures (0 without data)")
 	for _, f := range []string{"summary.json", "summary.md", "index.html", "plots/latency-cdf.png", "plots/speedlimit-scaling.svg"} {
 		fi, err := os.Stat(filepath.Join(dir, f))
 		require.NoError(t, err, f)
