@@ -39,8 +39,11 @@ func censorNote(ch *Change, k cmpKey, base, nw *cmpSide) {
 }
 
 func joinNote(a, b string) string {
-	if b == "" {
+	switch {
+	case b == "":
 		return a
+	case a == "":
+		return b
 	}
 	return a + "; " + b
 }

@@ -106,7 +106,7 @@ var compareHeader = []string{"experiment", "dataplane", "metric", "x", "base", "
 
 func (c *Comparison) footer() string {
 	unchanged := len(c.Changes) - c.Regressions - c.UnfitRegressions - c.Improvements - c.TooFewReps
-	return fmt.Sprintf("%d compared: %d regressions, %d improvements, %d unchanged, %d with too few reps; %d unfit for gating (%d noisy regressions, not gated on)\n"+
+	return fmt.Sprintf("%d compared: %d regressions, %d improvements, %d unchanged, %d with too few reps; %d unfit for gating (%d noisy regressions not gated on)\n"+
 		"(threshold %s, alpha %g; per repetition: a regression is p < alpha and a change beyond the threshold, "+
 		"the change's interval is at %s; noisy: a side's CV above %s, insensitive: MDC above the threshold)",
 		len(c.Changes), c.Regressions, c.Improvements, unchanged, c.TooFewReps, c.Unfit, c.UnfitRegressions,
