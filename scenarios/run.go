@@ -550,7 +550,9 @@ func (r *runner) measure(ctx context.Context, l *live, p Plan) (samples []stats.
 	if err := l.dep.start(ctx); err != nil {
 		return nil, err
 	}
-	r.recordSettings(l.dep)
+	if l.dep.perRep != nil { // a fresh server: its settings (the XDP mode) are known now
+		r.recordSettings(l.dep)
+	}
 	defer func() { err = errors.Join(err, l.dep.stop()) }()
 	var before []subject.ProgramRun
 	if count {

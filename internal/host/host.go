@@ -83,13 +83,8 @@ func Governor() string {
 
 // smtState reads whether simultaneous multithreading is active.
 func smtState() string {
-	if b, err := os.ReadFile("/sys/devices/system/cpu/smt/active"); err == nil {
-		switch strings.TrimSpace(string(b)) {
-		case "1":
-			return "on"
-		case "0":
-			return "off"
-		}
+	if v, ok := sysFlag("/sys/devices/system/cpu/smt/active", "1", "0"); ok {
+		return v
 	}
 	return "unknown"
 }
@@ -97,23 +92,29 @@ func smtState() string {
 // turboState reads whether the CPU may boost above its base clock: intel_pstate's no_turbo,
 // else cpufreq's boost (acpi-cpufreq, amd-pstate).
 func turboState() string {
-	if b, err := os.ReadFile("/sys/devices/system/cpu/intel_pstate/no_turbo"); err == nil {
-		switch strings.TrimSpace(string(b)) {
-		case "0":
-			return "on"
-		case "1":
-			return "off"
-		}
+	if v, ok := sysFlag("/sys/devices/system/cpu/intel_pstate/no_turbo", "0", "1"); ok {
+		return v
 	}
-	if b, err := os.ReadFile("/sys/devices/system/cpu/cpufreq/boost"); err == nil {
-		switch strings.TrimSpace(string(b)) {
-		case "1":
-			return "on"
-		case "0":
-			return "off"
-		}
+	if v, ok := sysFlag("/sys/devices/system/cpu/cpufreq/boost", "1", "0"); ok {
+		return v
 	}
 	return "unknown"
+}
+
+// sysFlag reads a sysfs flag file and says "on" when it holds on, "off" when it holds off;
+// ok is false when the file is missing or holds anything else.
+func sysFlag(path, on, off string) (string, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", false
+	}
+	switch strings.TrimSpace(string(b)) {
+	case on:
+		return "on", true
+	case off:
+		return "off", true
+	}
+	return "", false
 }
 
 // ToolVersions returns the first line of `NAME --version` (or -v) for each installed tool.
