@@ -99,3 +99,13 @@ func forwarding(t *testing.T, n *netsetup.Node) string {
 	require.NoError(t, err)
 	return v
 }
+
+// TestClusterClosedFirst: a data plane closed after its cluster has gone closes without an
+// error.
+func TestClusterClosedFirst(t *testing.T) {
+	c := testenv.Cluster(t, netsetup.ClusterConfig{}, "client@0", "server@1")
+	dp := direct.New()
+	require.NoError(t, dp.Deploy(context.Background(), c.Workers[0]))
+	require.NoError(t, c.Close())
+	assert.NoError(t, dp.Close())
+}

@@ -139,3 +139,13 @@ func routes(t *testing.T, n *netsetup.Node) []string {
 	}
 	return out
 }
+
+// TestClusterClosedFirst: a data plane closed after its cluster has gone closes without an
+// error.
+func TestClusterClosedFirst(t *testing.T) {
+	c := testenv.Cluster(t, netsetup.ClusterConfig{}, "client@0", "server@1")
+	dp := nftables.New()
+	require.NoError(t, dp.Deploy(context.Background(), c.Workers[0]))
+	require.NoError(t, c.Close())
+	assert.NoError(t, dp.Close())
+}

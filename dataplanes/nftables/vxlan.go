@@ -167,7 +167,8 @@ func (o *overlay) settings() map[string]string {
 		"cross_worker": "kernel VXLAN, flannel vxlan backend style: one device " + VXLANDevice + " per worker (VNI " +
 			strconv.Itoa(VXLANID) + ", dstport " + strconv.Itoa(VXLANPort) + ", local node IP, nolearning, mtu " + strconv.Itoa(o.mtu) +
 			"); per peer a route to its subnet via its VTEP onlink, a permanent neighbour and FDB entry; a /32 route per remote instance IP for replies",
-		"vxlan_outer":  "udp checksum off, DF unset (kernel and flannel defaults): the 1450-byte overlay fills a 1500-byte underlay exactly",
+		"vxlan_outer": "udp checksum off, DF clear (kernel and flannel defaults): a " + strconv.Itoa(o.mtu) + "-byte inner packet is " +
+			strconv.Itoa(o.mtu+VXLANOverhead) + " bytes on the underlay",
 		"vxlan_choice": "a plain VXLAN device with static neighbours and FDB, not a collect-metadata one: what flannel-style clusters run",
 	}
 }
