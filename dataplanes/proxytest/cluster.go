@@ -159,6 +159,7 @@ func RunCluster(t *testing.T, newDP func() DataPlane) {
 		{"udp through service ip across workers", crossUDP},
 		{"a remote instance ip reaches that instance", crossInstanceIP},
 		{"a service with instances on both workers spreads over both", crossSpread},
+		{"instances added after deployment reach each other across workers", crossAddedLater},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.run(t, setupCluster(t, newDP)) })
@@ -208,4 +209,21 @@ func crossSpread(t *testing.T, f *clusterFixture) {
 	for name := range seen {
 		assert.True(t, strings.HasPrefix(name, "server-"), name)
 	}
+}
+
+// crossAddedLater: a client added on worker 1 and a server added on worker 0 after the data
+// planes were deployed reach each other: the data planes followed the registry's events for
+// the local and the remote instances alike.
+func crossAddedLater(t *testing.T, f *clusterFixture) {
+	client, err := f.c.AddInstance("client", 1)
+	require.NoError(t, err)
+	srv, err := f.c.AddInstance("server", 0)
+	require.NoError(t, err)
+	Serve(t, srv)
+	a, err := AskTCP(client.NS, srv.InstanceIP)
+	require.NoError(t, err)
+	assert.Equal(t, Answer{Instance: srv.Name, Seen: client.InstanceIP.String()}, a)
+	a, err = AskUDP(client.NS, srv.InstanceIP, 1)
+	require.NoError(t, err)
+	assert.Equal(t, Answer{Instance: srv.Name, Seen: client.InstanceIP.String()}, a)
 }

@@ -3,7 +3,9 @@
 // client's instance IP and the client seeing only the service IP, stickiness, round-robin
 // spread, instance-IP addressing, instances added and removed while traffic flows, the first
 // packet of a session delivered with a cold cache, and fast failure for a service without
-// instances.
+// instances. RunCluster is the same across the workers of a cluster, a data plane deployed on
+// each: client on worker 0, server on worker 1. Serve, AskTCP and AskUDP are its server and
+// client, for data planes' own tests.
 package proxytest
 
 import (
