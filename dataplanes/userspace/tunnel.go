@@ -9,13 +9,12 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edgebpf/edgebpf/netsetup"
 )
 
-// tunnelPort is the UDP port of the tunnel between workers, Oakestra's.
-const tunnelPort = 50103
-
 // tunnelConfig is what the proxy process of a cluster's worker needs for the tunnel: its own
-// node IP (the UDP socket is bound to it, port tunnelPort), the other workers' node
+// node IP (the UDP socket is bound to it, port netsetup.TunnelPort), the other workers' node
 // IPs (the only senders it accepts) and the overlay MTU (the largest packet it carries).
 type tunnelConfig struct {
 	Self  netip.Addr   `json:"self"`
@@ -225,7 +224,7 @@ func (c *core) localNS(a [4]byte) bool {
 }
 
 // tunnel is the worker's end of the tunnel: a UDP socket bound to its node IP, port
-// tunnelPort, in the node's namespace, sending each packet as the whole payload of
+// netsetup.TunnelPort, in the node's namespace, sending each packet as the whole payload of
 // one datagram to a peer's node IP and port (Oakestra's wire format, reference.md §8).
 type tunnel struct {
 	fd    int
@@ -240,13 +239,13 @@ func openTunnel(cfg *tunnelConfig) (*tunnel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tunnel socket: %w", err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: tunnelPort, Addr: cfg.Self.As4()}); err != nil {
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: netsetup.TunnelPort, Addr: cfg.Self.As4()}); err != nil {
 		_ = unix.Close(fd)
-		return nil, fmt.Errorf("bind the tunnel to %v:%d: %w", cfg.Self, tunnelPort, err)
+		return nil, fmt.Errorf("bind the tunnel to %v:%d: %w", cfg.Self, netsetup.TunnelPort, err)
 	}
 	t := &tunnel{fd: fd, peers: map[[4]byte]*unix.SockaddrInet4{}, pfd: []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}}
 	for _, p := range cfg.Peers {
-		t.peers[p.As4()] = &unix.SockaddrInet4{Port: tunnelPort, Addr: p.As4()}
+		t.peers[p.As4()] = &unix.SockaddrInet4{Port: netsetup.TunnelPort, Addr: p.As4()}
 	}
 	return t, nil
 }
