@@ -16,8 +16,9 @@ import (
 
 // The control protocol between the data plane (in the edgebpf process) and the proxy
 // process: JSON values, one request and then one reply at a time, over a Unix socket pair.
-// The first request is "init" with the proxy's Config; "event" carries one of the node's
-// registry events; "stats" asks for the counters. Every reply says whether the request was
+// The first request is "init" with the proxy's Config and, on a worker of a cluster, the
+// tunnel's (this worker's node IP, its peers', the overlay MTU); "event" carries one of the
+// node's registry events, a remote instance's with its worker and node IP; "stats" asks for the counters. Every reply says whether the request was
 // carried out (Err empty) and, for "stats", carries the counters. The proxy process exits
 // when the socket closes.
 const (
