@@ -376,7 +376,10 @@ func (c *core) replyToRemote(k key) ([4]byte, bool) {
 		return [4]byte{}, false
 	}
 	node, remote := c.res.RemoteNode(to)
-	return node.As4(), remote
+	if !remote {
+		return [4]byte{}, false
+	}
+	return node.As4(), true
 }
 
 // store makes room for s and inserts it: a session with the same reply key goes, then the

@@ -408,3 +408,37 @@ func TestControlRemoteInstance(t *testing.T) {
 	bad.NodeIP = netip.Addr{}
 	assert.ErrorContains(t, apply(c, m, &wireEvent{Kind: netsetup.InstanceCreated, Service: svc, Instance: &bad}), "without its worker's node IP")
 }
+
+// FuzzTunnelSend hands worker 1's core arbitrary packets from its device after a transit
+// session exists: nothing panics, and what it tunnels goes to worker 0, is a whole IPv4
+// packet within the overlay MTU, with a valid header checksum when the packet's was valid.
+func FuzzTunnelSend(f *testing.F) {
+	f.Add(build(f, spec{proto: "udp", src: xServer0NS, dst: xClientIP, sport: 7401, dport: 5000}))
+	f.Add(build(f, spec{proto: "tcp", src: xServer0NS, dst: xClientIP, sport: 7401, dport: 5000, flags: "A"}))
+	f.Add(build(f, spec{proto: "tcp", src: xLocalNS, dst: xClientIP, sport: 1, dport: 2, flags: "S"}))
+	f.Add(build(f, spec{proto: "icmp", icmpType: icmpEchoReply, src: xServer0NS, dst: xClientIP}))
+	f.Add(icmpAbout(f, xServer0NS, xClientIP, build(f, spec{proto: "udp", src: xClientIP, dst: xServer0NS, sport: 5000, dport: 7401})))
+	w0, w1 := newCluster(f)
+	if w1.receive(w0.ip, build(f, spec{proto: "udp", src: xClientIP, dst: xServer0NS, sport: 5000, dport: 7401})) == nil {
+		f.Fatal("no transit session")
+	}
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		in := append([]byte(nil), pkt...)
+		h, ok := parseIPv4(in)
+		validHeader := ok && checksum(in[:h.ihl]) == 0
+		out, via := w1.handle(in, w1.out)
+		if out == nil || via == ([4]byte{}) {
+			return
+		}
+		if via != w0.ip {
+			t.Fatalf("tunnelled to %v: %x", via, pkt)
+		}
+		oh, ok := parseIPv4(out)
+		if !ok || oh.total != len(out) || len(out) > 1450 {
+			t.Fatalf("tunnelled %x for %x", out, pkt)
+		}
+		if validHeader && checksum(out[:oh.ihl]) != 0 {
+			t.Fatalf("a valid IPv4 header checksum became invalid: %x -> %x", pkt, out)
+		}
+	})
+}
