@@ -41,7 +41,7 @@ type rig struct {
 	tu *Tunnel
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	node := testenv.Node(t)
 	p, err := proxy.New(node, nil)
 	require.NoError(t, err)
@@ -58,7 +58,7 @@ func newRig(t *testing.T) *rig {
 	return r
 }
 
-func (r *rig) decap(t *testing.T, frame []byte) (uint32, []byte) {
+func (r *rig) decap(t testing.TB, frame []byte) (uint32, []byte) {
 	t.Helper()
 	out := make([]byte, len(frame)+64)
 	res, err := r.tu.objs.TunnelDecap.Run(&ebpf.RunOptions{Data: frame, DataOut: out})
@@ -66,7 +66,7 @@ func (r *rig) decap(t *testing.T, frame []byte) (uint32, []byte) {
 	return res, out[:len(frame)]
 }
 
-func (r *rig) stats(t *testing.T) Stats {
+func (r *rig) stats(t testing.TB) Stats {
 	t.Helper()
 	st, err := r.tu.Stats()
 	require.NoError(t, err)
@@ -195,7 +195,7 @@ func TestDecapPassesOtherTraffic(t *testing.T) {
 }
 
 // verify decodes an IPv4 packet and checks its IPv4 and L4 checksums.
-func verify(t *testing.T, b []byte) *layers.IPv4 {
+func verify(t testing.TB, b []byte) *layers.IPv4 {
 	t.Helper()
 	pkt := gopacket.NewPacket(b, layers.LayerTypeIPv4, gopacket.Default)
 	ip, ok := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
@@ -229,7 +229,7 @@ func fixIPCheck(frame []byte) []byte {
 }
 
 // now is the kernel's coarse monotonic clock, which sessions are stamped with.
-func now(t *testing.T) uint64 {
+func now(t testing.TB) uint64 {
 	var ts unix.Timespec
 	require.NoError(t, unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts))
 	return uint64(ts.Nano())
