@@ -3,12 +3,15 @@ package netsetup
 import (
 	"fmt"
 	"net/netip"
+	"sync"
 )
 
 // pool hands out the addresses of a prefix, lowest free first, skipping the network and
-// broadcast addresses and any reserved ones.
+// broadcast addresses and any reserved ones. It is safe for concurrent use: the workers of a
+// cluster share one service-range pool.
 type pool struct {
 	prefix netip.Prefix
+	mu     sync.Mutex
 	used   map[netip.Addr]bool
 }
 
@@ -30,6 +33,8 @@ func newPool(p netip.Prefix, reserved ...netip.Addr) (*pool, error) {
 func (p *pool) size() int { return 1<<(32-p.prefix.Bits()) - 2 }
 
 func (p *pool) take() (netip.Addr, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	a := p.prefix.Addr().Next()
 	for i := 0; i < p.size(); i, a = i+1, a.Next() {
 		if !p.used[a] {
@@ -40,4 +45,8 @@ func (p *pool) take() (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("address range %s is exhausted (%d addresses): choose a larger prefix", p.prefix, p.size())
 }
 
-func (p *pool) release(a netip.Addr) { delete(p.used, a) }
+func (p *pool) release(a netip.Addr) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.used, a)
+}

@@ -82,12 +82,13 @@ type Node struct {
 	BridgeIP netip.Addr
 	Registry *Registry
 
-	mu        sync.Mutex // serialises topology changes
-	nsIPs     *pool
-	svcIPs    *pool
-	nextVeth  int
-	nextIndex map[string]int
-	closed    bool
+	mu       sync.Mutex // serialises topology changes
+	nsIPs    *pool
+	svcIPs   *pool      // shared by the workers of a cluster
+	index    *numbering // shared by the workers of a cluster
+	nextVeth int
+	underlay *UnderlayInfo
+	closed   bool
 
 	labelMu   sync.Mutex // guards dataplane and api, read while mu may be held
 	dataplane string
@@ -99,13 +100,19 @@ func NewNode(sess *Session, cfg NodeConfig) (n *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	svcIPs, _ := newPool(cfg.withDefaults().ServiceRange)
+	return newNode(sess, cfg, svcIPs, &numbering{next: map[string]int{}})
+}
+
+// newNode builds a node whose service and instance IPs come from svcIPs and whose instance
+// numbers come from index: its own for a standalone node, the cluster's for a worker.
+func newNode(sess *Session, cfg NodeConfig, svcIPs *pool, index *numbering) (n *Node, err error) {
 	cfg = cfg.withDefaults()
 	nsIPs, _ := newPool(cfg.Subnet)
 	bridgeIP, _ := nsIPs.take()
-	svcIPs, _ := newPool(cfg.ServiceRange)
 	n = &Node{
 		cfg: cfg, sess: sess, Bridge: LinkPrefix + "br0", BridgeIP: bridgeIP,
-		Registry: newRegistry(), nsIPs: nsIPs, svcIPs: svcIPs, nextIndex: map[string]int{},
+		Registry: newRegistry(), nsIPs: nsIPs, svcIPs: svcIPs, index: index,
 	}
 	n.NS, err = sess.NewNamespace(cfg.Name)
 	if err != nil {
@@ -177,21 +184,62 @@ func (n *Node) AddService(name string) (Service, error) {
 	if _, ok := n.Registry.Service(name); ok {
 		return Service{}, fmt.Errorf("service %s already exists on node %s", name, n.cfg.Name)
 	}
+	if n.underlay != nil {
+		return Service{}, fmt.Errorf("node %s is a worker of a cluster: add services through the cluster, which gives them one IP on every worker", n.cfg.Name)
+	}
 	ip, err := n.svcIPs.take()
 	if err != nil {
 		return Service{}, err
 	}
 	svc := Service{Name: name, IP: ip, Balancing: RoundRobin}
-	if err := n.Registry.addService(svc); err != nil {
+	if err := n.addServiceLocked(svc); err != nil {
 		n.svcIPs.release(ip)
 		return Service{}, err
+	}
+	return svc, nil
+}
+
+// addService adds a service whose IP the caller (the cluster) allocated.
+func (n *Node) addService(svc Service) error {
+	if err := validName(svc.Name); err != nil {
+		return fmt.Errorf("service name: %w", err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return errors.New("node is closed")
+	}
+	return n.addServiceLocked(svc)
+}
+
+func (n *Node) addServiceLocked(svc Service) error {
+	if err := n.Registry.addService(svc); err != nil {
+		return err
 	}
 	if err := n.Registry.notify(Event{Kind: ServiceCreated, Service: svc}); err != nil {
-		n.Registry.removeService(name)
-		n.svcIPs.release(ip)
-		return Service{}, err
+		n.Registry.removeService(svc.Name)
+		return err
 	}
-	return svc, n.sess.updateNodes()
+	return n.sess.updateNodes()
+}
+
+// addRemote announces an instance of another worker of the cluster.
+func (n *Node) addRemote(in *Instance) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return errors.New("node is closed")
+	}
+	svc, ok := n.Registry.Service(in.Service)
+	if !ok {
+		return fmt.Errorf("service %s does not exist on node %s", in.Service, n.cfg.Name)
+	}
+	n.Registry.addInstance(in)
+	if err := n.Registry.notify(Event{Kind: InstanceCreated, Service: svc, Instance: in}); err != nil {
+		n.Registry.removeInstance(in)
+		return err
+	}
+	return n.sess.updateNodes()
 }
 
 // AddInstance creates a new instance of the service: its namespace, a veth pair to the
@@ -216,12 +264,15 @@ func (n *Node) AddInstance(service string) (in *Instance, err error) {
 		n.nsIPs.release(nsIP)
 		return nil, fmt.Errorf("instance of %s: service range: %w", service, err)
 	}
-	idx := n.nextIndex[service]
+	idx := n.index.take(service)
 	vethNo := n.nextVeth
 	in = &Instance{
 		Service: service, Index: idx, Name: service + "-" + strconv.Itoa(idx),
-		NSIP: nsIP, InstanceIP: instIP,
+		NSIP: nsIP, InstanceIP: instIP, Node: n.cfg.Name,
 		Veth: fmt.Sprintf("%sv0-%d", LinkPrefix, vethNo), Peer: fmt.Sprintf("%sv1-%d", LinkPrefix, vethNo),
+	}
+	if n.underlay != nil {
+		in.NodeIP = n.underlay.IP
 	}
 	in.NS, err = n.sess.NewNamespace(n.cfg.Name + "-" + in.Name)
 	if err != nil {
@@ -240,7 +291,6 @@ func (n *Node) AddInstance(service string) (in *Instance, err error) {
 	if err := n.plumb(in); err != nil {
 		return nil, err
 	}
-	n.nextIndex[service] = idx + 1
 	n.nextVeth++
 	n.Registry.addInstance(in)
 	if err := n.Registry.notify(Event{Kind: InstanceCreated, Service: svc, Instance: in}); err != nil {
@@ -322,6 +372,10 @@ func (n *Node) removeInstanceLocked(in *Instance) error {
 	svc, _ := n.Registry.Service(in.Service)
 	n.Registry.removeInstance(in)
 	err := n.Registry.notify(Event{Kind: InstanceRemoved, Service: svc, Instance: in})
+	if in.Remote() {
+		// Its namespace and addresses belong to the worker hosting it.
+		return errors.Join(err, n.sess.updateNodes())
+	}
 	err = errors.Join(err, n.sess.DeleteNamespace(in.NS))
 	n.nsIPs.release(in.NSIP)
 	n.svcIPs.release(in.InstanceIP)
@@ -346,14 +400,16 @@ func (n *Node) removeServiceLocked(name string) error {
 	}
 	n.Registry.removeService(name)
 	errs = append(errs, n.Registry.notify(Event{Kind: ServiceRemoved, Service: svc}))
-	n.svcIPs.release(svc.IP)
+	if n.underlay == nil {
+		n.svcIPs.release(svc.IP) // a cluster's service IP is the cluster's
+	}
 	return errors.Join(append(errs, n.sess.updateNodes())...)
 }
 
-// Instance finds an instance by service name and index.
+// Instance finds an instance of this node (not a remote one) by service name and index.
 func (n *Node) Instance(service string, index int) (*Instance, bool) {
 	for _, in := range n.Registry.Instances(service) {
-		if in.Index == index {
+		if in.Index == index && !in.Remote() {
 			return in, true
 		}
 	}
@@ -386,13 +442,23 @@ func (n *Node) Status() NodeStatus {
 		API: n.api, DataPlane: n.dataplane, Services: []ServiceStatus{},
 	}
 	n.labelMu.Unlock()
+	if n.underlay != nil {
+		st.UnderlayIP = n.underlay.IP.String()
+	}
 	for _, s := range n.Registry.Services() {
 		ss := ServiceStatus{Name: s.Name, ServiceIP: s.IP.String(), Instances: []InstanceStatus{}}
 		for _, in := range n.Registry.Instances(s.Name) {
-			ss.Instances = append(ss.Instances, InstanceStatus{
-				Name: in.Name, Namespace: in.NS.Name, NSIP: in.NSIP.String(),
-				InstanceIP: in.InstanceIP.String(), Veth: in.Veth,
-			})
+			is := InstanceStatus{
+				Name: in.Name, NSIP: in.NSIP.String(), InstanceIP: in.InstanceIP.String(),
+				Veth: in.Veth, Node: in.Node,
+			}
+			if in.NS != nil {
+				is.Namespace = in.NS.Name
+			}
+			if in.NodeIP.IsValid() {
+				is.NodeIP = in.NodeIP.String()
+			}
+			ss.Instances = append(ss.Instances, is)
 		}
 		st.Services = append(st.Services, ss)
 	}
@@ -401,13 +467,15 @@ func (n *Node) Status() NodeStatus {
 
 // NodeStatus, ServiceStatus and InstanceStatus are the JSON shape of `edgebpf status --json`.
 type NodeStatus struct {
-	Name      string          `json:"name"`
-	Namespace string          `json:"namespace"`
-	Bridge    string          `json:"bridge"`
-	BridgeIP  string          `json:"bridge_ip"`
-	API       string          `json:"api"`
-	DataPlane string          `json:"dataplane"`
-	Services  []ServiceStatus `json:"services"`
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	Bridge    string `json:"bridge"`
+	BridgeIP  string `json:"bridge_ip"`
+	API       string `json:"api"`
+	DataPlane string `json:"dataplane"`
+	// UnderlayIP is the worker's node IP on a cluster's underlay.
+	UnderlayIP string          `json:"underlay_ip,omitempty"`
+	Services   []ServiceStatus `json:"services"`
 }
 
 // ServiceStatus describes a service and its instances.
@@ -417,13 +485,16 @@ type ServiceStatus struct {
 	Instances []InstanceStatus `json:"instances"`
 }
 
-// InstanceStatus describes one instance.
+// InstanceStatus describes one instance. On a worker of a cluster, the instances of other
+// workers are listed too, without namespace and veth, with the worker and its node IP.
 type InstanceStatus struct {
 	Name       string `json:"name"`
 	Namespace  string `json:"namespace"`
 	NSIP       string `json:"ns_ip"`
 	InstanceIP string `json:"instance_ip"`
 	Veth       string `json:"veth"`
+	Node       string `json:"node,omitempty"`
+	NodeIP     string `json:"node_ip,omitempty"`
 }
 
 // kernelLacks turns the errors a kernel without a feature returns into a sentence naming it.

@@ -36,7 +36,16 @@ type Instance struct {
 	VethIndex  int        // ifindex of Veth in the node namespace
 	Peer       string     // namespace-side veth
 	MAC        net.HardwareAddr
+	// Node is the worker hosting the instance; NodeIP that worker's address on the cluster's
+	// underlay (invalid on a standalone node).
+	Node   string
+	NodeIP netip.Addr
+	remote bool
 }
+
+// Remote says the instance runs on another worker of the cluster: this worker's registry
+// knows it (as Oakestra's table does) but it has no namespace, veth or MAC here.
+func (in *Instance) Remote() bool { return in.remote }
 
 // EventKind says what changed in a registry.
 type EventKind int

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -63,6 +64,34 @@ func Node(t testing.TB, services ...string) *netsetup.Node {
 		}
 	}
 	return n
+}
+
+// Cluster builds a cluster (cfg's zero fields take the defaults: two workers) in a session the
+// test closes, with one instance of each service placed as "name@worker", e.g. "client@0",
+// "server@1".
+func Cluster(t testing.TB, cfg netsetup.ClusterConfig, placed ...string) *netsetup.Cluster {
+	t.Helper()
+	s := Session(t)
+	c, err := netsetup.NewCluster(s, cfg)
+	if err != nil {
+		t.Fatalf("new cluster: %v", err)
+	}
+	for _, p := range placed {
+		name, w, ok := strings.Cut(p, "@")
+		worker, err := strconv.Atoi(w)
+		if !ok || err != nil {
+			t.Fatalf("placement %q: want name@worker", p)
+		}
+		if _, ok := c.Workers[0].Registry.Service(name); !ok {
+			if _, err := c.AddService(name); err != nil {
+				t.Fatalf("add service %s: %v", name, err)
+			}
+		}
+		if _, err := c.AddInstance(name, worker); err != nil {
+			t.Fatalf("add instance of %s on worker %d: %v", name, worker, err)
+		}
+	}
+	return c
 }
 
 // Main runs a package's tests and then checks that they left nothing behind: no namespace or
