@@ -123,4 +123,4 @@ func (e *entry) detachNode() error {
 }
 
 // remote says the instance runs on another worker of a cluster: it has no veth on this node.
-func remote(in *netsetup.Instance) bool { return in.VethIndex == 0 && in.NS == nil }
+func remote(in *netsetup.Instance) bool { return in.Remote() }

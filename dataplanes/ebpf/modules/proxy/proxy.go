@@ -83,6 +83,7 @@ type Proxy struct {
 	node     *netsetup.Node
 	cfg      Config
 	timeouts proxyPxConfig // the configuration loaded into the program
+	nodeIP   netip.Addr    // this worker's node IP on a cluster's underlay; invalid standalone
 	objs     proxyObjects
 	logs     *logLimiter // one line per cause and second
 
@@ -156,7 +157,8 @@ func New(node *netsetup.Node, raw json.RawMessage) (*Proxy, error) {
 	if err := spec.Variables["config"].Set(c); err != nil {
 		return nil, fmt.Errorf("configure proxy: %w", err)
 	}
-	p := &Proxy{node: node, cfg: cfg, timeouts: c, logs: newLogLimiter(slog.Default().With("module", "proxy"), time.Second), done: make(chan struct{}),
+	u, _ := node.Underlay()
+	p := &Proxy{node: node, cfg: cfg, timeouts: c, nodeIP: u.IP, logs: newLogLimiter(slog.Default().With("module", "proxy"), time.Second), done: make(chan struct{}),
 		installed: map[netip.Addr]*installed{}, clients: map[int]*netsetup.Instance{}, inject: map[int]*injector{}}
 	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
 		return nil, fmt.Errorf("load proxy programs: %w", err)
@@ -261,14 +263,14 @@ func (p *Proxy) install(ip netip.Addr, service string, backends []*netsetup.Inst
 	for i, b := range backends {
 		v := proxyPxBackend{Nsip: be32(b.NSIP), Ifindex: uint32(b.VethIndex)}
 		copy(v.Mac[:], b.MAC)
-		if remote(b) {
+		if p.remote(b) {
 			// On another worker: reached through the tunnel at its node IP, never by
 			// redirect_peer (no veth here).
-			if !nodeIP(b).IsValid() {
+			if !b.NodeIP.Is4() {
 				p.dropGen(key, gen, i)
 				return fmt.Errorf("install %s: instance %s is on another worker whose node IP is unknown", ip, b.Name)
 			}
-			v.Ifindex, v.NodeIp = 0, be32(nodeIP(b))
+			v.Ifindex, v.NodeIp = 0, be32(b.NodeIP)
 		}
 		k := proxyPxBackendKey{Ip: key, Gen: gen, Slot: uint32(i)}
 		if err := p.objs.PxBackends.Update(&k, &v, ebpf.UpdateAny); err != nil {
@@ -438,8 +440,8 @@ func mapErr(err error, m *ebpf.Map) error {
 	return err
 }
 
-// remote says the instance runs on another worker of a cluster (no veth on this node).
-func remote(in *netsetup.Instance) bool { return in.VethIndex == 0 && in.NS == nil }
-
-// nodeIP is the node IP of the worker hosting the instance.
-func nodeIP(in *netsetup.Instance) netip.Addr { return netip.Addr{} }
+// remote says the instance runs on another worker of a cluster (no veth on this node): the
+// registry says so, or it names a node IP other than this worker's, as Oakestra's table does.
+func (p *Proxy) remote(in *netsetup.Instance) bool {
+	return in.Remote() || in.NodeIP.IsValid() && in.NodeIP != p.nodeIP
+}

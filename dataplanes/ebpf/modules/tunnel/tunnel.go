@@ -49,7 +49,7 @@ import (
 )
 
 // Port is the tunnel's UDP port, Oakestra's default (netsetup.TunnelPort).
-const Port = 50103
+const Port = netsetup.TunnelPort
 
 // HeaderLen is what the tunnel adds to a packet: an outer IPv4 header without options and a
 // UDP header.
