@@ -360,7 +360,9 @@ func (p *Proxy) purgeSessions(in *netsetup.Instance) {
 	var doomed []proxyPxSessionKey
 	it := p.objs.PxSessions.Iterate()
 	for it.Next(&k, &v) {
-		if k.Saddr == nsip || k.Daddr == iip || v.NewDaddr == nsip || v.NewSaddr == iip || int(v.Ifindex) == in.VethIndex {
+		// A remote instance has no veth (0), as every tunnelled session: only a local one's
+		// veth names its sessions.
+		if k.Saddr == nsip || k.Daddr == iip || v.NewDaddr == nsip || v.NewSaddr == iip || in.VethIndex != 0 && int(v.Ifindex) == in.VethIndex {
 			doomed = append(doomed, k)
 		}
 	}
