@@ -162,7 +162,8 @@ static __always_inline int deliver(struct __sk_buff *skb, __u32 node_ip, __u64 n
 		return drop(TUN_TRUNCATED);
 	int l4 = (p.proto == IPPROTO_TCP || p.proto == IPPROTO_UDP) && !p.fragment && !(ip->frag_off & bpf_htons(0x2000));
 
-	if (l4) {
+	/* A reply is addressed to an instance IP (the service range); a request to a namespace IP. */
+	if (l4 && (p.daddr & config.service_mask) == config.service_net) {
 		struct px_session_key key = { .saddr = p.saddr, .daddr = p.daddr, .sport = p.sport, .dport = p.dport, .proto = p.proto };
 		struct px_session *s = bpf_map_lookup_elem(&px_sessions, &key);
 		if (s && !s->node_ip && s->ifindex && !expired(s, p.proto, now)) {

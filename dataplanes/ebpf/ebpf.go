@@ -1,6 +1,9 @@
 // Package ebpf is the `ebpf` data plane: the eBPF manager on the node with the proxy
 // module deployed, so that service IPs are translated in the kernel (dataplanes/ebpf/modules/proxy)
-// and other modules (counter, firewall) can be chained with it through the manager's API.
+// and other modules (counter, firewall) can be chained with it through the manager's API. On a
+// worker of a cluster it deploys the tunnel module after the proxy
+// (dataplanes/ebpf/modules/tunnel), so that instances on other workers are reached through
+// Oakestra's UDP tunnel, in the kernel at both ends.
 package ebpf
 
 import (
