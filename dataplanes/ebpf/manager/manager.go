@@ -365,7 +365,7 @@ func (m *Manager) Close() error {
 
 // release detaches e everywhere, tells its control plane, and closes it.
 func (m *Manager) release(e *entry) error {
-	nodeErr := m.node.NS.Do(e.detachNode)
+	nodeErr := e.detachNode() // closing a link needs no namespace
 	var ats []*attachment
 	for _, a := range e.at {
 		ats = append(ats, a)
