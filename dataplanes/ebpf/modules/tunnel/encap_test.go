@@ -133,3 +133,42 @@ func TestEncapDropsWhatCannotGo(t *testing.T) {
 		assert.Zero(t, st.Tunnelled)
 	})
 }
+
+// TestRepliesToARemoteClientGoBackUnchanged follows a TCP connection from a client on the
+// peer worker to this worker's server 10.18.1.5 (on the veth test runs arrive on): the
+// server's replies are tunnelled back to the peer untranslated, and the connection's FINs,
+// one seen by the tunnel and one by the proxy, close the pass-through session.
+func TestRepliesToARemoteClientGoBackUnchanged(t *testing.T) {
+	r := newRig(t)
+	cl := tunnelPxClient{InstanceIp: be32(netip.MustParseAddr("10.30.0.5")), Ifindex: 1}
+	require.NoError(t, r.p.Shared().Clients.Update(be32(netip.MustParseAddr("10.18.1.5")), &cl, ebpf.UpdateAny))
+	req := func(fin bool) []byte {
+		return testpkt.Tunnel(peerIP, localIP, Port, Port, packet(testpkt.IPv4(testpkt.Spec{Proto: "tcp", SYN: !fin, FIN: fin,
+			Src: "10.30.0.100", Dst: "10.18.1.5", Sport: 40000, Dport: 80})))
+	}
+	reply := func(fin bool) []byte {
+		return testpkt.IPv4(testpkt.Spec{Proto: "tcp", FIN: fin, Src: "10.18.1.5", Dst: "10.30.0.100", Sport: 80, Dport: 40000,
+			Payload: []byte("reply")})
+	}
+	res, _ := r.decap(t, req(false))
+	require.EqualValues(t, tcRedirect, res)
+
+	in := packet(reply(false))
+	res, out := r.proxy(t, reply(false))
+	require.EqualValues(t, tcRedirect, res)
+	o := out[14 : 14+HeaderLen+len(in)]
+	assert.Equal(t, netip.MustParseAddr(peerIP).AsSlice(), o[16:20], "back to the client's worker")
+	assert.Equal(t, in, o[HeaderLen:], "untranslated: the client's worker holds the session")
+
+	key := tunnelPxSessionKey{Saddr: be32(netip.MustParseAddr("10.18.1.5")), Daddr: be32(netip.MustParseAddr("10.30.0.100")),
+		Sport: htons(80), Dport: htons(40000), Proto: 6}
+	var s tunnelPxSession
+	res, _ = r.decap(t, req(true))
+	require.EqualValues(t, tcRedirect, res)
+	require.NoError(t, r.p.Shared().Sessions.Lookup(&key, &s))
+	assert.Zero(t, s.Closing, "half closed: the session stays")
+	res, _ = r.proxy(t, reply(true))
+	require.EqualValues(t, tcRedirect, res)
+	require.NoError(t, r.p.Shared().Sessions.Lookup(&key, &s))
+	assert.EqualValues(t, 1, s.Closing, "both FINs seen: the session lingers, then expires")
+}
