@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/edgebpf/edgebpf/internal/inetcsum"
 	"github.com/edgebpf/edgebpf/netsetup"
 )
 
@@ -142,7 +143,30 @@ func (c *core) receive(peer [4]byte, pkt []byte) []byte {
 		t.unsupported.Add(1)
 		return nil
 	}
+	if h.proto != protoICMP {
+		completeL4(&h)
+	}
 	return c.arrive(peer, k, &h, pkt, flags)
+}
+
+// completeL4 computes the TCP or UDP checksum of h's transport header afresh (a UDP checksum
+// of 0, none, stays 0): the inner packet of a datagram from an eBPF worker may carry only the
+// pseudo-header's sum there, left for a device to complete (see the package doc). The result
+// is the same for a checksum that was complete.
+func completeL4(h *ipv4) {
+	off := 16
+	if h.proto == protoUDP {
+		off = 6
+		if h.l4[6] == 0 && h.l4[7] == 0 {
+			return
+		}
+	}
+	h.l4[off], h.l4[off+1] = 0, 0
+	c := inetcsum.Fold(inetcsum.Add(pseudoSum(h.src, h.dst, h.proto, len(h.l4)), h.l4))
+	if c == 0 && h.proto == protoUDP {
+		c = 0xffff // RFC 768: a computed 0 is sent as all ones
+	}
+	binary.BigEndian.PutUint16(h.l4[off:], c)
 }
 
 // arrive is receive for a well-formed packet with key k: a reply to a session here is
