@@ -11,6 +11,10 @@
  *    as a pass-through session, so the proxy tunnels the instance's replies back to that
  *    worker unchanged: only the worker holding the session translates, as in Oakestra.
  *
+ * A reply's L4 checksum is updated as the packet's checksum state demands (bpf_l4_csum_replace),
+ * except after an outer checksum that was pending (pending_outer: a socket's datagram over a
+ * veth, such as the user-space tunnel sends), whose complete inner checksum is updated as such.
+ *
  * Delivery is bpf_redirect_peer into the instance's namespace, addressed from the bridge's MAC
  * to the instance's. What is not a well-formed tunnel packet for a local target is dropped and
  * counted, never delivered: an unknown peer, a truncated or oversized datagram, an outer
@@ -149,8 +153,46 @@ static __always_inline void from_bridge(void *data, const __u8 *dst)
 		src[i] = config.bridge_mac[i];
 }
 
-/* deliver sends the decapsulated packet (Ethernet header at data) to a local target. */
-static __always_inline int deliver(struct __sk_buff *skb, __u32 node_ip, __u64 now)
+/* pending_outer says whether the outer UDP checksum is pending: it holds only the sum of the
+ * outer pseudo-header, which a sending kernel leaves for the device to complete (udp4_hwcsum).
+ * A datagram sent from a socket (the user-space tunnel's, Oakestra's) over a veth arrives so:
+ * the skb is CHECKSUM_PARTIAL, its checksum start at the outer UDP header, and its inner packet
+ * is the sender's payload, checksums complete. The eBPF tunnel sends an outer checksum of 0. */
+static __always_inline int pending_outer(const struct iphdr *ip, const struct udphdr *u)
+{
+	__u32 s = bpf_ntohl(ip->saddr), d = bpf_ntohl(ip->daddr);
+	__u32 sum = (s >> 16) + (s & 0xffff) + (d >> 16) + (d & 0xffff) + IPPROTO_UDP + bpf_ntohs(u->len);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return u->check && bpf_ntohs(u->check) == sum;
+}
+
+/* translate_complete is translate for the inner packet of a datagram whose outer checksum was
+ * pending: the skb's checksum state (CHECKSUM_PARTIAL) describes the outer header, gone now,
+ * and bpf_l4_csum_replace would follow it and update the complete inner checksum as if it
+ * were a partial one, which the receiving stack, verifying it, then drops. The L4 checksum
+ * is updated as a complete one (RFC 1624), by loading and storing it. */
+static __always_inline int translate_complete(struct __sk_buff *skb, struct iphdr *ip, __u8 proto, __u32 l4off,
+					      const struct px_session *s)
+{
+	__u32 csum_off = l4off + (proto == IPPROTO_TCP ? 16 : 6);
+	__u16 check;
+	if (bpf_skb_load_bytes(skb, csum_off, &check, sizeof(check)))
+		return -1;
+	__u32 delta = csum_delta(ip->saddr, ip->daddr, s->new_saddr, s->new_daddr);
+	ip->check = ip_check_update(ip->check, delta);
+	*(__u64 *)&ip->saddr = *(const __u64 *)&s->new_saddr;
+	if (proto == IPPROTO_UDP && !check)
+		return 0; /* no checksum: keep it zero */
+	check = ip_check_update(check, delta);
+	if (proto == IPPROTO_UDP && !check)
+		check = 0xffff;
+	return bpf_skb_store_bytes(skb, csum_off, &check, sizeof(check), 0) ? -1 : 0;
+}
+
+/* deliver sends the decapsulated packet (Ethernet header at data) to a local target. pending
+ * says the outer checksum was pending (pending_outer). */
+static __always_inline int deliver(struct __sk_buff *skb, __u32 node_ip, int pending, __u64 now)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -173,7 +215,8 @@ static __always_inline int deliver(struct __sk_buff *skb, __u32 node_ip, __u64 n
 				close_session(s, &p, p.tcp_flags);
 			__u32 ifindex = s->ifindex;
 			from_bridge(data, s->mac);
-			if (translate(skb, ip, p.proto, ETH_HLEN + ip->ihl * 4, s))
+			__u32 l4off = ETH_HLEN + ip->ihl * 4;
+			if (pending ? translate_complete(skb, ip, p.proto, l4off, s) : translate(skb, ip, p.proto, l4off, s))
 				return drop(TUN_ERROR);
 			stat_inc(&tun_stats, TUN_REVERSED);
 			return bpf_redirect_peer(ifindex, 0);
@@ -223,7 +266,8 @@ int tunnel_decap(struct __sk_buff *skb)
 	int res = check_inner(skb, in, data_end, inner_len);
 	if (res < 0)
 		return drop(-res);
+	int pending = pending_outer(ip, u);
 	if (bpf_skb_adjust_room(skb, -hlen, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
 		return drop(TUN_ERROR);
-	return deliver(skb, node_ip, bpf_ktime_get_coarse_ns());
+	return deliver(skb, node_ip, pending, bpf_ktime_get_coarse_ns());
 }

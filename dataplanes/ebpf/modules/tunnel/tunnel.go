@@ -17,6 +17,13 @@
 // the proxy's table), so that only the worker holding the session translates, as Oakestra's
 // NetManager does.
 //
+// A datagram from a socket, such as the user-space tunnel's (dataplanes/userspace) or
+// Oakestra's, that crossed a veth still has its outer UDP checksum pending (CHECKSUM_PARTIAL:
+// only the pseudo-header's sum, left for a device); its inner packet's checksums are complete,
+// but the checksum helper would follow the skb's state and update a reply's as a partial one,
+// which the client's stack then rejects. The decapsulation recognises such a datagram by its
+// outer checksum and updates the reply's checksum as a complete one.
+//
 // A packet too long for the underlay once wrapped (more than the underlay's MTU minus 28
 // bytes; only a misconfigured overlay MTU produces one) is dropped and counted on the sending
 // side, not answered with ICMP fragmentation needed: the overlay MTU (1450 on 1500) is what

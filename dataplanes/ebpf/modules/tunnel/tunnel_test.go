@@ -104,9 +104,26 @@ func TestDecapDeliversToLocalInstance(t *testing.T) {
 	assert.EqualValues(t, 7, s.InIfindex, "replies come from the instance's veth")
 }
 
+// TestDecapReverseTranslatesReplies covers both kinds of outer UDP checksum: none (the eBPF
+// tunnel's) and a pending one, only the outer pseudo-header's sum, as a datagram from a socket
+// (the user-space tunnel's) arrives over a veth; the inner checksum verifies after either.
+// (A test run's packet is never CHECKSUM_PARTIAL; the mixed cluster suite in subjects runs
+// the real case.)
 func TestDecapReverseTranslatesReplies(t *testing.T) {
-	for _, proto := range []string{"tcp", "udp"} {
-		t.Run(proto, func(t *testing.T) {
+	for _, c := range []struct {
+		proto   string
+		pending bool
+		noCheck bool // an inner UDP datagram without a checksum
+	}{{"tcp", false, false}, {"udp", false, false}, {"tcp", true, false}, {"udp", true, false}, {"udp", true, true}} {
+		proto := c.proto
+		name := proto
+		if c.pending {
+			name += ", outer checksum pending"
+		}
+		if c.noCheck {
+			name += ", no inner checksum"
+		}
+		t.Run(name, func(t *testing.T) {
 			r := newRig(t)
 			// This worker's client 10.18.0.50 (instance IP 10.30.0.100, veth 3) has a session
 			// with the server 10.18.1.9 on the peer, reached through service IP 10.30.5.1.
@@ -118,7 +135,14 @@ func TestDecapReverseTranslatesReplies(t *testing.T) {
 			require.NoError(t, r.p.Shared().Sessions.Update(&key, &s, ebpf.UpdateAny))
 			inner := packet(testpkt.IPv4(testpkt.Spec{Proto: proto, Src: "10.18.1.9", Dst: "10.30.0.100", Sport: 80, Dport: 40000,
 				Payload: []byte("the reply")}))
-			res, out := r.decap(t, testpkt.Tunnel(peerIP, localIP, Port, Port, inner))
+			if c.noCheck {
+				inner[20+6], inner[20+7] = 0, 0
+			}
+			frame := testpkt.Tunnel(peerIP, localIP, Port, Port, inner)
+			if c.pending {
+				pendingOuterCheck(frame)
+			}
+			res, out := r.decap(t, frame)
 			require.EqualValues(t, tcRedirect, res, "%+v", r.stats(t))
 			out = out[:14+len(inner)]
 			assert.Equal(t, []byte{2, 0, 0, 0, 0, 0x50}, out[0:6], "to the client's MAC")
@@ -127,6 +151,9 @@ func TestDecapReverseTranslatesReplies(t *testing.T) {
 			assert.Equal(t, "10.30.5.1", ip.SrcIP.String(), "from the service IP the client addressed")
 			assert.Equal(t, "10.18.0.50", ip.DstIP.String(), "to the client's namespace IP")
 			assert.Equal(t, []byte("the reply"), ip.LayerPayload()[len(ip.LayerPayload())-9:])
+			if c.noCheck {
+				assert.Equal(t, []byte{0, 0}, out[14+20+6:14+20+8], "a UDP checksum of 0 (none) stays 0")
+			}
 			assert.EqualValues(t, 1, r.stats(t).Reversed)
 		})
 	}
@@ -213,6 +240,16 @@ func verify(t testing.TB, b []byte) *layers.IPv4 {
 	binary.BigEndian.PutUint16(pseudo[10:], uint16(len(seg)))
 	assert.Equal(t, uint16(0), inetcsum.Fold(inetcsum.Add(inetcsum.Add(0, pseudo[:]), seg)), "the %s checksum verifies", ip.Protocol)
 	return ip
+}
+
+// pendingOuterCheck sets a tunnel frame's outer UDP checksum to what a sending kernel leaves
+// for the device: the sum of the pseudo-header only, not complemented.
+func pendingOuterCheck(frame []byte) {
+	var pseudo [12]byte
+	copy(pseudo[:8], frame[14+12:14+20])
+	pseudo[9] = 17
+	copy(pseudo[10:], frame[14+20+4:14+20+6])
+	binary.BigEndian.PutUint16(frame[14+20+6:], ^inetcsum.Fold(inetcsum.Add(0, pseudo[:])))
 }
 
 // packet returns the IPv4 packet of an Ethernet frame, without the frame's padding.
