@@ -79,7 +79,10 @@
 // netsetup.TunnelPort (50103), to that worker's node IP and port: no extra header. The proxy
 // process binds that socket in the node's namespace; a second goroutine reads it. A datagram
 // is accepted only from another worker's node IP, no larger than the overlay MTU, holding
-// exactly one whole unfragmented IPv4 packet. A reply to a session of this worker (its key is
+// exactly one whole unfragmented IPv4 packet; a TCP packet beyond the MTU is first cut into
+// segments of the MTU (tunnel_segmented): an eBPF worker's kernel leaves the segmentation of
+// its GSO packets to the device, and a veth underlay carries them whole, so the proxy plays
+// the part of the NIC that would have segmented them on a real wire. A reply to a session of this worker (its key is
 // the session's reply key, and it comes from the server's worker) is reverse-translated;
 // any other packet is written into the device as it is, provided it goes from the instance
 // IP of an instance on the sending worker to the namespace IP of an instance here. Such a

@@ -46,6 +46,7 @@ type tunnelCounters struct {
 	reversed    atomic.Uint64 // of which: replies reverse-translated from a session here
 	unknownPeer atomic.Uint64 // dropped: sender is not a worker of the cluster
 	oversized   atomic.Uint64 // dropped: payload larger than the overlay MTU
+	segmented   atomic.Uint64 // TCP packets larger than the overlay MTU, cut into segments
 	truncated   atomic.Uint64 // dropped: shorter than its IPv4 header or total length says, or longer
 	notIPv4     atomic.Uint64 // dropped: payload is not an IPv4 packet
 	fragment    atomic.Uint64 // dropped: an IP fragment (the proxy forwards none)
@@ -59,7 +60,7 @@ func (t *tunnelCounters) stats(m map[string]uint64) {
 	for name, v := range map[string]*atomic.Uint64{
 		"tunnel_sent": &t.sent, "tunnel_send_errors": &t.sendErrors, "tunnel_dropped_too_big": &t.tooBig,
 		"tunnel_received": &t.received, "tunnel_reversed": &t.reversed,
-		"tunnel_dropped_unknown_peer": &t.unknownPeer, "tunnel_dropped_oversized": &t.oversized,
+		"tunnel_dropped_unknown_peer": &t.unknownPeer, "tunnel_dropped_oversized": &t.oversized, "tunnel_segmented": &t.segmented,
 		"tunnel_dropped_truncated": &t.truncated, "tunnel_dropped_not_ipv4": &t.notIPv4,
 		"tunnel_dropped_fragment": &t.fragment, "tunnel_dropped_unknown_dst": &t.unknownDst,
 		"tunnel_dropped_unknown_src": &t.unknownSrc, "tunnel_dropped_dead_session": &t.dead,
@@ -237,6 +238,24 @@ func (c *core) arrive(peer [4]byte, k key, h *ipv4, pkt []byte, flags uint8) []b
 	return pkt[:h.total]
 }
 
+// receiveDatagram is receive for the payload of a whole datagram from peer, calling write
+// with each packet to write into the device. A TCP packet longer than the overlay MTU is cut
+// into segments of the MTU first (segmentTCP; counted as tunnel_segmented): an eBPF worker's
+// kernel keeps a GSO packet whole for the device to segment, and its veth underlay carries it
+// so; the proxy plays the part of the NIC that would have segmented it on a real wire.
+func (c *core) receiveDatagram(peer [4]byte, pkt, seg []byte, write func([]byte)) {
+	one := func(p []byte) {
+		if p = c.receive(peer, p); p != nil {
+			write(p)
+		}
+	}
+	if len(pkt) > c.mtu && c.peers[peer] && segmentTCP(pkt, c.mtu, seg, one) {
+		c.st.tunnel.segmented.Add(1)
+		return
+	}
+	one(pkt)
+}
+
 // localNS says whether a is the namespace IP of an instance on this worker.
 func (c *core) localNS(a [4]byte) bool {
 	in, ok := c.res.ByNamespaceIP(netip.AddrFrom4(a))
@@ -312,7 +331,12 @@ func (t *tunnel) recv(buf []byte) (int, [4]byte, error) {
 // receiveLoop is the tunnel's receiving side: it reads each datagram, hands its payload to
 // the core and writes what the core returns into the device, until the socket fails.
 func receiveLoop(t *tunnel, tunFD int, c *core) error {
-	buf := make([]byte, 1<<16)
+	buf, seg := make([]byte, 1<<16), make([]byte, c.mtu)
+	write := func(p []byte) {
+		if _, err := unix.Write(tunFD, p); err != nil {
+			c.st.writeErrors.Add(1)
+		}
+	}
 	for {
 		n, from, err := t.recv(buf)
 		if err != nil {
@@ -321,10 +345,6 @@ func receiveLoop(t *tunnel, tunFD int, c *core) error {
 		if n > len(buf) {
 			n = len(buf) // longer than any overlay MTU: receive drops it as oversized
 		}
-		if p := c.receive(from, buf[:n]); p != nil {
-			if _, err := unix.Write(tunFD, p); err != nil {
-				c.st.writeErrors.Add(1)
-			}
-		}
+		c.receiveDatagram(from, buf[:n], seg, write)
 	}
 }
