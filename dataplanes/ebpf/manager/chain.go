@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 )
 
@@ -11,14 +12,25 @@ import (
 type Chains map[string]map[string][]string
 
 // Chains asks the kernel which programs run on every instance's veth, in chain order, by
-// name. It reports what is attached, whoever attached it.
+// name. It reports what is attached, whoever attached it. In dispatcher mode the dispatcher
+// (disp_in, disp_out) is followed by the programs that replace its active slots, in slot
+// order, as the kernel's freplace links say.
 func (m *Manager) Chains() (Chains, error) {
 	out := Chains{}
 	var errs []error
+	var links map[ebpf.ProgramID]map[btf.TypeID]string
+	if m.disp != nil {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		var err error
+		if links, err = freplaceLinks(); err != nil {
+			return nil, err
+		}
+	}
 	err := m.node.NS.Do(func() error {
 		for _, in := range m.instances() {
 			hooks := map[string][]string{}
-			for _, h := range []struct {
+			for hi, h := range []struct {
 				name   string
 				attach ebpf.AttachType
 			}{{"tc_ingress", ebpf.AttachTCXIngress}, {"tc_egress", ebpf.AttachTCXEgress}} {
@@ -30,6 +42,9 @@ func (m *Manager) Chains() (Chains, error) {
 				names := []string{}
 				for _, p := range res.Programs {
 					names = append(names, programName(p.ID))
+					if m.disp != nil && p.ID == m.disp.ids[hi] {
+						names = append(names, m.disp.expand(hi, links)...)
+					}
 				}
 				hooks[h.name] = names
 			}

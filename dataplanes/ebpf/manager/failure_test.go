@@ -38,9 +38,31 @@ func hookIDs(t *testing.T, node *netsetup.Node, in *netsetup.Instance, attach eb
 }
 
 // wantChains checks that every instance of the node runs exactly the listed modules' programs,
-// in list order, on both hooks.
-func wantChains(t *testing.T, node *netsetup.Node, mods []manager.Info) {
+// in list order, on both hooks: the program ids on the TCX hooks, or in dispatcher mode the
+// names GET /chains reads from the kernel's freplace links.
+func wantChains(t *testing.T, node *netsetup.Node, m *manager.Manager, mods []manager.Info) {
 	t.Helper()
+	if m.Chain() == manager.ChainDispatcher {
+		var in, eg []string
+		for _, m := range mods {
+			for _, p := range m.Programs {
+				if p.Hook == "tc_ingress" {
+					in = append(in, p.Name)
+				} else {
+					eg = append(eg, p.Name)
+				}
+			}
+		}
+		chains, err := m.Chains()
+		require.NoError(t, err)
+		for _, s := range node.Registry.Services() {
+			for _, ins := range node.Registry.Instances(s.Name) {
+				assert.Equal(t, onHook(m.Chain(), "in", in...), chains[ins.Veth]["tc_ingress"], "%s ingress", ins.Veth)
+				assert.Equal(t, onHook(m.Chain(), "out", eg...), chains[ins.Veth]["tc_egress"], "%s egress", ins.Veth)
+			}
+		}
+		return
+	}
 	var in, eg []ebpf.ProgramID
 	for _, m := range mods {
 		for _, p := range m.Programs {
@@ -62,8 +84,10 @@ func wantChains(t *testing.T, node *netsetup.Node, mods []manager.Info) {
 // TestDeleteWhilePacketsFlow deletes the middle of three modules while connections run: the
 // traffic is not disturbed, the other two keep their order everywhere, and once Delete has
 // returned the deleted module's programs (kept open here) never run again.
-func TestDeleteWhilePacketsFlow(t *testing.T) {
-	a := newAPI(t)
+func TestDeleteWhilePacketsFlow(t *testing.T) { eachChain(t, testDeleteWhilePacketsFlow) }
+
+func testDeleteWhilePacketsFlow(t *testing.T, chain manager.Chain) {
+	a := newAPI(t, chain)
 	first := a.create("counter", "")
 	mid := a.create("firewall", `{"default":"pass"}`)
 	last := a.create("counter", "")
@@ -109,13 +133,17 @@ func TestDeleteWhilePacketsFlow(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, runs[i], s.RunCount, "the deleted module's program %d ran after Delete returned", i)
 	}
-	wantChains(t, a.node, []manager.Info{first, last})
+	wantChains(t, a.node, a.m, []manager.Info{first, last})
 }
 
 // TestInstanceRemovedWhileModuleCreated removes instances while a module is being attached to
 // all of them: the module ends up on exactly the instances that remain, in chain order, and
 // deleting it leaves nothing attached.
 func TestInstanceRemovedWhileModuleCreated(t *testing.T) {
+	eachChain(t, testInstanceRemovedWhileModuleCreated)
+}
+
+func testInstanceRemovedWhileModuleCreated(t *testing.T, chain manager.Chain) {
 	node := testenv.Node(t, "client")
 	if _, err := node.AddService("many"); err != nil {
 		t.Fatal(err)
@@ -126,7 +154,7 @@ func TestInstanceRemovedWhileModuleCreated(t *testing.T) {
 		require.NoError(t, err)
 		ins = append(ins, in)
 	}
-	m, err := manager.New(node, modules.Catalogue())
+	m, err := manager.New(node, modules.Catalogue(), manager.WithChain(chain))
 	require.NoError(t, err)
 	defer func() { require.NoError(t, m.Close()) }()
 	first, err := m.Create("counter", nil)
@@ -156,16 +184,18 @@ func TestInstanceRemovedWhileModuleCreated(t *testing.T) {
 	}
 	first, _ = m.Get(first.ID)
 	created, _ = m.Get(created.ID)
-	wantChains(t, node, []manager.Info{first, created})
+	wantChains(t, node, m, []manager.Info{first, created})
 	_, err = m.DeleteAll()
 	require.NoError(t, err)
-	wantChains(t, node, nil)
+	wantChains(t, node, m, nil)
 }
 
 // TestConcurrentCreates has two API clients create modules at once: every request succeeds
 // with its own id, and every veth's chain holds all of them in the order the manager lists.
-func TestConcurrentCreates(t *testing.T) {
-	a := newAPI(t)
+func TestConcurrentCreates(t *testing.T) { eachChain(t, testConcurrentCreates) }
+
+func testConcurrentCreates(t *testing.T, chain manager.Chain) {
+	a := newAPI(t, chain)
 	const each = 4
 	var wg sync.WaitGroup
 	ids := make(chan int, 2*each)
@@ -193,5 +223,5 @@ func TestConcurrentCreates(t *testing.T) {
 	for i, inf := range list {
 		assert.Equal(t, i, inf.Position)
 	}
-	wantChains(t, a.node, list)
+	wantChains(t, a.node, a.m, list)
 }

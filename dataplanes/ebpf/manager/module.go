@@ -20,7 +20,8 @@ import (
 	"github.com/edgebpf/edgebpf/netsetup"
 )
 
-// Module is one eBPF network function: its data plane (two TCX programs) and control plane.
+// Module is one eBPF network function: its data plane (two TCX programs, or in dispatcher
+// mode the same programs as extensions) and control plane.
 // The manager serialises every call to a module's methods except the Route handlers, which the
 // module must make safe for concurrent use.
 type Module interface {
@@ -52,9 +53,11 @@ type Route struct {
 }
 
 // Factory creates a module for a node from its JSON configuration (nil or empty for
-// defaults). Invalid configuration is reported by wrapping ErrBadConfig. Modules that resolve
-// addresses (the proxy) query node.Registry; others ignore the node.
-type Factory func(node *netsetup.Node, config json.RawMessage) (Module, error)
+// defaults), loading its BPF collection with load, which the manager picks for its chain mode
+// (LoadTCX, or extensions of the dispatcher), so a module's BPF code is the same in both.
+// Invalid configuration is reported by wrapping ErrBadConfig. Modules that resolve addresses
+// (the proxy) query node.Registry; others ignore the node.
+type Factory func(node *netsetup.Node, config json.RawMessage, load Load) (Module, error)
 
 // ErrBadConfig marks a module configuration the module rejects (HTTP 400).
 var ErrBadConfig = errors.New("invalid module configuration")
