@@ -160,16 +160,17 @@ func TestModuleLimit(t *testing.T) { eachChain(t, testModuleLimit) }
 
 func testModuleLimit(t *testing.T, chain manager.Chain) {
 	a := newAPI(t, chain)
-	for i := range manager.MaxModules {
+	limit := a.m.Limit()
+	for i := range limit {
 		inf := a.create("counter", "")
 		require.Equal(t, i+1, inf.ID)
 	}
 	code, out := a.do("POST", "/ebpf", `{"name":"counter"}`)
 	assert.Equal(t, http.StatusConflict, code, out)
-	assert.Contains(t, out, fmt.Sprintf("at most %d modules per chain", manager.MaxModules))
+	assert.Contains(t, out, fmt.Sprintf("at most %d modules per chain", limit))
 	for veth, hooks := range a.chains() {
-		assert.Len(t, hooks["tc_ingress"], len(onHook(chain, "in"))+manager.MaxModules, veth)
-		assert.Len(t, hooks["tc_egress"], len(onHook(chain, "out"))+manager.MaxModules, veth)
+		assert.Len(t, hooks["tc_ingress"], len(onHook(chain, "in"))+limit, veth)
+		assert.Len(t, hooks["tc_egress"], len(onHook(chain, "out"))+limit, veth)
 	}
 	code, out = a.do("DELETE", "/ebpf", "")
 	require.Equal(t, 200, code, out)
@@ -241,7 +242,7 @@ func testServiceRoutes(t *testing.T, chain manager.Chain) {
 	assert.Equal(t, "web-0", ins[0].Name)
 	chains := a.chains()
 	for _, in := range ins {
-		assert.Equal(t, []string{"counter_in"}, chains[in.Veth]["tc_ingress"], "the module follows the registry's event on %s", in.Veth)
+		assert.Equal(t, onHook(chain, "in", "counter_in"), chains[in.Veth]["tc_ingress"], "the module follows the registry's event on %s", in.Veth)
 	}
 	code, out = a.do("POST", "/services/web/instances", "")
 	require.Equal(t, http.StatusCreated, code, out)

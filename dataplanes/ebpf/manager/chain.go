@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 )
 
@@ -13,18 +12,20 @@ type Chains map[string]map[string][]string
 
 // Chains asks the kernel which programs run on every instance's veth, in chain order, by
 // name. It reports what is attached, whoever attached it. In dispatcher mode the dispatcher
-// (disp_in, disp_out) is followed by the programs that replace its active slots, in slot
-// order, as the kernel's freplace links say.
+// (disp_in, disp_out) is followed by the programs in its active slots, in slot order, as the
+// kernel's program arrays hold them.
 func (m *Manager) Chains() (Chains, error) {
 	out := Chains{}
 	var errs []error
-	var links map[ebpf.ProgramID]map[btf.TypeID]string
+	var slots [2][]string
 	if m.disp != nil {
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		var err error
-		if links, err = freplaceLinks(); err != nil {
-			return nil, err
+		for h := range slots {
+			var err error
+			if slots[h], err = m.disp.expand(h); err != nil {
+				return nil, err
+			}
 		}
 	}
 	err := m.node.NS.Do(func() error {
@@ -43,7 +44,7 @@ func (m *Manager) Chains() (Chains, error) {
 				for _, p := range res.Programs {
 					names = append(names, programName(p.ID))
 					if m.disp != nil && p.ID == m.disp.ids[hi] {
-						names = append(names, m.disp.expand(hi, links)...)
+						names = append(names, slots[hi]...)
 					}
 				}
 				hooks[h.name] = names

@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager/emptyprog"
@@ -24,10 +23,10 @@ const (
 	// a module costs a grace period per instance and hook.
 	ChainTCX Chain = "tcx"
 	// ChainDispatcher attaches one dispatcher program per hook to every veth once, when the
-	// instance appears; modules are loaded as extensions that replace the dispatcher's slot
-	// functions (freplace), so creating a module costs two extension attaches whatever the
-	// number of instances. The dispatcher's slots are node-wide: every instance runs the
-	// same chain.
+	// instance appears; the modules' programs, unchanged, sit in the dispatcher's program
+	// arrays, which it runs slot by slot (bpf/dispatcher.c), so creating a module writes two
+	// array entries whatever the number of instances. The dispatcher's slots are node-wide:
+	// every instance runs the same chain. It holds DispatcherSlots modules.
 	ChainDispatcher Chain = "dispatcher"
 )
 
@@ -45,12 +44,14 @@ func ParseChain(s string) (Chain, error) {
 	return "", fmt.Errorf("unknown chain mode %q: use tcx or dispatcher", s)
 }
 
-// DispatcherSlots is how many modules a dispatcher runs per hook; it holds MaxModules.
-const DispatcherSlots = 64
+// DispatcherSlots is how many modules a dispatcher runs per hook: a packet makes one tail call
+// per module, and the kernel allows 33 per packet (MAX_TAIL_CALL_CNT).
+const DispatcherSlots = 32
 
 // Load loads a module's BPF collection into objs, as bpf2go's LoadAndAssign does. The manager
-// hands every Factory the Load of its chain mode: LoadTCX, or one that loads the same TCX
-// programs as extensions of the node's dispatcher. A module loads its programs only through it.
+// hands every Factory the Load of its chain mode, so a module loads its programs only through
+// it and its BPF code is the same in every mode; in dispatcher mode Load checks that every
+// program is a tcx/ingress or tcx/egress program, as the dispatcher's program arrays require.
 type Load func(spec *ebpf.CollectionSpec, objs any) error
 
 // LoadTCX loads spec's programs as they are, TCX programs; for modules used without a manager
@@ -59,36 +60,29 @@ func LoadTCX(spec *ebpf.CollectionSpec, objs any) error { return spec.LoadAndAss
 
 // ErrNoExtensions is returned in dispatcher mode when the kernel refuses BPF extension
 // programs (BPF_PROG_TYPE_EXT, freplace), which the dispatcher's modules are.
-var ErrNoExtensions = errors.New("this kernel refuses BPF extension programs (freplace), which --chain dispatcher needs (bpftool feature probe: program_type ext); use --chain tcx")
+var ErrNoDispatcher = errors.New("this kernel does not load the chain dispatcher (it needs a BPF JIT that mixes tail calls and function calls: x86-64 or arm64); use --chain tcx")
 
 var probeOnce = sync.OnceValue(probeDispatcher)
 
-// ProbeDispatcher says whether this kernel runs the dispatcher: it loads a dispatcher and the
-// empty program as its extension, and attaches that to a slot. The answer is cached.
+// ProbeDispatcher says whether this kernel runs the dispatcher: it loads one and puts the
+// empty program into a slot. The answer is cached.
 func ProbeDispatcher() error { return probeOnce() }
 
 func probeDispatcher() error {
 	d, err := newDispatcher()
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrNoDispatcher, err)
 	}
 	defer d.close()
-	spec, err := emptyprog.Spec()
+	prog, err := emptyprog.Load()
 	if err != nil {
 		return err
 	}
-	var objs struct {
-		Prog *ebpf.Program `ebpf:"empty_tc"`
+	defer prog.Close()
+	if err := d.arrays[hookIn].Put(uint32(0), prog); err != nil {
+		return fmt.Errorf("%w: %w", ErrNoDispatcher, err)
 	}
-	if err := d.load(spec, &objs); err != nil {
-		return fmt.Errorf("%w: %w", ErrNoExtensions, err)
-	}
-	defer objs.Prog.Close()
-	l, err := link.AttachFreplace(d.progs[hookIn], slotName(0), objs.Prog)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrNoExtensions, err)
-	}
-	return l.Close()
+	return nil
 }
 
 // hookIndex numbers the hooks as the dispatcher does.
@@ -97,23 +91,22 @@ const (
 	hookOut = 1
 )
 
-// dispatcher is a manager's pair of dispatcher programs, the veths they are attached to, and
-// which module's program holds each slot.
+// dispatcher is a manager's pair of dispatcher programs with their program arrays, the veths
+// they are attached to, and which module's program holds each slot.
 type dispatcher struct {
-	objs  dispatcherObjects
-	progs [2]*ebpf.Program
-	ids   [2]ebpf.ProgramID
-	btfID [2]map[btf.TypeID]int // slot function's BTF id -> slot, per hook
-	at    map[int]*attachment   // the dispatcher's TCX links by veth ifindex
-	slots [2][DispatcherSlots]*entry
-	mask  [2]uint64
-	ncpu  int
+	objs   dispatcherObjects
+	progs  [2]*ebpf.Program
+	arrays [2]*ebpf.Map
+	ids    [2]ebpf.ProgramID
+	at     map[int]*attachment // the dispatcher's TCX links by veth ifindex
+	slots  [2][DispatcherSlots]*entry
+	mask   [2]uint64
+	ncpu   int
 }
 
 // plugged is a module's place in the dispatcher on one hook.
 type plugged struct {
 	slot int
-	link link.Link
 	base runStat // runs counted in slots it held before (compaction moves modules)
 }
 
@@ -122,20 +115,14 @@ type runStat struct {
 	ns   uint64
 }
 
-func slotName(i int) string { return fmt.Sprintf("disp_slot%d%d", i/8, i%8) }
-
 func newDispatcher() (*dispatcher, error) {
 	d := &dispatcher{at: map[int]*attachment{}, ncpu: ebpf.MustPossibleCPU()}
 	if err := loadDispatcherObjects(&d.objs, nil); err != nil {
 		return nil, fmt.Errorf("load chain dispatcher: %w", err)
 	}
 	d.progs = [2]*ebpf.Program{d.objs.DispIn, d.objs.DispOut}
+	d.arrays = [2]*ebpf.Map{d.objs.DispInProgs, d.objs.DispOutProgs}
 	for h, p := range d.progs {
-		ids, err := slotIDs(p)
-		if err != nil {
-			return nil, errors.Join(err, d.objs.Close())
-		}
-		d.btfID[h] = ids
 		info, err := p.Info()
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("chain dispatcher info: %w", err), d.objs.Close())
@@ -146,49 +133,13 @@ func newDispatcher() (*dispatcher, error) {
 	return d, nil
 }
 
-// slotIDs maps the BTF ids of p's slot functions to their slots.
-func slotIDs(p *ebpf.Program) (map[btf.TypeID]int, error) {
-	h, err := p.Handle()
-	if err != nil {
-		return nil, fmt.Errorf("chain dispatcher btf: %w", err)
-	}
-	defer h.Close()
-	spec, err := h.Spec(nil)
-	if err != nil {
-		return nil, fmt.Errorf("chain dispatcher btf: %w", err)
-	}
-	out := map[btf.TypeID]int{}
-	for i := range DispatcherSlots {
-		var fn *btf.Func
-		if err := spec.TypeByName(slotName(i), &fn); err != nil {
-			return nil, fmt.Errorf("chain dispatcher slot %d: %w", i, err)
-		}
-		id, err := spec.TypeID(fn)
-		if err != nil {
-			return nil, fmt.Errorf("chain dispatcher slot %d: %w", i, err)
-		}
-		out[id] = i
-	}
-	return out, nil
-}
-
-// load loads spec's TCX programs as extensions of the dispatcher's first slot, ingress
-// programs of disp_in, egress programs of disp_out; plug attaches them to their slots.
+// load loads spec after checking that its programs fit the dispatcher's program arrays: a
+// program array takes programs of its owner's type and attach type only.
 func (d *dispatcher) load(spec *ebpf.CollectionSpec, objs any) error {
 	for name, ps := range spec.Programs {
-		var h int
-		switch {
-		case ps.Type != ebpf.SchedCLS:
-			return fmt.Errorf("program %s is a %s program; the dispatcher runs TCX programs", name, ps.Type)
-		case ps.AttachType == ebpf.AttachTCXIngress:
-			h = hookIn
-		case ps.AttachType == ebpf.AttachTCXEgress:
-			h = hookOut
-		default:
-			return fmt.Errorf("program %s is not a tcx/ingress or tcx/egress program", name)
+		if ps.Type != ebpf.SchedCLS || ps.AttachType != ebpf.AttachTCXIngress && ps.AttachType != ebpf.AttachTCXEgress {
+			return fmt.Errorf("program %s is not a tcx/ingress or tcx/egress program, which the dispatcher runs", name)
 		}
-		ps.Type, ps.AttachType = ebpf.Extension, ebpf.AttachNone
-		ps.AttachTarget, ps.AttachTo = d.progs[h], slotName(0)
 	}
 	return spec.LoadAndAssign(objs, nil)
 }
@@ -231,6 +182,9 @@ func (d *dispatcher) plug(e *entry) error {
 		if slot == DispatcherSlots {
 			return errors.Join(fmt.Errorf("%w: the dispatcher's %d slots are taken", ErrChainFull, DispatcherSlots), d.unplug(e))
 		}
+		if p.Type() != ebpf.SchedCLS {
+			return errors.Join(fmt.Errorf("module %s's program %s is a %s program, not a TCX one", e.name, p, p.Type()), d.unplug(e))
+		}
 		pl, err := d.attach(h, slot, p)
 		if err != nil {
 			return errors.Join(err, d.unplug(e))
@@ -243,36 +197,44 @@ func (d *dispatcher) plug(e *entry) error {
 	return nil
 }
 
-// attach replaces slot on hook h with p, its statistics zeroed first.
+// attach puts p into slot on hook h, its statistics zeroed first; the slot runs once its bit
+// is set.
 func (d *dispatcher) attach(h, slot int, p *ebpf.Program) (*plugged, error) {
 	if err := d.objs.DispStats.Put(uint32(h*DispatcherSlots+slot), make([]dispatcherDispStat, d.ncpu)); err != nil {
 		return nil, fmt.Errorf("reset dispatcher slot %d statistics: %w", slot, err)
 	}
-	l, err := link.AttachFreplace(d.progs[h], slotName(slot), p)
-	if err != nil {
-		return nil, fmt.Errorf("replace dispatcher slot %d: %w", slot, err)
+	if err := d.arrays[h].Put(uint32(slot), p); err != nil {
+		return nil, fmt.Errorf("put a program into dispatcher slot %d: %w", slot, err)
 	}
-	return &plugged{slot: slot, link: l}, nil
+	return &plugged{slot: slot}, nil
 }
 
-// unplug takes e out of the chain: its bits first, so no packet reaches the program while
-// its link closes.
+// empty removes the program from slot on hook h.
+func (d *dispatcher) empty(h, slot int) error {
+	if err := d.arrays[h].Delete(uint32(slot)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("empty dispatcher slot %d: %w", slot, err)
+	}
+	return nil
+}
+
+// unplug takes e out of the chain: its bits first, so no packet reaches the program when its
+// slot is emptied.
 func (d *dispatcher) unplug(e *entry) error {
 	var errs []error
 	for h, pl := range e.plug {
 		if pl == nil {
 			continue
 		}
-		errs = append(errs, d.setMask(h, d.mask[h]&^(1<<pl.slot)), pl.link.Close())
+		errs = append(errs, d.setMask(h, d.mask[h]&^(1<<pl.slot)), d.empty(h, pl.slot))
 		d.slots[h][pl.slot], e.plug[h] = nil, nil
 	}
 	return errors.Join(errs...)
 }
 
 // compact moves hook h's modules to the lowest slots, keeping their order. A module moves
-// from slot s to a lower free slot t with no module between them: its program is attached
-// to t, then one mask store clears s and sets t, so a packet runs it exactly once, then the
-// old link closes.
+// from slot s to a lower free slot t with no module between them: its program is put into t,
+// then one mask store clears s and sets t, so a packet runs it exactly once, then s is
+// emptied.
 func (d *dispatcher) compact(h int) error {
 	t := 0
 	for s := range DispatcherSlots {
@@ -288,11 +250,11 @@ func (d *dispatcher) compact(h int) error {
 				return fmt.Errorf("compact dispatcher: %w", err)
 			}
 			if err := d.setMask(h, d.mask[h]&^(1<<s)|1<<t); err != nil {
-				return errors.Join(err, pl.link.Close())
+				return errors.Join(err, d.empty(h, t))
 			}
 			pl.base = runStat{old.base.runs + st.runs, old.base.ns + st.ns}
 			d.slots[h][s], d.slots[h][t], e.plug[h] = nil, e, pl
-			if err := old.link.Close(); err != nil {
+			if err := d.empty(h, s); err != nil {
 				return fmt.Errorf("compact dispatcher: %w", err)
 			}
 		}
@@ -370,47 +332,19 @@ func (d *dispatcher) close() error {
 	return errors.Join(err, d.objs.Close())
 }
 
-// expand names the programs running in the dispatcher's active slots on hook h, in slot
-// order, as the kernel's freplace links say.
-func (d *dispatcher) expand(h int, links map[ebpf.ProgramID]map[btf.TypeID]string) []string {
-	bySlot := map[int]string{}
-	for id, name := range links[d.ids[h]] {
-		if s, ok := d.btfID[h][id]; ok {
-			bySlot[s] = name
-		}
-	}
+// expand names the programs in the dispatcher's active slots on hook h, in slot order, as
+// the kernel's program array holds them.
+func (d *dispatcher) expand(h int) ([]string, error) {
 	var out []string
 	for s := range DispatcherSlots {
-		if name, ok := bySlot[s]; ok && d.mask[h]&(1<<s) != 0 {
-			out = append(out, name)
-		}
-	}
-	return out
-}
-
-// freplaceLinks asks the kernel for every extension link: target program -> BTF id of the
-// replaced function -> the extension's name.
-func freplaceLinks() (map[ebpf.ProgramID]map[btf.TypeID]string, error) {
-	out := map[ebpf.ProgramID]map[btf.TypeID]string{}
-	it := new(link.Iterator)
-	defer it.Close()
-	for it.Next() {
-		info, err := it.Link.Info()
-		if err != nil || info.Type != link.TracingType {
+		if d.mask[h]&(1<<s) == 0 {
 			continue
 		}
-		tr := info.Tracing()
-		if tr == nil || tr.TargetObjectId == 0 {
-			continue
+		var id uint32
+		if err := d.arrays[h].Lookup(uint32(s), &id); err != nil {
+			return out, fmt.Errorf("read dispatcher slot %d: %w", s, err)
 		}
-		target := ebpf.ProgramID(tr.TargetObjectId)
-		if out[target] == nil {
-			out[target] = map[btf.TypeID]string{}
-		}
-		out[target][btf.TypeID(tr.TargetBtfId)] = programName(info.Program)
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("list freplace links: %w", err)
+		out = append(out, programName(ebpf.ProgramID(id)))
 	}
 	return out, nil
 }
@@ -461,4 +395,28 @@ func (c *countCloser) Close() error {
 		err = c.st.Close()
 	})
 	return err
+}
+
+// Dispatch returns an ingress dispatcher, attached nowhere, that runs progs (tcx/ingress
+// programs) in order: for BPF test runs of a chain, as the benchmarks make them. Its close
+// releases it; the programs stay the caller's.
+func Dispatch(progs ...*ebpf.Program) (*ebpf.Program, func() error, error) {
+	if len(progs) > DispatcherSlots {
+		return nil, nil, fmt.Errorf("%w: at most %d programs", ErrChainFull, DispatcherSlots)
+	}
+	d, err := newDispatcher()
+	if err != nil {
+		return nil, nil, err
+	}
+	var mask uint64
+	for i, p := range progs {
+		if err := d.arrays[hookIn].Put(uint32(i), p); err != nil {
+			return nil, nil, errors.Join(fmt.Errorf("dispatch program %d: %w", i, err), d.close())
+		}
+		mask |= 1 << i
+	}
+	if err := d.setMask(hookIn, mask); err != nil {
+		return nil, nil, errors.Join(err, d.close())
+	}
+	return d.progs[hookIn], d.close, nil
 }

@@ -23,11 +23,13 @@ type dispatcherDispStat struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	dispatcherMapDispStats = "disp_stats"
-	dispatcherProgDispIn   = "disp_in"
-	dispatcherProgDispOut  = "disp_out"
-	dispatcherVarDispCount = "disp_count"
-	dispatcherVarDispMask  = "disp_mask"
+	dispatcherMapDispInProgs  = "disp_in_progs"
+	dispatcherMapDispOutProgs = "disp_out_progs"
+	dispatcherMapDispStats    = "disp_stats"
+	dispatcherProgDispIn      = "disp_in"
+	dispatcherProgDispOut     = "disp_out"
+	dispatcherVarDispCount    = "disp_count"
+	dispatcherVarDispMask     = "disp_mask"
 )
 
 // loadDispatcher returns the embedded CollectionSpec for dispatcher.
@@ -80,7 +82,9 @@ type dispatcherProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dispatcherMapSpecs struct {
-	DispStats *ebpf.MapSpec `ebpf:"disp_stats"`
+	DispInProgs  *ebpf.MapSpec `ebpf:"disp_in_progs"`
+	DispOutProgs *ebpf.MapSpec `ebpf:"disp_out_progs"`
+	DispStats    *ebpf.MapSpec `ebpf:"disp_stats"`
 }
 
 // dispatcherVariableSpecs contains global variables before they are loaded into the kernel.
@@ -111,11 +115,15 @@ func (o *dispatcherObjects) Close() error {
 //
 // It can be passed to loadDispatcherObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dispatcherMaps struct {
-	DispStats *ebpf.Map `ebpf:"disp_stats"`
+	DispInProgs  *ebpf.Map `ebpf:"disp_in_progs"`
+	DispOutProgs *ebpf.Map `ebpf:"disp_out_progs"`
+	DispStats    *ebpf.Map `ebpf:"disp_stats"`
 }
 
 func (m *dispatcherMaps) Close() error {
 	return _DispatcherClose(
+		m.DispInProgs,
+		m.DispOutProgs,
 		m.DispStats,
 	)
 }

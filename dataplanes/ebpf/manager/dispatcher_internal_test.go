@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -17,8 +18,8 @@ var frame = testpkt.IPv4(testpkt.Spec{Proto: "tcp", Src: "10.18.0.2", Dst: "10.1
 const tcxNext = ^uint32(0) // TCX_NEXT (-1) as the test run returns it
 
 // TestDispatcherRunsSetSlots runs the dispatcher in BPF test runs: it runs exactly the slots
-// whose bit is set, on its own hook, and counts them only while counting is on. The slots are
-// empty here (they pass the packet on), which needs no extension support.
+// whose bit is set, on its own hook, and counts them only while counting is on; a slot
+// without a program passes the packet on.
 func TestDispatcherRunsSetSlots(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	d, err := newDispatcher()
@@ -29,7 +30,7 @@ func TestDispatcherRunsSetSlots(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, tcxNext, ret, "no slot: the packet goes on")
 
-	require.NoError(t, d.setMask(hookIn, 1|1<<5|1<<63))
+	require.NoError(t, d.setMask(hookIn, 1|1<<5|1<<31))
 	ret, err = d.progs[hookIn].Run(&ebpf.RunOptions{Data: frame})
 	require.NoError(t, err)
 	assert.Equal(t, tcxNext, ret)
@@ -43,7 +44,7 @@ func TestDispatcherRunsSetSlots(t *testing.T) {
 	}
 	for s := range DispatcherSlots {
 		want := uint64(0)
-		if s == 0 || s == 5 || s == 63 {
+		if s == 0 || s == 5 || s == 31 {
 			want = 3
 		}
 		assert.Equal(t, want, d.slotStat(hookIn, s).runs, "ingress slot %d", s)
@@ -54,49 +55,44 @@ func TestDispatcherRunsSetSlots(t *testing.T) {
 	assert.Zero(t, d.slotStat(hookOut, 0).runs, "the egress mask is empty")
 }
 
-// BenchmarkDispatcherCost measures the dispatcher's per-packet cost in BPF test runs on a
-// 64-byte TCP frame, next to the empty program alone, in one run: the dispatcher with no
-// slot set, and with 1 and 4 empty slots set (each slot an empty function, as an empty
-// module would be):
-//
-//	go test -run XXX -bench DispatcherCost -count 5 ./dataplanes/ebpf/manager/
-func BenchmarkDispatcherCost(b *testing.B) {
-	testenv.RequirePrivileged(b)
-	empty, err := emptyprog.Load()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer empty.Close()
+// TestDispatcherReturnsTheVerdict: a program in a slot returns its verdict to the dispatcher
+// as a call would (the tail call replaces only the slot function's frame), so a later slot
+// runs after TCX_NEXT and none after another verdict.
+func TestDispatcherReturnsTheVerdict(t *testing.T) {
+	testenv.RequirePrivileged(t)
 	d, err := newDispatcher()
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer d.close()
-	var base float64
-	for _, c := range []struct {
-		name string
-		mask uint64
-	}{{"empty", 0}, {"dispatcher-0-slots", 0}, {"dispatcher-1-slot", 1}, {"dispatcher-4-slots", 0xf}} {
-		b.Run(c.name, func(b *testing.B) {
-			prog := d.progs[hookIn]
-			if c.name == "empty" {
-				prog = empty
-			}
-			if err := d.setMask(hookIn, c.mask); err != nil {
-				b.Fatal(err)
-			}
-			_, per, err := prog.Benchmark(frame, b.N, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			ns := float64(per.Nanoseconds())
-			if c.name == "empty" {
-				base = ns
-			}
-			b.ReportMetric(ns, "ns/pkt")
-			if base > 0 {
-				b.ReportMetric(ns/base, "x-empty")
-			}
-		})
-	}
+	empty, err := emptyprog.Load()
+	require.NoError(t, err)
+	defer empty.Close()
+	drop := loadReturning(t, 2) // TCX_DROP
+	require.NoError(t, d.arrays[hookIn].Put(uint32(0), empty))
+	require.NoError(t, d.arrays[hookIn].Put(uint32(1), drop))
+	require.NoError(t, d.arrays[hookIn].Put(uint32(2), empty))
+	counting.change(1)
+	defer counting.change(-1)
+
+	require.NoError(t, d.setMask(hookIn, 1|1<<2))
+	ret, err := d.progs[hookIn].Run(&ebpf.RunOptions{Data: frame})
+	require.NoError(t, err)
+	assert.Equal(t, tcxNext, ret, "empty, then empty")
+	assert.Equal(t, uint64(1), d.slotStat(hookIn, 2).runs, "the slot after an empty program ran")
+
+	require.NoError(t, d.setMask(hookIn, 1|1<<1|1<<2))
+	ret, err = d.progs[hookIn].Run(&ebpf.RunOptions{Data: frame})
+	require.NoError(t, err)
+	assert.Equal(t, uint32(2), ret, "the drop's verdict ends the chain")
+	assert.Equal(t, uint64(1), d.slotStat(hookIn, 1).runs)
+	assert.Equal(t, uint64(1), d.slotStat(hookIn, 2).runs, "no slot runs after the drop")
+}
+
+// loadReturning loads a TCX ingress program that returns v.
+func loadReturning(t *testing.T, v int32) *ebpf.Program {
+	t.Helper()
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, AttachType: ebpf.AttachTCXIngress, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, v), asm.Return()}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	return p
 }

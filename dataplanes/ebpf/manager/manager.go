@@ -72,20 +72,29 @@ func (a *attachment) close() error {
 // ErrNotFound is returned for a module id that does not exist (HTTP 404).
 var ErrNotFound = errors.New("no module with id")
 
-// MaxModules is how many modules a chain holds, in either chain mode: the kernel runs at most
-// 63 programs on one TCX hook (BPF_MPROG_MAX - 1) and in tcx mode every module puts one
-// program on each hook; the dispatcher has DispatcherSlots >= MaxModules slots. chainRoom is
-// the one place that checks it.
+// MaxModules is how many modules a chain holds in tcx mode: the kernel runs at most 63
+// programs on one TCX hook (BPF_MPROG_MAX - 1) and every module puts one program on each
+// hook. In dispatcher mode a chain holds DispatcherSlots. Manager.Limit says which applies;
+// chainRoom is the one place that checks it.
 const MaxModules = 63
 
-// ErrChainFull is returned when a chain has MaxModules modules already, or the kernel refuses
-// one more program on a hook (ERANGE) (HTTP 409).
-var ErrChainFull = fmt.Errorf("at most %d modules per chain", MaxModules)
+// ErrChainFull is returned when a chain has Limit modules already, or the kernel refuses one
+// more program on a hook (ERANGE) (HTTP 409).
+var ErrChainFull = errors.New("the chain is full")
+
+// Limit is how many modules a chain of this manager holds: MaxModules in tcx mode,
+// DispatcherSlots in dispatcher mode.
+func (m *Manager) Limit() int {
+	if m.chain == ChainDispatcher {
+		return DispatcherSlots
+	}
+	return MaxModules
+}
 
 // chainRoom says whether a chain of n modules takes one more.
-func chainRoom(n int) error {
-	if n >= MaxModules {
-		return fmt.Errorf("%w: %d are deployed; delete one first (DELETE /ebpf/{id})", ErrChainFull, n)
+func (m *Manager) chainRoom(n int) error {
+	if n >= m.Limit() {
+		return fmt.Errorf("%w: at most %d modules per chain (%s mode), %d are deployed; delete one first (DELETE /ebpf/{id})", ErrChainFull, m.Limit(), m.chain, n)
 	}
 	return nil
 }
@@ -337,7 +346,7 @@ func (m *Manager) Create(name string, config json.RawMessage) (Info, error) {
 	}
 	// Refuse early, before loading anything; checked again below, under the lock.
 	m.mu.Lock()
-	err = chainRoom(len(m.mods))
+	err = m.chainRoom(len(m.mods))
 	m.mu.Unlock()
 	if err != nil {
 		return Info{}, fmt.Errorf("create module %s: %w", name, err)
@@ -351,7 +360,7 @@ func (m *Manager) Create(name string, config json.RawMessage) (Info, error) {
 	if m.closed {
 		return Info{}, errors.Join(errors.New("manager is closed"), mod.Close())
 	}
-	if err := chainRoom(len(m.mods)); err != nil {
+	if err := m.chainRoom(len(m.mods)); err != nil {
 		return Info{}, errors.Join(fmt.Errorf("create module %s: %w", name, err), mod.Close())
 	}
 	e := &entry{id: m.nextID, name: name, mod: mod, created: time.Now().UTC(), routes: mod.Routes(), at: map[int]*attachment{}}
@@ -567,7 +576,7 @@ func tcxError(err error, in *netsetup.Instance) error {
 		return fmt.Errorf("this kernel lacks TCX (Linux 6.6 or newer is needed): %w", err)
 	case errors.Is(err, unix.ERANGE):
 		// Another program holds a slot on this hook, or a race: the same client error.
-		return fmt.Errorf("%w: the kernel refused one more program on %s: %w", ErrChainFull, in.Veth, err)
+		return fmt.Errorf("%w: at most %d modules per chain: the kernel refused one more program on %s: %w", ErrChainFull, MaxModules, in.Veth, err)
 	}
 	return err
 }

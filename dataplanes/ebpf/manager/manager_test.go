@@ -237,6 +237,37 @@ func testChainOrderFollowsDeployment(t *testing.T, chain manager.Chain) {
 	}
 }
 
+// sentBy returns how many packets the counter module id saw the instance send.
+func (a *api) sentBy(id int, in *netsetup.Instance) uint64 {
+	a.t.Helper()
+	code, out := a.do("GET", fmt.Sprintf("/ebpf/%d/counts", id), "")
+	require.Equal(a.t, http.StatusOK, code, out)
+	var counts map[string]struct{ Egress struct{ Packets uint64 } }
+	require.NoError(a.t, json.Unmarshal([]byte(out), &counts))
+	return counts[in.Veth].Egress.Packets
+}
+
+// TestChainOrderWithRealPackets: a counter before a default-drop firewall counts the client's
+// SYNs, a counter after it does not (both count what the firewall passes, ARP); once the
+// firewall is deleted, the last counter counts the connection.
+func TestChainOrderWithRealPackets(t *testing.T) { eachChain(t, testChainOrderWithRealPackets) }
+
+func testChainOrderWithRealPackets(t *testing.T, chain manager.Chain) {
+	a := newAPI(t, chain)
+	before := a.create("counter", "")
+	fw := a.create("firewall", "")
+	after := a.create("counter", "")
+	client, _ := a.node.Instance("client", 0)
+	require.True(t, blocked(t, a.node, 7500), "default drop")
+	n := a.sentBy(after.ID, client)
+	assert.Greater(t, a.sentBy(before.ID, client), n, "the counter before the firewall saw the SYNs, the one after it did not")
+
+	code, out := a.do("DELETE", fmt.Sprintf("/ebpf/%d", fw.ID), "")
+	require.Equal(t, http.StatusOK, code, out)
+	require.NoError(t, connect(t, a.node, 7501))
+	assert.GreaterOrEqual(t, a.sentBy(after.ID, client), n+3, "without the firewall the last counter counts the connection")
+}
+
 func TestFirewallFiltersRealTraffic(t *testing.T) { eachChain(t, testFirewallFiltersRealTraffic) }
 
 func testFirewallFiltersRealTraffic(t *testing.T, chain manager.Chain) {

@@ -6,6 +6,18 @@
 // instance's bridge-side veth, after the modules already there, so that deployment order is
 // chain order; new instances get every module in that order, and deleting a module keeps the
 // order of the rest. A REST API (api.go) drives it.
+//
+// How a chain is built is the manager's chain mode (Chain): in tcx mode every module's
+// programs are TCX links on every veth, ordered with TCX anchors, and each link costs an RCU
+// grace period in the kernel; in dispatcher mode one dispatcher program per hook is attached
+// to every veth once and runs the modules' unchanged programs from program arrays
+// (dispatcher.go, bpf/dispatcher.c), so a module costs two array writes whatever the number
+// of instances.
+//
+// Note: the dispatcher first replaced slot functions with extension programs (freplace,
+// libxdp's design), which needs no tail call and no slot limit below the kernel's. The
+// machines edgebpf runs on refuse BPF_PROG_TYPE_EXT (EPERM; bpftool feature probe lists ext,
+// tracing and lsm as not available), so the slots tail-call into program arrays instead.
 package manager
 
 import (
