@@ -79,7 +79,7 @@ module listings show each program's run_count and run_time_ns.`,
 	f.StringVar(&o.names, "names", "", "comma-separated service names instead of svc0, svc1, ...")
 	f.IntVar(&o.instances, "instances", 1, "instances per service")
 	f.IntVar(&o.mtu, "mtu", netsetup.DefaultMTU, "MTU of the bridge and every veth")
-	f.StringVar(&o.chain, "chain", "tcx", "how the eBPF manager chains modules on a veth: tcx (a TCX link per module and veth) or dispatcher (one dispatcher per veth, modules as its extensions; needs BPF extension support)")
+	f.StringVar(&o.chain, "chain", string(manager.DefaultChain), "how the eBPF manager chains modules on a veth: dispatcher (one dispatcher program per veth and hook, attached once; modules in its program arrays) or tcx (a TCX link per module and veth, an RCU grace period each)")
 	f.BoolVar(&o.bpfStats, "bpf-stats", false, "have the kernel count the BPF programs' run time (shown by the API); slows every BPF program a little")
 	f.StringVar(&o.readyFile, "ready-file", "", "write the node's description (JSON) here once it is up; removed on exit")
 	f.StringVar(&o.api.addr, "api", "unix", "where the eBPF manager's REST API listens: \"unix\" (a socket only root can open, /run/edgebpf/<node namespace>.sock), a socket path, HOST:PORT (TCP, with a token; port 0 picks a free one) or \"none\"")

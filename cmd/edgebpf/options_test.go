@@ -28,10 +28,10 @@ func TestNodeOptionsValidate(t *testing.T) {
 	assert.Equal(t, []string{"alpha", "beta", "gamma"}, p.services, "--names wins over --services")
 
 	disp := ok
-	disp.dataplane, disp.chain = "ebpf", "dispatcher"
+	disp.dataplane, disp.chain = "ebpf", "tcx"
 	p, err = disp.validate()
 	require.NoError(t, err)
-	assert.Equal(t, "dispatcher", p.plane.Settings()["chain"], "--chain reaches the ebpf data plane")
+	assert.Equal(t, "tcx", p.plane.Settings()["chain"], "--chain reaches the ebpf data plane")
 
 	for _, api := range []string{"", "none", "unix", "/run/x.sock", "unix:/tmp/y.sock", "127.0.0.1:0", "localhost:6000", "[::1]:6000"} {
 		o := ok
@@ -112,10 +112,10 @@ func TestRunOptionsValidate(t *testing.T) {
 	assert.ErrorContains(t, err, "--cpu-proxy: ")
 
 	o = ok
-	o.chain = "dispatcher"
+	o.chain = "tcx"
 	r, err = o.validate()
 	require.NoError(t, err)
-	assert.Equal(t, manager.ChainDispatcher, r.Chain)
+	assert.Equal(t, manager.ChainTCX, r.Chain)
 	o.chain = "xdp"
 	_, err = o.validate()
 	assert.ErrorContains(t, err, `--chain: unknown chain mode "xdp"`)

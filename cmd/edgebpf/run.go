@@ -73,7 +73,7 @@ compare.`,
 		f.StringVar(&o.cpus[i], "cpu-"+string(role), "", "pin the "+string(role)+" role's threads to these CPUs, e.g. 1 or 2-3 (default: not pinned)")
 	}
 	f.BoolVar(&o.bpfStats, "bpf-stats", false, "record every BPF program's run time per packet (bpf_ns_per_pkt); slows every BPF program a little")
-	f.StringVar(&o.chain, "chain", "tcx", "how the eBPF manager chains modules on a veth: tcx (a TCX link per module and veth) or dispatcher (one dispatcher per veth, modules as its extensions; needs BPF extension support)")
+	f.StringVar(&o.chain, "chain", string(manager.DefaultChain), "how the eBPF manager chains modules on a veth: dispatcher (one dispatcher program per veth and hook, attached once; modules in its program arrays) or tcx (a TCX link per module and veth, an RCU grace period each)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan and its estimated duration per experiment and in total, and run nothing")
 	f.BoolVar(&o.warmup, "warmup", false, "one unrecorded run of the smoke parameters per experiment and data plane first (default: on for quick and full, off for smoke)")
 	return c

@@ -46,7 +46,7 @@ func New() *DataPlane { return &DataPlane{} }
 // proxy.Config as JSON), as `POST /ebpf` would pass it.
 func NewWithProxyConfig(config json.RawMessage) *DataPlane { return &DataPlane{proxyConfig: config} }
 
-// SetChain sets how the manager chains the modules (manager.ChainTCX by default); before
+// SetChain sets how the manager chains the modules (manager.DefaultChain unless set); before
 // Deploy.
 func (d *DataPlane) SetChain(c manager.Chain) { d.chain = c }
 
@@ -101,7 +101,7 @@ func (d *DataPlane) ProgramRuns() ([]manager.ProgramRun, error) {
 
 func (d *DataPlane) chainMode() manager.Chain {
 	if d.chain == "" {
-		return manager.ChainTCX
+		return manager.DefaultChain
 	}
 	return d.chain
 }

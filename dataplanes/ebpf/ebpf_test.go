@@ -36,7 +36,7 @@ func TestProxySuite(t *testing.T) {
 // TestSettingsNameTheChain: meta.json records the chain mode.
 func TestSettingsNameTheChain(t *testing.T) {
 	d := ebpf.New()
+	assert.Equal(t, "dispatcher", d.Settings()["chain"], "the default")
+	d.SetChain(manager.ChainTCX)
 	assert.Equal(t, "tcx", d.Settings()["chain"])
-	d.SetChain(manager.ChainDispatcher)
-	assert.Equal(t, "dispatcher", d.Settings()["chain"])
 }

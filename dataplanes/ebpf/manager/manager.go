@@ -102,7 +102,7 @@ func (m *Manager) chainRoom(n int) error {
 // Option configures a manager.
 type Option func(*Manager)
 
-// WithChain sets the chain mode (default ChainTCX).
+// WithChain sets the chain mode (default DefaultChain).
 func WithChain(c Chain) Option { return func(m *Manager) { m.chain = c } }
 
 // New starts a manager for node that creates the modules of catalogue by name (usually
@@ -116,7 +116,7 @@ func New(node *netsetup.Node, catalogue Catalogue, opts ...Option) (*Manager, er
 	if err := catalogue.validate(); err != nil {
 		return nil, fmt.Errorf("manager: module catalogue: %w", err)
 	}
-	m := &Manager{node: node, catalogue: maps.Clone(catalogue), nextID: 1, chain: ChainTCX}
+	m := &Manager{node: node, catalogue: maps.Clone(catalogue), nextID: 1, chain: DefaultChain}
 	for _, o := range opts {
 		o(m)
 	}

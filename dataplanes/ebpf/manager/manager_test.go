@@ -390,7 +390,7 @@ func testCloseLeavesNothingAttached(t *testing.T, chain manager.Chain) {
 	_, err = m.Create("counter", nil)
 	assert.ErrorContains(t, err, "closed")
 	// The node keeps working without modules; no program stays attached.
-	m2, err := manager.New(node, modules.Catalogue())
+	m2, err := manager.New(node, modules.Catalogue(), manager.WithChain(manager.ChainTCX))
 	require.NoError(t, err)
 	defer m2.Close()
 	chains, err := m2.Chains()

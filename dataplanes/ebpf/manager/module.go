@@ -15,9 +15,9 @@
 // of instances.
 //
 // Note: the dispatcher first replaced slot functions with extension programs (freplace,
-// libxdp's design), which needs no tail call and no slot limit below the kernel's. The
-// machines edgebpf runs on refuse BPF_PROG_TYPE_EXT (EPERM; bpftool feature probe lists ext,
-// tracing and lsm as not available), so the slots tail-call into program arrays instead.
+// libxdp's design), which needs no tail call and allows more slots. The kernel of the
+// machines this was built on refuses BPF_PROG_TYPE_EXT (EPERM; bpftool feature probe lists
+// ext, tracing and lsm as not available), so the slots tail-call into program arrays instead.
 package manager
 
 import (
