@@ -42,9 +42,10 @@ struct {
 	__type(value, struct disp_stat);
 } disp_stats SEC(".maps");
 
-/* Which slots run, bit n for slot n, one word per hook (0 ingress, 1 egress). The control
- * plane stores a word at once, so a packet sees the chain before or after a change. */
-volatile __u64 disp_mask[2];
+/* Which slots run, bit n for slot n, one word per hook. The control plane stores a word at
+ * once (8 bytes, aligned), so a packet sees the chain before or after a change. */
+volatile __u64 disp_mask_in;
+volatile __u64 disp_mask_out;
 /* Nonzero while BPF run time is counted. */
 volatile __u32 disp_count;
 
@@ -99,7 +100,7 @@ static __always_inline void account(__u32 key, __u64 t0)
 SEC("tcx/ingress")
 int disp_in(struct __sk_buff *skb)
 {
-	__u64 mask = disp_mask[0];
+	__u64 mask = disp_mask_in;
 	__u32 count = disp_count;
 
 	RUN8(in, 0, 0) RUN8(in, 0, 1) RUN8(in, 0, 2) RUN8(in, 0, 3)
@@ -109,7 +110,7 @@ int disp_in(struct __sk_buff *skb)
 SEC("tcx/egress")
 int disp_out(struct __sk_buff *skb)
 {
-	__u64 mask = disp_mask[1];
+	__u64 mask = disp_mask_out;
 	__u32 count = disp_count;
 
 	RUN8(out, 1, 0) RUN8(out, 1, 1) RUN8(out, 1, 2) RUN8(out, 1, 3)

@@ -110,7 +110,7 @@ func (d *DataPlane) chainMode() manager.Chain {
 func (d *DataPlane) Settings() map[string]string {
 	proxy := "eBPF module (TCX ingress on bridge-side veths)"
 	if d.chainMode() == manager.ChainDispatcher {
-		proxy = "eBPF module (extension in the TCX ingress dispatcher on bridge-side veths)"
+		proxy = "eBPF module (in the chain dispatcher on the TCX ingress of bridge-side veths)"
 	}
 	return map[string]string{"proxy": proxy, "delivery": "bpf_redirect_peer", "chain": string(d.chainMode()),
 		"sessions": "LRU 5-tuple, both directions", "install": "lazy (first packet via upcall)"}

@@ -151,10 +151,10 @@ func (d *dispatcher) load(spec *ebpf.CollectionSpec, objs any) error {
 }
 
 // setMask publishes hook h's slot bits. The word lies in memory shared with the programs
-// (the .bss map, mmapped) and is written with one aligned 8-byte store.
+// (the .bss map, mmapped) and is copied there whole: 8 aligned bytes, one store.
 func (d *dispatcher) setMask(h int, mask uint64) error {
 	d.mask[h] = mask
-	if err := d.objs.DispMask.Set(d.mask); err != nil {
+	if err := [2]*ebpf.Variable{d.objs.DispMaskIn, d.objs.DispMaskOut}[h].Set(mask); err != nil {
 		return fmt.Errorf("chain dispatcher mask: %w", err)
 	}
 	return nil

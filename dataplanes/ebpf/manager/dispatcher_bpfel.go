@@ -29,7 +29,8 @@ const (
 	dispatcherProgDispIn      = "disp_in"
 	dispatcherProgDispOut     = "disp_out"
 	dispatcherVarDispCount    = "disp_count"
-	dispatcherVarDispMask     = "disp_mask"
+	dispatcherVarDispMaskIn   = "disp_mask_in"
+	dispatcherVarDispMaskOut  = "disp_mask_out"
 )
 
 // loadDispatcher returns the embedded CollectionSpec for dispatcher.
@@ -91,8 +92,9 @@ type dispatcherMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dispatcherVariableSpecs struct {
-	DispCount *ebpf.VariableSpec `ebpf:"disp_count"`
-	DispMask  *ebpf.VariableSpec `ebpf:"disp_mask"`
+	DispCount   *ebpf.VariableSpec `ebpf:"disp_count"`
+	DispMaskIn  *ebpf.VariableSpec `ebpf:"disp_mask_in"`
+	DispMaskOut *ebpf.VariableSpec `ebpf:"disp_mask_out"`
 }
 
 // dispatcherObjects contains all objects after they have been loaded into the kernel.
@@ -132,8 +134,9 @@ func (m *dispatcherMaps) Close() error {
 //
 // It can be passed to loadDispatcherObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dispatcherVariables struct {
-	DispCount *ebpf.Variable `ebpf:"disp_count"`
-	DispMask  *ebpf.Variable `ebpf:"disp_mask"`
+	DispCount   *ebpf.Variable `ebpf:"disp_count"`
+	DispMaskIn  *ebpf.Variable `ebpf:"disp_mask_in"`
+	DispMaskOut *ebpf.Variable `ebpf:"disp_mask_out"`
 }
 
 // dispatcherPrograms contains all programs after they have been loaded into the kernel.
