@@ -29,6 +29,7 @@ import (
 // nodeOptions are the flags of `edgebpf node`.
 type nodeOptions struct {
 	dataplane, names, readyFile string
+	chain                       string
 	api                         apiOptions
 	services, instances, mtu    int
 	bpfStats                    bool
@@ -39,6 +40,7 @@ type nodeOptions struct {
 type nodePlan struct {
 	services []string
 	plane    dataplanes.DataPlane
+	chain    manager.Chain
 	cfg      netsetup.NodeConfig
 }
 
@@ -77,6 +79,7 @@ module listings show each program's run_count and run_time_ns.`,
 	f.StringVar(&o.names, "names", "", "comma-separated service names instead of svc0, svc1, ...")
 	f.IntVar(&o.instances, "instances", 1, "instances per service")
 	f.IntVar(&o.mtu, "mtu", netsetup.DefaultMTU, "MTU of the bridge and every veth")
+	f.StringVar(&o.chain, "chain", string(manager.DefaultChain), "how the eBPF manager chains modules on a veth: dispatcher (one dispatcher program per veth and hook, attached once; modules in its program arrays) or tcx (a TCX link per module and veth, an RCU grace period each)")
 	f.BoolVar(&o.bpfStats, "bpf-stats", false, "have the kernel count the BPF programs' run time (shown by the API); slows every BPF program a little")
 	f.StringVar(&o.readyFile, "ready-file", "", "write the node's description (JSON) here once it is up; removed on exit")
 	f.StringVar(&o.api.addr, "api", "unix", "where the eBPF manager's REST API listens: \"unix\" (a socket only root can open, /run/edgebpf/<node namespace>.sock), a socket path, HOST:PORT (TCP, with a token; port 0 picks a free one) or \"none\"")
@@ -105,7 +108,13 @@ func (o nodeOptions) validate() (nodePlan, error) {
 	if err != nil {
 		return p, usageError("%w", err)
 	}
+	if p.chain, err = manager.ParseChain(o.chain); err != nil {
+		return p, usageError("--chain: %w", err)
+	}
 	p.plane = spec.New()
+	if cs, ok := p.plane.(interface{ SetChain(manager.Chain) }); ok {
+		cs.SetChain(p.chain)
+	}
 	p.cfg = netsetup.NodeConfig{MTU: o.mtu}
 	if err := p.cfg.Validate(); err != nil {
 		return p, usageError("%w", err)
@@ -181,7 +190,7 @@ func startNode(ctx context.Context, sess *netsetup.Session, o nodeOptions, p nod
 	var mgr *manager.Manager
 	if withMgr, ok := p.plane.(interface{ Manager() *manager.Manager }); ok {
 		mgr = withMgr.Manager()
-	} else if mgr, err = manager.New(node, modules.Catalogue()); err != nil {
+	} else if mgr, err = manager.New(node, modules.Catalogue(), manager.WithChain(p.chain)); err != nil {
 		return nil, "", err
 	} else {
 		sess.OnClose(mgr.Close)
