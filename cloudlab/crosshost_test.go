@@ -1,0 +1,287 @@
+package cloudlab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/edgebpf/edgebpf/internal/testenv"
+	"github.com/edgebpf/edgebpf/netsetup"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// standIn is two stand-in hosts for the cross-host path: network namespaces the test owns
+// (edgebpf-<session>-host-a and -host-b), joined by a veth "lan0" carrying the profile's
+// experiment LAN, 10.10.1.1/24 and .2/24, each with a home directory and an ssh stand-in.
+//
+// What differs from real ssh to real hosts: the stand-in enters only the host's network
+// namespace (nsenter --net), so both "hosts" share this machine's file system, mount
+// namespace and PID namespace: /run/edgebpf and /run/netns are shared (`edgebpf status` on
+// either lists both nodes, which is why run-cross.sh always names the node with --node), the
+// binary is copied to per-host home directories on one disk, and a stray kill could reach the
+// other "host". There is no authentication, no network latency on the control path, and the
+// test runs as root, so a `sudo` shim that runs its arguments stands in for sudo. The LAN is a
+// veth pair rather than a NIC behind a switch: macvlan makes a veth parent promiscuous (veth
+// has no unicast filter), where a NIC adds the child's MAC to its filter.
+type standIn struct {
+	hosts [2]*netsetup.Namespace
+	homes [2]string
+	ssh   string
+	env   []string
+}
+
+var hostNames = [2]string{"host-a", "host-b"}
+
+func newStandIn(t *testing.T) *standIn {
+	t.Helper()
+	sess := testenv.Session(t)
+	s := &standIn{}
+	for i, name := range hostNames {
+		ns, err := sess.NewNamespace(name)
+		require.NoError(t, err)
+		require.NoError(t, ns.Sysctl("ipv6/conf/default/disable_ipv6", "1"), "no IPv6 addresses appearing while the test compares states")
+		s.hosts[i] = ns
+	}
+	ha, err := s.hosts[0].Netlink()
+	require.NoError(t, err)
+	defer ha.Close()
+	hb, err := s.hosts[1].Netlink()
+	require.NoError(t, err)
+	defer hb.Close()
+	require.NoError(t, ha.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "lan0", MTU: 1500},
+		PeerName: "lan0", PeerMTU: 1500, PeerNamespace: netlink.NsFd(s.hosts[1].Handle())}))
+	for i, h := range []*netlink.Handle{ha, hb} {
+		l, err := h.LinkByName("lan0")
+		require.NoError(t, err)
+		require.NoError(t, h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(10, 10, 1, byte(i+1)), Mask: net.CIDRMask(24, 32)}}))
+		require.NoError(t, h.LinkSetUp(l))
+	}
+	for _, h := range []*netlink.Handle{ha, hb} {
+		require.Eventually(t, func() bool {
+			l, err := h.LinkByName("lan0")
+			return err == nil && l.Attrs().RawFlags&unix.IFF_RUNNING != 0
+		}, 10*time.Second, 10*time.Millisecond, "the LAN's carrier comes up")
+	}
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	require.NoError(t, os.MkdirAll(bin, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "sudo"), []byte("#!/bin/sh\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n"), 0o755))
+	var cases strings.Builder
+	for i, name := range hostNames {
+		s.homes[i] = filepath.Join(dir, name)
+		require.NoError(t, os.MkdirAll(s.homes[i], 0o755))
+		fmt.Fprintf(&cases, "%s) ns=%s home=%s ;;\n", name, s.hosts[i].Path(), s.homes[i])
+	}
+	// ssh [OPTIONS] HOST COMMAND: COMMAND runs with bash in HOST's network namespace and home
+	// directory, stdin and stdout passed through, its exit code returned.
+	s.ssh = filepath.Join(dir, "ssh")
+	script := "#!/bin/bash\nset -euo pipefail\n" +
+		"while [[ $1 == -* ]]; do case $1 in -o | -i | -p | -l) shift 2 ;; *) shift ;; esac; done\n" +
+		"case $1 in\n" + cases.String() + "*) echo \"ssh: $1: unknown host\" >&2; exit 255 ;;\nesac\n" +
+		"cd \"$home\"\nexec nsenter --net=\"$ns\" env PATH=\"" + bin + ":$PATH\" HOME=\"$home\" bash -c \"$2\"\n"
+	require.NoError(t, os.WriteFile(s.ssh, []byte(script), 0o755))
+	s.env = append(os.Environ(), "SSH="+s.ssh, "BOOTSTRAP=0")
+	return s
+}
+
+// run runs COMMAND on stand-in host i through the ssh stand-in.
+func (s *standIn) run(ctx context.Context, i int, command string) (string, error) {
+	out, err := exec.CommandContext(ctx, s.ssh, hostNames[i], command).CombinedOutput()
+	return string(out), err
+}
+
+// buildEdgebpf builds the binary the "hosts" run, as make dist does.
+func buildEdgebpf(t *testing.T) string {
+	t.Helper()
+	goTool := requireTool(t, "go", "the test builds edgebpf")
+	bin := filepath.Join(t.TempDir(), "edgebpf")
+	cmd := exec.Command(goTool, "build", "-o", bin, "../cmd/edgebpf")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}
+
+// hostState is what must not change in a host namespace: links, addresses and routes.
+func hostState(t *testing.T, ns *netsetup.Namespace) []string {
+	t.Helper()
+	h, err := ns.Netlink()
+	require.NoError(t, err)
+	defer h.Close()
+	links, err := h.LinkList()
+	require.NoError(t, err)
+	var out []string
+	for _, l := range links {
+		a := l.Attrs()
+		out = append(out, fmt.Sprintf("link %d %s mtu %d flags %v mac %s", a.Index, a.Name, a.MTU, a.Flags, a.HardwareAddr))
+	}
+	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	require.NoError(t, err)
+	for _, ad := range addrs {
+		out = append(out, fmt.Sprintf("addr %d %s", ad.LinkIndex, ad.IPNet))
+	}
+	routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: 0}, 0)
+	require.NoError(t, err)
+	for _, r := range routes {
+		out = append(out, "route "+r.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// routeWorkers waits for both nodes' ready files and, where the direct data plane has not
+// routed the peer's subnet through its node IP itself, installs that route and forwarding in
+// the worker namespace with netlink (direct across workers is built in another worktree).
+// It reports whether it had to.
+func routeWorkers(ctx context.Context, ready [2]string) (installed bool, err error) {
+	var st [2]netsetup.NodeStatus
+	for i, f := range ready {
+		for {
+			b, err := os.ReadFile(f)
+			if err == nil && json.Unmarshal(b, &st[i]) == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return false, fmt.Errorf("no ready file %s: %w", f, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	for i := range st {
+		peer := st[1-i]
+		subnet := netip.PrefixFrom(netip.MustParseAddr(peer.BridgeIP), 24).Masked()
+		ns, err := netsetup.OpenNamespace(st[i].Namespace)
+		if err != nil {
+			return installed, err
+		}
+		did, err := routeVia(ns, subnet, netip.MustParseAddr(peer.UnderlayIP))
+		ns.Close()
+		if err != nil {
+			return installed, err
+		}
+		installed = installed || did
+	}
+	return installed, nil
+}
+
+func routeVia(ns *netsetup.Namespace, subnet netip.Prefix, gw netip.Addr) (bool, error) {
+	h, err := ns.Netlink()
+	if err != nil {
+		return false, err
+	}
+	defer h.Close()
+	dst := &net.IPNet{IP: subnet.Addr().AsSlice(), Mask: net.CIDRMask(subnet.Bits(), 32)}
+	have, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: dst}, netlink.RT_FILTER_DST)
+	if err != nil || len(have) > 0 {
+		return false, err
+	}
+	link, err := h.LinkByName(netsetup.UnderlayLink)
+	if err != nil {
+		return false, err
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: dst, Gw: gw.AsSlice()}); err != nil {
+		return false, fmt.Errorf("route %s via %s in %s: %w", subnet, gw, ns.Name, err)
+	}
+	return true, ns.Sysctl("ipv4/ip_forward", "1")
+}
+
+// TestCrossHostSuite drives run-cross.sh against two stand-in hosts, each running its own
+// `edgebpf node` over the veth LAN: TCP (iperf3) and UDP (sockperf ping-pong, iperf3 -u)
+// cross between client-0 on host A and server-0 on host B with the direct data plane routed
+// over the underlay; the hosts' links, addresses and routes are as before, and nothing the
+// nodes created is left.
+func TestCrossHostSuite(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	for _, tool := range []string{"iperf3", "sockperf", "nsenter", "setsid"} {
+		requireTool(t, tool, "run-cross.sh runs it on the hosts")
+	}
+	bin := buildEdgebpf(t)
+	s := newStandIn(t)
+	before := [2][]string{hostState(t, s.hosts[0]), hostState(t, s.hosts[1])}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+
+	routed := make(chan error, 1)
+	go func() {
+		installed, err := routeWorkers(ctx, [2]string{
+			filepath.Join(s.homes[0], "edgebpf-cross", "node-0.json"), filepath.Join(s.homes[1], "edgebpf-cross", "node-1.json")})
+		if installed {
+			t.Log("the direct data plane routes nothing across workers yet: the test installed the routes")
+		}
+		routed <- err
+	}()
+	out := t.TempDir()
+	cmd := exec.CommandContext(ctx, "bash", "run-cross.sh", hostNames[0], hostNames[1], out)
+	cmd.Env = append(s.env, "EDGEBPF_BIN="+bin, "DURATION=1", "REPS=1", "PEER_WAIT=30", "PATH_WAIT=60")
+	log, err := cmd.CombinedOutput()
+	require.NoError(t, err, "run-cross.sh:\n%s", log)
+	require.NoError(t, <-routed)
+	t.Logf("run-cross.sh:\n%s", log)
+
+	// Worker 0's table knows the server on host B with its node IP.
+	var w0 netsetup.NodeStatus
+	b, err := os.ReadFile(filepath.Join(out, "node-0.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &w0))
+	assert.Equal(t, "10.10.1.101", w0.UnderlayIP)
+	require.Len(t, w0.Services, 2)
+	srv := w0.Services[1].Instances[0]
+	assert.Equal(t, "server-0", srv.Name)
+	assert.Equal(t, "10.10.1.102", srv.NodeIP)
+	assert.Equal(t, "10.18.1.2", srv.NSIP)
+
+	rows := summary(t, filepath.Join(out, "summary.tsv"))
+	assert.Greater(t, rows["tcp-throughput/throughput"], 0.0, "TCP crossed")
+	assert.Greater(t, rows["rr-udp/latency (half round trip)"], 0.0, "UDP crossed both ways")
+	assert.Greater(t, rows["rr-tcp/latency (half round trip)"], 0.0, "TCP round trips crossed")
+	assert.Contains(t, rows, "udp-jitter/loss")
+
+	for i := range s.hosts {
+		assert.Equal(t, before[i], hostState(t, s.hosts[i]), "host %s is as before", hostNames[i])
+	}
+	var w1 netsetup.NodeStatus
+	b, err = os.ReadFile(filepath.Join(out, "node-1.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &w1))
+	entries, err := os.ReadDir("/run/netns")
+	require.NoError(t, err)
+	for _, e := range entries {
+		for _, w := range []string{w0.Namespace, w1.Namespace} {
+			assert.False(t, strings.HasPrefix(e.Name(), w), "left behind: %s", e.Name())
+		}
+	}
+}
+
+// summary reads summary.tsv into measurement/metric -> value.
+func summary(t *testing.T, path string) map[string]float64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	rows := map[string]float64{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n")[1:] {
+		f := strings.Split(line, "\t")
+		require.Len(t, f, 5, line)
+		v, err := strconv.ParseFloat(f[3], 64)
+		require.NoError(t, err, "%s: the value parses", line)
+		rows[f[1]+"/"+f[2]] = v
+	}
+	return rows
+}
