@@ -285,3 +285,93 @@ func summary(t *testing.T, path string) map[string]float64 {
 	}
 	return rows
 }
+
+// TestCrossHostFailures: through the ssh stand-in, a node whose peer never answers exits 2
+// and leaves nothing; a node killed with SIGKILL leaves its worker namespace (with the macvlan
+// child in it) until `edgebpf cleanup` on that host removes it; a node stopped with SIGTERM
+// removes everything itself. The hosts' links, addresses and routes end as they began.
+func TestCrossHostFailures(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	requireTool(t, "nsenter", "the ssh stand-in enters the host's namespace")
+	bin := buildEdgebpf(t)
+	s := newStandIn(t)
+	before := [2][]string{hostState(t, s.hosts[0]), hostState(t, s.hosts[1])}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cluster := fmt.Sprintf("k%d", os.Getpid()%100000)
+	node := func(i int, wait string) string {
+		return fmt.Sprintf("exec %s node --api none --cluster %s --names a,b --placement a@0,b@1 --underlay lan0 --underlay-ip 10.10.1.%d/24 --worker %d --peer %d=10.10.1.%d --peer-wait %s --ready-file %s",
+			bin, cluster, 101+i, i, 1-i, 102-i, wait, filepath.Join(s.homes[i], "ready.json"))
+	}
+
+	out, err := s.run(ctx, 0, node(0, "1s"))
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, out)
+	assert.Equal(t, 2, ee.ExitCode(), out)
+	assert.Contains(t, out, "peer did not answer within 1s on lan0: "+cluster+"-w1 at 10.10.1.102")
+	assert.Equal(t, before[0], hostState(t, s.hosts[0]))
+
+	var procs [2]*exec.Cmd
+	var st [2]netsetup.NodeStatus
+	for i := range procs {
+		procs[i] = exec.CommandContext(ctx, s.ssh, hostNames[i], node(i, "30s"))
+		require.NoError(t, procs[i].Start())
+	}
+	defer func() {
+		for _, p := range procs {
+			if p.ProcessState == nil {
+				_ = p.Process.Kill()
+				_ = p.Wait()
+			}
+		}
+	}()
+	for i := range st {
+		require.Eventually(t, func() bool {
+			b, err := os.ReadFile(filepath.Join(s.homes[i], "ready.json"))
+			return err == nil && json.Unmarshal(b, &st[i]) == nil
+		}, 2*time.Minute, 50*time.Millisecond, "node %d is ready", i)
+	}
+
+	assert.Equal(t, 1, promiscuity(t, s.hosts[0]), "the macvlan child makes the veth promiscuous")
+
+	// SIGKILL: the worker namespace and its macvlan child stay until cleanup.
+	require.NoError(t, procs[0].Process.Kill())
+	_ = procs[0].Wait()
+	w0, err := netsetup.OpenNamespace(st[0].Namespace)
+	require.NoError(t, err, "a killed node leaves its worker namespace")
+	h, err := w0.Netlink()
+	require.NoError(t, err)
+	_, err = h.LinkByName(netsetup.UnderlayLink)
+	h.Close()
+	w0.Close()
+	require.NoError(t, err, "with the macvlan child in it")
+	out, err = s.run(ctx, 0, bin+" cleanup")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "removed namespace "+st[0].Namespace+"\n")
+	_, err = os.Stat(filepath.Join("/run/netns", st[0].Namespace))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	assert.Eventually(t, func() bool { return promiscuity(t, s.hosts[0]) == 0 }, time.Minute, 50*time.Millisecond,
+		"once the kernel has freed the namespace, the macvlan child is gone and the LAN device is no longer promiscuous")
+
+	// SIGTERM: the node removes everything itself.
+	require.NoError(t, procs[1].Process.Signal(unix.SIGTERM))
+	require.NoError(t, procs[1].Wait())
+	_, err = os.Stat(filepath.Join("/run/netns", st[1].Namespace))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	_, err = os.Stat(filepath.Join(s.homes[1], "ready.json"))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	for i := range s.hosts {
+		assert.Equal(t, before[i], hostState(t, s.hosts[i]), "host %s is as before", hostNames[i])
+	}
+}
+
+// promiscuity is the LAN device's promiscuity count: 1 while a macvlan child of the veth
+// exists.
+func promiscuity(t *testing.T, host *netsetup.Namespace) int {
+	h, err := host.Netlink()
+	require.NoError(t, err)
+	defer h.Close()
+	l, err := h.LinkByName("lan0")
+	require.NoError(t, err)
+	return l.Attrs().Promisc
+}
