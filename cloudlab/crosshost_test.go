@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,68 +145,12 @@ func hostState(t *testing.T, ns *netsetup.Namespace) []string {
 	return out
 }
 
-// routeWorkers waits for both nodes' ready files and, where the direct data plane has not
-// routed the peer's subnet through its node IP itself, installs that route and forwarding in
-// the worker namespace with netlink (direct across workers is built in another worktree).
-// It reports whether it had to.
-func routeWorkers(ctx context.Context, ready [2]string) (installed bool, err error) {
-	var st [2]netsetup.NodeStatus
-	for i, f := range ready {
-		for {
-			b, err := os.ReadFile(f)
-			if err == nil && json.Unmarshal(b, &st[i]) == nil {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return false, fmt.Errorf("no ready file %s: %w", f, ctx.Err())
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}
-	for i := range st {
-		peer := st[1-i]
-		subnet := netip.PrefixFrom(netip.MustParseAddr(peer.BridgeIP), 24).Masked()
-		ns, err := netsetup.OpenNamespace(st[i].Namespace)
-		if err != nil {
-			return installed, err
-		}
-		did, err := routeVia(ns, subnet, netip.MustParseAddr(peer.UnderlayIP))
-		ns.Close()
-		if err != nil {
-			return installed, err
-		}
-		installed = installed || did
-	}
-	return installed, nil
-}
-
-func routeVia(ns *netsetup.Namespace, subnet netip.Prefix, gw netip.Addr) (bool, error) {
-	h, err := ns.Netlink()
-	if err != nil {
-		return false, err
-	}
-	defer h.Close()
-	dst := &net.IPNet{IP: subnet.Addr().AsSlice(), Mask: net.CIDRMask(subnet.Bits(), 32)}
-	have, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: dst}, netlink.RT_FILTER_DST)
-	if err != nil || len(have) > 0 {
-		return false, err
-	}
-	link, err := h.LinkByName(netsetup.UnderlayLink)
-	if err != nil {
-		return false, err
-	}
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: dst, Gw: gw.AsSlice()}); err != nil {
-		return false, fmt.Errorf("route %s via %s in %s: %w", subnet, gw, ns.Name, err)
-	}
-	return true, ns.Sysctl("ipv4/ip_forward", "1")
-}
-
 // TestCrossHostSuite drives run-cross.sh against two stand-in hosts, each running its own
-// `edgebpf node` over the veth LAN: TCP (iperf3) and UDP (sockperf ping-pong, iperf3 -u)
-// cross between client-0 on host A and server-0 on host B with the direct data plane routed
-// over the underlay; the hosts' links, addresses and routes are as before, and nothing the
-// nodes created is left.
+// `edgebpf node` over the veth LAN, for each data plane that crosses workers: TCP (iperf3) and
+// UDP (sockperf ping-pong, iperf3 -u) cross between client-0 on host A and server-0 on host B
+// (direct: routed over the underlay by the data plane; userspace and nftables: through the
+// service IP and their tunnels); the hosts' links, addresses and routes are as before, and
+// nothing the nodes created is left.
 func TestCrossHostSuite(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	for _, tool := range []string{"iperf3", "sockperf", "nsenter", "setsid"} {
@@ -216,34 +159,37 @@ func TestCrossHostSuite(t *testing.T) {
 	bin := buildEdgebpf(t)
 	s := newStandIn(t)
 	before := [2][]string{hostState(t, s.hosts[0]), hostState(t, s.hosts[1])}
+	for _, dp := range []string{"direct", "userspace", "nftables"} {
+		t.Run(dp, func(t *testing.T) {
+			crossSuite(t, s, bin, dp)
+			for i := range s.hosts {
+				assert.Equal(t, before[i], hostState(t, s.hosts[i]), "host %s is as before", hostNames[i])
+			}
+		})
+	}
+}
+
+func crossSuite(t *testing.T, s *standIn, bin, dataplane string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-
-	routed := make(chan error, 1)
-	go func() {
-		installed, err := routeWorkers(ctx, [2]string{
-			filepath.Join(s.homes[0], "edgebpf-cross", "node-0.json"), filepath.Join(s.homes[1], "edgebpf-cross", "node-1.json")})
-		if installed {
-			t.Log("the direct data plane routes nothing across workers yet: the test installed the routes")
-		}
-		routed <- err
-	}()
 	out := t.TempDir()
 	cmd := exec.CommandContext(ctx, "bash", "run-cross.sh", hostNames[0], hostNames[1], out)
-	cmd.Env = append(s.env, "EDGEBPF_BIN="+bin, "DURATION=1", "REPS=1", "PEER_WAIT=30", "PATH_WAIT=60")
+	cmd.Env = append(s.env, "EDGEBPF_BIN="+bin, "DATAPLANE="+dataplane, "REMOTE_DIR=cross-"+dataplane,
+		"DURATION=1", "REPS=1", "PEER_WAIT=30", "PATH_WAIT=60")
 	log, err := cmd.CombinedOutput()
 	require.NoError(t, err, "run-cross.sh:\n%s", log)
-	require.NoError(t, <-routed)
 	t.Logf("run-cross.sh:\n%s", log)
 
 	// Worker 0's table knows the server on host B with its node IP.
-	var w0 netsetup.NodeStatus
-	b, err := os.ReadFile(filepath.Join(out, "node-0.json"))
-	require.NoError(t, err)
-	require.NoError(t, json.Unmarshal(b, &w0))
-	assert.Equal(t, "10.10.1.101", w0.UnderlayIP)
-	require.Len(t, w0.Services, 2)
-	srv := w0.Services[1].Instances[0]
+	var st [2]netsetup.NodeStatus
+	for i := range st {
+		b, err := os.ReadFile(filepath.Join(out, fmt.Sprintf("node-%d.json", i)))
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(b, &st[i]))
+	}
+	assert.Equal(t, "10.10.1.101", st[0].UnderlayIP)
+	require.Len(t, st[0].Services, 2)
+	srv := st[0].Services[1].Instances[0]
 	assert.Equal(t, "server-0", srv.Name)
 	assert.Equal(t, "10.10.1.102", srv.NodeIP)
 	assert.Equal(t, "10.18.1.2", srv.NSIP)
@@ -254,18 +200,11 @@ func TestCrossHostSuite(t *testing.T) {
 	assert.Greater(t, rows["rr-tcp/latency (half round trip)"], 0.0, "TCP round trips crossed")
 	assert.Contains(t, rows, "udp-jitter/loss")
 
-	for i := range s.hosts {
-		assert.Equal(t, before[i], hostState(t, s.hosts[i]), "host %s is as before", hostNames[i])
-	}
-	var w1 netsetup.NodeStatus
-	b, err = os.ReadFile(filepath.Join(out, "node-1.json"))
-	require.NoError(t, err)
-	require.NoError(t, json.Unmarshal(b, &w1))
 	entries, err := os.ReadDir("/run/netns")
 	require.NoError(t, err)
 	for _, e := range entries {
-		for _, w := range []string{w0.Namespace, w1.Namespace} {
-			assert.False(t, strings.HasPrefix(e.Name(), w), "left behind: %s", e.Name())
+		for _, w := range st {
+			assert.False(t, strings.HasPrefix(e.Name(), w.Namespace), "left behind: %s", e.Name())
 		}
 	}
 }
