@@ -108,18 +108,21 @@ detach() {
 }
 
 # stop_all stops what this script started on each host, servers first, and waits up to 30 s
-# for each to end (a node removes what it created before it exits).
+# for each to end (a node removes what it created before it exits). A process counts as ended
+# once it is a zombie: the detached processes' reaper is the host's init.
 started=()
 stop_all() {
 	local i
 	for i in "${started[@]}"; do
-		rsh "$i" "cd '$remote_dir' && for p in srv-$i-*.pid node-$i.pid; do
-			[ -f \"\$p\" ] || continue
-			pid=\$(cat \"\$p\"); sudo -n kill -TERM \"\$pid\" 2>/dev/null
-			n=0; while sudo -n kill -0 \"\$pid\" 2>/dev/null && [ \$n -lt 150 ]; do sleep 0.2; n=\$((n+1)); done
-			sudo -n kill -0 \"\$pid\" 2>/dev/null && echo \"run-cross: \$p (\$pid) did not stop\" >&2
-			rm -f \"\$p\"
-		done; true" || true
+		# shellcheck disable=SC2016 # expanded by the host's shell
+		rsh "$i" "cd '$remote_dir' && "'alive() { grep -qs "^State:[[:space:]]*[^Z[:space:]]" /proc/$1/status; }
+		for p in srv-'"$i"'-*.pid node-'"$i"'.pid; do
+			[ -f "$p" ] || continue
+			pid=$(cat "$p"); sudo -n kill -TERM "$pid" 2>/dev/null
+			n=0; while alive "$pid" && [ $n -lt 150 ]; do sleep 0.2; n=$((n+1)); done
+			alive "$pid" && echo "run-cross: $p ($pid) did not stop" >&2
+			rm -f "$p"
+		done; true' || true
 	done
 	started=()
 }
