@@ -73,10 +73,10 @@ func TestScriptsRefuseBadInput(t *testing.T) {
 	assert.Contains(t, string(out), "HOST PROFILE OUTDIR")
 
 	cmd = exec.Command("bash", "run-cross.sh", "a.example", "b.example", t.TempDir())
-	cmd.Env = append(os.Environ(), "NODE_IPS=10.10.1.101")
+	cmd.Env = append(os.Environ(), "NODE_BASE=252", "DATAPLANES=direct userspace")
 	out, err = cmd.CombinedOutput()
 	require.Error(t, err)
-	assert.Contains(t, string(out), `step "check the arguments" failed: NODE_IPS="10.10.1.101" must hold two addresses`)
+	assert.Contains(t, string(out), `step "check the arguments" failed: NODE_BASE=252 leaves no room for 2 addresses per data plane below .255`)
 	out, err = exec.Command("bash", "run-cross.sh", "a.example").CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), "HOST_A HOST_B OUTDIR")

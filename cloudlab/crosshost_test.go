@@ -146,11 +146,11 @@ func hostState(t *testing.T, ns *netsetup.Namespace) []string {
 }
 
 // TestCrossHostSuite drives run-cross.sh against two stand-in hosts, each running its own
-// `edgebpf node` over the veth LAN, for each data plane that crosses workers: TCP (iperf3) and
-// UDP (sockperf ping-pong, iperf3 -u) cross between client-0 on host A and server-0 on host B
-// (direct: routed over the underlay by the data plane; userspace and nftables: through the
-// service IP and their tunnels); the hosts' links, addresses and routes are as before, and
-// nothing the nodes created is left.
+// `edgebpf node` per data plane over the veth LAN, the data planes interleaved: TCP (iperf3)
+// and UDP (sockperf ping-pong, iperf3 -u) cross between client-0 on host A and server-0 on
+// host B (direct: routed over the underlay by the data plane; userspace and nftables: through
+// the service IP and their tunnels); the hosts' links, addresses and routes are as before,
+// and nothing the nodes created is left.
 func TestCrossHostSuite(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	for _, tool := range []string{"iperf3", "sockperf", "nsenter", "setsid"} {
@@ -159,57 +159,54 @@ func TestCrossHostSuite(t *testing.T) {
 	bin := buildEdgebpf(t)
 	s := newStandIn(t)
 	before := [2][]string{hostState(t, s.hosts[0]), hostState(t, s.hosts[1])}
-	for _, dp := range []string{"direct", "userspace", "nftables"} {
-		t.Run(dp, func(t *testing.T) {
-			crossSuite(t, s, bin, dp)
-			for i := range s.hosts {
-				assert.Equal(t, before[i], hostState(t, s.hosts[i]), "host %s is as before", hostNames[i])
-			}
-		})
-	}
-}
-
-func crossSuite(t *testing.T, s *standIn, bin, dataplane string) {
+	dataplanes := []string{"direct", "userspace", "nftables"}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	out := t.TempDir()
 	cmd := exec.CommandContext(ctx, "bash", "run-cross.sh", hostNames[0], hostNames[1], out)
-	cmd.Env = append(s.env, "EDGEBPF_BIN="+bin, "DATAPLANE="+dataplane, "REMOTE_DIR=cross-"+dataplane,
+	cmd.Env = append(s.env, "EDGEBPF_BIN="+bin, "DATAPLANES="+strings.Join(dataplanes, " "),
 		"DURATION=1", "REPS=1", "PEER_WAIT=30", "PATH_WAIT=60")
 	log, err := cmd.CombinedOutput()
 	require.NoError(t, err, "run-cross.sh:\n%s", log)
 	t.Logf("run-cross.sh:\n%s", log)
 
-	// Worker 0's table knows the server on host B with its node IP.
-	var st [2]netsetup.NodeStatus
-	for i := range st {
-		b, err := os.ReadFile(filepath.Join(out, fmt.Sprintf("node-%d.json", i)))
-		require.NoError(t, err)
-		require.NoError(t, json.Unmarshal(b, &st[i]))
-	}
-	assert.Equal(t, "10.10.1.101", st[0].UnderlayIP)
-	require.Len(t, st[0].Services, 2)
-	srv := st[0].Services[1].Instances[0]
-	assert.Equal(t, "server-0", srv.Name)
-	assert.Equal(t, "10.10.1.102", srv.NodeIP)
-	assert.Equal(t, "10.18.1.2", srv.NSIP)
-
 	rows := summary(t, filepath.Join(out, "summary.tsv"))
-	assert.Greater(t, rows["tcp-throughput/throughput"], 0.0, "TCP crossed")
-	assert.Greater(t, rows["rr-udp/latency (half round trip)"], 0.0, "UDP crossed both ways")
-	assert.Greater(t, rows["rr-tcp/latency (half round trip)"], 0.0, "TCP round trips crossed")
-	assert.Contains(t, rows, "udp-jitter/loss")
+	var namespaces []string
+	for k, dp := range dataplanes {
+		// Worker 0's table knows the server on host B with that data plane's node IP.
+		var st [2]netsetup.NodeStatus
+		for i := range st {
+			b, err := os.ReadFile(filepath.Join(out, dp, fmt.Sprintf("node-%d.json", i)))
+			require.NoError(t, err)
+			require.NoError(t, json.Unmarshal(b, &st[i]))
+			namespaces = append(namespaces, st[i].Namespace)
+		}
+		assert.Equal(t, fmt.Sprintf("10.10.1.%d", 101+2*k), st[0].UnderlayIP, dp)
+		require.Len(t, st[0].Services, 2)
+		srv := st[0].Services[1].Instances[0]
+		assert.Equal(t, "server-0", srv.Name)
+		assert.Equal(t, fmt.Sprintf("10.10.1.%d", 102+2*k), srv.NodeIP, dp)
+		assert.Equal(t, "10.18.1.2", srv.NSIP)
 
+		assert.Greater(t, rows[dp+"/tcp-throughput/throughput"], 0.0, "TCP crossed on %s", dp)
+		assert.Greater(t, rows[dp+"/rr-udp/latency (half round trip)"], 0.0, "UDP crossed both ways on %s", dp)
+		assert.Greater(t, rows[dp+"/rr-tcp/latency (half round trip)"], 0.0, "TCP round trips crossed on %s", dp)
+		assert.Contains(t, rows, dp+"/udp-jitter/loss")
+	}
+
+	for i := range s.hosts {
+		assert.Equal(t, before[i], hostState(t, s.hosts[i]), "host %s is as before", hostNames[i])
+	}
 	entries, err := os.ReadDir("/run/netns")
 	require.NoError(t, err)
 	for _, e := range entries {
-		for _, w := range st {
-			assert.False(t, strings.HasPrefix(e.Name(), w.Namespace), "left behind: %s", e.Name())
+		for _, ns := range namespaces {
+			assert.False(t, strings.HasPrefix(e.Name(), ns), "left behind: %s", e.Name())
 		}
 	}
 }
 
-// summary reads summary.tsv into measurement/metric -> value.
+// summary reads summary.tsv into dataplane/measurement/metric -> value.
 func summary(t *testing.T, path string) map[string]float64 {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -217,10 +214,10 @@ func summary(t *testing.T, path string) map[string]float64 {
 	rows := map[string]float64{}
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n")[1:] {
 		f := strings.Split(line, "\t")
-		require.Len(t, f, 5, line)
-		v, err := strconv.ParseFloat(f[3], 64)
+		require.Len(t, f, 6, line)
+		v, err := strconv.ParseFloat(f[4], 64)
 		require.NoError(t, err, "%s: the value parses", line)
-		rows[f[1]+"/"+f[2]] = v
+		rows[f[1]+"/"+f[2]+"/"+f[3]] = v
 	}
 	return rows
 }
