@@ -64,7 +64,7 @@ func (c JoinConfig) resolved() ClusterConfig {
 	cc.Workers = len(c.NodeIPs)
 	cc.Underlay = c.UnderlayIP.Masked()
 	if cc.UnderlayMTU == 0 {
-		cc.UnderlayMTU = DefaultUnderlayMTU
+		cc.UnderlayMTU = 65535 // unknown until CheckDevice reads the device, which checks it
 	}
 	return cc.withDefaults()
 }

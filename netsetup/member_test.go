@@ -206,8 +206,14 @@ func TestJoinRefusesBadInputBeforeCreatingAnything(t *testing.T) {
 	hostA, _ := twoHosts(t, sess, 1400)
 	ok := joinConfig(0, hostA)
 	ok.Cluster.MTU = 1300
-	_, err := ok.CheckDevice()
+	mtu, err := ok.CheckDevice()
 	require.NoError(t, err)
+	assert.Equal(t, 1400, mtu)
+	jumbo := ok
+	jumbo.Cluster.MTU = 8972
+	require.NoError(t, jumbo.Validate(), "the device's MTU is not known before CheckDevice")
+	_, err = jumbo.CheckDevice()
+	assert.ErrorContains(t, err, "has MTU 1400, less than the overlay's 8972 plus the tunnel's 28 bytes: raise its MTU or lower --mtu to 1372")
 
 	for _, c := range []struct {
 		edit func(*netsetup.JoinConfig)
