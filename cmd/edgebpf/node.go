@@ -83,8 +83,8 @@ module listings show each program's run_count and run_time_ns.` + joinHelp,
 	f.StringVar(&o.readyFile, "ready-file", "", "write the node's description (JSON) here once it is up; removed on exit")
 	f.StringVar(&o.api.addr, "api", "unix", "where the eBPF manager's REST API listens: \"unix\" (a socket only root can open, /run/edgebpf/<node namespace>.sock), a socket path, HOST:PORT (TCP, with a token; port 0 picks a free one) or \"none\"")
 	f.BoolVar(&o.api.public, "api-public", false, "allow --api HOST:PORT on an address other hosts can reach (still with the token)")
-	o.join.register(f)
 	f.StringVar(&o.api.tokenFile, "api-token-file", "", "where a TCP API's token is written, readable only by root (default /run/edgebpf/<node namespace>.token)")
+	o.join.register(f)
 	return c
 }
 
