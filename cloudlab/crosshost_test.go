@@ -148,7 +148,7 @@ func hostState(t *testing.T, ns *netsetup.Namespace) []string {
 // TestCrossHostSuite drives run-cross.sh against two stand-in hosts, each running its own
 // `edgebpf node` per data plane over the veth LAN, the data planes interleaved: TCP (iperf3)
 // and UDP (sockperf ping-pong, iperf3 -u) cross between client-0 on host A and server-0 on
-// host B (direct: routed over the underlay by the data plane; userspace and nftables: through
+// host B (direct: routed over the underlay by the data plane; userspace, ebpf and nftables: through
 // the service IP and their tunnels); the hosts' links, addresses and routes are as before,
 // and nothing the nodes created is left.
 func TestCrossHostSuite(t *testing.T) {
@@ -159,7 +159,7 @@ func TestCrossHostSuite(t *testing.T) {
 	bin := buildEdgebpf(t)
 	s := newStandIn(t)
 	before := [2][]string{hostState(t, s.hosts[0]), hostState(t, s.hosts[1])}
-	dataplanes := []string{"direct", "userspace", "nftables"}
+	dataplanes := []string{"direct", "userspace", "ebpf", "nftables"}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	out := t.TempDir()

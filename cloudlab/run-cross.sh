@@ -11,7 +11,7 @@
 #
 # HOST_A and HOST_B are ssh destinations (user@hp012.utah.cloudlab.us) whose user may sudo
 # without a password, joined by a link (profile.py with crossNode). Environment:
-#   DATAPLANES   data planes to compare, in this order (default "direct")
+#   DATAPLANES   data planes to compare, in this order (default "direct userspace ebpf nftables")
 #   LAN          the link's network (default 10.10.1.0/24, the profile's)
 #   NODE_BASE    the k-th data plane's workers take the free LAN addresses NODE_BASE+2k (on
 #                host A) and NODE_BASE+2k+1 (host B); default 101
@@ -64,7 +64,7 @@ fi
 extra=("$@")
 
 begin "check the arguments"
-read -r -a dataplanes <<<"${DATAPLANES:-direct}"
+read -r -a dataplanes <<<"${DATAPLANES:-direct userspace ebpf nftables}"
 ((${#dataplanes[@]})) || die "DATAPLANES is empty: name at least one data plane"
 for dp in "${dataplanes[@]}"; do
 	[[ $dp =~ ^[a-z]+$ ]] || die "DATAPLANES holds \"$dp\", which is not a data plane name"
