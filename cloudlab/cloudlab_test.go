@@ -2,6 +2,7 @@ package cloudlab
 
 import (
 	"encoding/xml"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,6 +72,15 @@ func TestScriptsRefuseBadInput(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, string(out), "HOST PROFILE OUTDIR")
 
+	cmd = exec.Command("bash", "run-cross.sh", "a.example", "b.example", t.TempDir())
+	cmd.Env = append(os.Environ(), "NODE_BASE=252", "DATAPLANES=direct userspace")
+	out, err = cmd.CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), `step "check the arguments" failed: NODE_BASE=252 leaves no room for 2 addresses per data plane below .255`)
+	out, err = exec.Command("bash", "run-cross.sh", "a.example").CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "HOST_A HOST_B OUTDIR")
+
 	out, err = exec.Command("bash", "bootstrap.sh", "--frobnicate").CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), `step "start" failed: unknown argument --frobnicate`)
@@ -92,7 +102,21 @@ type rspec struct {
 		HardwareType struct {
 			Name string `xml:"name,attr"`
 		} `xml:"hardware_type"`
+		Interfaces []struct {
+			ClientID string `xml:"client_id,attr"`
+			IP       []struct {
+				Address string `xml:"address,attr"`
+				Type    string `xml:"type,attr"`
+				Netmask string `xml:"netmask,attr"`
+			} `xml:"ip"`
+		} `xml:"interface"`
 	} `xml:"node"`
+	Links []struct {
+		ClientID string `xml:"client_id,attr"`
+		Refs     []struct {
+			ClientID string `xml:"client_id,attr"`
+		} `xml:"interface_ref"`
+	} `xml:"link"`
 }
 
 const (
@@ -119,6 +143,35 @@ func checkDefaults(t *testing.T, r rspec) {
 	assert.Equal(t, "raw-pc", n.SliverType.Name)
 	assert.Equal(t, wantImage, n.SliverType.DiskImage.Name)
 	assert.Equal(t, wantHW, n.HardwareType.Name)
+	assert.Empty(t, n.Interfaces)
+	assert.Empty(t, r.Links)
+}
+
+// checkCross checks the cross-node request: two xl170 nodes, each with one interface on
+// link0, addressed 10.10.1.1 and .2/24 (run-cross.sh's default LAN).
+func checkCross(t *testing.T, r rspec) {
+	t.Helper()
+	require.Len(t, r.Nodes, 2)
+	require.Len(t, r.Links, 1)
+	assert.Equal(t, "link0", r.Links[0].ClientID)
+	require.Len(t, r.Links[0].Refs, 2)
+	for i, n := range r.Nodes {
+		assert.Equal(t, wantHW, n.HardwareType.Name)
+		assert.Equal(t, wantImage, n.SliverType.DiskImage.Name)
+		require.Len(t, n.Interfaces, 1)
+		iface := n.Interfaces[0]
+		assert.Equal(t, r.Links[0].Refs[i].ClientID, iface.ClientID, "the link joins node%d's interface", i)
+		require.Len(t, iface.IP, 1)
+		assert.Equal(t, fmt.Sprintf("10.10.1.%d", i+1), iface.IP[0].Address)
+		assert.Equal(t, "ipv4", iface.IP[0].Type)
+		assert.Equal(t, "255.255.255.0", iface.IP[0].Netmask)
+	}
+}
+
+func TestCrossRSpecIsTheProfilesCrossNode(t *testing.T) {
+	b, err := os.ReadFile("profile-cross.rspec")
+	require.NoError(t, err)
+	checkCross(t, parseRSpec(t, b))
 }
 
 func TestRSpecIsTheProfilesDefault(t *testing.T) {
@@ -154,6 +207,10 @@ func TestProfilePy(t *testing.T) {
 	checkDefaults(t, parseRSpec(t, []byte(stdout)))
 	assert.Contains(t, stderr, "predates Linux 6.6", "the default image's kernel lacks TCX: the profile warns")
 
+	stdout, _, err = run("--crossNode", "true", "--nodeCount", "2")
+	require.NoError(t, err)
+	checkCross(t, parseRSpec(t, []byte(stdout)))
+
 	stdout, _, err = run("--nodeCount", "3", "--hwtype", "c220g5", "--osImage", "urn:publicid:IDN+emulab.net+image+emulab-ops//UBUNTU24-64-STD")
 	require.NoError(t, err)
 	r := parseRSpec(t, []byte(stdout))
@@ -169,6 +226,7 @@ func TestProfilePy(t *testing.T) {
 		{[]string{"--nodeCount", "9"}, "['nodeCount'] Number of nodes must be 1 to 8, not 9."},
 		{[]string{"--hwtype", "xl170; rm -rf /"}, "['hwtype'] Hardware type"},
 		{[]string{"--osImage", "ubuntu"}, "['osImage'] OS image 'ubuntu' is not an image URN"},
+		{[]string{"--crossNode", "true"}, "['nodeCount', 'crossNode'] Cross-node joins exactly 2 nodes by a link: set Number of nodes to 2, not 1."},
 	} {
 		stdout, stderr, err := run(c.args...)
 		assert.Error(t, err, "%v", c.args)

@@ -42,6 +42,8 @@ type RunOptions struct {
 	// Warmup runs each (experiment, data plane) once with the experiment's smoke parameters
 	// before its first repetition, unrecorded. nil: on for quick and full, off for smoke.
 	Warmup *bool
+	// Chain is how data planes with an eBPF manager chain its modules; "": their default.
+	Chain manager.Chain
 }
 
 // ErrInterrupted is returned when the run's context was cancelled; what was measured until
@@ -199,9 +201,25 @@ func (o *RunOptions) jobs(e Experiment, warm bool) ([]job, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, job{plan: plan, subject: spec.Spec, plane: spec, warmup: warmup})
+		out = append(out, job{plan: plan, subject: spec.Spec, plane: withChain(spec, o.Chain), warmup: warmup})
 	}
 	return out, nil
+}
+
+// withChain makes spec's data planes chain eBPF modules in mode c, where they have a manager.
+func withChain(spec dataplanes.Spec, c manager.Chain) dataplanes.Spec {
+	if c == "" {
+		return spec
+	}
+	orig := spec.New
+	spec.New = func() dataplanes.DataPlane {
+		dp := orig()
+		if cs, ok := dp.(interface{ SetChain(manager.Chain) }); ok {
+			cs.SetChain(c)
+		}
+		return dp
+	}
+	return spec
 }
 
 // Run measures every selected experiment on every selected data plane and writes the results

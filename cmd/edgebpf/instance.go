@@ -50,11 +50,16 @@ func matchInstance(nodes []statusNode, spec, node string) (nodeInstance, error) 
 			if s.Name != svc {
 				continue
 			}
-			for i, in := range s.Instances {
+			i := 0
+			for _, in := range s.Instances {
+				if in.Namespace == "" {
+					continue // another worker's instance: it runs elsewhere
+				}
 				if in.Name == inst || strconv.Itoa(i) == inst || in.Name == svc+"-"+inst {
 					matches = append(matches, nodeInstance{node: n, instance: in})
 					break
 				}
+				i++
 			}
 		}
 	}

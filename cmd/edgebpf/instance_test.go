@@ -53,3 +53,15 @@ func TestMatchInstance(t *testing.T) {
 		assert.ErrorContains(t, err, c.want, "%s on %q", c.spec, c.node)
 	}
 }
+
+// TestMatchInstanceSkipsRemoteInstances: a worker of a cluster lists the other workers'
+// instances without a namespace; exec can only enter its own.
+func TestMatchInstanceSkipsRemoteInstances(t *testing.T) {
+	w0 := testNode("c-w0", map[string][]string{"server": {"server-1"}})
+	w0.Services[0].Instances = append([]netsetup.InstanceStatus{{Name: "server-0", Node: "c-w1"}}, w0.Services[0].Instances...)
+	got, err := matchInstance([]statusNode{w0}, "server", "")
+	require.NoError(t, err)
+	assert.Equal(t, "edgebpf-t-c-w0-server-1", got.instance.Namespace, "index 0 counts local instances only")
+	_, err = matchInstance([]statusNode{w0}, "server/server-0", "")
+	assert.ErrorContains(t, err, "no instance server-0 of service server")
+}

@@ -29,9 +29,11 @@ import (
 // nodeOptions are the flags of `edgebpf node`.
 type nodeOptions struct {
 	dataplane, names, readyFile string
+	chain                       string
 	api                         apiOptions
 	services, instances, mtu    int
 	bpfStats                    bool
+	join                        joinOptions
 }
 
 // nodePlan is what nodeOptions.validate makes of the flags: the services to create, the
@@ -39,7 +41,9 @@ type nodeOptions struct {
 type nodePlan struct {
 	services []string
 	plane    dataplanes.DataPlane
+	chain    manager.Chain
 	cfg      netsetup.NodeConfig
+	join     *netsetup.JoinConfig // with --underlay: this host's worker of a cluster across hosts
 }
 
 func newNodeCmd() *cobra.Command {
@@ -58,7 +62,7 @@ the token written to /run/edgebpf/<node namespace>.token as "Authorization: Bear
 Writes need "Content-Type: application/json". Its /services routes add and remove services and
 instances while the node runs.
 With --bpf-stats the kernel counts the modules' run time while the node runs, and the API's
-module listings show each program's run_count and run_time_ns.`,
+module listings show each program's run_count and run_time_ns.` + joinHelp,
 		Example: `  edgebpf node --services 2 --instances 1 --ready-file /tmp/node.json &
   api=$(jq -r .api /tmp/node.json)     # the socket
   curl -s --unix-socket "$api" -H 'Content-Type: application/json' -d '{"name":"counter"}' http://localhost/ebpf
@@ -77,11 +81,13 @@ module listings show each program's run_count and run_time_ns.`,
 	f.StringVar(&o.names, "names", "", "comma-separated service names instead of svc0, svc1, ...")
 	f.IntVar(&o.instances, "instances", 1, "instances per service")
 	f.IntVar(&o.mtu, "mtu", netsetup.DefaultMTU, "MTU of the bridge and every veth")
+	f.StringVar(&o.chain, "chain", string(manager.DefaultChain), "how the eBPF manager chains modules on a veth: dispatcher (one dispatcher program per veth and hook, attached once; modules in its program arrays) or tcx (a TCX link per module and veth, an RCU grace period each)")
 	f.BoolVar(&o.bpfStats, "bpf-stats", false, "have the kernel count the BPF programs' run time (shown by the API); slows every BPF program a little")
 	f.StringVar(&o.readyFile, "ready-file", "", "write the node's description (JSON) here once it is up; removed on exit")
 	f.StringVar(&o.api.addr, "api", "unix", "where the eBPF manager's REST API listens: \"unix\" (a socket only root can open, /run/edgebpf/<node namespace>.sock), a socket path, HOST:PORT (TCP, with a token; port 0 picks a free one) or \"none\"")
 	f.BoolVar(&o.api.public, "api-public", false, "allow --api HOST:PORT on an address other hosts can reach (still with the token)")
 	f.StringVar(&o.api.tokenFile, "api-token-file", "", "where a TCP API's token is written, readable only by root (default /run/edgebpf/<node namespace>.token)")
+	o.join.register(f)
 	return c
 }
 
@@ -105,7 +111,13 @@ func (o nodeOptions) validate() (nodePlan, error) {
 	if err != nil {
 		return p, usageError("%w", err)
 	}
+	if p.chain, err = manager.ParseChain(o.chain); err != nil {
+		return p, usageError("--chain: %w", err)
+	}
 	p.plane = spec.New()
+	if cs, ok := p.plane.(interface{ SetChain(manager.Chain) }); ok {
+		cs.SetChain(p.chain)
+	}
 	p.cfg = netsetup.NodeConfig{MTU: o.mtu}
 	if err := p.cfg.Validate(); err != nil {
 		return p, usageError("%w", err)
@@ -113,7 +125,8 @@ func (o nodeOptions) validate() (nodePlan, error) {
 	if err := o.api.validate(); err != nil {
 		return p, err
 	}
-	return p, nil
+	p.join, err = o.join.config(p.services, o.instances, o.mtu)
+	return p, err
 }
 
 // checkListenAddr checks that addr, unless empty, is HOST:PORT with a port net.Listen takes.
@@ -133,6 +146,9 @@ func checkListenAddr(addr string) error {
 func runNode(ctx context.Context, _, errOut io.Writer, o nodeOptions) (err error) {
 	p, err := o.validate()
 	if err != nil {
+		return err
+	}
+	if err := p.checkHost(); err != nil {
 		return err
 	}
 	if o.bpfStats {
@@ -168,7 +184,7 @@ func runNode(ctx context.Context, _, errOut io.Writer, o nodeOptions) (err error
 // and adds the services with their instances. It returns the node and where the API listens,
 // for the log.
 func startNode(ctx context.Context, sess *netsetup.Session, o nodeOptions, p nodePlan, log *slog.Logger) (*netsetup.Node, string, error) {
-	node, err := netsetup.NewNode(sess, p.cfg)
+	node, populate, err := newWorker(ctx, sess, o, p, log)
 	if err != nil {
 		return nil, "", err
 	}
@@ -181,7 +197,7 @@ func startNode(ctx context.Context, sess *netsetup.Session, o nodeOptions, p nod
 	var mgr *manager.Manager
 	if withMgr, ok := p.plane.(interface{ Manager() *manager.Manager }); ok {
 		mgr = withMgr.Manager()
-	} else if mgr, err = manager.New(node, modules.Catalogue()); err != nil {
+	} else if mgr, err = manager.New(node, modules.Catalogue(), manager.WithChain(p.chain)); err != nil {
 		return nil, "", err
 	} else {
 		sess.OnClose(mgr.Close)
@@ -201,15 +217,8 @@ func startNode(ctx context.Context, sess *netsetup.Session, o nodeOptions, p nod
 	if err := node.SetLabels(o.dataplane, addr); err != nil {
 		return nil, "", err
 	}
-	for _, name := range p.services {
-		if _, err := node.AddService(name); err != nil {
-			return nil, "", err
-		}
-		for range o.instances {
-			if _, err := node.AddInstance(name); err != nil {
-				return nil, "", err
-			}
-		}
+	if err := populate(); err != nil {
+		return nil, "", err
 	}
 	return node, apiURL(l), nil
 }

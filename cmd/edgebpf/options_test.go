@@ -5,6 +5,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
 )
 
 // The options' validate methods check input without touching the system, so these run
@@ -25,6 +27,12 @@ func TestNodeOptionsValidate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"alpha", "beta", "gamma"}, p.services, "--names wins over --services")
 
+	disp := ok
+	disp.dataplane, disp.chain = "ebpf", "tcx"
+	p, err = disp.validate()
+	require.NoError(t, err)
+	assert.Equal(t, "tcx", p.plane.Settings()["chain"], "--chain reaches the ebpf data plane")
+
 	for _, api := range []string{"", "none", "unix", "/run/x.sock", "unix:/tmp/y.sock", "127.0.0.1:0", "localhost:6000", "[::1]:6000"} {
 		o := ok
 		o.api.addr = api
@@ -43,6 +51,7 @@ func TestNodeOptionsValidate(t *testing.T) {
 		{func(o *nodeOptions) { o.api.addr = "0.0.0.0:6000" }, "--api 0.0.0.0:6000 listens beyond this machine: add --api-public"},
 		{func(o *nodeOptions) { o.api.addr = ":0" }, "--api :0 listens beyond this machine"},
 		{func(o *nodeOptions) { o.api.addr, o.api.public = "unix", true }, "--api-public and --api-token-file apply only to --api HOST:PORT"},
+		{func(o *nodeOptions) { o.chain = "xdp" }, `--chain: unknown chain mode "xdp": use tcx or dispatcher`},
 	}
 	for _, c := range bad {
 		o := ok
@@ -101,4 +110,13 @@ func TestRunOptionsValidate(t *testing.T) {
 	o.cpus[2] = "x"
 	_, err = o.validate()
 	assert.ErrorContains(t, err, "--cpu-proxy: ")
+
+	o = ok
+	o.chain = "tcx"
+	r, err = o.validate()
+	require.NoError(t, err)
+	assert.Equal(t, manager.ChainTCX, r.Chain)
+	o.chain = "xdp"
+	_, err = o.validate()
+	assert.ErrorContains(t, err, `--chain: unknown chain mode "xdp"`)
 }

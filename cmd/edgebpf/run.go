@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
 	"github.com/edgebpf/edgebpf/internal/cpupin"
 	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/scenarios"
@@ -21,6 +22,7 @@ import (
 type runOptions struct {
 	experiments                                         []string
 	dataplanes, profile, out, duration, rates, scenario string
+	chain                                               string
 	reps, mtu                                           int
 	cpus                                                [3]string // per cpupin.Roles
 	warmup, warmupSet, bpfStats, repsSet                bool
@@ -71,6 +73,7 @@ compare.`,
 		f.StringVar(&o.cpus[i], "cpu-"+string(role), "", "pin the "+string(role)+" role's threads to these CPUs, e.g. 1 or 2-3 (default: not pinned)")
 	}
 	f.BoolVar(&o.bpfStats, "bpf-stats", false, "record every BPF program's run time per packet (bpf_ns_per_pkt); slows every BPF program a little")
+	f.StringVar(&o.chain, "chain", string(manager.DefaultChain), "how the eBPF manager chains modules on a veth: dispatcher (one dispatcher program per veth and hook, attached once; modules in its program arrays) or tcx (a TCX link per module and veth, an RCU grace period each)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan and its estimated duration per experiment and in total, and run nothing")
 	f.BoolVar(&o.warmup, "warmup", false, "one unrecorded run of the smoke parameters per experiment and data plane first (default: on for quick and full, off for smoke)")
 	return c
@@ -113,6 +116,9 @@ func (o runOptions) validate() (scenarios.RunOptions, error) {
 	}
 	r.Overrides.Reps = o.reps
 	r.Overrides.BPFStats = o.bpfStats
+	if r.Chain, err = manager.ParseChain(o.chain); err != nil {
+		return r, usageError("--chain: %w", err)
+	}
 	if o.duration != "" {
 		if r.Overrides.Duration, err = scenarios.ParseDuration(o.duration); err != nil {
 			return r, usageError("--duration: %w", err)

@@ -36,6 +36,7 @@ var Spec = dataplanes.Spec{
 
 // DataPlane is the eBPF data plane.
 type DataPlane struct {
+	chain       manager.Chain
 	m           *manager.Manager
 	proxy       manager.Info
 	proxyConfig json.RawMessage
@@ -49,13 +50,17 @@ func New() *DataPlane { return &DataPlane{} }
 // proxy.Config as JSON), as `POST /ebpf` would pass it.
 func NewWithProxyConfig(config json.RawMessage) *DataPlane { return &DataPlane{proxyConfig: config} }
 
+// SetChain sets how the manager chains the modules (manager.DefaultChain unless set); before
+// Deploy.
+func (d *DataPlane) SetChain(c manager.Chain) { d.chain = c }
+
 // Name returns "ebpf".
 func (*DataPlane) Name() string { return "ebpf" }
 
 // Deploy starts the manager on node and creates the proxy module, and on a worker of a
 // cluster the tunnel module after it, so that instances on other workers are reached.
 func (d *DataPlane) Deploy(_ context.Context, node *netsetup.Node) error {
-	m, err := manager.New(node, modules.Catalogue())
+	m, err := manager.New(node, modules.Catalogue(), manager.WithChain(d.chainMode()))
 	if err != nil {
 		return err
 	}
@@ -105,9 +110,20 @@ func (d *DataPlane) ProgramRuns() ([]manager.ProgramRun, error) {
 	return d.m.ProgramRuns()
 }
 
-// Settings describes the data plane.
+func (d *DataPlane) chainMode() manager.Chain {
+	if d.chain == "" {
+		return manager.DefaultChain
+	}
+	return d.chain
+}
+
+// Settings describes the data plane; "chain" is the manager's chain mode.
 func (d *DataPlane) Settings() map[string]string {
-	s := map[string]string{"proxy": "eBPF module (TCX ingress on bridge-side veths)", "delivery": "bpf_redirect_peer",
+	proxy := "eBPF module (TCX ingress on bridge-side veths)"
+	if d.chainMode() == manager.ChainDispatcher {
+		proxy = "eBPF module (in the chain dispatcher on the TCX ingress of bridge-side veths)"
+	}
+	s := map[string]string{"proxy": proxy, "delivery": "bpf_redirect_peer", "chain": string(d.chainMode()),
 		"sessions": "LRU 5-tuple, both directions", "install": "lazy (first packet via upcall)"}
 	if d.tunnel {
 		s["tunnel"] = "eBPF module: UDP 50103, Oakestra's wire format (encap in the proxy, bpf_redirect_neigh; decap on the underlay's TCX ingress)"

@@ -14,7 +14,8 @@ class ParameterType(object):
     AGGREGATE = "aggregate"
     NODETYPE = "nodetype"
 
-    argparsemap = {INTEGER: int, STRING: str, BOOLEAN: bool, IMAGE: str, AGGREGATE: str, NODETYPE: str}
+    argparsemap = {INTEGER: int, STRING: str, BOOLEAN: lambda v: v.lower() in ("1", "true", "yes"),
+                   IMAGE: str, AGGREGATE: str, NODETYPE: str}
 
 
 class ParameterError(Exception):

@@ -156,21 +156,27 @@ func TestAPIAnswersJSON(t *testing.T) {
 // TestModuleLimit: a chain holds MaxModules modules; one more is a 409 that names the limit,
 // whether the manager counts it or the kernel refuses (ERANGE, here because a program the
 // manager does not know holds a slot), and nothing is left half attached.
-func TestModuleLimit(t *testing.T) {
-	a := newAPI(t)
-	for i := range manager.MaxModules {
+func TestModuleLimit(t *testing.T) { eachChain(t, testModuleLimit) }
+
+func testModuleLimit(t *testing.T, chain manager.Chain) {
+	a := newAPI(t, chain)
+	limit := a.m.Limit()
+	for i := range limit {
 		inf := a.create("counter", "")
 		require.Equal(t, i+1, inf.ID)
 	}
 	code, out := a.do("POST", "/ebpf", `{"name":"counter"}`)
 	assert.Equal(t, http.StatusConflict, code, out)
-	assert.Contains(t, out, fmt.Sprintf("at most %d modules per chain", manager.MaxModules))
+	assert.Contains(t, out, fmt.Sprintf("at most %d modules per chain", limit))
 	for veth, hooks := range a.chains() {
-		assert.Len(t, hooks["tc_ingress"], manager.MaxModules, veth)
-		assert.Len(t, hooks["tc_egress"], manager.MaxModules, veth)
+		assert.Len(t, hooks["tc_ingress"], len(onHook(chain, "in"))+limit, veth)
+		assert.Len(t, hooks["tc_egress"], len(onHook(chain, "out"))+limit, veth)
 	}
 	code, out = a.do("DELETE", "/ebpf", "")
 	require.Equal(t, 200, code, out)
+	if chain == manager.ChainDispatcher {
+		return // a foreign TCX program takes no slot of the dispatcher
+	}
 
 	// A foreign program on one hook of one veth: the kernel refuses the 63rd module there.
 	prog, err := emptyprog.Load()
@@ -206,8 +212,10 @@ func TestModuleLimit(t *testing.T) {
 
 // TestServiceRoutes: services and instances added and removed through the API go through the
 // node's registry, so the modules follow them as they follow the node's own.
-func TestServiceRoutes(t *testing.T) {
-	a := newAPI(t)
+func TestServiceRoutes(t *testing.T) { eachChain(t, testServiceRoutes) }
+
+func testServiceRoutes(t *testing.T, chain manager.Chain) {
+	a := newAPI(t, chain)
 	a.create("counter", "")
 	code, out := a.do("POST", "/services", `{"name":"web"}`)
 	require.Equal(t, http.StatusCreated, code, out)
@@ -234,7 +242,7 @@ func TestServiceRoutes(t *testing.T) {
 	assert.Equal(t, "web-0", ins[0].Name)
 	chains := a.chains()
 	for _, in := range ins {
-		assert.Equal(t, []string{"counter_in"}, chains[in.Veth]["tc_ingress"], "the module follows the registry's event on %s", in.Veth)
+		assert.Equal(t, onHook(chain, "in", "counter_in"), chains[in.Veth]["tc_ingress"], "the module follows the registry's event on %s", in.Veth)
 	}
 	code, out = a.do("POST", "/services/web/instances", "")
 	require.Equal(t, http.StatusCreated, code, out)

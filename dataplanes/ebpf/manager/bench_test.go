@@ -20,6 +20,7 @@ import (
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/firewall"
 	"github.com/edgebpf/edgebpf/internal/testenv"
 	"github.com/edgebpf/edgebpf/internal/testpkt"
+	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/stats"
 )
 
@@ -236,4 +237,88 @@ func BenchmarkTCXAttachOne(b *testing.B) {
 	}
 	b.ReportMetric(float64(attach.Microseconds())/1e3/float64(b.N), "ms/attach")
 	b.ReportMetric(float64(detach.Microseconds())/1e3/float64(b.N), "ms/detach")
+}
+
+// BenchmarkChainModes compares the chain modes' control-plane costs, interleaved: every
+// iteration, in each mode, creates a counter on a node of 200 instances and deletes it again,
+// and adds one instance to a node with 4 modules (counter, firewall, counter, firewall) and
+// removes it again. It reports the medians in ms per mode and the ratios tcx / dispatcher:
+//
+//	go test -run XXX -bench ChainModes -benchtime 5x ./dataplanes/ebpf/manager/
+func BenchmarkChainModes(b *testing.B) {
+	testenv.RequirePrivileged(b)
+	if err := manager.ProbeDispatcher(); err != nil {
+		b.Skip(err)
+	}
+	type side struct {
+		many, four *manager.Manager
+		node4      *netsetup.Node
+		ms         map[string][]float64
+	}
+	sides := map[manager.Chain]*side{}
+	for _, c := range manager.ChainModes {
+		s := &side{ms: map[string][]float64{}}
+		node := testenv.Node(b)
+		if _, err := node.AddService("many"); err != nil {
+			b.Fatal(err)
+		}
+		var err error
+		if s.many, err = manager.New(node, modules.Catalogue(), manager.WithChain(c)); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = s.many.Close() })
+		for range 200 {
+			if _, err := node.AddInstance("many"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s.node4 = testenv.Node(b, "a", "b")
+		if _, err := s.node4.AddService("late"); err != nil {
+			b.Fatal(err)
+		}
+		if s.four, err = manager.New(s.node4, modules.Catalogue(), manager.WithChain(c)); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = s.four.Close() })
+		for i := range 4 {
+			name, cfg := "counter", json.RawMessage(nil)
+			if i%2 == 1 {
+				name, cfg = "firewall", json.RawMessage(`{"default":"pass"}`)
+			}
+			if _, err := s.four.Create(name, cfg); err != nil {
+				b.Fatal(err)
+			}
+		}
+		sides[c] = s
+	}
+	timed := func(s *side, what string, fn func() error) {
+		start := time.Now()
+		if err := fn(); err != nil {
+			b.Fatal(err)
+		}
+		s.ms[what] = append(s.ms[what], float64(time.Since(start).Microseconds())/1e3)
+	}
+	b.ResetTimer()
+	for range b.N {
+		for _, c := range manager.ChainModes {
+			s := sides[c]
+			var id int
+			timed(s, "create-200", func() error {
+				inf, err := s.many.Create("counter", nil)
+				id = inf.ID
+				return err
+			})
+			timed(s, "delete-200", func() error { return s.many.Delete(id) })
+			var in *netsetup.Instance
+			timed(s, "add-instance-4", func() (err error) { in, err = s.node4.AddInstance("late"); return err })
+			timed(s, "remove-instance-4", func() error { return s.node4.RemoveInstance(in) })
+		}
+	}
+	for _, what := range []string{"create-200", "delete-200", "add-instance-4", "remove-instance-4"} {
+		tcx := stats.Summarize(sides[manager.ChainTCX].ms[what]).Median
+		disp := stats.Summarize(sides[manager.ChainDispatcher].ms[what]).Median
+		b.ReportMetric(tcx, "ms-tcx-"+what)
+		b.ReportMetric(disp, "ms-dispatcher-"+what)
+		b.ReportMetric(tcx/disp, "x-"+what)
+	}
 }

@@ -11,14 +11,27 @@ import (
 type Chains map[string]map[string][]string
 
 // Chains asks the kernel which programs run on every instance's veth, in chain order, by
-// name. It reports what is attached, whoever attached it.
+// name. It reports what is attached, whoever attached it. In dispatcher mode the dispatcher
+// (disp_in, disp_out) is followed by the programs in its active slots, in slot order, as the
+// kernel's program arrays hold them.
 func (m *Manager) Chains() (Chains, error) {
 	out := Chains{}
 	var errs []error
+	var slots [2][]string
+	if m.disp != nil {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for h := range slots {
+			var err error
+			if slots[h], err = m.disp.expand(h); err != nil {
+				return nil, err
+			}
+		}
+	}
 	err := m.node.NS.Do(func() error {
 		for _, in := range m.instances() {
 			hooks := map[string][]string{}
-			for _, h := range []struct {
+			for hi, h := range []struct {
 				name   string
 				attach ebpf.AttachType
 			}{{"tc_ingress", ebpf.AttachTCXIngress}, {"tc_egress", ebpf.AttachTCXEgress}} {
@@ -30,6 +43,9 @@ func (m *Manager) Chains() (Chains, error) {
 				names := []string{}
 				for _, p := range res.Programs {
 					names = append(names, programName(p.ID))
+					if m.disp != nil && p.ID == m.disp.ids[hi] {
+						names = append(names, slots[hi]...)
+					}
 				}
 				hooks[h.name] = names
 			}

@@ -26,6 +26,8 @@ import (
 type Manager struct {
 	node        *netsetup.Node
 	catalogue   Catalogue // never changed after New
+	chain       Chain
+	disp        *dispatcher // in dispatcher mode
 	unsubscribe func()
 
 	mu     sync.Mutex
@@ -40,9 +42,16 @@ type entry struct {
 	mod     Module
 	created time.Time
 	routes  []Route
-	at      map[int]*attachment // by bridge-side veth ifindex
-	node    []nodeLink          // programs on the node's own links (NodeAttacher)
+	at      map[int]*attachment // by bridge-side veth ifindex; without links in dispatcher mode
+	plug    [2]*plugged         // dispatcher mode: the module's slots, ingress and egress
+	node    []nodeLink          // programs on the node's own links (NodeAttacher), always TCX
 	uses    []int               // ids of the modules whose maps it uses (Linker)
+}
+
+// hookPrograms returns e's ingress and egress programs, either nil.
+func (e *entry) hookPrograms() [2]*ebpf.Program {
+	in, eg := e.mod.Programs()
+	return [2]*ebpf.Program{in, eg}
 }
 
 // attachment is a module's two TCX links on one veth.
@@ -65,37 +74,100 @@ func (a *attachment) close() error {
 // ErrNotFound is returned for a module id that does not exist (HTTP 404).
 var ErrNotFound = errors.New("no module with id")
 
-// MaxModules is how many modules a chain holds: the kernel runs at most 63 programs on one
-// TCX hook (BPF_MPROG_MAX - 1) and every module puts one program on each hook. A dispatcher
-// program that runs several modules would raise it; chainRoom is the one place that checks it.
+// MaxModules is how many modules a chain holds in tcx mode: the kernel runs at most 63
+// programs on one TCX hook (BPF_MPROG_MAX - 1) and every module puts one program on each
+// hook. In dispatcher mode a chain holds DispatcherSlots. Manager.Limit says which applies;
+// chainRoom is the one place that checks it.
 const MaxModules = 63
 
-// ErrChainFull is returned when a chain has MaxModules modules already, or the kernel refuses
-// one more program on a hook (ERANGE) (HTTP 409).
-var ErrChainFull = fmt.Errorf("at most %d modules per chain", MaxModules)
+// ErrChainFull is returned when a chain has Limit modules already, or the kernel refuses one
+// more program on a hook (ERANGE) (HTTP 409).
+var ErrChainFull = errors.New("the chain is full")
+
+// Limit is how many modules a chain of this manager holds: MaxModules in tcx mode,
+// DispatcherSlots in dispatcher mode.
+func (m *Manager) Limit() int {
+	if m.chain == ChainDispatcher {
+		return DispatcherSlots
+	}
+	return MaxModules
+}
 
 // chainRoom says whether a chain of n modules takes one more.
-func chainRoom(n int) error {
-	if n >= MaxModules {
-		return fmt.Errorf("%w: %d are deployed; delete one first (DELETE /ebpf/{id})", ErrChainFull, n)
+func (m *Manager) chainRoom(n int) error {
+	if n >= m.Limit() {
+		return fmt.Errorf("%w: at most %d modules per chain (%s mode), %d are deployed; delete one first (DELETE /ebpf/{id})", ErrChainFull, m.Limit(), m.chain, n)
 	}
 	return nil
 }
 
+// Option configures a manager.
+type Option func(*Manager)
+
+// WithChain sets the chain mode (default DefaultChain).
+func WithChain(c Chain) Option { return func(m *Manager) { m.chain = c } }
+
 // New starts a manager for node that creates the modules of catalogue by name (usually
 // dataplanes/ebpf/modules.Catalogue(); the manager keeps a copy). It subscribes to the node's
 // registry: instances created later get every module's programs, in deployment order, before
-// they carry traffic.
-func New(node *netsetup.Node, catalogue Catalogue) (*Manager, error) {
+// they carry traffic. In dispatcher mode it attaches the dispatcher to every instance's veth.
+func New(node *netsetup.Node, catalogue Catalogue, opts ...Option) (*Manager, error) {
 	if node == nil {
 		return nil, errors.New("manager: no node")
 	}
 	if err := catalogue.validate(); err != nil {
 		return nil, fmt.Errorf("manager: module catalogue: %w", err)
 	}
-	m := &Manager{node: node, catalogue: maps.Clone(catalogue), nextID: 1}
+	m := &Manager{node: node, catalogue: maps.Clone(catalogue), nextID: 1, chain: DefaultChain}
+	for _, o := range opts {
+		o(m)
+	}
+	if _, err := ParseChain(string(m.chain)); err != nil {
+		return nil, fmt.Errorf("manager: %w", err)
+	}
+	if m.chain == ChainDispatcher {
+		if err := ProbeDispatcher(); err != nil {
+			return nil, fmt.Errorf("manager: %w", err)
+		}
+		d, err := newDispatcher()
+		if err != nil {
+			return nil, fmt.Errorf("manager: %w", err)
+		}
+		m.disp = d
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.unsubscribe = node.Registry.Subscribe(m.onEvent)
+	if m.disp != nil {
+		if err := m.attachDispatcher(m.instances()); err != nil {
+			m.unsubscribe()
+			return nil, errors.Join(fmt.Errorf("manager: %w", err), m.disp.close())
+		}
+	}
 	return m, nil
+}
+
+// Chain returns the manager's chain mode.
+func (m *Manager) Chain() Chain { return m.chain }
+
+// attachDispatcher attaches the dispatcher to the veths of ins it is not on yet.
+func (m *Manager) attachDispatcher(ins []*netsetup.Instance) error {
+	var mu sync.Mutex
+	return parallel(ins, func(in *netsetup.Instance) error {
+		mu.Lock()
+		_, ok := m.disp.at[in.VethIndex]
+		mu.Unlock()
+		if ok {
+			return nil
+		}
+		a, err := m.disp.attachVeth(m.node, in)
+		if err == nil {
+			mu.Lock()
+			m.disp.at[in.VethIndex] = a
+			mu.Unlock()
+		}
+		return err
+	})
 }
 
 // Info describes a module as the API lists it.
@@ -149,6 +221,23 @@ func hooked(mod Module) []hookedProgram {
 	return out
 }
 
+// programStat is the run statistics of e's program p: the kernel's in tcx mode, the
+// dispatcher's count of p's slot in dispatcher mode.
+func (m *Manager) programStat(e *entry, p hookedProgram) (runStat, error) {
+	if m.disp != nil && p.link == "" { // programs on node links are attached by TCX in either mode
+		h := hookIn
+		if p.hook == "egress" {
+			h = hookOut
+		}
+		return m.disp.stat(e, h), nil
+	}
+	st, err := p.prog.Stats()
+	if err != nil {
+		return runStat{}, err
+	}
+	return runStat{st.RunCount, uint64(st.Runtime.Nanoseconds())}, nil
+}
+
 func (m *Manager) info(pos int, e *entry) Info {
 	inf := Info{ID: e.id, Name: e.name, Position: pos, Config: e.mod.Config(), Created: e.created, Attached: []string{}, Programs: []ProgramInfo{}}
 	for _, a := range e.at {
@@ -162,8 +251,8 @@ func (m *Manager) info(pos int, e *entry) Info {
 			id, _ := i.ID()
 			pi.ID = uint32(id)
 		}
-		if st, err := p.prog.Stats(); err == nil {
-			pi.RunCount, pi.RunTimeNs = st.RunCount, uint64(st.Runtime.Nanoseconds())
+		if st, err := m.programStat(e, p); err == nil {
+			pi.RunCount, pi.RunTimeNs = st.runs, st.ns
 		}
 		inf.Programs = append(inf.Programs, pi)
 	}
@@ -178,16 +267,19 @@ type ProgramRun = subject.ProgramRun
 
 // CountRunTime has the kernel count every BPF program's runs and run time until the returned
 // closer is closed; the kernel also stops when the process exits, even killed. Counting adds
-// two clock reads to every run of every BPF program on the machine.
+// two clock reads to every run of every BPF program on the machine. This process's chain
+// dispatchers time their slots meanwhile, as the kernel does not count extension programs.
 func CountRunTime() (io.Closer, error) {
 	st, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
 	if err != nil {
 		return nil, fmt.Errorf("the kernel refused to count BPF run time (needs Linux 5.8 and CAP_SYS_ADMIN): %w", err)
 	}
-	return st, nil
+	counting.change(1)
+	return &countCloser{st: st}, nil
 }
 
-// ProgramRuns returns the run statistics of every module's programs in chain order.
+// ProgramRuns returns the run statistics of every module's programs in chain order; in
+// dispatcher mode then the dispatcher's own, dispatcher_<hook>, without its modules' time.
 func (m *Manager) ProgramRuns() ([]ProgramRun, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -202,7 +294,7 @@ func (m *Manager) ProgramRuns() ([]ProgramRun, error) {
 			name += "#" + strconv.Itoa(e.id)
 		}
 		for _, p := range m.programsOf(e) {
-			st, err := p.prog.Stats()
+			st, err := m.programStat(e, p)
 			if err != nil {
 				return nil, fmt.Errorf("run statistics of module %d's %s program: %w", e.id, p.hook, err)
 			}
@@ -210,7 +302,16 @@ func (m *Manager) ProgramRuns() ([]ProgramRun, error) {
 			if p.link != "" {
 				hook = p.link + "_" + hook
 			}
-			out = append(out, ProgramRun{Name: name + "_" + hook, Runs: st.RunCount, Runtime: st.Runtime})
+			out = append(out, ProgramRun{Name: name + "_" + hook, Runs: st.runs, Runtime: time.Duration(st.ns)})
+		}
+	}
+	if m.disp != nil {
+		for h, hook := range []string{"ingress", "egress"} {
+			st, err := m.disp.own(h)
+			if err != nil {
+				return nil, fmt.Errorf("run statistics of the %s dispatcher: %w", hook, err)
+			}
+			out = append(out, ProgramRun{Name: "dispatcher_" + hook, Runs: st.runs, Runtime: time.Duration(st.ns)})
 		}
 	}
 	return out, nil
@@ -262,12 +363,12 @@ func (m *Manager) Create(name string, config json.RawMessage) (Info, error) {
 	}
 	// Refuse early, before loading anything; checked again below, under the lock.
 	m.mu.Lock()
-	err = chainRoom(len(m.mods))
+	err = m.chainRoom(len(m.mods))
 	m.mu.Unlock()
 	if err != nil {
 		return Info{}, fmt.Errorf("create module %s: %w", name, err)
 	}
-	mod, err := f(m.node, config)
+	mod, err := f(m.node, config, m.load)
 	if err != nil {
 		return Info{}, fmt.Errorf("create module %s: %w", name, err)
 	}
@@ -276,7 +377,7 @@ func (m *Manager) Create(name string, config json.RawMessage) (Info, error) {
 	if m.closed {
 		return Info{}, errors.Join(errors.New("manager is closed"), mod.Close())
 	}
-	if err := chainRoom(len(m.mods)); err != nil {
+	if err := m.chainRoom(len(m.mods)); err != nil {
 		return Info{}, errors.Join(fmt.Errorf("create module %s: %w", name, err), mod.Close())
 	}
 	e := &entry{id: m.nextID, name: name, mod: mod, created: time.Now().UTC(), routes: mod.Routes(), at: map[int]*attachment{}}
@@ -284,18 +385,11 @@ func (m *Manager) Create(name string, config json.RawMessage) (Info, error) {
 		return Info{}, errors.Join(fmt.Errorf("create module %s: %w", name, err), mod.Close())
 	}
 	m.mods = append(m.mods, e)
-	// Every attachment waits for an RCU grace period in the kernel: attach to many veths at
-	// once so that the waits overlap.
-	var mu sync.Mutex
-	err = parallel(m.instances(), func(in *netsetup.Instance) error {
-		a, err := m.attach(e, in)
-		if err == nil {
-			mu.Lock()
-			e.at[in.VethIndex] = a
-			mu.Unlock()
-		}
-		return err
-	})
+	if m.disp != nil {
+		err = m.plug(e)
+	} else {
+		err = m.attachAll(e)
+	}
 	if err == nil {
 		err = m.attachNode(e)
 	}
@@ -305,6 +399,42 @@ func (m *Manager) Create(name string, config json.RawMessage) (Info, error) {
 	}
 	m.nextID++
 	return m.info(len(m.mods)-1, e), nil
+}
+
+// load is the Load the manager's chain mode needs.
+func (m *Manager) load(spec *ebpf.CollectionSpec, objs any) error {
+	if m.disp != nil {
+		return m.disp.load(spec, objs)
+	}
+	return LoadTCX(spec, objs)
+}
+
+// attachAll attaches e's programs to every instance's veth (tcx mode). Every attachment
+// waits for an RCU grace period in the kernel: attach to many veths at once so that the waits
+// overlap.
+func (m *Manager) attachAll(e *entry) error {
+	var mu sync.Mutex
+	return parallel(m.instances(), func(in *netsetup.Instance) error {
+		a, err := m.attach(e, in)
+		if err == nil {
+			mu.Lock()
+			e.at[in.VethIndex] = a
+			mu.Unlock()
+		}
+		return err
+	})
+}
+
+// plug tells e's control plane about every instance, then puts e's programs into the
+// dispatcher's next slots (dispatcher mode); on failure release undoes what was done.
+func (m *Manager) plug(e *entry) error {
+	for _, in := range m.instances() {
+		if err := e.mod.Attached(in); err != nil {
+			return fmt.Errorf("module control plane refused %s: %w", in.Name, err)
+		}
+		e.at[in.VethIndex] = &attachment{in: in}
+	}
+	return m.disp.plug(e)
 }
 
 // attachWorkers bounds how many veths are attached to or detached from at once.
@@ -360,6 +490,9 @@ func (m *Manager) Close() error {
 	m.closed = true
 	m.unsubscribe()
 	_, err := m.deleteAllLocked()
+	if m.disp != nil {
+		err = errors.Join(err, m.disp.close())
+	}
 	return err
 }
 
@@ -374,7 +507,12 @@ func (m *Manager) release(e *entry) error {
 	for i, a := range ats {
 		ins[i] = a.in
 	}
-	err := parallel(ins, func(in *netsetup.Instance) error { return e.at[in.VethIndex].close() })
+	var err error
+	if m.disp != nil {
+		err = m.disp.unplug(e)
+	} else {
+		err = parallel(ins, func(in *netsetup.Instance) error { return e.at[in.VethIndex].close() })
+	}
 	for _, a := range ats {
 		e.mod.Detached(a.in)
 	}
@@ -404,6 +542,9 @@ func (m *Manager) onEvent(ev netsetup.Event) error {
 	defer m.mu.Unlock()
 	if m.closed || ev.Instance == nil || remote(ev.Instance) {
 		return nil // remote instances have no veth here: the proxy reaches them through the tunnel
+	}
+	if m.disp != nil {
+		return m.onEventDispatched(ev)
 	}
 	switch ev.Kind {
 	case netsetup.InstanceCreated:
@@ -451,19 +592,60 @@ func (m *Manager) attach(e *entry, in *netsetup.Instance) (*attachment, error) {
 		return nil
 	})
 	if err != nil {
-		switch {
-		case errors.Is(err, ebpf.ErrNotSupported):
-			err = fmt.Errorf("this kernel lacks TCX (Linux 6.6 or newer is needed): %w", err)
-		case errors.Is(err, unix.ERANGE):
-			// Another program holds a slot on this hook, or a race: the same client error.
-			err = fmt.Errorf("%w: the kernel refused one more program on %s: %w", ErrChainFull, in.Veth, err)
-		}
-		return nil, errors.Join(err, a.close())
+		return nil, errors.Join(tcxError(err, in), a.close())
 	}
 	if err := e.mod.Attached(in); err != nil {
 		return nil, errors.Join(fmt.Errorf("module control plane refused %s: %w", in.Name, err), a.close())
 	}
 	return a, nil
+}
+
+// tcxError explains a TCX attach error a user can act on.
+func tcxError(err error, in *netsetup.Instance) error {
+	switch {
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return fmt.Errorf("this kernel lacks TCX (Linux 6.6 or newer is needed): %w", err)
+	case errors.Is(err, unix.ERANGE):
+		// Another program holds a slot on this hook, or a race: the same client error.
+		return fmt.Errorf("%w: at most %d modules per chain: the kernel refused one more program on %s: %w", ErrChainFull, MaxModules, in.Veth, err)
+	}
+	return err
+}
+
+// onEventDispatched keeps the chains complete in dispatcher mode: a new instance is made known
+// to every module's control plane, then gets the dispatcher (which runs the whole chain); a
+// removed one loses the dispatcher first, then each control plane is told.
+func (m *Manager) onEventDispatched(ev netsetup.Event) error {
+	in := ev.Instance
+	switch ev.Kind {
+	case netsetup.InstanceCreated:
+		var errs []error
+		for i, e := range m.mods {
+			if err := e.mod.Attached(in); err != nil {
+				errs = append(errs, fmt.Errorf("module %d (%s) control plane refused %s: %w", e.id, e.name, in.Name, err))
+				for _, e2 := range m.mods[:i] {
+					m.detach(e2, in)
+				}
+				return errors.Join(errs...)
+			}
+			e.at[in.VethIndex] = &attachment{in: in}
+		}
+		if err := m.attachDispatcher([]*netsetup.Instance{in}); err != nil {
+			for _, e := range m.mods {
+				m.detach(e, in)
+			}
+			return err
+		}
+	case netsetup.InstanceRemoved:
+		if a, ok := m.disp.at[in.VethIndex]; ok {
+			_ = a.close()
+			delete(m.disp.at, in.VethIndex)
+		}
+		for _, e := range m.mods {
+			m.detach(e, in)
+		}
+	}
+	return nil
 }
 
 // anchor places e's link on in's veth before the link of the first module deployed after e

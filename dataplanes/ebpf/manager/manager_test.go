@@ -33,9 +33,33 @@ type api struct {
 	url  string
 }
 
-func newAPI(t *testing.T) *api {
+// eachChain runs test once per chain mode.
+func eachChain(t *testing.T, test func(*testing.T, manager.Chain)) {
+	for _, c := range manager.ChainModes {
+		t.Run(string(c), func(t *testing.T) {
+			if c == manager.ChainDispatcher {
+				testenv.RequirePrivileged(t)
+				if err := manager.ProbeDispatcher(); err != nil {
+					t.Skip(err)
+				}
+			}
+			test(t, c)
+		})
+	}
+}
+
+// onHook is what GET /chains shows on hook (in or out) for the modules' programs progs in
+// chain mode c: in dispatcher mode the dispatcher, then the programs it runs.
+func onHook(c manager.Chain, hook string, progs ...string) []string {
+	if c == manager.ChainDispatcher {
+		return append([]string{"disp_" + hook}, progs...)
+	}
+	return append([]string{}, progs...)
+}
+
+func newAPI(t *testing.T, chain manager.Chain) *api {
 	node := testenv.Node(t, "client", "server")
-	m, err := manager.New(node, modules.Catalogue())
+	m, err := manager.New(node, modules.Catalogue(), manager.WithChain(chain))
 	require.NoError(t, err)
 	srv := httptest.NewServer(m.Handler())
 	t.Cleanup(func() {
@@ -137,8 +161,10 @@ func connectWithin(t *testing.T, node *netsetup.Node, port int, timeout time.Dur
 	})
 }
 
-func TestCounterCountsBothDirections(t *testing.T) {
-	a := newAPI(t)
+func TestCounterCountsBothDirections(t *testing.T) { eachChain(t, testCounterCountsBothDirections) }
+
+func testCounterCountsBothDirections(t *testing.T, chain manager.Chain) {
+	a := newAPI(t, chain)
 	inf := a.create("counter", "")
 	assert.Equal(t, 1, inf.ID)
 	assert.Len(t, inf.Attached, 2)
@@ -162,15 +188,17 @@ func TestCounterCountsBothDirections(t *testing.T) {
 	assert.Positive(t, c.Ingress.Packets)
 }
 
-func TestChainOrderFollowsDeployment(t *testing.T) {
-	a := newAPI(t)
+func TestChainOrderFollowsDeployment(t *testing.T) { eachChain(t, testChainOrderFollowsDeployment) }
+
+func testChainOrderFollowsDeployment(t *testing.T, chain manager.Chain) {
+	a := newAPI(t, chain)
 	a.create("counter", "")
 	a.create("firewall", `{"default":"pass"}`)
 	a.create("counter", "")
-	want := []string{"counter_in", "firewall_in", "counter_in"}
+	want := onHook(chain, "in", "counter_in", "firewall_in", "counter_in")
 	for veth, hooks := range a.chains() {
 		assert.Equal(t, want, hooks["tc_ingress"], veth)
-		assert.Equal(t, []string{"counter_out", "firewall_out", "counter_out"}, hooks["tc_egress"], veth)
+		assert.Equal(t, onHook(chain, "out", "counter_out", "firewall_out", "counter_out"), hooks["tc_egress"], veth)
 	}
 
 	// A new instance gets every module in the same order.
@@ -184,7 +212,7 @@ func TestChainOrderFollowsDeployment(t *testing.T) {
 	code, out := a.do("DELETE", "/ebpf/2", "")
 	require.Equal(t, http.StatusOK, code, out)
 	for veth, hooks := range a.chains() {
-		assert.Equal(t, []string{"counter_in", "counter_in"}, hooks["tc_ingress"], veth)
+		assert.Equal(t, onHook(chain, "in", "counter_in", "counter_in"), hooks["tc_ingress"], veth)
 	}
 	code, _ = a.do("GET", "/ebpf/2/rules", "")
 	assert.Equal(t, http.StatusNotFound, code, "a deleted module's sub-routes are gone")
@@ -204,13 +232,46 @@ func TestChainOrderFollowsDeployment(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, out)
 	assert.JSONEq(t, `{"deleted":[3,1]}`, out)
 	for veth, hooks := range a.chains() {
-		assert.Empty(t, hooks["tc_ingress"], veth)
-		assert.Empty(t, hooks["tc_egress"], veth)
+		assert.Equal(t, onHook(chain, "in"), hooks["tc_ingress"], veth)
+		assert.Equal(t, onHook(chain, "out"), hooks["tc_egress"], veth)
 	}
 }
 
-func TestFirewallFiltersRealTraffic(t *testing.T) {
-	a := newAPI(t)
+// sentBy returns how many packets the counter module id saw the instance send.
+func (a *api) sentBy(id int, in *netsetup.Instance) uint64 {
+	a.t.Helper()
+	code, out := a.do("GET", fmt.Sprintf("/ebpf/%d/counts", id), "")
+	require.Equal(a.t, http.StatusOK, code, out)
+	var counts map[string]struct{ Egress struct{ Packets uint64 } }
+	require.NoError(a.t, json.Unmarshal([]byte(out), &counts))
+	return counts[in.Veth].Egress.Packets
+}
+
+// TestChainOrderWithRealPackets: a counter before a default-drop firewall counts the client's
+// SYNs, a counter after it does not (both count what the firewall passes, ARP); once the
+// firewall is deleted, the last counter counts the connection.
+func TestChainOrderWithRealPackets(t *testing.T) { eachChain(t, testChainOrderWithRealPackets) }
+
+func testChainOrderWithRealPackets(t *testing.T, chain manager.Chain) {
+	a := newAPI(t, chain)
+	before := a.create("counter", "")
+	fw := a.create("firewall", "")
+	after := a.create("counter", "")
+	client, _ := a.node.Instance("client", 0)
+	require.True(t, blocked(t, a.node, 7500), "default drop")
+	n := a.sentBy(after.ID, client)
+	assert.Greater(t, a.sentBy(before.ID, client), n, "the counter before the firewall saw the SYNs, the one after it did not")
+
+	code, out := a.do("DELETE", fmt.Sprintf("/ebpf/%d", fw.ID), "")
+	require.Equal(t, http.StatusOK, code, out)
+	require.NoError(t, connect(t, a.node, 7501))
+	assert.GreaterOrEqual(t, a.sentBy(after.ID, client), n+3, "without the firewall the last counter counts the connection")
+}
+
+func TestFirewallFiltersRealTraffic(t *testing.T) { eachChain(t, testFirewallFiltersRealTraffic) }
+
+func testFirewallFiltersRealTraffic(t *testing.T, chain manager.Chain) {
+	a := newAPI(t, chain)
 	require.NoError(t, connect(t, a.node, 7200), "no module: traffic flows")
 	fw := a.create("firewall", "")
 	require.True(t, blocked(t, a.node, 7201), "default drop")
@@ -239,7 +300,7 @@ func TestFirewallFiltersRealTraffic(t *testing.T) {
 }
 
 func TestAPIBadInput(t *testing.T) {
-	a := newAPI(t)
+	a := newAPI(t, manager.ChainTCX)
 	cases := []struct {
 		method, path, body string
 		code               int
@@ -314,9 +375,11 @@ func TestCatalogue(t *testing.T) {
 	require.NoError(t, err)
 }
 
-func TestCloseLeavesNothingAttached(t *testing.T) {
+func TestCloseLeavesNothingAttached(t *testing.T) { eachChain(t, testCloseLeavesNothingAttached) }
+
+func testCloseLeavesNothingAttached(t *testing.T, chain manager.Chain) {
 	node := testenv.Node(t, "a", "b")
-	m, err := manager.New(node, modules.Catalogue())
+	m, err := manager.New(node, modules.Catalogue(), manager.WithChain(chain))
 	require.NoError(t, err)
 	_, err = m.Create("counter", nil)
 	require.NoError(t, err)
@@ -327,7 +390,7 @@ func TestCloseLeavesNothingAttached(t *testing.T) {
 	_, err = m.Create("counter", nil)
 	assert.ErrorContains(t, err, "closed")
 	// The node keeps working without modules; no program stays attached.
-	m2, err := manager.New(node, modules.Catalogue())
+	m2, err := manager.New(node, modules.Catalogue(), manager.WithChain(manager.ChainTCX))
 	require.NoError(t, err)
 	defer m2.Close()
 	chains, err := m2.Chains()
@@ -338,8 +401,10 @@ func TestCloseLeavesNothingAttached(t *testing.T) {
 	}
 }
 
-func TestModulesWhileTrafficFlows(t *testing.T) {
-	a := newAPI(t)
+func TestModulesWhileTrafficFlows(t *testing.T) { eachChain(t, testModulesWhileTrafficFlows) }
+
+func testModulesWhileTrafficFlows(t *testing.T, chain manager.Chain) {
+	a := newAPI(t, chain)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errs := make(chan error, 1)
@@ -364,8 +429,10 @@ func TestModulesWhileTrafficFlows(t *testing.T) {
 
 // TestProgramRuns checks the names in chain order (with the id where a module name repeats)
 // and that the kernel's counts grow with traffic while BPF statistics are on.
-func TestProgramRuns(t *testing.T) {
-	a := newAPI(t)
+func TestProgramRuns(t *testing.T) { eachChain(t, testProgramRuns) }
+
+func testProgramRuns(t *testing.T, chain manager.Chain) {
+	a := newAPI(t, chain)
 	a.create("counter", "")
 	a.create("firewall", `{"default":"pass"}`)
 	a.create("counter", "")
@@ -375,8 +442,12 @@ func TestProgramRuns(t *testing.T) {
 	for _, r := range runs {
 		names = append(names, r.Name)
 	}
-	assert.Equal(t, []string{"counter#1_ingress", "counter#1_egress", "firewall_ingress", "firewall_egress",
-		"counter#3_ingress", "counter#3_egress"}, names)
+	want := []string{"counter#1_ingress", "counter#1_egress", "firewall_ingress", "firewall_egress",
+		"counter#3_ingress", "counter#3_egress"}
+	if chain == manager.ChainDispatcher {
+		want = append(want, "dispatcher_ingress", "dispatcher_egress")
+	}
+	assert.Equal(t, want, names)
 
 	st, err := manager.CountRunTime()
 	require.NoError(t, err)

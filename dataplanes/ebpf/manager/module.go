@@ -6,6 +6,18 @@
 // instance's bridge-side veth, after the modules already there, so that deployment order is
 // chain order; new instances get every module in that order, and deleting a module keeps the
 // order of the rest. A REST API (api.go) drives it.
+//
+// How a chain is built is the manager's chain mode (Chain): in tcx mode every module's
+// programs are TCX links on every veth, ordered with TCX anchors, and each link costs an RCU
+// grace period in the kernel; in dispatcher mode one dispatcher program per hook is attached
+// to every veth once and runs the modules' unchanged programs from program arrays
+// (dispatcher.go, bpf/dispatcher.c), so a module costs two array writes whatever the number
+// of instances.
+//
+// Note: the dispatcher first replaced slot functions with extension programs (freplace,
+// libxdp's design), which needs no tail call and allows more slots. The kernel of the
+// machines this was built on refuses BPF_PROG_TYPE_EXT (EPERM; bpftool feature probe lists
+// ext, tracing and lsm as not available), so the slots tail-call into program arrays instead.
 package manager
 
 import (
@@ -20,7 +32,8 @@ import (
 	"github.com/edgebpf/edgebpf/netsetup"
 )
 
-// Module is one eBPF network function: its data plane (two TCX programs) and control plane.
+// Module is one eBPF network function: its data plane (two TCX programs, or in dispatcher
+// mode the same programs as extensions) and control plane.
 // The manager serialises every call to a module's methods except the Route handlers, which the
 // module must make safe for concurrent use.
 type Module interface {
@@ -52,9 +65,11 @@ type Route struct {
 }
 
 // Factory creates a module for a node from its JSON configuration (nil or empty for
-// defaults). Invalid configuration is reported by wrapping ErrBadConfig. Modules that resolve
-// addresses (the proxy) query node.Registry; others ignore the node.
-type Factory func(node *netsetup.Node, config json.RawMessage) (Module, error)
+// defaults), loading its BPF collection with load, which the manager picks for its chain mode
+// (LoadTCX, or extensions of the dispatcher), so a module's BPF code is the same in both.
+// Invalid configuration is reported by wrapping ErrBadConfig. Modules that resolve addresses
+// (the proxy) query node.Registry; others ignore the node.
+type Factory func(node *netsetup.Node, config json.RawMessage, load Load) (Module, error)
 
 // ErrBadConfig marks a module configuration the module rejects (HTTP 400).
 var ErrBadConfig = errors.New("invalid module configuration")

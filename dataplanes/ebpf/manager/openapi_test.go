@@ -42,7 +42,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 	// Every module of the catalogue the API's manager was given.
 	catalogue := slices.Sorted(maps.Keys(modules.Catalogue()))
-	a := newAPI(t)
+	a := newAPI(t, manager.ChainTCX)
 	require.Equal(t, catalogue, a.m.Modules())
 	for _, name := range catalogue {
 		if name == "tunnel" {

@@ -18,3 +18,6 @@ func Load() (*ebpf.Program, error) {
 	}
 	return objs.EmptyTc, nil
 }
+
+// Spec returns the empty program's collection spec, for loaders that change how it is loaded.
+func Spec() (*ebpf.CollectionSpec, error) { return loadEmpty() }

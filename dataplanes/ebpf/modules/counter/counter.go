@@ -22,7 +22,9 @@ import (
 
 // Factory creates a counter for the manager; dataplanes/ebpf/modules lists it as "counter".
 // The counter ignores the node.
-func Factory(_ *netsetup.Node, config json.RawMessage) (manager.Module, error) { return New(config) }
+func Factory(_ *netsetup.Node, config json.RawMessage, load manager.Load) (manager.Module, error) {
+	return newCounter(config, load)
+}
 
 // Hooks as counter.c numbers them.
 const (
@@ -40,12 +42,18 @@ type Counter struct {
 
 // New loads the counter's programs and maps. It takes no configuration: config must be
 // empty, null or {}.
-func New(config json.RawMessage) (*Counter, error) {
+func New(config json.RawMessage) (*Counter, error) { return newCounter(config, manager.LoadTCX) }
+
+func newCounter(config json.RawMessage, load manager.Load) (*Counter, error) {
 	if err := emptyConfig(config); err != nil {
 		return nil, err
 	}
 	c := &Counter{ifaces: map[uint32]*netsetup.Instance{}}
-	if err := loadCounterObjects(&c.objs, nil); err != nil {
+	spec, err := loadCounter()
+	if err != nil {
+		return nil, fmt.Errorf("load counter spec: %w", err)
+	}
+	if err := load(spec, &c.objs); err != nil {
 		return nil, fmt.Errorf("load counter programs: %w", err)
 	}
 	return c, nil

@@ -34,7 +34,9 @@ import (
 
 // Factory creates a firewall for the manager; dataplanes/ebpf/modules lists it as "firewall".
 // The firewall ignores the node.
-func Factory(_ *netsetup.Node, config json.RawMessage) (manager.Module, error) { return New(config) }
+func Factory(_ *netsetup.Node, config json.RawMessage, load manager.Load) (manager.Module, error) {
+	return newFirewall(config, load)
+}
 
 // MaxRules is the size of the rule table (MAX_RULES in firewall.c).
 const MaxRules = 256
@@ -57,7 +59,9 @@ type Firewall struct {
 }
 
 // New validates the configuration and loads the programs with it.
-func New(raw json.RawMessage) (*Firewall, error) {
+func New(raw json.RawMessage) (*Firewall, error) { return newFirewall(raw, manager.LoadTCX) }
+
+func newFirewall(raw json.RawMessage, load manager.Load) (*Firewall, error) {
 	cfg := Config{Default: "drop", FlowTimeout: "120s"}
 	if len(raw) > 0 && string(raw) != "null" {
 		if err := manager.StrictJSON(raw, &cfg); err != nil {
@@ -86,7 +90,7 @@ func New(raw json.RawMessage) (*Firewall, error) {
 		return nil, fmt.Errorf("configure firewall: %w", err)
 	}
 	f := &Firewall{cfg: cfg, nextID: 1}
-	if err := spec.LoadAndAssign(&f.objs, nil); err != nil {
+	if err := load(spec, &f.objs); err != nil {
 		return nil, fmt.Errorf("load firewall programs: %w", err)
 	}
 	return f, nil

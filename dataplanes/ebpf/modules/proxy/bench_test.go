@@ -6,6 +6,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager/emptyprog"
 	"github.com/edgebpf/edgebpf/internal/testenv"
 	"github.com/edgebpf/edgebpf/internal/testpkt"
@@ -15,7 +16,8 @@ import (
 
 // BenchmarkProxyCost measures the proxy program's per-packet cost on an established session
 // with BPF test runs of a 64-byte TCP frame, next to an empty TC program, with 1 and with
-// 10,000 services × 4 instances installed (two proxies). Each iteration is one round in which
+// 10,000 services × 4 instances installed (two proxies), and the empty program and the first
+// proxy behind the chain dispatcher (manager.ChainDispatcher). Each iteration is one round in which
 // every program runs costRepeat times in turn, so that the machine's load hits all of them
 // alike; the medians over the rounds and the ratios to the empty program are reported:
 //
@@ -29,12 +31,15 @@ func BenchmarkProxyCost(b *testing.B) {
 	defer empty.Close()
 	spec := testpkt.Spec{Proto: "tcp", Src: "10.18.0.50", Dst: "10.30.9.1", Sport: 40000, Dport: 80, Payload: make([]byte, 10)}
 	frame := testpkt.IPv4(spec)
+	proxy := benchProxy(b, node, spec, 0)
 	progs := []struct {
 		name string
 		prog *ebpf.Program
 	}{
 		{"empty", empty},
-		{"proxy-1-service", benchProxy(b, node, spec, 0)},
+		{"dispatcher-empty", benchDispatch(b, empty)},
+		{"proxy-1-service", proxy},
+		{"dispatcher-proxy-1-service", benchDispatch(b, proxy)},
 		{"proxy-10000-services", benchProxy(b, node, spec, 10000)},
 	}
 	const costRepeat = 100000
@@ -91,4 +96,14 @@ func benchProxy(b *testing.B, node *netsetup.Node, spec testpkt.Spec, extra int)
 		b.Fatalf("first run: verdict %d, %v", ret, err)
 	}
 	return p.objs.ProxyIn
+}
+
+// benchDispatch returns a chain dispatcher that runs prog.
+func benchDispatch(b *testing.B, prog *ebpf.Program) *ebpf.Program {
+	d, closeD, err := manager.Dispatch(prog)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = closeD() })
+	return d
 }

@@ -64,8 +64,8 @@ import (
 )
 
 // Factory creates a proxy for the manager on node; dataplanes/ebpf/modules lists it as "proxy".
-func Factory(node *netsetup.Node, config json.RawMessage) (manager.Module, error) {
-	return New(node, config)
+func Factory(node *netsetup.Node, config json.RawMessage, load manager.Load) (manager.Module, error) {
+	return newProxy(node, config, load)
 }
 
 // Config is the proxy's configuration.
@@ -118,6 +118,10 @@ type Counters struct {
 
 // New loads the proxy for node.
 func New(node *netsetup.Node, raw json.RawMessage) (*Proxy, error) {
+	return newProxy(node, raw, manager.LoadTCX)
+}
+
+func newProxy(node *netsetup.Node, raw json.RawMessage, load manager.Load) (*Proxy, error) {
 	if node == nil {
 		return nil, errors.New("proxy: no node")
 	}
@@ -160,7 +164,7 @@ func New(node *netsetup.Node, raw json.RawMessage) (*Proxy, error) {
 	u, _ := node.Underlay()
 	p := &Proxy{node: node, cfg: cfg, timeouts: c, nodeIP: u.IP, logs: newLogLimiter(slog.Default().With("module", "proxy"), time.Second), done: make(chan struct{}),
 		installed: map[netip.Addr]*installed{}, clients: map[int]*netsetup.Instance{}, inject: map[int]*injector{}}
-	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
+	if err := load(spec, &p.objs); err != nil {
 		return nil, fmt.Errorf("load proxy programs: %w", err)
 	}
 	p.reader, err = perf.NewReader(p.objs.PxUpcalls, 64*1024)

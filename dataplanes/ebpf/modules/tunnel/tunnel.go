@@ -83,8 +83,9 @@ type Config struct {
 }
 
 // Factory creates the tunnel for a worker of a cluster; dataplanes/ebpf/modules lists it as
-// "tunnel". It needs the proxy module deployed first.
-func Factory(node *netsetup.Node, config json.RawMessage) (manager.Module, error) {
+// "tunnel". It needs the proxy module deployed first. Its only program sits on the underlay
+// link, attached by TCX in either chain mode, so it ignores the chain mode's Load.
+func Factory(node *netsetup.Node, config json.RawMessage, _ manager.Load) (manager.Module, error) {
 	if len(config) > 0 && string(config) != "null" {
 		var m map[string]json.RawMessage
 		if err := json.Unmarshal(config, &m); err != nil || len(m) > 0 {
