@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,7 +55,20 @@ type ReferenceConfig struct {
 	JitterRate Rate `json:"jitter_rate,omitempty"`
 	// Size is the UDP payload in bytes of iperf3 -l and UDPJitter. Default 1400.
 	Size int `json:"size,omitempty"`
+	// Only restricts every round to some of the quantities: RefThroughput, RefRTT,
+	// RefJitter. Default: all three.
+	Only []string `json:"only,omitempty"`
 }
+
+// The quantities Reference calibrates (ReferenceConfig.Only).
+const (
+	RefThroughput = "throughput" // iperf3 TCP and TCPThroughput
+	RefRTT        = "rtt"        // sockperf ping-pong, RequestResponse and ConnectRTT
+	RefJitter     = "jitter"     // iperf3 UDP and UDPJitter
+)
+
+// refQuantities lists the quantities in the order a round measures them.
+var refQuantities = []string{RefThroughput, RefRTT, RefJitter}
 
 const (
 	refPorts     = 8
@@ -144,6 +158,11 @@ func (c ReferenceConfig) Validate() error {
 	}
 	if d.PingInterval < Duration(time.Millisecond) || d.PingInterval > Duration(time.Second) {
 		errs = append(errs, fmt.Errorf("reference: ping interval %v is out of range: give 1ms to 1s (sockperf paces whole messages per second), or 0 for the default 10ms", c.PingInterval))
+	}
+	for _, q := range c.Only {
+		if !slices.Contains(refQuantities, q) {
+			errs = append(errs, fmt.Errorf("reference: quantity %q in only is unknown: give some of %s", q, strings.Join(refQuantities, ", ")))
+		}
 	}
 	errs = append(errs, udpFieldErrors("reference", c.Size, 0)...)
 	// Judge whether a packet fits the duration only with a usable size and duration.
@@ -276,18 +295,32 @@ type refStep struct {
 }
 
 // steps returns one round's runs in order, each tool right before the meter of ours it
-// calibrates.
+// calibrates, for the quantities cfg.Only names (all without it).
 func (r *refRun) steps() []refStep {
-	steps := []refStep{{"iperf3 tcp", r.iperf3TCP}, {"tcp stream", r.tcpStream}}
-	for _, mode := range []string{RRBusy, RRPaced} {
-		for _, proto := range []string{RRUDP, RRTCP} {
-			steps = append(steps,
-				refStep{"sockperf " + proto + " " + mode, func(ctx context.Context) error { return r.sockperf(ctx, proto, mode) }},
-				refStep{"request-response " + proto + " " + mode, func(ctx context.Context) error { return r.rr(ctx, proto, mode) }})
-		}
+	var steps []refStep
+	if r.measures(RefThroughput) {
+		steps = append(steps, refStep{"iperf3 tcp", r.iperf3TCP}, refStep{"tcp stream", r.tcpStream})
 	}
-	return append(steps, refStep{"tcp connect", r.tcpPing},
-		refStep{"iperf3 udp", r.iperf3UDP}, refStep{"udp jitter", r.udpJitter}, refStep{"udp jitter, kernel stamps", r.udpJitterKernel})
+	if r.measures(RefRTT) {
+		for _, mode := range []string{RRBusy, RRPaced} {
+			for _, proto := range []string{RRUDP, RRTCP} {
+				steps = append(steps,
+					refStep{"sockperf " + proto + " " + mode, func(ctx context.Context) error { return r.sockperf(ctx, proto, mode) }},
+					refStep{"request-response " + proto + " " + mode, func(ctx context.Context) error { return r.rr(ctx, proto, mode) }})
+			}
+		}
+		steps = append(steps, refStep{"tcp connect", r.tcpPing})
+	}
+	if r.measures(RefJitter) {
+		steps = append(steps, refStep{"iperf3 udp", r.iperf3UDP}, refStep{"udp jitter", r.udpJitter},
+			refStep{"udp jitter, kernel stamps", r.udpJitterKernel})
+	}
+	return steps
+}
+
+// measures says whether the run calibrates quantity q.
+func (r *refRun) measures(q string) bool {
+	return len(r.cfg.Only) == 0 || slices.Contains(r.cfg.Only, q)
 }
 
 // lookTools finds every tool in PATH, or names the missing ones and how to install them.
