@@ -85,10 +85,11 @@ func refByMetric(samples []stats.Sample) map[string][]float64 {
 	return out
 }
 
-// TestReferenceOnly checks that only keeps a round to the quantities it names.
+// TestReferenceOnly checks that only keeps a round to the quantities it names, and that the
+// second round runs ours before the tool.
 func TestReferenceOnly(t *testing.T) {
 	refRequireTools(t)
-	cfg := ReferenceConfig{Port: 25341, Rounds: 1, Duration: Duration(time.Second), Only: []string{RefJitter}}
+	cfg := ReferenceConfig{Port: 25341, Rounds: 2, Duration: Duration(time.Second), Only: []string{RefJitter}}
 	samples, err := Reference(context.Background(), tcpLoopback(), cfg)
 	require.NoError(t, err)
 	var names []string
@@ -96,6 +97,15 @@ func TestReferenceOnly(t *testing.T) {
 		names = append(names, name)
 	}
 	assert.ElementsMatch(t, []string{"jitter:iperf3", "jitter:edgebpf", "jitter:edgebpf-kernel", "loss:iperf3", "loss:edgebpf", "loss:edgebpf-kernel"}, names)
+	var order []string
+	for _, s := range samples {
+		if s.Metric.Name == "jitter:iperf3" || s.Metric.Name == "jitter:edgebpf" {
+			if len(order) == 0 || order[len(order)-1] != s.Metric.Name {
+				order = append(order, s.Metric.Name)
+			}
+		}
+	}
+	assert.Equal(t, []string{"jitter:iperf3", "jitter:edgebpf", "jitter:iperf3"}, order, "tool, ours | ours, tool")
 }
 
 func TestReferenceLoopback(t *testing.T) {
