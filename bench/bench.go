@@ -22,7 +22,8 @@
 //
 // Each entry point X takes an XConfig (ConnectRTT a ConnectConfig). Shared machinery:
 // udpstream.go (the paced UDP sender and receiver of udp-jitter, whose receiver udp-sweep
-// shares), mmsg.go (recvmmsg and sendmmsg on blocking sockets), sender.go (udp-sweep's
+// shares), mmsg.go (recvmmsg and sendmmsg on blocking sockets), rawio.go (tcp-throughput's
+// reads and writes as raw syscalls, with a P to spare), sender.go (udp-sweep's
 // sender: one thread per CPU, sendmmsg, UDP GSO), pathcost.go (udp-sweep's CPU time per packet
 // and socket drops), sysmon.go
 // (CPU and RAM sampling for resources), speedlimit.go (the speed-limit client loop),

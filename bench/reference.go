@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,7 +55,20 @@ type ReferenceConfig struct {
 	JitterRate Rate `json:"jitter_rate,omitempty"`
 	// Size is the UDP payload in bytes of iperf3 -l and UDPJitter. Default 1400.
 	Size int `json:"size,omitempty"`
+	// Only restricts every round to some of the quantities: RefThroughput, RefRTT,
+	// RefJitter. Default: all three.
+	Only []string `json:"only,omitempty"`
 }
+
+// The quantities Reference calibrates (ReferenceConfig.Only).
+const (
+	RefThroughput = "throughput" // iperf3 TCP and TCPThroughput
+	RefRTT        = "rtt"        // sockperf ping-pong, RequestResponse and ConnectRTT
+	RefJitter     = "jitter"     // iperf3 UDP and UDPJitter
+)
+
+// refQuantities lists the quantities in the order a round measures them.
+var refQuantities = []string{RefThroughput, RefRTT, RefJitter}
 
 const (
 	refPorts     = 8
@@ -145,6 +159,11 @@ func (c ReferenceConfig) Validate() error {
 	if d.PingInterval < Duration(time.Millisecond) || d.PingInterval > Duration(time.Second) {
 		errs = append(errs, fmt.Errorf("reference: ping interval %v is out of range: give 1ms to 1s (sockperf paces whole messages per second), or 0 for the default 10ms", c.PingInterval))
 	}
+	for _, q := range c.Only {
+		if !slices.Contains(refQuantities, q) {
+			errs = append(errs, fmt.Errorf("reference: quantity %q in only is unknown: give some of %s", q, strings.Join(refQuantities, ", ")))
+		}
+	}
 	errs = append(errs, udpFieldErrors("reference", c.Size, 0)...)
 	// Judge whether a packet fits the duration only with a usable size and duration.
 	size, dur := d.Size, time.Duration(0)
@@ -203,8 +222,9 @@ var (
 // Reference measures the path from ep.Client to ep.Target with the established reference
 // tools and with edgebpf's own meters, interleaved in one run, so that one results
 // directory holds both and their ratio shows whether a meter, not the path, is the limit.
-// Every round runs three pairs, the tool first and ours right after, so drift over the run
-// hits both alike:
+// Every round runs three pairs, the tool first and ours right after in odd rounds, ours first
+// in even rounds, so drift over the run and whatever the step before leaves behind hit both
+// alike:
 //
 //   - throughput: iperf3 -c -t Duration -i Interval -J against iperf3 -s -1, one
 //     throughput:iperf3 sample per interval (intervals[].sum.bits_per_second, counted at
@@ -254,7 +274,7 @@ func Reference(ctx context.Context, ep Endpoints, cfg ReferenceConfig) ([]stats.
 	r := &refRun{ep: ep, cfg: cfg, tools: tools, start: time.Now(), seq: map[string]int{},
 		target: ep.Target.Unmap().String()}
 	for round := 1; round <= cfg.Rounds; round++ {
-		for _, s := range r.steps() {
+		for _, s := range r.steps(round) {
 			if ctx.Err() != nil {
 				return r.samples, ctx.Err()
 			}
@@ -275,19 +295,51 @@ type refStep struct {
 	run  func(context.Context) error
 }
 
-// steps returns one round's runs in order, each tool right before the meter of ours it
-// calibrates.
-func (r *refRun) steps() []refStep {
-	steps := []refStep{{"iperf3 tcp", r.iperf3TCP}, {"tcp stream", r.tcpStream}}
-	for _, mode := range []string{RRBusy, RRPaced} {
-		for _, proto := range []string{RRUDP, RRTCP} {
-			steps = append(steps,
-				refStep{"sockperf " + proto + " " + mode, func(ctx context.Context) error { return r.sockperf(ctx, proto, mode) }},
-				refStep{"request-response " + proto + " " + mode, func(ctx context.Context) error { return r.rr(ctx, proto, mode) }})
+// steps returns one round's runs in order, for the quantities cfg.Only names (all without
+// it): each tool right before the meter of ours it calibrates in odd rounds, right after it
+// in even rounds.
+func (r *refRun) steps(round int) []refStep {
+	pairs := r.pairs()
+	if round%2 == 0 {
+		for _, p := range pairs {
+			p[0], p[1] = p[1], p[0]
 		}
 	}
-	return append(steps, refStep{"tcp connect", r.tcpPing},
-		refStep{"iperf3 udp", r.iperf3UDP}, refStep{"udp jitter", r.udpJitter}, refStep{"udp jitter, kernel stamps", r.udpJitterKernel})
+	var steps []refStep
+	for _, p := range pairs {
+		steps = append(steps, p...)
+	}
+	return steps
+}
+
+// pairs returns one round's runs as pairs of the tool and ours (the jitter's pair with the
+// kernel-stamped run of ours as a third), in the order a round runs them.
+func (r *refRun) pairs() [][]refStep {
+	var pairs [][]refStep
+	if r.measures(RefThroughput) {
+		pairs = append(pairs, []refStep{{"iperf3 tcp", r.iperf3TCP}, {"tcp stream", r.tcpStream}})
+	}
+	if r.measures(RefRTT) {
+		for _, mode := range []string{RRBusy, RRPaced} {
+			for _, proto := range []string{RRUDP, RRTCP} {
+				pairs = append(pairs, []refStep{
+					{"sockperf " + proto + " " + mode, func(ctx context.Context) error { return r.sockperf(ctx, proto, mode) }},
+					{"request-response " + proto + " " + mode, func(ctx context.Context) error { return r.rr(ctx, proto, mode) }}})
+			}
+		}
+		last := &pairs[len(pairs)-1] // sockperf's paced TCP round trip, next to the connect
+		*last = append(*last, refStep{"tcp connect", r.tcpPing})
+	}
+	if r.measures(RefJitter) {
+		pairs = append(pairs, []refStep{{"iperf3 udp", r.iperf3UDP}, {"udp jitter", r.udpJitter},
+			{"udp jitter, kernel stamps", r.udpJitterKernel}})
+	}
+	return pairs
+}
+
+// measures says whether the run calibrates quantity q.
+func (r *refRun) measures(q string) bool {
+	return len(r.cfg.Only) == 0 || slices.Contains(r.cfg.Only, q)
 }
 
 // lookTools finds every tool in PATH, or names the missing ones and how to install them.

@@ -85,6 +85,29 @@ func refByMetric(samples []stats.Sample) map[string][]float64 {
 	return out
 }
 
+// TestReferenceOnly checks that only keeps a round to the quantities it names, and that the
+// second round runs ours before the tool.
+func TestReferenceOnly(t *testing.T) {
+	refRequireTools(t)
+	cfg := ReferenceConfig{Port: 25341, Rounds: 2, Duration: Duration(time.Second), Only: []string{RefJitter}}
+	samples, err := Reference(context.Background(), tcpLoopback(), cfg)
+	require.NoError(t, err)
+	var names []string
+	for name := range refByMetric(samples) {
+		names = append(names, name)
+	}
+	assert.ElementsMatch(t, []string{"jitter:iperf3", "jitter:edgebpf", "jitter:edgebpf-kernel", "loss:iperf3", "loss:edgebpf", "loss:edgebpf-kernel"}, names)
+	var order []string
+	for _, s := range samples {
+		if s.Metric.Name == "jitter:iperf3" || s.Metric.Name == "jitter:edgebpf" {
+			if len(order) == 0 || order[len(order)-1] != s.Metric.Name {
+				order = append(order, s.Metric.Name)
+			}
+		}
+	}
+	assert.Equal(t, []string{"jitter:iperf3", "jitter:edgebpf", "jitter:iperf3"}, order, "tool, ours | ours, tool")
+}
+
 func TestReferenceLoopback(t *testing.T) {
 	refRequireTools(t)
 	tcpCheckLeaks(t)
@@ -236,6 +259,7 @@ func TestReferenceValidate(t *testing.T) {
 		{ReferenceConfig{Size: 8}, "size 8 bytes cannot hold"},
 		{ReferenceConfig{RRDuration: Duration(1500 * time.Millisecond)}, "rr duration 1.5s is not a whole number of seconds"},
 		{ReferenceConfig{BusyCount: -1}, "busy count -1 is out of range"},
+		{ReferenceConfig{Only: []string{"jitter", "latency"}}, `quantity "latency" in only is unknown: give some of throughput, rtt, jitter`},
 	} {
 		err := tc.cfg.Validate()
 		require.Error(t, err, "%+v", tc.cfg)

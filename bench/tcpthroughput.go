@@ -142,6 +142,7 @@ type streamRun struct {
 	received           atomic.Int64
 	stopped            atomic.Bool
 	wg                 sync.WaitGroup
+	releaseProcs       func() // gives back the Ps the raw loops hold; see rawio.go
 
 	failOnce sync.Once
 	failed   chan struct{}
@@ -220,6 +221,7 @@ func openStreams(ctx context.Context, ep Endpoints, cfg TCPThroughputConfig) (_ 
 
 // start runs one receiver goroutine per accepted socket and one sender per client socket.
 func (r *streamRun) start(ctx context.Context, cfg TCPThroughputConfig) {
+	r.releaseProcs = holdProcs(len(r.receivers) + len(r.senders))
 	chunk := cfg.BufSize
 	var p *pacer
 	if cfg.Rate > 0 {
@@ -244,7 +246,7 @@ func (r *streamRun) start(ctx context.Context, cfg TCPThroughputConfig) {
 func (r *streamRun) receive(fd, bufSize int) {
 	buf := make([]byte, bufSize)
 	for !r.stopped.Load() {
-		n, err := unix.Read(fd, buf)
+		n, err := rawRead(fd, buf)
 		if n > 0 {
 			r.received.Add(int64(n))
 			continue
@@ -269,7 +271,7 @@ func (r *streamRun) send(fd, chunk int, p *pacer) {
 		if p != nil && !p.wait(len(buf), &r.stopped) {
 			return
 		}
-		_, err := unix.Write(fd, buf)
+		_, err := rawWrite(fd, buf)
 		switch {
 		case err == nil, temporary(err):
 		case r.stopped.Load():
@@ -355,6 +357,9 @@ func (r *streamRun) stop() {
 		_ = unix.Shutdown(fd, unix.SHUT_RDWR)
 	}
 	r.wg.Wait()
+	if r.releaseProcs != nil {
+		r.releaseProcs()
+	}
 	r.closeAll()
 }
 

@@ -102,6 +102,12 @@ type ExperimentMeta struct {
 	Warmup   *RepMeta  `json:"warmup,omitempty"`
 	RepTimes []RepMeta `json:"rep_times,omitempty"`
 	Warnings []string  `json:"warnings,omitempty"`
+	// Pinning maps the roles whose threads were pinned in this experiment to their CPU
+	// lists: the run's --cpu-* flags, or the experiment's default placement.
+	Pinning map[string]string `json:"pinning,omitempty"`
+	// Placement is "apart" where the experiment's default placement pinned the client and
+	// the server to two different CPUs (no --cpu-client or --cpu-server was given).
+	Placement string `json:"placement,omitempty"`
 }
 
 // RepMeta records when one repetition ran and how many samples it gave.

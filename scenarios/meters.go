@@ -68,7 +68,8 @@ type Plan struct {
 	Experiment string
 	Meter      string
 	Reps       int
-	Params     any // the effective parameters, as recorded in meta.json
+	Params     any    // the effective parameters, as recorded in meta.json
+	Placement  string // the experiment's Placement
 	run        runFunc
 }
 
@@ -118,7 +119,7 @@ func (e Experiment) Plan(profile string, o Overrides) (Plan, error) {
 	if err != nil {
 		return Plan{}, fmt.Errorf("experiment %s, profile %s: %w", e.Name, profile, err)
 	}
-	return Plan{Experiment: e.Name, Meter: name, Reps: reps, Params: params, run: run}, nil
+	return Plan{Experiment: e.Name, Meter: name, Reps: reps, Params: params, Placement: e.Placement, run: run}, nil
 }
 
 type runFunc = func(context.Context, Env) ([]stats.Sample, error)

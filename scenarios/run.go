@@ -458,6 +458,8 @@ type live struct {
 // experiment runs one experiment's jobs interleaved and reports whether the run was
 // interrupted.
 func (r *runner) experiment(ctx context.Context, g []*job) (interrupted bool) {
+	ctx, placed := r.placement(ctx, g)
+	defer placed()
 	var lv []*live
 	for _, j := range g {
 		if j.meta.Status == "skipped" {

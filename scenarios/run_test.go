@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/edgebpf/edgebpf/internal/cpupin"
 	"github.com/edgebpf/edgebpf/internal/features"
 	"github.com/edgebpf/edgebpf/internal/host/probe"
 	"github.com/edgebpf/edgebpf/internal/testenv"
@@ -135,6 +137,43 @@ func TestRunInterleavesAndSkips(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(page), "latency on nftables: skipped: this machine lacks nftables (forced missing by the test)")
 	assert.True(t, strings.Contains(string(page), "Kernel and machine features"))
+}
+
+// TestRunPlacesApart checks that an experiment with the apart placement pins its client and
+// server to two CPUs when the run pins neither, records it, and that --cpu-client overrides
+// it.
+func TestRunPlacesApart(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	allowed, err := cpupin.Allowed()
+	require.NoError(t, err)
+	if len(allowed.CPUs()) < 2 {
+		t.Skip("placement apart needs two CPUs")
+	}
+	meta, err := Run(context.Background(), RunOptions{Experiments: []string{"latency-rr", "latency"}, Profile: "smoke", Out: t.TempDir()})
+	require.NoError(t, err)
+	require.Len(t, meta.Experiments, 2)
+	rr, connect := meta.Experiments[0], meta.Experiments[1]
+	require.Equal(t, "latency-rr", rr.Name)
+	assert.Equal(t, PlacementApart, rr.Placement)
+	require.Len(t, rr.Pinning, 2)
+	assert.NotEqual(t, rr.Pinning["client"], rr.Pinning["server"])
+	assert.Empty(t, connect.Placement, "latency keeps the scheduler's placement")
+	assert.Empty(t, connect.Pinning)
+	assert.Empty(t, meta.Pinning, "the run itself pinned nothing")
+
+	first := strconv.Itoa(allowed.CPUs()[0])
+	meta, err = Run(context.Background(), RunOptions{Experiments: []string{"latency-rr"}, Profile: "smoke", Out: t.TempDir(),
+		CPUs: cpupin.Plan{cpupin.Client: must(cpupin.Parse(first))}})
+	require.NoError(t, err)
+	assert.Empty(t, meta.Experiments[0].Placement)
+	assert.Equal(t, map[string]string{"client": first}, meta.Experiments[0].Pinning)
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 // TestRunWarmsUpUnrecorded checks that the warm-up runs first on every data plane and

@@ -46,7 +46,16 @@ type Experiment struct {
 	// per configuration on a node with the direct data plane, whatever --dataplane says, and
 	// its results carry the configuration in their dataplane column.
 	Configurations []string `json:"configurations,omitempty"`
+	// Placement, PlacementApart or empty, is where the experiment's client and server run
+	// when the run pins neither (no --cpu-client, no --cpu-server): PlacementApart pins them
+	// to two different CPUs, our meters' threads and the reference tools alike; empty leaves
+	// them to the scheduler.
+	Placement string `json:"placement,omitempty"`
 }
+
+// PlacementApart pins an experiment's client and server to two different CPUs
+// (Experiment.Placement).
+const PlacementApart = "apart"
 
 // Profile is an experiment's parameters under one profile.
 type Profile struct {
@@ -101,6 +110,9 @@ func Parse(r io.Reader, name string) (*Suite, error) {
 		}
 		if err := e.checkConfigurations(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+		if e.Placement != "" && e.Placement != PlacementApart {
+			errs = append(errs, fmt.Errorf("%s: experiment %s: placement %q is unknown: give %q or leave it out", name, e.Name, e.Placement, PlacementApart))
 		}
 		if len(e.Profiles) == 0 {
 			errs = append(errs, fmt.Errorf("%s: experiment %s has no profiles: give it at least one of %s", name, e.Name, strings.Join(Profiles, ", ")))

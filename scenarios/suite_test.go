@@ -1,7 +1,9 @@
 package scenarios
 
 import (
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +153,7 @@ func TestParseRejects(t *testing.T) {
 		"no experiments":  {`{"experiments":[]}`, "no experiments"},
 		"not json":        {`experiments: []`, "invalid character"},
 		"bad name":        {`{"experiments":[{"name":"a b","meter":"connect-rtt"}]}`, "is invalid"},
+		"bad placement":   {`{"experiments":[{"name":"x","meter":"connect-rtt","placement":"near","profiles":{"smoke":{"reps":1,"params":{"count":1,"interval":"1s"}}}}]}`, `placement "near" is unknown: give "apart" or leave it out`},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -160,6 +163,21 @@ func TestParseRejects(t *testing.T) {
 			assert.True(t, strings.HasPrefix(err.Error(), "s.json"), "errors name the file: %v", err)
 		})
 	}
+}
+
+// TestBuiltinPlacement checks which built-in experiments keep their client and server apart
+// by default: those whose round trips or tools depend on the threads' placement.
+func TestBuiltinPlacement(t *testing.T) {
+	var apart []string
+	for _, e := range Builtin().Experiments {
+		if e.Placement == PlacementApart {
+			apart = append(apart, e.Name)
+		}
+		p, err := e.Plan(slices.Collect(maps.Keys(e.Profiles))[0], Overrides{})
+		require.NoError(t, err)
+		assert.Equal(t, e.Placement, p.Placement, e.Name)
+	}
+	assert.ElementsMatch(t, []string{"calibration", "latency-rr"}, apart)
 }
 
 func TestSubsetOfProfiles(t *testing.T) {

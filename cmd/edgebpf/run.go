@@ -43,7 +43,9 @@ It first probes the kernel (as edgebpf check does) and skips, with the reason in
 the report, what this machine cannot run. Repetitions are interleaved across data planes
 (A B C A B C ...), after one unrecorded warm-up run of each (--warmup, on for quick and full).
 --cpu-client, --cpu-server and --cpu-proxy pin the threads of those roles; meta.json says
-what that covers.
+what that covers. Without --cpu-client and --cpu-server, calibration and latency-rr pin the
+client and the server (our meters and iperf3/sockperf alike) to two different CPUs, and
+meta.json records it per experiment.
 
 --bpf-stats has the kernel count the run time of BPF programs during the run and records,
 per repetition, the mean run time per packet of every program of the eBPF data plane and

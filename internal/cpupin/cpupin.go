@@ -276,3 +276,33 @@ func pinProcess(pid int, m *unix.CPUSet) error {
 		}
 	}
 }
+
+// Allowed returns the CPUs this process may run on.
+func Allowed() (Set, error) {
+	var m unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &m); err != nil {
+		return Set{}, fmt.Errorf("read this process's CPU affinity: %w", err)
+	}
+	var s Set
+	for c := range 1024 {
+		if m.IsSet(c) {
+			s.cpus = append(s.cpus, c)
+		}
+	}
+	return s, nil
+}
+
+// Apart picks two different CPUs of allowed for a client and a server, the highest two,
+// clear of avoid (a proxy's CPUs) where allowed holds two others. ok is false when allowed
+// holds fewer than two CPUs.
+func Apart(allowed, avoid Set) (client, server Set, ok bool) {
+	free := slices.DeleteFunc(allowed.CPUs(), func(c int) bool { return slices.Contains(avoid.cpus, c) })
+	if len(free) < 2 {
+		free = allowed.CPUs()
+	}
+	if len(free) < 2 {
+		return Set{}, Set{}, false
+	}
+	n := len(free)
+	return Set{cpus: []int{free[n-2]}}, Set{cpus: []int{free[n-1]}}, true
+}

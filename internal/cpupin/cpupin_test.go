@@ -27,6 +27,32 @@ func TestParse(t *testing.T) {
 	}
 }
 
+func TestApart(t *testing.T) {
+	set := func(l string) Set {
+		s, err := Parse(l)
+		require.NoError(t, err)
+		return s
+	}
+	for _, c := range []struct{ allowed, avoid, client, server string }{
+		{"0-1", "", "0", "1"},
+		{"0-3", "", "2", "3"},
+		{"0-3", "3", "1", "2"},
+		{"0-2", "1-2", "1", "2"}, // not two CPUs clear of the proxy's: apart anyway
+		{"1,5", "", "1", "5"},
+	} {
+		var avoid Set
+		if c.avoid != "" {
+			avoid = set(c.avoid)
+		}
+		client, server, ok := Apart(set(c.allowed), avoid)
+		require.True(t, ok, c.allowed)
+		assert.Equal(t, c.client, client.String(), c.allowed)
+		assert.Equal(t, c.server, server.String(), c.allowed)
+	}
+	_, _, ok := Apart(set("3"), Set{})
+	assert.False(t, ok, "one CPU cannot hold two apart")
+}
+
 func TestThreadPinsAndRestores(t *testing.T) {
 	var before unix.CPUSet
 	require.NoError(t, unix.SchedGetaffinity(0, &before))
