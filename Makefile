@@ -54,7 +54,7 @@ reproduce: deps build
 	$(AS_ROOT) ./edgebpf run all --dataplane all --profile $(PROFILE) --out $(OUT)
 
 # gate: the CI regression gate (README, "Regression gates in CI"): a ci run of the headline
-# metrics on direct and ebpf (about 2 min here), compared relative to direct with BASE, a
+# metrics on direct and ebpf (2 - 3 min here), compared relative to direct with BASE, a
 # stored run made the same way; exit 1 on a regression.
 gate: PROFILE = ci
 gate: build

@@ -48,9 +48,9 @@ const (
 )
 
 // MaxRepCV is the coefficient of variation of a side's repetition values above which a
-// Change is flagged FlagNoisy. Chosen because at 10 % even 8 repetitions a side cannot
-// detect less than about 14 % (stats.MinDetectableChange), well above the 5 - 10 %
-// thresholds a gate uses, and because a well-isolated run of this harness keeps its
+// Change is flagged FlagNoisy. Chosen because at 10 % of normal spread 8 repetitions a side
+// cannot detect less than about 14 %, well above the 5 - 10 % thresholds a gate uses, and
+// because a well-isolated run of this harness keeps its
 // repetitions within a few percent: beyond 10 % something else (load, frequency scaling,
 // a cold cache in the first repetition) moved the numbers.
 const MaxRepCV = 0.10
@@ -99,8 +99,9 @@ type Change struct {
 	// smallest p the test can give with these numbers of repetitions.
 	P    float64 `json:"p"`
 	MinP float64 `json:"min_p"`
-	// MDC is the minimum detectable change (relative, stats.MinDetectableChange) of this
-	// pair at Alpha; nil when no change can be detected at all.
+	// MDC is the minimum detectable change (relative, stats.MinDetectableChange: from the
+	// Hodges-Lehmann interval, so rank-based like the test) of this pair at Alpha; nil when
+	// no change can be detected at all.
 	MDC     *float64 `json:"mdc"`
 	Verdict string   `json:"verdict"`
 	// Flags say why the row is unfit for gating: FlagNoisy, FlagInsensitive.

@@ -2,6 +2,7 @@ package reports
 
 import (
 	"cmp"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -21,23 +22,48 @@ var recordAA = flag.String("record-aa", "", "rebuild testdata/aa from the ci run
 // A/A pairs aI/bI of one binary with the direct and ebpf data planes, minutes apart, pairs
 // 6-8 while a busy loop loaded a core, and two runs uI of direct and userspace. Each
 // repetition's samples are stored reduced to the metric's per-repetition aggregate
-// (stats.AggregateOf), which is all that compare tests; meta.json is as the run wrote it.
+// (stats.AggregateOf), which is all that compare tests; meta.json is as the run wrote it but
+// for the experiments' per-repetition times (rep_times), which compare does not read.
 const aaDir = "testdata/aa"
 
 // aaPairs are the A/A pairs.
 const aaPairs = 8
 
+// worsening is the synthetic regression of the power test: the new side's ebpf throughput
+// down and every round trip time (connect and request-response) up by a tenth.
+type worsening struct{ throughput, rtt bool }
+
+func (w worsening) apply(r *Row) {
+	switch base, _, _ := strings.Cut(r.Metric, ":"); {
+	case r.DataPlane != "ebpf":
+	case w.throughput && r.Metric == "throughput" && r.Experiment == "throughput":
+		r.Value *= 0.9
+	case w.rtt && base == "rtt":
+		r.Value *= 1.1
+	}
+}
+
+// worsened reports whether w changes the rows of ch.
+func (w worsening) worsened(ch Change) bool {
+	r := Row{Experiment: ch.Experiment, DataPlane: ch.DataPlane, Metric: ch.Metric, Value: 1}
+	w.apply(&r)
+	return r.Value != 1
+}
+
 // TestRecordedAA checks the ci gate on the recorded runs, at the default threshold (5 %) and
 // alpha (0.05), relative to direct as the CI recipe compares: (a) at most one A/A pair in 8
 // has a regression; (b) with the new side's ebpf throughput and RTT worsened by 10 %, at
-// least 7 of 8 pairs have one; (c) userspace against ebpf (about half the throughput) is a
-// throughput regression in every combination, and the reverse an improvement.
+// least 7 of 8 pairs have one, and every worsened row that does not gate is flagged noisy or
+// insensitive (no silent pass); (c) userspace against ebpf (about a sixth of the throughput)
+// is a throughput regression in every combination, and the reverse an improvement.
 func TestRecordedAA(t *testing.T) {
 	if *recordAA != "" {
 		recordAAFixtures(t, *recordAA)
 	}
 	opts := CompareOptions{Threshold: 0.05, RelativeTo: "direct"}
-	alarms, absAlarms, power := 0, 0, 0
+	alarms, absAlarms := 0, 0
+	both, tputOnly, rttOnly := worsening{true, true}, worsening{throughput: true}, worsening{rtt: true}
+	power := map[worsening][]int{} // the pairs in which the worsening gated
 	for i := 1; i <= aaPairs; i++ {
 		a, b := filepath.Join(aaDir, fmt.Sprint("a", i)), filepath.Join(aaDir, fmt.Sprint("b", i))
 		c, err := Compare(a, b, opts)
@@ -54,40 +80,46 @@ func TestRecordedAA(t *testing.T) {
 			t.Logf("A/A pair %d without --relative-to: false alarm: %s", i, regressed(abs))
 		}
 
-		worse := copyRun(t, b, func(r *Row) {
-			switch {
-			case r.DataPlane != "ebpf":
-			case r.Metric == "throughput" && r.Experiment == "throughput":
-				r.Value *= 0.9
-			case r.Metric == "rtt":
-				r.Value *= 1.1
+		for _, w := range []worsening{both, tputOnly, rttOnly} {
+			c, err := Compare(a, copyRun(t, b, w.apply), opts)
+			require.NoError(t, err)
+			// Caught: a worsened row gates (pair 8's A/A false alarm on an untouched row
+			// does not count).
+			caught := false
+			for _, ch := range c.Changes {
+				if !w.worsened(ch) {
+					continue
+				}
+				if ch.Verdict == VerdictRegression && !strings.Contains(ch.Note, "not gated") {
+					caught = true
+					continue
+				}
+				// Not gated on: the gate must then have said why (no silent pass): too
+				// insensitive to see 10 %, or too noisy to gate on.
+				unfit := slices.Contains(ch.Flags, FlagNoisy) || slices.Contains(ch.Flags, FlagInsensitive) && *ch.MDC > 0.10
+				require.True(t, unfit, "pair %d: a missed 10 %% worsening of %s/%s is flagged noisy or insensitive (flags %v, MDC %s)", i, ch.Experiment, ch.Metric, ch.Flags, ch.mdcString())
+				if w == both {
+					t.Logf("pair %d, 10 %% worsening of %s/%s: not gated (%s, p %.3g), flags %v: MDC %s, CV %s", i, ch.Experiment, ch.Metric, ch.Verdict, ch.P, ch.Flags, ch.mdcString(), ch.cvString())
+				}
 			}
-		})
-		c, err = Compare(a, worse, opts)
-		require.NoError(t, err)
-		if c.Regressions > 0 {
-			power++
-			continue
-		}
-		// Not caught: the gate must then have said why, on every worsened row (no silent
-		// pass): too insensitive to see 10 %, or too noisy to gate on.
-		for _, m := range [][2]string{{"throughput", "throughput"}, {"latency", "rtt"}} {
-			ch := findChange(t, c, m[0], m[1])
-			unfit := slices.Contains(ch.Flags, FlagNoisy) || slices.Contains(ch.Flags, FlagInsensitive) && *ch.MDC > 0.10
-			require.True(t, unfit, "pair %d: a missed 10 %% worsening of %s is flagged noisy or insensitive (flags %v)", i, m[1], ch.Flags)
-			t.Logf("pair %d with a 10 %% worsening of %s: missed (%s), flags %v: MDC %s, CV %s", i, m[1], ch.Verdict, ch.Flags, ch.mdcString(), ch.cvString())
+			if caught {
+				power[w] = append(power[w], i)
+			}
 		}
 	}
-	t.Logf("A/A false alarms: %d of %d pairs relative to direct, %d of %d absolute; 10 %% worsening flagged in %d of %d",
-		alarms, aaPairs, absAlarms, aaPairs, power, aaPairs)
+	t.Logf("A/A false alarms: %d of %d pairs relative to direct, %d of %d absolute; 10 %% worsening flagged in %d of %d (throughput alone in pairs %v, RTT alone in pairs %v)",
+		alarms, aaPairs, absAlarms, aaPairs, len(power[both]), aaPairs, power[tputOnly], power[rttOnly])
 	require.LessOrEqual(t, alarms, 1, "A/A pairs flagged with a regression")
-	// Power: the issue asks for 7 of 8. These recordings (2026-11-30, final build, load
-	// average 0.3 - 5.7, pairs 6 - 8 with a busy loop on one core: testdata/aa/runs.log)
-	// reach 3: on this 2-core VM the ebpf/direct ratio of a repetition spreads by 2 - 20 %
-	// (throughput) and 8 - 50 % (connect RTT), so the minimum detectable change of 8
-	// repetitions a side is 3 - 26 % and 13 - 97 %; the loop above checks that every miss is
-	// flagged. The figure is deterministic on the recorded data: it guards the statistics.
-	require.GreaterOrEqual(t, power, 3, "10 %% worsenings flagged")
+	require.GreaterOrEqual(t, len(power[both]), 7, "10 %% worsenings of throughput and RTT flagged")
+	// RTT carries the power: the busy request-response RTT of 64 repetitions a side, whose
+	// ebpf/direct ratio stays within a few percent in the repetitions no burst of load spoilt.
+	// Throughput alone is caught in none: these recordings (2026-11-30, load average 6 - 27
+	// from other engineers' builds, tests and fuzzers, pairs 6 - 8 with a busy loop too:
+	// testdata/aa/runs.log) spread its per-repetition ratio by 22 - 150 % (CV), so its
+	// minimum detectable change is 13 - 37 % and the noisy row gates only on p below alpha
+	// over the rows. The figures are deterministic on the recorded data: they guard the
+	// statistics.
+	require.GreaterOrEqual(t, len(power[rttOnly]), 7, "10 %% worsenings of RTT alone flagged")
 
 	for _, u := range []string{"u1", "u2"} {
 		userspace := copyRun(t, filepath.Join(aaDir, u), func(r *Row) {
@@ -174,9 +206,7 @@ func recordAAFixtures(t *testing.T, from string) {
 	for _, run := range append(runs, "u1", "u2") {
 		src, dst := filepath.Join(from, run), filepath.Join(aaDir, run)
 		require.NoError(t, os.MkdirAll(dst, 0o755))
-		meta, err := os.ReadFile(filepath.Join(src, "meta.json"))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dst, "meta.json"), meta, 0o644))
+		writeTrimmedMeta(t, filepath.Join(src, "meta.json"), filepath.Join(dst, "meta.json"))
 		rows, err := ReadRaw(src)
 		require.NoError(t, err)
 		type key struct{ exp, dp, metric, x, xUnit, unit string }
@@ -201,4 +231,21 @@ func recordAAFixtures(t *testing.T, from string) {
 		})
 		writeRows(t, dst, out)
 	}
+}
+
+// writeTrimmedMeta copies the meta.json src to dst without the experiments' rep_times.
+func writeTrimmedMeta(t *testing.T, src, dst string) {
+	b, err := os.ReadFile(src)
+	require.NoError(t, err)
+	var meta map[string]any
+	require.NoError(t, json.Unmarshal(b, &meta))
+	exps, _ := meta["experiments"].([]any)
+	for _, e := range exps {
+		if m, ok := e.(map[string]any); ok {
+			delete(m, "rep_times")
+		}
+	}
+	b, err = json.MarshalIndent(meta, "", "  ")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(dst, append(b, '\n'), 0o644))
 }

@@ -77,7 +77,7 @@ func describeChange(ch *Change, bv, nv []float64, o CompareOptions) (stats.Shift
 	}
 
 	ch.MinP = stats.MinPValue(ch.BaseReps, ch.NewReps)
-	mdc := stats.MinDetectableChange(ch.BaseReps, ch.NewReps, stats.PooledStddev(bv, nv), ch.BaseRepMedian, o.Alpha)
+	mdc := stats.MinDetectableChange(ch.BaseReps, ch.NewReps, shift, ch.BaseRepMedian, o.Alpha)
 	if !math.IsInf(mdc, 0) {
 		ch.MDC = &mdc
 	}

@@ -209,7 +209,7 @@ func TestBuiltinCIProfile(t *testing.T) {
 		require.NoError(t, err)
 		assert.GreaterOrEqual(t, p.Reps, 4, "%s: Mann-Whitney needs 4 repetitions a side for alpha 0.05", e.Name)
 	}
-	assert.Equal(t, []string{"latency", "throughput", "resources"}, names, "the headline metrics: RTT, throughput, CPU")
+	assert.Equal(t, []string{"latency", "latency-rr", "throughput", "resources"}, names, "the headline metrics: RTT, throughput, CPU")
 }
 
 func TestOverridesMustApply(t *testing.T) {

@@ -2,6 +2,7 @@ package stats
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -62,20 +63,30 @@ func TestHodgesLehmann(t *testing.T) {
 }
 
 func TestMinDetectableChange(t *testing.T) {
-	assert.True(t, math.IsInf(MinDetectableChange(3, 3, 1, 100, 0.05), 1), "3 a side cannot reach 0.05")
-	assert.Equal(t, 0.0, MinDetectableChange(8, 8, 0, 100, 0.05))
-	got := MinDetectableChange(8, 8, 2, 100, 0.05)
-	want := math.Sqrt(math.Pi/3) * (1.959964 + 0.841621) * 2 * 0.5 / 100
-	assert.InDelta(t, want, got, 1e-5)
-	assert.Greater(t, MinDetectableChange(4, 4, 2, 100, 0.05), got, "fewer reps detect less")
+	x := []float64{98, 99, 100, 101, 102, 97, 103, 100}
+	y := []float64{99, 100, 101, 102, 103, 98, 104, 101}
+	s := HodgesLehmann(x, y, 0.95)
+	assert.True(t, math.IsInf(MinDetectableChange(3, 3, HodgesLehmann(x[:3], y[:3], 0.95), 100, 0.05), 1), "3 a side cannot reach 0.05")
+	assert.Equal(t, 0.0, MinDetectableChange(8, 8, Shift{Lo: 1, Hi: 1, Confidence: 0.95}, 100, 0.05), "no spread")
+	assert.True(t, math.IsInf(MinDetectableChange(8, 8, s, 0, 0.05), 1), "a spread around 0")
+	got := MinDetectableChange(8, 8, s, 100, 0.05)
+	want := (1.959964 + 0.841621) * (s.Hi - s.Lo) / 2 / 1.959964 / 100
+	assert.InDelta(t, want, got, 0.003, "at an interval of exactly 95 %%, 1.43 half-widths")
+	assert.Greater(t, MinDetectableChange(4, 4, HodgesLehmann(x[:4], y[:4], 0.95), 100, 0.05), got, "fewer reps detect less")
+
+	// A minority of spoilt repetitions (a burst of load): the rank-based figure stays near
+	// the clean repetitions' spread, where the standard deviation's would be 30 times it.
+	spoilt := append(slices.Clone(x), x...)
+	spoilt = append(spoilt, 1000, 1200, 900)
+	clean := MinDetectableChange(16, 16, HodgesLehmann(append(slices.Clone(x), x...), append(slices.Clone(y), y...), 0.95), 100, 0.05)
+	noisy := MinDetectableChange(19, 16, HodgesLehmann(spoilt, append(slices.Clone(y), y...), 0.95), 100, 0.05)
+	assert.Less(t, noisy, 2*clean, "outliers barely widen it (clean %.4f, spoilt %.4f)", clean, noisy)
 }
 
-func TestCVAndPooled(t *testing.T) {
+func TestCV(t *testing.T) {
 	cv, ok := CV([]float64{9, 10, 11})
 	assert.True(t, ok)
 	assert.InDelta(t, 0.1, cv, 1e-12)
 	_, ok = CV([]float64{-1, 1})
 	assert.False(t, ok)
-	assert.InDelta(t, 1.0, PooledStddev([]float64{9, 10, 11}, []float64{19, 20, 21}), 1e-12)
-	assert.Equal(t, 0.0, PooledStddev([]float64{1}, []float64{2}))
 }
