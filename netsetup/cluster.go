@@ -183,8 +183,8 @@ type Cluster struct {
 	closed  bool
 }
 
-// NewCluster builds the underlay and the workers inside sess. On error, what was built is
-// removed again. The cluster is removed by Close or with the session.
+// NewCluster builds the underlay and the workers inside sess and returns once the underlay
+// bridge forwards on every worker's port. On error, what was built is removed again. The cluster is removed by Close or with the session.
 func NewCluster(sess *Session, cfg ClusterConfig) (c *Cluster, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -213,6 +213,15 @@ func NewCluster(sess *Session, cfg ClusterConfig) (c *Cluster, err error) {
 		if err := c.join(i, w); err != nil {
 			return nil, fmt.Errorf("join worker %s to the underlay: %w", w.Name(), err)
 		}
+	}
+	// The underlay carries nothing until its bridge forwards on every worker's port: a
+	// data plane's first packet to another worker would lose its ARP request.
+	var ports []string
+	for i := range c.Workers {
+		ports = append(ports, underlayPort(i))
+	}
+	if err := waitForwarding(c.Underlay, ports...); err != nil {
+		return nil, err
 	}
 	for i, w := range c.Workers {
 		for j, p := range c.Workers {
@@ -247,6 +256,9 @@ func (c *Cluster) buildUnderlayBridge() error {
 	return nil
 }
 
+// underlayPort is worker i's port on the underlay bridge, in the underlay namespace.
+func underlayPort(i int) string { return fmt.Sprintf("%su-%d", LinkPrefix, i) }
+
 // join connects worker i to the underlay bridge with a veth created from the worker's
 // namespace straight into the underlay's (no link in the host namespace), addresses the
 // worker's end with its node IP and, if asked, shapes its egress.
@@ -256,7 +268,7 @@ func (c *Cluster) join(i int, w *Node) error {
 		return err
 	}
 	defer h.Close()
-	peer := fmt.Sprintf("%su-%d", LinkPrefix, i)
+	peer := underlayPort(i)
 	veth := &netlink.Veth{
 		LinkAttrs: netlink.LinkAttrs{Name: UnderlayLink, MTU: c.cfg.UnderlayMTU},
 		PeerName:  peer, PeerMTU: uint32(c.cfg.UnderlayMTU),

@@ -1,6 +1,7 @@
 package netsetup_test
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -131,5 +132,24 @@ func TestClusterShapesAndValidates(t *testing.T) {
 		{Name: "Bad"},
 	} {
 		assert.Error(t, cfg.Validate(), "%+v", cfg)
+	}
+}
+
+// TestClusterUnderlayForwardsOnReturn: when NewCluster returns, the underlay bridge forwards
+// on every worker's port, so a data plane's first datagram to another worker is not held up
+// by a lost ARP request. Before, worker 0's port (its veth's two ends share an index, so the
+// kernel batches its carrier event) forwarded only about a second later, and a first SYN
+// through a tunnel needed a retransmission, sometimes two (the dial timed out).
+func TestClusterUnderlayForwardsOnReturn(t *testing.T) {
+	c := testenv.Cluster(t, netsetup.ClusterConfig{Workers: 3})
+	states, err := netsetup.BridgePortStates(c.Underlay)
+	require.NoError(t, err)
+	h, err := c.Underlay.Netlink()
+	require.NoError(t, err)
+	defer h.Close()
+	for i := range c.Workers {
+		l, err := h.LinkByName(fmt.Sprintf("%su-%d", netsetup.LinkPrefix, i))
+		require.NoError(t, err)
+		assert.Equal(t, uint8(netsetup.BRForwarding), states[l.Attrs().Index], "worker %d's underlay port forwards", i)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,7 @@ func DeployCluster(t testing.TB, c *netsetup.Cluster, newDPs ...func() DataPlane
 func setupCluster(t *testing.T, newDPs []func() DataPlane) *clusterFixture {
 	c := testenv.Cluster(t, netsetup.ClusterConfig{}, "client@0", "server@1")
 	dps := DeployCluster(t, c, newDPs...)
+	t.Cleanup(func() { logStats(t, dps) })
 	f := &clusterFixture{c: c}
 	f.client, _ = c.Workers[0].Instance("client", 0)
 	f.server, _ = c.Workers[0].Registry.Service("server")
@@ -148,6 +150,28 @@ func setupCluster(t *testing.T, newDPs []func() DataPlane) *clusterFixture {
 	require.NoError(t, err)
 	require.Equal(t, f.server.IP, target, "a proxy's clients address the service IP")
 	return f
+}
+
+// logStats logs, when t failed, the non-zero counters of every data plane that reports them
+// (a Stats method), before the data planes close: they name where packets were dropped.
+func logStats(t *testing.T, dps []DataPlane) {
+	if !t.Failed() {
+		return
+	}
+	for i, dp := range dps {
+		s, ok := dp.(interface{ Stats() map[string]uint64 })
+		if !ok {
+			continue
+		}
+		var nz []string
+		for k, v := range s.Stats() {
+			if v != 0 {
+				nz = append(nz, fmt.Sprintf("%s=%d", k, v))
+			}
+		}
+		slices.Sort(nz)
+		t.Logf("worker %d: %s counters: %s", i, dp.Name(), strings.Join(nz, " "))
+	}
 }
 
 // RunCluster runs the cross-worker suite against fresh data planes, one on each worker of a
