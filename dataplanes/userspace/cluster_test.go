@@ -2,7 +2,6 @@ package userspace_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
 
+	"github.com/edgebpf/edgebpf/dataplanes/proxytest"
 	"github.com/edgebpf/edgebpf/dataplanes/userspace"
 	"github.com/edgebpf/edgebpf/internal/testenv"
 	"github.com/edgebpf/edgebpf/netsetup"
@@ -40,70 +40,14 @@ func newUserspaceCluster(t testing.TB) *userspaceCluster {
 	return uc
 }
 
-// serve starts TCP and UDP servers on echoPort in the instance that answer every request
-// with the instance's name and the address the request came from.
-func serve(t testing.TB, in *netsetup.Instance) {
-	t.Helper()
-	var ln net.Listener
-	var pc net.PacketConn
-	require.NoError(t, in.NS.Do(func() (err error) {
-		if ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", echoPort)); err != nil {
-			return err
-		}
-		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", echoPort))
-		return err
-	}))
-	t.Cleanup(func() { ln.Close(); pc.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 64)
-				if _, err := c.Read(buf); err == nil {
-					_, _ = fmt.Fprintf(c, "%s %s", in.Name, c.RemoteAddr())
-				}
-			}()
-		}
-	}()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(fmt.Appendf(nil, "%s %s", in.Name, from), from)
-		}
-	}()
-}
-
-// ask sends one request over a connected socket of network from the instance to target and
-// returns the answer and the address the client saw it come from. A connected UDP socket
-// drops datagrams from any other address, so an answer proves the reply's source.
-func ask(in *netsetup.Instance, network string, target netip.Addr) (answer, from string, err error) {
-	err = in.NS.Do(func() error {
-		c, err := net.DialTimeout(network, netip.AddrPortFrom(target, echoPort).String(), 3*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-		if _, err := c.Write([]byte("?")); err != nil {
-			return err
-		}
-		buf := make([]byte, 256)
-		n, err := c.Read(buf)
-		if err != nil {
-			return err
-		}
-		answer, from = string(buf[:n]), c.RemoteAddr().String()
-		return nil
-	})
-	return answer, from, err
+// ask sends one request from the instance to target over TCP or UDP and returns which
+// instance answered and whom it saw. proxytest's askers use connected sockets, so an answer
+// proves it came from target: the client sees only the address it addressed.
+func ask(in *netsetup.Instance, network string, target netip.Addr) (proxytest.Answer, error) {
+	if network == "tcp4" {
+		return proxytest.AskTCP(in.NS, target)
+	}
+	return proxytest.AskUDP(in.NS, target, 1)
 }
 
 // TestTunnelCluster carries TCP and UDP through service IPs and instance IPs between two
@@ -119,21 +63,17 @@ func TestTunnelCluster(t *testing.T) {
 		require.NoError(t, err)
 		in, err := c.AddInstance(name, w)
 		require.NoError(t, err)
-		serve(t, in)
+		proxytest.Serve(t, in)
 		svcs, ins = append(svcs, svc), append(ins, in)
 	}
 	for from := range 2 {
 		to := 1 - from
 		for _, network := range []string{"tcp4", "udp4"} {
 			for _, target := range []netip.Addr{svcs[to].IP, ins[to].InstanceIP} {
-				answer, seen, err := ask(ins[from], network, target)
+				a, err := ask(ins[from], network, target)
 				require.NoError(t, err, "%s from %s on worker %d to %s on worker %d", network, ins[from].Name, from, target, to)
-				assert.Equal(t, netip.AddrPortFrom(target, echoPort).String(), seen, "the client sees only the address it addressed")
-				name, addr, _ := strings.Cut(answer, " ")
-				assert.Equal(t, ins[to].Name, name)
-				host, _, err := net.SplitHostPort(addr)
-				require.NoError(t, err)
-				assert.Equal(t, ins[from].InstanceIP.String(), host, "the server sees the client's instance IP")
+				assert.Equal(t, ins[to].Name, a.Instance)
+				assert.Equal(t, ins[from].InstanceIP.String(), a.Seen, "the server sees the client's instance IP")
 			}
 		}
 	}
@@ -151,11 +91,11 @@ func TestTunnelCluster(t *testing.T) {
 	// Same worker: a second instance of beta on worker 0 answers alpha without the tunnel.
 	near, err := c.AddInstance("beta", 0)
 	require.NoError(t, err)
-	serve(t, near)
+	proxytest.Serve(t, near)
 	sent := c.planes[0].Stats()["tunnel_sent"]
-	answer, _, err := ask(ins[0], "udp4", near.InstanceIP)
+	a, err := ask(ins[0], "udp4", near.InstanceIP)
 	require.NoError(t, err)
-	assert.True(t, strings.HasPrefix(answer, near.Name+" "+ins[0].InstanceIP.String()+":"), answer)
+	assert.Equal(t, proxytest.Answer{Instance: near.Name, Seen: ins[0].InstanceIP.String()}, a)
 	assert.Equal(t, sent, c.planes[0].Stats()["tunnel_sent"], "same-worker traffic does not use the tunnel")
 }
 
@@ -172,7 +112,7 @@ func TestTunnelClusterBadInput(t *testing.T) {
 	require.NoError(t, err)
 	server, err := c.AddInstance("server", 1)
 	require.NoError(t, err)
-	serve(t, server)
+	proxytest.Serve(t, server)
 
 	w1, ok := c.Workers[1].Underlay()
 	require.True(t, ok)
@@ -190,7 +130,7 @@ func TestTunnelClusterBadInput(t *testing.T) {
 	require.NoError(t, h.AddrAdd(br, &netlink.Addr{IPNet: &net.IPNet{IP: stranger.AsSlice(), Mask: net.CIDRMask(w1.Prefix.Bits(), 32)}}))
 
 	// A well-formed packet for the server, as worker 0 would send it.
-	good := udpPacket(client.InstanceIP, server.NSIP, 5000, echoPort, []byte("?"))
+	good := udpPacket(client.InstanceIP, server.NSIP, 5000, proxytest.Port, []byte("?"))
 	sendTo(t, c.Underlay, stranger, to, good)
 	ipv6 := append([]byte{0x60}, make([]byte, 47)...)
 	for _, bad := range [][]byte{good[:len(good)-1], ipv6, make([]byte, 1451), udpPacket(client.InstanceIP, client.NSIP, 1, 2, nil)} {
@@ -213,9 +153,9 @@ func TestTunnelClusterBadInput(t *testing.T) {
 	}, 5*time.Second, 20*time.Millisecond, "counters %v", c.planes[1].Stats())
 	assert.Zero(t, c.planes[1].Stats()["tunnel_received"], "nothing was written into the device")
 
-	answer, _, err := ask(client, "udp4", svc.IP)
+	a, err := ask(client, "udp4", svc.IP)
 	require.NoError(t, err, "the proxy still carries traffic")
-	assert.True(t, strings.HasPrefix(answer, server.Name+" "), answer)
+	assert.Equal(t, server.Name, a.Instance)
 }
 
 // udpPacket builds an IPv4/UDP packet without options and with no UDP checksum.

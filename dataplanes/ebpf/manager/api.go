@@ -346,3 +346,16 @@ func noDuplicateKeys(b []byte) error {
 		}
 	}
 }
+
+// StatsRoute is a module's GET /stats: what stats returns, as JSON, or a 500 when reading the
+// counters fails.
+func StatsRoute[T any](summary string, stats func() (T, error)) Route {
+	return Route{Method: "GET", Pattern: "/stats", Summary: summary, Handler: func(w http.ResponseWriter, r *http.Request) {
+		st, err := stats()
+		if err != nil {
+			WriteError(w, http.StatusInternalServerError, err)
+			return
+		}
+		WriteJSON(w, http.StatusOK, st)
+	}}
+}

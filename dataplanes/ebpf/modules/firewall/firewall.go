@@ -282,13 +282,6 @@ func (f *Firewall) Routes() []manager.Route {
 			}
 			manager.WriteJSON(w, http.StatusOK, map[string]any{"deleted": id})
 		}},
-		{Method: "GET", Pattern: "/stats", Summary: "verdict counters", Handler: func(w http.ResponseWriter, r *http.Request) {
-			st, err := f.Stats()
-			if err != nil {
-				manager.WriteError(w, http.StatusInternalServerError, err)
-				return
-			}
-			manager.WriteJSON(w, http.StatusOK, st)
-		}},
+		manager.StatsRoute("verdict counters", f.Stats),
 	}
 }

@@ -51,7 +51,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"sync"
 	"time"
@@ -415,15 +414,7 @@ func (p *Proxy) Stats() (Stats, error) {
 
 // Routes serves GET /stats.
 func (p *Proxy) Routes() []manager.Route {
-	return []manager.Route{{Method: "GET", Pattern: "/stats", Summary: "proxy counters: translated packets, sessions, upcalls, refusals",
-		Handler: func(w http.ResponseWriter, r *http.Request) {
-			st, err := p.Stats()
-			if err != nil {
-				manager.WriteError(w, http.StatusInternalServerError, err)
-				return
-			}
-			manager.WriteJSON(w, http.StatusOK, st)
-		}}}
+	return []manager.Route{manager.StatsRoute("proxy counters: translated packets, sessions, upcalls, refusals", p.Stats)}
 }
 
 // be32 returns an IPv4 address as the uint32 whose memory holds its network-order bytes, as

@@ -44,7 +44,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"slices"
 
@@ -284,15 +283,7 @@ func (t *Tunnel) Stats() (Stats, error) {
 
 // Routes serves GET /stats.
 func (t *Tunnel) Routes() []manager.Route {
-	return []manager.Route{{Method: "GET", Pattern: "/stats", Summary: "tunnel counters: packets sent, delivered, reverse-translated, and drops by cause",
-		Handler: func(w http.ResponseWriter, r *http.Request) {
-			st, err := t.Stats()
-			if err != nil {
-				manager.WriteError(w, http.StatusInternalServerError, err)
-				return
-			}
-			manager.WriteJSON(w, http.StatusOK, st)
-		}}}
+	return []manager.Route{manager.StatsRoute("tunnel counters: packets sent, delivered, reverse-translated, and drops by cause", t.Stats)}
 }
 
 // be32 returns an IPv4 address as the uint32 whose memory holds its network-order bytes.
