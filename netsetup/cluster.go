@@ -404,6 +404,31 @@ func (c *Cluster) RemoveInstance(in *Instance) error {
 	return errors.Join(append(errs, w.RemoveInstance(in))...)
 }
 
+// RemoveService removes a service from every worker: its instances first (each through
+// RemoveInstance, so the other workers forget it before its own worker removes it), then the
+// service, and releases its service IP.
+func (c *Cluster) RemoveService(name string) error {
+	svc, ok := c.Workers[0].Registry.Service(name)
+	if !ok {
+		return fmt.Errorf("service %s does not exist in cluster %s", name, c.cfg.Name)
+	}
+	var errs []error
+	for _, w := range c.Workers {
+		for _, in := range w.Registry.Instances(name) {
+			if !in.Remote() {
+				errs = append(errs, c.RemoveInstance(in))
+			}
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.Workers {
+		errs = append(errs, w.RemoveService(name))
+	}
+	c.Workers[0].svcIPs.release(svc.IP)
+	return errors.Join(errs...)
+}
+
 // workerOf returns the worker whose registry holds cp, a remote copy.
 func (c *Cluster) workerOf(cp *Instance) *Node {
 	for _, w := range c.Workers {

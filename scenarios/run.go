@@ -39,6 +39,9 @@ type RunOptions struct {
 	// CPUs pins the threads of the client, server and proxy roles (package cpupin); nil
 	// pins nothing.
 	CPUs cpupin.Plan
+	// Topology says where the services live: same-node (the default) or cross-node, a
+	// cluster per job. Zero fields take the suite's (Suite.Topology).
+	Topology Topology
 	// Warmup runs each (experiment, data plane) once with the experiment's smoke parameters
 	// before its first repetition, unrecorded. nil: on for quick and full, off for smoke.
 	Warmup *bool
@@ -54,8 +57,12 @@ type job struct {
 	plan    Plan
 	subject subject.Spec    // what the job measures; its name fills the results' dataplane column
 	plane   dataplanes.Spec // the node's data plane: the subject itself, or direct under a responder
-	meta    *reports.ExperimentMeta
-	warmup  *Plan // nil: no warm-up
+	// planes are the data planes of a cross-node job's workers (worker i runs planes[i]);
+	// nil on one node.
+	planes []dataplanes.Spec
+	meta   *reports.ExperimentMeta
+	warmup *Plan  // nil: no warm-up
+	skip   string // why the job cannot run, known before the machine is probed; "" if it can
 }
 
 // name is the job's subject as the results name it.
@@ -96,17 +103,14 @@ func (o *RunOptions) prepare() ([]job, *reports.Meta, error) {
 		}
 		for _, j := range js {
 			meta.Experiments = append(meta.Experiments, reports.ExperimentMeta{
-				Name: e.Name, DataPlane: j.name(), Meter: e.Meter, Reps: j.plan.Reps, Params: j.plan.Params, Status: "pending",
+				Name: j.plan.Experiment, DataPlane: j.name(), Meter: e.Meter, Reps: j.plan.Reps, Params: j.plan.Params, Status: "pending",
 			})
 		}
 		jobs = append(jobs, js...)
 	}
 	for i := range jobs {
 		jobs[i].meta = &meta.Experiments[i]
-		planned := slices.ContainsFunc(meta.DataPlanes, func(d reports.DataPlaneMeta) bool { return d.Name == jobs[i].plane.Name })
-		if !planned {
-			meta.DataPlanes = append(meta.DataPlanes, reports.DataPlaneMeta{Name: jobs[i].plane.Name, Settings: jobs[i].plane.New().Settings()})
-		}
+		planMeta(meta, &jobs[i])
 	}
 	return jobs, meta, nil
 }
@@ -125,8 +129,13 @@ func (o *RunOptions) check() (warm bool, err error) {
 	if len(o.DataPlanes) == 0 {
 		o.DataPlanes = []string{"direct"}
 	}
+	o.Topology = o.Topology.over(o.Suite.Topology)
+	if err := o.Topology.Validate(); err != nil {
+		return false, err
+	}
+	o.Topology = o.Topology.resolved()
 	for _, dp := range o.DataPlanes {
-		if _, err := subjects.DataPlanes().Lookup(dp); err != nil {
+		if _, _, err := lookupSubject(dp, o.Topology); err != nil {
 			return false, err
 		}
 	}
@@ -156,6 +165,10 @@ func (o *RunOptions) newMeta(warm bool) *reports.Meta {
 	if warm {
 		meta.Warmup.Profile = "smoke"
 	}
+	if o.Topology.CrossNode() {
+		meta.Topology = o.Topology.meta(o.Node)
+		meta.Schedule = strings.Replace(meta.Schedule, "each on a node of its own", "each on a cluster of its own", 1)
+	}
 	if p := o.CPUs.Settings(); len(p) > 0 {
 		meta.Pinning, meta.PinningNote = p, pinningNote
 	}
@@ -179,6 +192,10 @@ func (o *RunOptions) jobs(e Experiment, warm bool) ([]job, error) {
 		}
 		warmup = &w
 	}
+	plan.Experiment += o.Topology.suffix()
+	if o.Topology.CrossNode() && !crossMeters[e.Meter] {
+		return o.sameNodeOnly(e, plan, warmup)
+	}
 	var out []job
 	if len(e.Configurations) > 0 {
 		direct, err := subjects.DataPlanes().Lookup(responderPlane)
@@ -195,11 +212,15 @@ func (o *RunOptions) jobs(e Experiment, warm bool) ([]job, error) {
 		return out, nil
 	}
 	for _, dp := range o.DataPlanes {
-		spec, err := subjects.DataPlanes().Lookup(dp)
+		spec, planes, err := lookupSubject(dp, o.Topology)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, job{plan: plan, subject: spec.Spec, plane: spec, warmup: warmup})
+		j := job{plan: plan, subject: spec.Spec, plane: spec, warmup: warmup}
+		if o.Topology.CrossNode() {
+			j.planes, j.skip = planes, crossReason(planes)
+		}
+		out = append(out, j)
 	}
 	return out, nil
 }
@@ -275,7 +296,7 @@ func (r *runner) begin(ctx context.Context, jobs []job) error {
 	feats := probeFeatures(r.sess)
 	meta.Features = featureMeta(feats)
 	for i := range jobs {
-		if reason := jobs[i].missing(feats); reason != "" {
+		if reason := jobs[i].reason(feats); reason != "" {
 			jobs[i].meta.Status, jobs[i].meta.SkipReason = "skipped", reason
 			r.o.Log.Warn(fmt.Sprintf("skipping %s on %s: %s", jobs[i].plan.Experiment, jobs[i].name(), reason))
 		}
@@ -559,7 +580,11 @@ func (r *runner) measure(ctx context.Context, l *live, p Plan) (samples []stats.
 		before = r.programRuns(l)
 	}
 	t0 := time.Now()
-	samples, err = p.Run(ctx, l.dep.env)
+	err = watch(ctx, l.dep.alive, func(ctx context.Context) error {
+		var err error
+		samples, err = p.Run(ctx, l.dep.env)
+		return err
+	})
 	return append(samples, r.programCost(l, before, time.Since(t0))...), err
 }
 

@@ -1,0 +1,217 @@
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/edgebpf/edgebpf/dataplanes"
+	"github.com/edgebpf/edgebpf/dataplanes/direct"
+	"github.com/edgebpf/edgebpf/dataplanes/userspace"
+	"github.com/edgebpf/edgebpf/internal/testenv"
+	"github.com/edgebpf/edgebpf/netsetup"
+	"github.com/edgebpf/edgebpf/reports"
+)
+
+// routed is a test-only stand-in for `direct` across workers until the real one lands: the
+// direct data plane plus, on a worker of a cluster, a route to every peer's subnet via the
+// peer's node IP and forwarding in the worker namespace. Packets really cross the underlay.
+type routed struct {
+	*direct.DataPlane
+	name string
+	undo func() error
+}
+
+func (r *routed) Name() string { return r.name }
+
+func (r *routed) Deploy(ctx context.Context, n *netsetup.Node) error {
+	if err := r.DataPlane.Deploy(ctx, n); err != nil {
+		return err
+	}
+	u, ok := n.Underlay()
+	if !ok {
+		return nil
+	}
+	undo, err := n.EnableForwarding()
+	if err != nil {
+		return err
+	}
+	r.undo = undo
+	h, err := n.NS.Netlink()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	for _, p := range u.Peers {
+		ipn := &net.IPNet{IP: p.Subnet.Addr().AsSlice(), Mask: net.CIDRMask(p.Subnet.Bits(), 32)}
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: u.Index, Dst: ipn, Gw: p.IP.AsSlice()}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *routed) Close() error {
+	if r.undo != nil {
+		_ = r.undo()
+	}
+	return r.DataPlane.Close()
+}
+
+func routedSpec(name string) dataplanes.Spec {
+	s := direct.Spec
+	s.Name, s.CrossNode = name, true
+	s.New = func() dataplanes.DataPlane { return &routed{DataPlane: direct.New(), name: name} }
+	return s
+}
+
+// withCrossRegistry makes the runner offer routed direct ("direct", and "hop", the same under
+// another name so that direct+hop is a mixed subject) and the real userspace, which does not
+// cross workers in this build.
+func withCrossRegistry(t *testing.T) {
+	old := registry
+	registry = func() dataplanes.Registry {
+		return dataplanes.Registry{routedSpec("direct"), routedSpec("hop"), userspace.Spec}
+	}
+	t.Cleanup(func() { registry = old })
+}
+
+func TestCrossNodeRun(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	withCrossRegistry(t)
+	dir := t.TempDir()
+	meta, err := Run(context.Background(), RunOptions{
+		Experiments: []string{"latency", "throughput", "resources"}, Profile: "smoke", Out: dir,
+		DataPlanes: []string{"direct", "direct+hop", "userspace"},
+		Topology:   Topology{Kind: CrossNode},
+		Overrides:  Overrides{Duration: 900 * time.Millisecond},
+	})
+	require.NoError(t, err)
+	assert.Equal(t, "done", meta.Status)
+
+	status := map[string]reports.ExperimentMeta{}
+	for _, e := range meta.Experiments {
+		status[e.Name+"/"+e.DataPlane] = e
+	}
+	require.Len(t, status, 9)
+	for _, exp := range []string{"latency", "throughput", "resources"} {
+		for _, dp := range []string{"direct", "direct+hop"} {
+			assert.Equal(t, "done", status[exp+"@cross-node/"+dp].Status, "%s on %s: %s", exp, dp, status[exp+"@cross-node/"+dp].Error)
+		}
+		us := status[exp+"@cross-node/userspace"]
+		assert.Equal(t, "skipped", us.Status)
+		assert.Contains(t, us.SkipReason, "userspace does not carry traffic between workers")
+	}
+
+	// meta.json: the topology, with what was shaped, and which data plane each worker ran.
+	got, err := reports.ReadMeta(dir)
+	require.NoError(t, err)
+	assert.Equal(t, CrossNode, got.Topology["kind"])
+	assert.EqualValues(t, 2, got.Topology["workers"])
+	assert.Equal(t, map[string]any{"client": 0.0, "server": 1.0}, got.Topology["placement"])
+	assert.Equal(t, "unshaped", got.Topology["underlay_shaping"])
+	assert.EqualValues(t, 1500, got.Topology["underlay_mtu"])
+	assert.EqualValues(t, 1450, got.Topology["overlay_mtu"])
+	var mixed map[string]string
+	for _, d := range got.DataPlanes {
+		if d.Name == "direct+hop" {
+			mixed = d.Settings
+		}
+	}
+	assert.Equal(t, map[string]string{"worker0": "direct", "worker1": "hop"}, mixed)
+
+	entries, err := reports.ReadSummary(dir)
+	require.NoError(t, err)
+	rtt := map[string]float64{}
+	for _, e := range entries {
+		assert.True(t, strings.HasSuffix(e.Experiment, "@cross-node"), e.Experiment)
+		if e.Metric == "rtt" {
+			rtt[e.DataPlane] = e.Median
+		}
+	}
+	assert.Positive(t, rtt["direct"])
+	assert.Positive(t, rtt["direct+hop"])
+
+	md, err := os.ReadFile(filepath.Join(dir, "summary.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "cross-node")
+}
+
+func TestClusterPlacesServicesOnWorkers(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	sess := testenv.Session(t)
+	tp := Topology{Kind: CrossNode, Workers: 3, Placement: Placement{"server": 2}}.resolved()
+	specs := []dataplanes.Spec{routedSpec("direct"), routedSpec("direct"), routedSpec("direct")}
+	c, err := BuildCluster(context.Background(), sess, tp.clusterConfig(netsetup.NodeConfig{}, "direct"), specs, tp.Placement)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, c.Close()) })
+	require.NoError(t, c.addServices())
+	assert.Equal(t, "x-direct-w0", c.Client.Node)
+	assert.Equal(t, "x-direct-w2", c.Server.Node)
+	assert.Equal(t, c.Server.NSIP, c.Target, "direct addresses the server's namespace IP")
+	assert.True(t, c.Workers[2].Config().Subnet.Contains(c.Target), "on worker 2's subnet, reached only over the underlay")
+	require.NoError(t, c.Alive())
+	require.NoError(t, c.removeServices())
+	_, ok := c.Workers[1].Registry.Service("server")
+	assert.False(t, ok, "removed from every worker")
+}
+
+// TestWorkerDiesMidRun deletes a worker's namespace while a cross-node repetition runs: the
+// run records the failure naming the namespace, removes everything (TestMain's leak check),
+// and returns an error.
+func TestWorkerDiesMidRun(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	withCrossRegistry(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	killed := make(chan string, 1)
+	go func() { killed <- killWorker(ctx, "x-direct-w1") }()
+	start := time.Now()
+	meta, err := Run(ctx, RunOptions{
+		Experiments: []string{"jitter"}, Profile: "smoke", Out: dir, DataPlanes: []string{"direct"},
+		Topology: Topology{Kind: CrossNode}, Overrides: Overrides{Duration: 20 * time.Second, Reps: 1},
+	})
+	victim := <-killed
+	require.NotEmpty(t, victim, "the worker's namespace never appeared")
+	require.Error(t, err)
+	assert.False(t, errors.Is(err, ErrInterrupted))
+	assert.Less(t, time.Since(start), 15*time.Second, "the repetition stops when the worker dies, not at its end")
+	assert.Equal(t, "failed", meta.Status)
+	require.Len(t, meta.Experiments, 1)
+	assert.Equal(t, "failed", meta.Experiments[0].Status)
+	assert.Contains(t, meta.Experiments[0].Error, victim+" is gone")
+	_, statErr := os.Stat(filepath.Join("/run/netns", victim))
+	assert.True(t, os.IsNotExist(statErr))
+}
+
+// killWorker waits for a namespace named edgebpf-<id>-<worker> and deletes it as `ip netns
+// delete` does; it returns the namespace's name, or "" if none appeared.
+func killWorker(ctx context.Context, worker string) string {
+	for ctx.Err() == nil {
+		m, _ := filepath.Glob("/run/netns/edgebpf-*-" + worker)
+		if len(m) == 1 {
+			time.Sleep(1500 * time.Millisecond) // into the repetition
+			name := filepath.Base(m[0])
+			if err := unix.Unmount(m[0], unix.MNT_DETACH); err != nil {
+				return ""
+			}
+			if err := os.Remove(m[0]); err != nil {
+				return ""
+			}
+			return name
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return ""
+}
