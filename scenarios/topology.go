@@ -295,7 +295,10 @@ func crossReason(planes []dataplanes.Spec) string {
 	if len(lacking) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("data plane %s does not carry traffic between workers in this build (its spec has no CrossNode)", strings.Join(lacking, " and "))
+	if len(lacking) == 1 {
+		return fmt.Sprintf("data plane %s does not carry traffic between workers in this build (its spec has no CrossNode)", lacking[0])
+	}
+	return fmt.Sprintf("data planes %s do not carry traffic between workers in this build (their specs have no CrossNode)", strings.Join(lacking, " and "))
 }
 
 // over returns t with the fields it leaves zero taken from base (a suite's topology). An
