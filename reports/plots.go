@@ -65,14 +65,16 @@ var figureBuilders = []func(*Dataset) []figureSpec{
 func Figures(ds *Dataset) ([]Figure, []SkippedFigure, error) {
 	var specs []figureSpec
 	var skips []SkippedFigure
+	var all []figureSpec
 	for _, b := range figureBuilders {
-		for _, s := range b(ds) {
-			if s.p == nil {
-				skips = append(skips, SkippedFigure{Name: s.name, Title: s.title, Reason: s.skip})
-				continue
-			}
-			specs = append(specs, s)
+		all = append(all, b(ds)...)
+	}
+	for _, s := range append(all, crossNodeFigures(ds)...) {
+		if s.p == nil {
+			skips = append(skips, SkippedFigure{Name: s.name, Title: s.title, Reason: s.skip})
+			continue
 		}
+		specs = append(specs, s)
 	}
 	footer := figureFooter(ds.Meta)
 	// Rendering dominates; figures are independent, so they render in parallel.
