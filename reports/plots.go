@@ -99,6 +99,15 @@ func Figures(ds *Dataset) ([]Figure, []SkippedFigure, error) {
 	return out, skips, err
 }
 
+// labelSep separates a category's name from its count: a line break where more than four
+// categories share the axis, so that long names (ebpf+userspace) do not run into each other.
+func labelSep(categories int) string {
+	if categories > 4 {
+		return "\n"
+	}
+	return " "
+}
+
 // --- distributions ---------------------------------------------------------------------
 
 // cdfFigure draws the empirical CDF of a metric per data plane.
@@ -215,7 +224,7 @@ func boxFigure(ds *Dataset, name, title, source, quantity, unit, caption string,
 		b.GlyphStyle.Color = ds.Subjects.Colour(dp)
 		b.GlyphStyle.Radius = vg.Points(1.5)
 		p.Add(b)
-		labels[i] = fmt.Sprintf("%s (n=%d)", dp, len(sorted[i]))
+		labels[i] = fmt.Sprintf("%s%s(n=%d)", dp, labelSep(len(names)), len(sorted[i]))
 	}
 	p.NominalX(labels...)
 	p.X.Min, p.X.Max = -0.6, float64(len(names))-0.4
