@@ -222,10 +222,36 @@ func NewCluster(sess *Session, cfg ClusterConfig) (c *Cluster, err error) {
 		}
 	}
 	sess.OnClose(c.Close)
+	sess.addCluster(c)
 	if err := sess.updateNodes(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// ClusterStatus describes a cluster in a session's record and `edgebpf status`: its underlay
+// namespace and bridge, the underlay's addressing and shaping, and its workers in order.
+type ClusterStatus struct {
+	Name              string   `json:"name"`
+	UnderlayNamespace string   `json:"underlay_namespace"`
+	UnderlayBridge    string   `json:"underlay_bridge"`
+	Underlay          string   `json:"underlay"`
+	UnderlayMTU       int      `json:"underlay_mtu"`
+	RateBits          uint64   `json:"rate_bits,omitempty"` // 0: unshaped
+	Workers           []string `json:"workers"`
+}
+
+// Status describes the cluster.
+func (c *Cluster) Status() ClusterStatus {
+	st := ClusterStatus{Name: c.cfg.Name, UnderlayBridge: UnderlayBridge, Underlay: c.cfg.Underlay.String(),
+		UnderlayMTU: c.cfg.UnderlayMTU, RateBits: c.cfg.RateBits, Workers: []string{}}
+	if c.Underlay != nil {
+		st.UnderlayNamespace = c.Underlay.Name
+	}
+	for _, w := range c.Workers {
+		st.Workers = append(st.Workers, w.Name())
+	}
+	return st
 }
 
 // Config returns the cluster's configuration with defaults applied.
@@ -458,6 +484,7 @@ func (c *Cluster) Close() error {
 		return nil
 	}
 	c.closed = true
+	c.sess.removeCluster(c)
 	var errs []error
 	for i := len(c.Workers) - 1; i >= 0; i-- {
 		errs = append(errs, c.Workers[i].Close())
