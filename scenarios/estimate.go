@@ -62,6 +62,9 @@ type Estimate struct {
 type SubjectEstimate struct {
 	Name string
 	Rep  time.Duration
+	// Skip says why the subject will not run, when that is known without the machine (a
+	// data plane that cannot cross workers); its time is then not counted.
+	Skip string
 }
 
 // DryRun resolves a run's options into its plan, as Run would, and estimates each
@@ -82,9 +85,13 @@ func DryRun(o RunOptions) ([]Estimate, error) {
 		if err != nil {
 			return nil, err
 		}
-		est := Estimate{Experiment: e.Name, Meter: e.Meter}
+		est := Estimate{Experiment: e.Name + o.Topology.suffix(), Meter: e.Meter}
 		for _, j := range jobs {
 			est.Reps = j.plan.Reps
+			if j.skip != "" {
+				est.Subjects = append(est.Subjects, SubjectEstimate{Name: j.name(), Skip: j.skip})
+				continue
+			}
 			rep, ok := EstimateRep(j.plan.Params, j.name())
 			if !ok {
 				return nil, fmt.Errorf("experiment %s: meter %s has no run time estimate", e.Name, e.Meter)
