@@ -19,6 +19,24 @@
 // so no packet is sent towards the namespace that is gone and no other instance answers an
 // old session.
 //
+// On a worker of a cluster the data plane joins the workers with the kernel's VXLAN device,
+// as flannel's vxlan backend does: one device per worker (VNI 1, dstport 4789, local = the
+// node IP, nolearning, MTU = the underlay's minus 50) with, per peer, a route to the peer's
+// subnet via the peer's VTEP address onlink, a permanent neighbour (VTEP IP -> VTEP MAC) and
+// an FDB entry (VTEP MAC -> node IP). The registry's remote instances get the same chains as
+// local ones, so a session is DNATed to a namespace IP on another worker on the client's
+// worker and crosses the VXLAN; it is SNATed there to the client's instance IP, which only
+// the client's worker can undo, so every worker routes each remote instance's instance IP
+// (/32) to that instance's worker's VTEP, and the server's replies go back the way they came.
+// The receiving worker only forwards. A 1450-byte overlay packet becomes exactly 1500 bytes
+// on the underlay; the outer DF is clear (the device's default, as flannel's).
+//
+// Note: a collect-metadata (external) VXLAN device was considered. It carries no peers of its
+// own: every packet needs its tunnel key from a route's lightweight-tunnel encap or from a
+// BPF program, which is how Cilium runs VXLAN and what the eBPF tunnel module does with its
+// own wire format. The baseline is what flannel-style clusters (k3s's default at the edge)
+// run: a plain device with static neighbours and FDB, nothing programmable on the path.
+//
 // Note: deleting the conntrack entries alone, as kube-proxy does for UDP, was tried: the
 // next datagram of the old session is then a new session and another instance answers it.
 //
@@ -35,6 +53,7 @@ import (
 	"errors"
 	"fmt"
 	"image/color"
+	"maps"
 	"net/netip"
 	"sync"
 
@@ -61,6 +80,8 @@ type DataPlane struct {
 	node        *netsetup.Node
 	rules       *ruleset
 	unsubscribe func()
+	// overlay is the VXLAN overlay to the other workers; nil on a standalone node.
+	overlay *overlay
 	// unforward puts back the node namespace's forwarding sysctls Deploy changed.
 	unforward func() error
 }
@@ -101,6 +122,11 @@ func (d *DataPlane) deploy(node *netsetup.Node) (err error) {
 	if d.unforward, err = node.EnableForwarding(); err != nil {
 		return err
 	}
+	if u, ok := node.Underlay(); ok {
+		if d.overlay, err = newOverlay(node, u); err != nil {
+			return err
+		}
+	}
 	if d.rules, err = newRuleset(int(node.NS.Handle()), node.Config().ServiceRange); err != nil {
 		return err
 	}
@@ -111,7 +137,13 @@ func (d *DataPlane) deploy(node *netsetup.Node) (err error) {
 		if err := d.addService(svc); err != nil {
 			return err
 		}
-		if err := d.sync(svc, node.Registry.Instances(svc.Name)); err != nil {
+		instances := node.Registry.Instances(svc.Name)
+		for _, in := range instances {
+			if err := d.addRemote(in); err != nil {
+				return err
+			}
+		}
+		if err := d.sync(svc, instances); err != nil {
 			return err
 		}
 	}
@@ -132,7 +164,7 @@ func (d *DataPlane) handle(ev netsetup.Event) error {
 		left := d.rules.installed[ev.Service.IP] // normally none: instances go first
 		err := d.rules.removeService(ev.Service.IP)
 		for _, b := range left {
-			err = errors.Join(err, d.endSessions(b.NSIP))
+			err = errors.Join(err, d.endSessions(b.NSIP), d.removeRemote(b.InstanceIP))
 		}
 		return err
 	case netsetup.InstanceCreated:
@@ -143,8 +175,13 @@ func (d *DataPlane) handle(ev netsetup.Event) error {
 				return nil
 			}
 		}
-		_, err := d.rules.setBackends(ev.Service.IP, append(cur[:len(cur):len(cur)], b))
-		return err
+		if err := d.addRemote(ev.Instance); err != nil {
+			return err
+		}
+		if _, err := d.rules.setBackends(ev.Service.IP, append(cur[:len(cur):len(cur)], b)); err != nil {
+			return errors.Join(err, d.removeRemote(b.InstanceIP))
+		}
+		return nil
 	case netsetup.InstanceRemoved:
 		cur := d.rules.installed[ev.Service.IP]
 		if cur == nil {
@@ -163,7 +200,7 @@ func (d *DataPlane) handle(ev netsetup.Event) error {
 		if _, err := d.rules.setBackends(ev.Service.IP, next); err != nil {
 			return err
 		}
-		return d.endSessions(b.NSIP)
+		return errors.Join(d.endSessions(b.NSIP), d.removeRemote(b.InstanceIP))
 	}
 	return nil
 }
@@ -219,6 +256,22 @@ func (d *DataPlane) endSessions(nsip netip.Addr) error {
 	return err
 }
 
+// addRemote routes a remote instance's instance IP to its worker; nothing on a standalone
+// node or for a local instance.
+func (d *DataPlane) addRemote(in *netsetup.Instance) error {
+	if d.overlay == nil {
+		return nil
+	}
+	return d.overlay.addRemote(in)
+}
+
+func (d *DataPlane) removeRemote(instanceIP netip.Addr) error {
+	if d.overlay == nil {
+		return nil
+	}
+	return d.overlay.removeRemote(instanceIP)
+}
+
 func backendOf(in *netsetup.Instance) backend {
 	return backend{NSIP: in.NSIP, InstanceIP: in.InstanceIP}
 }
@@ -231,9 +284,10 @@ func (d *DataPlane) Target(svc netsetup.Service) (netip.Addr, error) {
 	return svc.IP, nil
 }
 
-// Settings describes the data plane for meta.json.
-func (*DataPlane) Settings() map[string]string {
-	return map[string]string{
+// Settings describes the data plane for meta.json; on a worker of a cluster, also the VXLAN
+// overlay to the other workers.
+func (d *DataPlane) Settings() map[string]string {
+	s := map[string]string{
 		"proxy":      "nftables (kube-proxy nftables mode style)",
 		"table":      "ip " + TableName + " in the node namespace",
 		"balancing":  "round-robin: numgen inc mod N verdict map per service",
@@ -243,6 +297,12 @@ func (*DataPlane) Settings() map[string]string {
 		"no_backend": "tcp reset, otherwise icmp port unreachable",
 		"icmp_echo":  "balanced and answered by an instance",
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.overlay != nil {
+		maps.Copy(s, d.overlay.settings())
+	}
+	return s
 }
 
 // Close unsubscribes, deletes the table and restores the sysctls Deploy changed. It is
@@ -264,6 +324,10 @@ func (d *DataPlane) Close() error {
 	if d.rules != nil {
 		errs = append(errs, d.rules.destroy())
 		d.rules = nil
+	}
+	if d.overlay != nil {
+		errs = append(errs, d.overlay.destroy())
+		d.overlay = nil
 	}
 	if d.unforward != nil {
 		// It restores nothing once the node's namespace is gone.

@@ -3,7 +3,9 @@
 // client's instance IP and the client seeing only the service IP, stickiness, round-robin
 // spread, instance-IP addressing, instances added and removed while traffic flows, the first
 // packet of a session delivered with a cold cache, and fast failure for a service without
-// instances.
+// instances. RunCluster is the same across the workers of a cluster, a data plane deployed on
+// each: client on worker 0, server on worker 1. Serve, AskTCP and AskUDP are its server and
+// client, for data planes' own tests.
 package proxytest
 
 import (
@@ -64,36 +66,7 @@ func setup(t *testing.T, newDP func() DataPlane) *fixture {
 func (f *fixture) addServer() *netsetup.Instance {
 	in, err := f.node.AddInstance("server")
 	require.NoError(f.t, err)
-	var ln net.Listener
-	var pc net.PacketConn
-	require.NoError(f.t, in.NS.Do(func() (err error) {
-		if ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port)); err != nil {
-			return err
-		}
-		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", port))
-		return err
-	}))
-	f.t.Cleanup(func() { ln.Close(); pc.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = fmt.Fprintf(c, "%s %s\n", in.Name, c.RemoteAddr())
-			c.Close()
-		}
-	}()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo([]byte(fmt.Sprintf("%s %s", in.Name, from)), from)
-		}
-	}()
+	Serve(f.t, in)
 	return in
 }
 

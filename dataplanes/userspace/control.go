@@ -16,8 +16,9 @@ import (
 
 // The control protocol between the data plane (in the edgebpf process) and the proxy
 // process: JSON values, one request and then one reply at a time, over a Unix socket pair.
-// The first request is "init" with the proxy's Config; "event" carries one of the node's
-// registry events; "stats" asks for the counters. Every reply says whether the request was
+// The first request is "init" with the proxy's Config and, on a worker of a cluster, the
+// tunnel's (this worker's node IP, its peers', the overlay MTU); "event" carries one of the
+// node's registry events, a remote instance's with its worker and node IP; "stats" asks for the counters. Every reply says whether the request was
 // carried out (Err empty) and, for "stats", carries the counters. The proxy process exits
 // when the socket closes.
 const (
@@ -28,9 +29,11 @@ const (
 
 // request is what the data plane sends.
 type request struct {
-	Op     string     `json:"op"`
-	Config *Config    `json:"config,omitempty"`
-	Event  *wireEvent `json:"event,omitempty"`
+	Op     string  `json:"op"`
+	Config *Config `json:"config,omitempty"`
+	// Tunnel is sent with init on a worker of a cluster, and only there.
+	Tunnel *tunnelConfig `json:"tunnel,omitempty"`
+	Event  *wireEvent    `json:"event,omitempty"`
 }
 
 // reply is what the proxy process answers.
@@ -46,18 +49,24 @@ type wireEvent struct {
 	Instance *wireInstance      `json:"instance,omitempty"`
 }
 
-// wireInstance is what the proxy knows of an instance: its service, name and addresses.
+// wireInstance is what the proxy knows of an instance: its service, name and addresses, and
+// on a worker of a cluster the worker that runs it (node, node_ip) and whether that is
+// another worker (remote).
 type wireInstance struct {
 	Service    string     `json:"service"`
 	Name       string     `json:"name"`
 	NSIP       netip.Addr `json:"ns_ip"`
 	InstanceIP netip.Addr `json:"instance_ip"`
+	Node       string     `json:"node,omitempty"`
+	NodeIP     netip.Addr `json:"node_ip,omitzero"`
+	Remote     bool       `json:"remote,omitempty"`
 }
 
 func toWire(ev netsetup.Event) *wireEvent {
 	w := &wireEvent{Kind: ev.Kind, Service: ev.Service}
 	if in := ev.Instance; in != nil {
 		w.Instance = &wireInstance{Service: in.Service, Name: in.Name, NSIP: in.NSIP, InstanceIP: in.InstanceIP}
+		w.Instance.Node, w.Instance.NodeIP, w.Instance.Remote = placement(in)
 	}
 	return w
 }
@@ -104,7 +113,7 @@ func (c *client) call(req request) (reply, error) {
 // serveControl answers the data plane's requests on rw until it closes: init (once, first)
 // builds the proxy with start, events go to the proxy's registry copy and session table,
 // stats returns the counters. It returns nil when the data plane closed the socket.
-func serveControl(rw io.ReadWriter, start func(Config) (*core, *mirror, error)) error {
+func serveControl(rw io.ReadWriter, start func(Config, *tunnelConfig) (*core, *mirror, error)) error {
 	dec, enc := json.NewDecoder(rw), json.NewEncoder(rw)
 	var c *core
 	var m *mirror
@@ -120,7 +129,7 @@ func serveControl(rw io.ReadWriter, start func(Config) (*core, *mirror, error)) 
 		var err error
 		switch {
 		case req.Op == opInit && c == nil && req.Config != nil:
-			c, m, err = start(*req.Config)
+			c, m, err = start(*req.Config, req.Tunnel)
 		case c == nil:
 			err = fmt.Errorf("control request %q before init", req.Op)
 		case req.Op == opEvent && req.Event != nil:
@@ -156,13 +165,21 @@ func apply(c *core, m *mirror, ev *wireEvent) error {
 		if ev.Instance == nil {
 			return fmt.Errorf("%s event without its instance", ev.Kind)
 		}
-		in := &netsetup.Instance{Service: ev.Instance.Service, Name: ev.Instance.Name, NSIP: ev.Instance.NSIP, InstanceIP: ev.Instance.InstanceIP}
+		w := ev.Instance
+		if w.Remote && !w.NodeIP.Is4() {
+			return fmt.Errorf("remote instance %s without its worker's node IP", w.Name)
+		}
+		in := &netsetup.Instance{Service: w.Service, Name: w.Name, NSIP: w.NSIP, InstanceIP: w.InstanceIP}
 		if ev.Kind == netsetup.InstanceRemoved {
 			m.removeInstance(in)
 			c.instanceRemoved(in)
 			return nil
 		}
-		if m.addInstance(ev.Service, in) {
+		var node netip.Addr
+		if w.Remote {
+			node = w.NodeIP
+		}
+		if m.addInstance(ev.Service, in, node) {
 			c.instanceAdded(in)
 		}
 	default:
@@ -179,11 +196,13 @@ func apply(c *core, m *mirror, ev *wireEvent) error {
 type mirror struct {
 	mu        sync.RWMutex
 	services  map[string]netsetup.Service
-	instances map[string][]*netsetup.Instance // per service, in creation order
+	instances map[string][]*netsetup.Instance   // per service, in creation order
+	remote    map[*netsetup.Instance]netip.Addr // instances on other workers: their node IP
 }
 
 func newMirror() *mirror {
-	return &mirror{services: map[string]netsetup.Service{}, instances: map[string][]*netsetup.Instance{}}
+	return &mirror{services: map[string]netsetup.Service{}, instances: map[string][]*netsetup.Instance{},
+		remote: map[*netsetup.Instance]netip.Addr{}}
 }
 
 func (m *mirror) addService(s netsetup.Service) {
@@ -196,12 +215,16 @@ func (m *mirror) removeService(s netsetup.Service) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.services, s.Name)
+	for _, in := range m.instances[s.Name] {
+		delete(m.remote, in)
+	}
 	delete(m.instances, s.Name)
 }
 
 // addInstance adds in to its service (created if the copy lacks it, as the registry sends
-// the service with the event) and says whether it was new.
-func (m *mirror) addInstance(svc netsetup.Service, in *netsetup.Instance) bool {
+// the service with the event) and says whether it was new. node is the node IP of the
+// worker that runs it when that is another worker, else invalid.
+func (m *mirror) addInstance(svc netsetup.Service, in *netsetup.Instance, node netip.Addr) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.services[in.Service]; !ok && svc.Name == in.Service {
@@ -212,6 +235,9 @@ func (m *mirror) addInstance(svc netsetup.Service, in *netsetup.Instance) bool {
 		return false
 	}
 	m.instances[in.Service] = append(slices.Clip(old), in)
+	if node.IsValid() {
+		m.remote[in] = node
+	}
 	return true
 }
 
@@ -219,7 +245,21 @@ func (m *mirror) removeInstance(in *netsetup.Instance) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	old := m.instances[in.Service]
-	m.instances[in.Service] = slices.DeleteFunc(slices.Clone(old), func(x *netsetup.Instance) bool { return x.NSIP == in.NSIP })
+	m.instances[in.Service] = slices.DeleteFunc(slices.Clone(old), func(x *netsetup.Instance) bool {
+		if x.NSIP != in.NSIP {
+			return false
+		}
+		delete(m.remote, x)
+		return true
+	})
+}
+
+// RemoteNode returns the node IP of the worker that runs in, when that is another worker.
+func (m *mirror) RemoteNode(in *netsetup.Instance) (netip.Addr, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	node, ok := m.remote[in]
+	return node, ok
 }
 
 // ByServiceIP resolves a service IP to its service and instances. The slice is shared:

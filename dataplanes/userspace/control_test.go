@@ -20,7 +20,7 @@ func controlPair(t *testing.T) (net.Conn, *client, func() (*core, *mirror), <-ch
 	var m *mirror
 	done := make(chan error, 1)
 	go func() {
-		done <- serveControl(b, func(cfg Config) (*core, *mirror, error) {
+		done <- serveControl(b, func(cfg Config, _ *tunnelConfig) (*core, *mirror, error) {
 			if err := cfg.validate(); err != nil {
 				return nil, nil, err
 			}
@@ -112,7 +112,7 @@ func TestControlSocketClosed(t *testing.T) {
 	a, b := net.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- serveControl(b, func(Config) (*core, *mirror, error) { return nil, nil, nil })
+		done <- serveControl(b, func(Config, *tunnelConfig) (*core, *mirror, error) { return nil, nil, nil })
 	}()
 	require.NoError(t, a.Close())
 	assert.NoError(t, <-done)

@@ -71,6 +71,35 @@
 // per datagram that a stream of heads without tails could fill, and differed from the eBPF
 // proxy, which keeps no such state.
 //
+// On a worker of a cluster (netsetup.NewCluster) the proxy is also Oakestra's tunnel
+// (reference.md §8). Every worker's registry holds every instance of the cluster, and the
+// events carry each instance's worker and node IP to the proxy process. A packet whose chosen
+// instance runs on another worker is translated exactly as on one node, then sent, unchanged,
+// as the whole payload of one UDP datagram from this worker's node IP, port
+// netsetup.TunnelPort (50103), to that worker's node IP and port: no extra header. The proxy
+// process binds that socket in the node's namespace; a second goroutine reads it. A datagram
+// is accepted only from another worker's node IP, no larger than the overlay MTU, holding
+// exactly one whole unfragmented IPv4 packet. A reply to a session of this worker (its key is
+// the session's reply key, and it comes from the server's worker) is reverse-translated;
+// any other packet is written into the device as it is, provided it goes from the instance
+// IP of an instance on the sending worker to the namespace IP of an instance here. Such a
+// packet opens a transit session, which translates nothing: the local instance's replies
+// (read from the device) go back to the sending worker unchanged, and only that worker, which
+// holds the session, reverse-translates them. A local instance's TCP segment (not a SYN) or
+// echo reply to a remote instance IP without any session here goes back the same way. What
+// is refused is dropped and counted by cause (Stats: tunnel_dropped_unknown_peer, _oversized,
+// _truncated, _not_ipv4, _fragment, _unknown_dst, _unknown_src, _dead_session, _unsupported),
+// never written into the device. A packet for the tunnel larger than the overlay MTU is
+// dropped and counted (tunnel_dropped_too_big) rather than fragmented; the device's MTU,
+// the overlay's, keeps the kernel from handing the proxy one. Traffic between instances of
+// one worker takes the path it takes on a standalone node.
+//
+// Note: telling a local server's reply to a remote client's instance IP from a new session
+// to that instance IP by the TCP flags alone was considered: it leaves UDP and echo
+// ambiguous, and a UDP reply balanced as a new session would reach the client from the
+// server's instance IP instead of the service IP it addressed. The transit session is the
+// proxy's record that the flow came through the tunnel, as conntrack's would be.
+//
 // The proxy is faithful to Oakestra's design and has no offload Oakestra lacks: one reader
 // goroutine, one packet per read and write system call, no GSO or checksum offload on the
 // TUN device, so every packet crosses into user space and back. When the reader falls

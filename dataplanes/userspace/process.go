@@ -70,8 +70,9 @@ func processMain(parent string) int {
 }
 
 // startLoop builds the proxy from cfg on the TUN descriptor it was handed and starts the
-// packet loop and the reaper; they end with the process.
-func startLoop(cfg Config) (*core, *mirror, error) {
+// packet loop and the reaper; on a worker of a cluster (tun not nil) it also binds the
+// tunnel's socket and starts its receiving loop. They end with the process.
+func startLoop(cfg Config, tun *tunnelConfig) (*core, *mirror, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, nil, err
 	}
@@ -80,8 +81,24 @@ func startLoop(cfg Config) (*core, *mirror, error) {
 	}
 	m := newMirror()
 	c := newCore(cfg, m)
+	var t *tunnel
+	if tun != nil {
+		if err := tun.validate(); err != nil {
+			return nil, nil, err
+		}
+		var err error
+		if t, err = openTunnel(tun); err != nil {
+			return nil, nil, err
+		}
+		c.setTunnel(tun.Peers, tun.MTU)
+		go func() {
+			err := receiveLoop(t, tunFD, c)
+			slog.Error("userspace proxy: the tunnel failed; the proxy stops", "err", err)
+			os.Exit(1)
+		}()
+	}
 	go func() {
-		if err := loop(newReader(tunFD, new(atomic.Bool)), c); err != nil {
+		if err := loop(newReader(tunFD, new(atomic.Bool)), c, t); err != nil {
 			slog.Error("userspace proxy: the tun device failed; the proxy stops", "err", err)
 			os.Exit(1)
 		}
@@ -95,10 +112,10 @@ func startLoop(cfg Config) (*core, *mirror, error) {
 }
 
 // loop is the proxy: it reads a packet from the TUN device, translates it in place and
-// writes it back, with two fixed buffers, until reading fails or r is closing. One reader,
-// as in Oakestra: a second one would need a multi-queue TUN device, which Oakestra does not
-// use.
-func loop(r *reader, c *core) error {
+// writes it back, or sends it through the tunnel t to the worker of the chosen instance,
+// with two fixed buffers, until reading fails or r is closing. One reader, as in Oakestra:
+// a second one would need a multi-queue TUN device, which Oakestra does not use.
+func loop(r *reader, c *core, t *tunnel) error {
 	buf := make([]byte, 1<<16)
 	out := make([]byte, replySize)
 	for {
@@ -109,10 +126,17 @@ func loop(r *reader, c *core) error {
 		if err != nil {
 			return err
 		}
-		if p := c.handle(buf[:n], out); p != nil {
+		p, via := c.handle(buf[:n], out)
+		switch {
+		case p == nil:
+		case via == [4]byte{}:
 			if _, err := unix.Write(r.fd, p); err != nil {
 				c.st.writeErrors.Add(1)
 			}
+		case t == nil: // a remote instance on a node without a tunnel
+			c.st.tunnel.sendErrors.Add(1)
+		default:
+			t.send(&c.st.tunnel, via, p)
 		}
 	}
 }

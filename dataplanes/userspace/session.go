@@ -65,6 +65,10 @@ type session struct {
 	fwd, rev       key
 	fwdSrc, fwdDst [4]byte // Cinst, Sns
 	revSrc, revDst [4]byte // A, Cns
+	// via is the node IP of the worker the forward direction is tunnelled to: the server's
+	// when it runs on another worker, the sending peer's for a transit session; zero when
+	// the server is local.
+	via            [4]byte
 	last           int64   // monotonic ns of the last packet; the deadline follows from class
 	links          [2]link // inTable, inClient
 	client         int32   // index into core.clients
@@ -73,6 +77,12 @@ type session struct {
 	replied        bool // the server has sent a packet
 	finFwd, finRev bool
 	rst            bool
+	// transit marks a session this worker only carries: a packet that came in through the
+	// tunnel without a session here (fwd, from a remote client's instance IP to a local
+	// namespace IP) was written into the device unchanged, and the local server's replies
+	// (rev) go back through the tunnel to via unchanged; the sender's worker, which holds
+	// the translating session, reverse-translates them. Addresses stay as they are.
+	transit bool
 	// dead marks a session whose client or server instance was removed: its packets are
 	// refused (RST or ICMP unreachable to the sender), never sent on, until it expires.
 	dead bool
@@ -108,11 +118,15 @@ type lru struct {
 	addr  [4]byte // the client's namespace IP
 }
 
-// resolver is the table query: the node's registry (*netsetup.Registry) or a fake in tests.
+// resolver is the table query: the proxy process's copy of the registry (mirror) or a fake
+// in tests. On a worker of a cluster it holds every instance of the cluster; RemoteNode
+// says which worker runs one that is not local.
 type resolver interface {
 	ByServiceIP(ip netip.Addr) (netsetup.Service, []*netsetup.Instance, bool)
 	ByInstanceIP(ip netip.Addr) (*netsetup.Instance, bool)
 	ByNamespaceIP(ip netip.Addr) (*netsetup.Instance, bool)
+	// RemoteNode returns the node IP of the worker that runs in, or false when in is local.
+	RemoteNode(in *netsetup.Instance) (netip.Addr, bool)
 }
 
 // counters are the proxy's statistics; Stats reads them while the reader writes them.
@@ -134,6 +148,8 @@ type counters struct {
 	evictedShare atomic.Uint64 // sessions evicted because their client held its share
 	expired      atomic.Uint64 // sessions removed after their timeout
 	writeErrors  atomic.Uint64 // writes to the TUN device that failed
+
+	tunnel tunnelCounters
 }
 
 // verdict is what becomes of a packet.
@@ -143,6 +159,7 @@ const (
 	drop verdict = iota
 	forward
 	refuse
+	passOn // through the tunnel unchanged: a reply whose session the client's worker holds
 )
 
 // core is the proxy without its device: the session table, the translation and the table
@@ -172,6 +189,11 @@ type core struct {
 	freeLRUs []int32
 	rr       map[netip.Addr]*atomic.Uint64 // per service IP: sessions balanced so far
 	timeouts [numClasses]int64
+	// peers are the node IPs of the cluster's other workers, the only senders the tunnel
+	// accepts; empty on a standalone node. mtu bounds a tunnelled packet (the overlay MTU).
+	// Both are set before the first packet and never change.
+	peers map[[4]byte]bool
+	mtu   int
 
 	st counters
 }
@@ -193,9 +215,10 @@ func newCore(cfg Config, res resolver) *core {
 // expired says whether s has outlived its class's timeout.
 func (c *core) expired(s *session, now int64) bool { return now >= s.last+c.timeouts[s.class] }
 
-// lookup finds or creates the session of packet k and returns the addresses the packet is
-// to carry, or why it is not forwarded. h is the packet's header and flags its TCP flags.
-func (c *core) lookup(k key, h *ipv4, flags uint8) (src, dst [4]byte, v verdict) {
+// lookup finds or creates the session of packet k, read from the device, and returns the
+// addresses the packet is to carry and the worker to tunnel it to (zero: this one), or why
+// it is not forwarded as translated. h is the packet's header and flags its TCP flags.
+func (c *core) lookup(k key, h *ipv4, flags uint8) (src, dst, via [4]byte, v verdict) {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -214,21 +237,29 @@ func (c *core) lookup(k key, h *ipv4, flags uint8) (src, dst [4]byte, v verdict)
 		}
 	}
 	if i == 0 {
-		if i, v = c.create(k, h, flags); i == 0 {
-			return src, dst, v
+		if i, via, v = c.create(k, h, flags); i == 0 {
+			return src, dst, via, v
 		}
 	}
 	s := &c.slots[i]
 	fwd := k == s.fwd
+	if (s.transit && fwd) || (!s.transit && !fwd && s.via != [4]byte{}) {
+		// A transit session's forward packets, and a remote server's replies, come from the
+		// tunnel: read from the device, they were sent by something else.
+		c.st.unsupported.Add(1)
+		return src, dst, via, drop
+	}
 	c.touch(i, now, fwd, flags)
-	if s.dead {
+	switch {
+	case s.dead:
 		c.st.deadSession.Add(1)
-		return src, dst, refuse
+		return src, dst, via, refuse
+	case s.transit:
+		return s.rev.src, s.rev.dst, s.via, passOn
+	case fwd:
+		return s.fwdSrc, s.fwdDst, s.via, forward
 	}
-	if fwd {
-		return s.fwdSrc, s.fwdDst, forward
-	}
-	return s.revSrc, s.revDst, forward
+	return s.revSrc, s.revDst, via, forward
 }
 
 // touch records a packet of session i: TCP state, whether the server has answered, the
@@ -260,38 +291,52 @@ func (c *core) touch(i slot, now int64, fwd bool, flags uint8) {
 }
 
 // create resolves a miss from the registry (the table query) and stores the new session,
-// evicting one if the client holds its share or the table is full. It returns 0 and the
-// verdict for packets that cannot open a session.
-func (c *core) create(k key, h *ipv4, flags uint8) (slot, verdict) {
+// evicting one if the client holds its share or the table is full. It returns the session
+// and the worker its forward packets are tunnelled to (zero: this one), or 0 and the verdict
+// for packets that cannot open a session (with the worker for passOn).
+func (c *core) create(k key, h *ipv4, flags uint8) (slot, [4]byte, verdict) {
+	var none [4]byte
 	switch {
 	case k.proto == protoTCP && flags&(tcpSYN|tcpACK|tcpRST) != tcpSYN:
 		// Not the opening of a connection: it expired here or never went through the proxy.
 		// Sending it to a freshly balanced instance would only provoke a reset from there.
+		// A local server's segment to a remote client's instance IP is a reply whose session
+		// the client's worker holds: it goes back through the tunnel unchanged.
+		if via, ok := c.replyToRemote(k); ok {
+			return 0, via, passOn
+		}
 		if flags&tcpRST != 0 {
-			return 0, drop
+			return 0, none, drop
 		}
 		c.st.unknownTCP.Add(1)
-		return 0, refuse
+		return 0, none, refuse
 	case k.proto == protoICMP && h.l4[0] != icmpEchoRequest:
+		if via, ok := c.replyToRemote(k); ok && h.l4[0] == icmpEchoReply {
+			return 0, via, passOn
+		}
 		c.st.unsupported.Add(1)
-		return 0, drop
+		return 0, none, drop
 	}
 	client, ok := c.res.ByNamespaceIP(netip.AddrFrom4(k.src))
+	if ok {
+		_, ok = c.res.RemoteNode(client)
+		ok = !ok // a remote instance's packets come through the tunnel, not the device
+	}
 	if !ok {
 		c.st.unknownSrc.Add(1)
-		return 0, refuse
+		return 0, none, refuse
 	}
 	dst := netip.AddrFrom4(k.dst)
 	var server *netsetup.Instance
 	if svc, ins, ok := c.res.ByServiceIP(dst); ok {
 		if len(ins) == 0 || checkPolicy(svc) != nil {
 			c.st.noInstance.Add(1)
-			return 0, refuse
+			return 0, none, refuse
 		}
 		server = ins[c.pick(svc.IP, len(ins))]
 	} else if server, ok = c.res.ByInstanceIP(dst); !ok {
 		c.st.unknownDst.Add(1)
-		return 0, refuse
+		return 0, none, refuse
 	}
 	s := session{
 		fwd:    k,
@@ -299,13 +344,47 @@ func (c *core) create(k key, h *ipv4, flags uint8) (slot, verdict) {
 		revSrc: k.dst, revDst: k.src,
 		used: true,
 	}
+	if node, remote := c.res.RemoteNode(server); remote {
+		s.via = node.As4()
+	}
 	s.rev = key{proto: k.proto, src: s.fwdDst, dst: s.fwdSrc, sport: k.dport, dport: k.sport}
 	if s.rev == s.fwd {
 		// An instance addressing its own instance IP from port p to port p: both directions
 		// would look alike.
 		c.st.unknownDst.Add(1)
-		return 0, refuse
+		return 0, none, refuse
 	}
+	i := c.store(s)
+	return i, s.via, forward
+}
+
+// replyToRemote says whether k, read from the device without a session, goes from a local
+// instance to the instance IP of an instance on another worker, and returns that worker.
+func (c *core) replyToRemote(k key) ([4]byte, bool) {
+	if len(c.peers) == 0 {
+		return [4]byte{}, false
+	}
+	from, ok := c.res.ByNamespaceIP(netip.AddrFrom4(k.src))
+	if !ok {
+		return [4]byte{}, false
+	}
+	if _, remote := c.res.RemoteNode(from); remote {
+		return [4]byte{}, false
+	}
+	to, ok := c.res.ByInstanceIP(netip.AddrFrom4(k.dst))
+	if !ok {
+		return [4]byte{}, false
+	}
+	node, remote := c.res.RemoteNode(to)
+	if !remote {
+		return [4]byte{}, false
+	}
+	return node.As4(), true
+}
+
+// store makes room for s and inserts it: a session with the same reply key goes, then the
+// client's least recently used one if it holds its share, else the table's if it is full.
+func (c *core) store(s session) slot {
 	if old := c.index[s.rev]; old != 0 {
 		// Without port translation (Oakestra has none) two sessions can share the reply key,
 		// e.g. one client port to a service IP and to the same instance's IP at once. The
@@ -313,7 +392,7 @@ func (c *core) create(k key, h *ipv4, flags uint8) (slot, verdict) {
 		c.remove(old)
 		c.st.replaced.Add(1)
 	}
-	if ci := c.clientOf[k.src]; ci != 0 && c.clients[ci].n >= c.cfg.MaxSessionsPerClient {
+	if ci := c.clientOf[s.fwd.src]; ci != 0 && c.clients[ci].n >= c.cfg.MaxSessionsPerClient {
 		c.remove(c.victim(&c.clients[ci], inClient))
 		c.st.evictedShare.Add(1)
 	} else if c.live >= c.cfg.MaxSessions {
@@ -321,7 +400,7 @@ func (c *core) create(k key, h *ipv4, flags uint8) (slot, verdict) {
 		c.st.evicted.Add(1)
 	}
 	c.st.created.Add(1)
-	return c.insert(s), forward
+	return c.insert(s)
 }
 
 // victim is the session of l to evict: the least recently used expendable one, or the least
@@ -440,35 +519,50 @@ func (c *core) pick(svc netip.Addr, count int) int {
 
 // quoted finds the session of the packet quoted in an ICMP error: the quoted packet went
 // from the error's recipient to its sender, so the session's key is the quote reversed.
-// It returns the addresses the quoted packet's reverse direction is translated to.
-func (c *core) quoted(k key) (src, dst [4]byte, ok bool) {
+// It returns the addresses the quoted packet's reverse direction is translated to, the
+// worker the error is tunnelled to (zero: this one), and whether the error is carried: an
+// error read from the device (fromTunnel false) travels as the session's packets from the
+// device do, one that came through the tunnel as theirs from the tunnel do (a reply
+// reverse-translated, or a transit session's forward direction unchanged).
+func (c *core) quoted(k key, fromTunnel bool) (src, dst, via [4]byte, ok bool) {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	i := c.index[k]
 	if i == 0 {
-		return src, dst, false
+		return src, dst, via, false
 	}
 	s := &c.slots[i]
 	if s.dead || c.expired(s, now) {
-		return src, dst, false
+		return src, dst, via, false
 	}
-	if k == s.fwd {
-		return s.fwdSrc, s.fwdDst, true
+	fwd := k == s.fwd
+	switch {
+	case s.transit && fwd == fromTunnel:
+		return k.src, k.dst, s.via, true
+	case s.transit:
+		return src, dst, via, false
+	case fromTunnel && !fwd:
+		return s.revSrc, s.revDst, via, true
+	case fromTunnel:
+		return src, dst, via, false
+	case fwd:
+		return s.fwdSrc, s.fwdDst, s.via, true
 	}
-	return s.revSrc, s.revDst, true
+	return s.revSrc, s.revDst, via, s.via == [4]byte{}
 }
 
 // instanceRemoved marks every session to or from in dead, so that none of its packets is
 // sent towards a namespace that is going away and its peers learn at once that it ended.
 func (c *core) instanceRemoved(in *netsetup.Instance) {
-	ns := in.NSIP.As4()
+	ns, inst := in.NSIP.As4(), in.InstanceIP.As4()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i := range c.slots[:c.next] {
 		s := &c.slots[i]
-		// The client's namespace IP is the forward source, the server's the forward target.
-		if s.used && (s.fwd.src == ns || s.fwdDst == ns) {
+		// The client's namespace IP is the forward source, the server's the forward target;
+		// a transit session's client is a remote instance, known by its instance IP.
+		if s.used && (s.fwd.src == ns || s.fwdDst == ns || (s.transit && s.fwd.src == inst)) {
 			s.dead = true
 		}
 	}
@@ -518,7 +612,7 @@ func (c *core) sessionCount() int {
 // stats returns the counters and the number of sessions in the table.
 func (c *core) stats() map[string]uint64 {
 	st := &c.st
-	return map[string]uint64{
+	m := map[string]uint64{
 		"forwarded": st.forwarded.Load(), "sessions_created": st.created.Load(),
 		"sessions": uint64(c.sessionCount()), "sessions_expired": st.expired.Load(),
 		"sessions_replaced": st.replaced.Load(), "sessions_evicted": st.evicted.Load(),
@@ -529,4 +623,8 @@ func (c *core) stats() map[string]uint64 {
 		"dropped_malformed":   st.malformed.Load(), "dropped_ipv6": st.notIPv4.Load(), "dropped_unsupported": st.unsupported.Load(),
 		"dropped_fragment": st.fragments.Load(), "write_errors": st.writeErrors.Load(),
 	}
+	if len(c.peers) > 0 {
+		st.tunnel.stats(m)
+	}
+	return m
 }

@@ -53,7 +53,7 @@ func (tc *testCore) synFlood(t testing.TB, n int, step time.Duration) {
 		// distinct ports; the TCP checksum is not the proxy's business
 		pkt[20], pkt[21] = byte(i>>8), byte(i)
 		pkt[22], pkt[23] = byte(i>>24), byte(i>>16)
-		if tc.handle(pkt, tc.out) == nil || pkt[33]&tcpRST != 0 {
+		if p, _ := tc.handle(pkt, tc.out); p == nil || pkt[33]&tcpRST != 0 {
 			t.Fatalf("flood SYN %d dropped or refused", i)
 		}
 		tc.clock += step

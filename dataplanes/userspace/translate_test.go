@@ -28,10 +28,17 @@ const (
 	emptySvc   = "10.30.0.6"
 )
 
-// fakeRegistry is the table query over fixed services.
+// fakeRegistry is the table query over fixed services; remote holds the node IPs of
+// instances on other workers.
 type fakeRegistry struct {
 	services  []netsetup.Service
 	instances map[string][]*netsetup.Instance
+	remote    map[*netsetup.Instance]netip.Addr
+}
+
+func (r *fakeRegistry) RemoteNode(in *netsetup.Instance) (netip.Addr, bool) {
+	node, ok := r.remote[in]
+	return node, ok
 }
 
 func (r *fakeRegistry) ByServiceIP(ip netip.Addr) (netsetup.Service, []*netsetup.Instance, bool) {
@@ -99,9 +106,12 @@ func newTestCore(t testing.TB) *testCore {
 // pass hands a copy of pkt to the proxy and returns what it writes back, or nil.
 func (tc *testCore) pass(pkt []byte) []byte {
 	in := append([]byte(nil), pkt...)
-	out := tc.handle(in, tc.out)
+	out, via := tc.handle(in, tc.out)
 	if out == nil {
 		return nil
+	}
+	if via != ([4]byte{}) {
+		panic("a single node's proxy tunnelled a packet")
 	}
 	return append([]byte(nil), out...)
 }
@@ -561,12 +571,12 @@ func TestTruncated(t *testing.T) {
 func TestNoAllocation(t *testing.T) {
 	tc := newTestCore(t)
 	pkt := build(t, spec{proto: "tcp", src: clientNS, dst: serverSvc, sport: 40000, dport: 7400, flags: "S"})
-	require.NotNil(t, tc.handle(append([]byte(nil), pkt...), tc.out))
+	require.NotNil(t, tc.pass(pkt))
 	ack := build(t, spec{proto: "tcp", src: clientNS, dst: serverSvc, sport: 40000, dport: 7400, flags: "A", payload: make([]byte, 1400)})
 	buf := make([]byte, len(ack))
 	allocs := testing.AllocsPerRun(1000, func() {
 		copy(buf, ack)
-		if tc.handle(buf, tc.out) == nil {
+		if p, _ := tc.handle(buf, tc.out); p == nil {
 			t.Fatal("dropped")
 		}
 	})
@@ -599,7 +609,7 @@ func FuzzHandle(f *testing.F) {
 		in := append([]byte(nil), pkt...)
 		h, ok := parseIPv4(in)
 		validHeader := ok && checksum(in[:h.ihl]) == 0
-		out := tc.handle(in, tc.out)
+		out, _ := tc.handle(in, tc.out)
 		if out == nil {
 			return
 		}

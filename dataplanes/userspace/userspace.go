@@ -179,7 +179,7 @@ func (d *DataPlane) Deploy(ctx context.Context, node *netsetup.Node) (err error)
 	}
 	cpupin.PinningFrom(ctx).Process(cpupin.Proxy, d.cmd.Process.Pid)
 	cfg := d.cfg
-	if _, err := d.ctl.call(request{Op: opInit, Config: &cfg}); err != nil {
+	if _, err := d.ctl.call(request{Op: opInit, Config: &cfg, Tunnel: tunnelOf(node)}); err != nil {
 		return err
 	}
 	d.evMu.Lock()
@@ -313,12 +313,18 @@ func (d *DataPlane) Target(svc netsetup.Service) (netip.Addr, error) {
 // Settings describes the proxy for meta.json.
 func (d *DataPlane) Settings() map[string]string {
 	mtu := "the node's (1450 by default)"
+	tunnel := "none (a standalone node)"
 	d.mu.Lock()
 	if d.node != nil {
 		mtu = strconv.Itoa(d.node.Config().MTU)
+		if t := tunnelOf(d.node); t != nil {
+			tunnel = fmt.Sprintf("Oakestra's: the translated packet as one UDP datagram from %v to a peer's node IP, port %d; %d peers; packets over the mtu dropped and counted",
+				t.Self, netsetup.TunnelPort, len(t.Peers))
+		}
 	}
 	d.mu.Unlock()
 	return map[string]string{
+		"tunnel":                  tunnel,
 		"proxy":                   "user-space TUN proxy (Oakestra's), in a process of its own",
 		"process":                 ProcessName,
 		"tun":                     TunName,
@@ -404,4 +410,24 @@ func (d *DataPlane) teardown() error {
 		return fmt.Errorf("close userspace proxy: %w", err)
 	}
 	return nil
+}
+
+// placement is where in runs: its worker's name and node IP, and whether that is another
+// worker of the cluster.
+func placement(in *netsetup.Instance) (node string, nodeIP netip.Addr, remote bool) {
+	return in.Node, in.NodeIP, in.Remote()
+}
+
+// tunnelOf is the tunnel's configuration on a worker of a cluster: its node IP, its peers'
+// and the overlay MTU; nil on a standalone node, which has no tunnel.
+func tunnelOf(node *netsetup.Node) *tunnelConfig {
+	u, ok := node.Underlay()
+	if !ok {
+		return nil
+	}
+	t := &tunnelConfig{Self: u.IP, MTU: node.Config().MTU}
+	for _, p := range u.Peers {
+		t.Peers = append(t.Peers, p.IP)
+	}
+	return t
 }

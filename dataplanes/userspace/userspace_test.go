@@ -22,6 +22,13 @@ func TestProxy(t *testing.T) {
 	proxytest.Run(t, func() proxytest.DataPlane { return userspace.New() })
 }
 
+// TestProxyAcrossWorkers runs the cross-worker suite every proxy passes: the user-space
+// tunnel carries TCP and UDP through service and instance IPs between workers.
+func TestProxyAcrossWorkers(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	proxytest.RunCluster(t, func() proxytest.DataPlane { return userspace.New() })
+}
+
 // TestDeployAndClose checks what Deploy sets up in the node namespace and that Close
 // removes the device and its route and restores the sysctls, twice without error.
 func TestDeployAndClose(t *testing.T) {
