@@ -3,7 +3,6 @@ package scenarios
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,79 +11,39 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/dataplanes/direct"
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf"
+	"github.com/edgebpf/edgebpf/dataplanes/nftables"
 	"github.com/edgebpf/edgebpf/dataplanes/userspace"
 	"github.com/edgebpf/edgebpf/internal/testenv"
 	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/reports"
 )
 
-// routed is a test-only stand-in for `direct` across workers until the real one lands: the
-// direct data plane plus, on a worker of a cluster, a route to every peer's subnet via the
-// peer's node IP and forwarding in the worker namespace. Packets really cross the underlay.
-type routed struct {
-	*direct.DataPlane
-	name string
-	undo func() error
-}
-
-func (r *routed) Name() string { return r.name }
-
-func (r *routed) Deploy(ctx context.Context, n *netsetup.Node) error {
-	if err := r.DataPlane.Deploy(ctx, n); err != nil {
-		return err
-	}
-	u, ok := n.Underlay()
-	if !ok {
-		return nil
-	}
-	undo, err := n.EnableForwarding()
-	if err != nil {
-		return err
-	}
-	r.undo = undo
-	h, err := n.NS.Netlink()
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	for _, p := range u.Peers {
-		ipn := &net.IPNet{IP: p.Subnet.Addr().AsSlice(), Mask: net.CIDRMask(p.Subnet.Bits(), 32)}
-		if err := h.RouteAdd(&netlink.Route{LinkIndex: u.Index, Dst: ipn, Gw: p.IP.AsSlice()}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (r *routed) Close() error {
-	if r.undo != nil {
-		_ = r.undo()
-	}
-	return r.DataPlane.Close()
-}
-
-func routedSpec(name string) dataplanes.Spec {
-	s := direct.Spec
-	s.Name, s.CrossNode = name, true
-	s.New = func() dataplanes.DataPlane { return &routed{DataPlane: direct.New(), name: name} }
-	return s
-}
-
-// withCrossRegistry makes the runner offer routed direct ("direct", and "hop", the same under
-// another name so that direct+hop is a mixed subject) and the real userspace, which does not
-// cross workers in this build.
+// withCrossRegistry makes the runner offer direct, "hop" (direct under another name, so
+// that direct+hop is a mixed subject whose two data planes both cross workers) and ebpf, which
+// does not cross workers in this build.
 func withCrossRegistry(t *testing.T) {
 	old := registry
+	hop := direct.Spec
+	hop.Name = "hop"
+	hop.New = func() dataplanes.DataPlane { return renamed{direct.New(), "hop"} }
 	registry = func() dataplanes.Registry {
-		return dataplanes.Registry{routedSpec("direct"), routedSpec("hop"), userspace.Spec}
+		return dataplanes.Registry{direct.Spec, hop, userspace.Spec, ebpf.Spec, nftables.Spec}
 	}
 	t.Cleanup(func() { registry = old })
 }
+
+// renamed is a data plane under another name.
+type renamed struct {
+	dataplanes.DataPlane
+	name string
+}
+
+func (r renamed) Name() string { return r.name }
 
 func TestCrossNodeRun(t *testing.T) {
 	testenv.RequirePrivileged(t)
@@ -92,7 +51,7 @@ func TestCrossNodeRun(t *testing.T) {
 	dir := t.TempDir()
 	meta, err := Run(context.Background(), RunOptions{
 		Experiments: []string{"latency", "throughput", "resources"}, Profile: "smoke", Out: dir,
-		DataPlanes: []string{"direct", "direct+hop", "userspace"},
+		DataPlanes: []string{"direct", "direct+hop", "userspace", "nftables", "ebpf"},
 		Topology:   Topology{Kind: CrossNode},
 		Overrides:  Overrides{Duration: 900 * time.Millisecond},
 	})
@@ -103,14 +62,14 @@ func TestCrossNodeRun(t *testing.T) {
 	for _, e := range meta.Experiments {
 		status[e.Name+"/"+e.DataPlane] = e
 	}
-	require.Len(t, status, 9)
+	require.Len(t, status, 15)
 	for _, exp := range []string{"latency", "throughput", "resources"} {
-		for _, dp := range []string{"direct", "direct+hop"} {
+		for _, dp := range []string{"direct", "direct+hop", "userspace", "nftables"} {
 			assert.Equal(t, "done", status[exp+"@cross-node/"+dp].Status, "%s on %s: %s", exp, dp, status[exp+"@cross-node/"+dp].Error)
 		}
-		us := status[exp+"@cross-node/userspace"]
-		assert.Equal(t, "skipped", us.Status)
-		assert.Contains(t, us.SkipReason, "userspace does not carry traffic between workers")
+		eb := status[exp+"@cross-node/ebpf"]
+		assert.Equal(t, "skipped", eb.Status)
+		assert.Contains(t, eb.SkipReason, "data plane ebpf does not carry traffic between workers")
 	}
 
 	// meta.json: the topology, with what was shaped, and which data plane each worker ran.
@@ -139,8 +98,9 @@ func TestCrossNodeRun(t *testing.T) {
 			rtt[e.DataPlane] = e.Median
 		}
 	}
-	assert.Positive(t, rtt["direct"])
-	assert.Positive(t, rtt["direct+hop"])
+	for _, dp := range []string{"direct", "direct+hop", "userspace", "nftables"} {
+		assert.Positive(t, rtt[dp], dp)
+	}
 
 	md, err := os.ReadFile(filepath.Join(dir, "summary.md"))
 	require.NoError(t, err)
@@ -151,7 +111,7 @@ func TestClusterPlacesServicesOnWorkers(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	sess := testenv.Session(t)
 	tp := Topology{Kind: CrossNode, Workers: 3, Placement: Placement{"server": 2}}.resolved()
-	specs := []dataplanes.Spec{routedSpec("direct"), routedSpec("direct"), routedSpec("direct")}
+	specs := []dataplanes.Spec{direct.Spec, direct.Spec, direct.Spec}
 	c, err := BuildCluster(context.Background(), sess, tp.clusterConfig(netsetup.NodeConfig{}, "direct"), specs, tp.Placement)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, c.Close()) })
