@@ -175,3 +175,31 @@ func killWorker(ctx context.Context, worker string) string {
 	}
 	return ""
 }
+
+// TestBothTopologiesInterleave runs latency on one node and across workers in one run: the
+// repetitions of both interleave, and the report sets them side by side.
+func TestBothTopologiesInterleave(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	dir := t.TempDir()
+	meta, err := Run(context.Background(), RunOptions{
+		Experiments: []string{"latency"}, Profile: "smoke", Out: dir, DataPlanes: []string{"direct", "userspace"},
+		Topology: Topology{Kind: CrossNode + "," + SameNode}, Overrides: Overrides{Reps: 2},
+	})
+	require.NoError(t, err)
+	require.Len(t, meta.Experiments, 4)
+	byName := map[string]reports.ExperimentMeta{}
+	for _, e := range meta.Experiments {
+		require.Equal(t, "done", e.Status, "%s/%s: %s", e.Name, e.DataPlane, e.Error)
+		require.Len(t, e.RepTimes, 2)
+		byName[e.Name+"/"+e.DataPlane] = e
+	}
+	same, cross := byName["latency/direct"], byName["latency@cross-node/direct"]
+	assert.True(t, cross.RepTimes[0].Started.Before(same.RepTimes[1].Started), "rep 1 across workers runs before rep 2 on one node")
+	assert.True(t, same.RepTimes[0].Started.Before(cross.RepTimes[1].Started))
+	assert.Equal(t, "same-node,cross-node", meta.Topology["kind"])
+	assert.NotNil(t, meta.Topology["same_node"])
+
+	md, err := os.ReadFile(filepath.Join(dir, "summary.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "What crossing workers costs")
+}

@@ -85,18 +85,25 @@ func DryRun(o RunOptions) ([]Estimate, error) {
 		if err != nil {
 			return nil, err
 		}
-		est := Estimate{Experiment: e.Name + o.Topology.suffix(), Meter: e.Meter}
+		est := Estimate{Experiment: e.Name, Meter: e.Meter}
+		if o.Topology.Kind == CrossNode {
+			est.Experiment += CrossNodeSuffix
+		}
 		for _, j := range jobs {
+			name := j.name()
+			if o.Topology.Kind != CrossNode && j.plan.Experiment != e.Name { // both topologies
+				name += CrossNodeSuffix
+			}
 			est.Reps = j.plan.Reps
 			if j.skip != "" {
-				est.Subjects = append(est.Subjects, SubjectEstimate{Name: j.name(), Skip: j.skip})
+				est.Subjects = append(est.Subjects, SubjectEstimate{Name: name, Skip: j.skip})
 				continue
 			}
 			rep, ok := EstimateRep(j.plan.Params, j.name())
 			if !ok {
 				return nil, fmt.Errorf("experiment %s: meter %s has no run time estimate", e.Name, e.Meter)
 			}
-			est.Subjects = append(est.Subjects, SubjectEstimate{Name: j.name(), Rep: rep})
+			est.Subjects = append(est.Subjects, SubjectEstimate{Name: name, Rep: rep})
 			if j.warmup != nil {
 				w, _ := EstimateRep(j.warmup.Params, j.name())
 				est.Warmup += w

@@ -175,10 +175,23 @@ func (o *RunOptions) newMeta(warm bool) *reports.Meta {
 	return meta
 }
 
-// jobs resolves one experiment into a job per subject: per responder configuration for an
-// experiment that lists configurations (--dataplane does not select among them), per selected
-// data plane otherwise.
+// jobs resolves one experiment into a job per subject and topology (same-node jobs first).
 func (o *RunOptions) jobs(e Experiment, warm bool) ([]job, error) {
+	var out []job
+	for _, kind := range o.Topology.Kinds() {
+		js, err := o.jobsIn(e, warm, o.Topology.as(kind))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, js...)
+	}
+	return out, nil
+}
+
+// jobsIn resolves one experiment on one topology into a job per subject: per responder
+// configuration for an experiment that lists configurations (--dataplane does not select
+// among them), per selected data plane otherwise. A mixed subject has no same-node job.
+func (o *RunOptions) jobsIn(e Experiment, warm bool, t Topology) ([]job, error) {
 	plan, err := e.Plan(o.Profile, o.Overrides)
 	if err != nil {
 		return nil, err
@@ -192,13 +205,13 @@ func (o *RunOptions) jobs(e Experiment, warm bool) ([]job, error) {
 		}
 		warmup = &w
 	}
-	plan.Experiment += o.Topology.suffix()
-	if o.Topology.CrossNode() && !crossMeters[e.Meter] {
+	plan.Experiment += t.suffix()
+	if t.CrossNode() && !crossMeters[e.Meter] {
 		return o.sameNodeOnly(e, plan, warmup)
 	}
 	var out []job
 	if len(e.Configurations) > 0 {
-		direct, err := subjects.DataPlanes().Lookup(responderPlane)
+		direct, err := registry().Lookup(responderPlane)
 		if err != nil {
 			return nil, err
 		}
@@ -212,12 +225,15 @@ func (o *RunOptions) jobs(e Experiment, warm bool) ([]job, error) {
 		return out, nil
 	}
 	for _, dp := range o.DataPlanes {
-		spec, planes, err := lookupSubject(dp, o.Topology)
+		if !t.CrossNode() && dataplanes.IsMixed(dp) {
+			continue
+		}
+		spec, planes, err := lookupSubject(dp, t)
 		if err != nil {
 			return nil, err
 		}
 		j := job{plan: plan, subject: spec.Spec, plane: spec, warmup: warmup}
-		if o.Topology.CrossNode() {
+		if t.CrossNode() {
 			j.planes, j.skip = planes, crossReason(planes)
 		}
 		out = append(out, j)
@@ -399,16 +415,23 @@ func featureMeta(r features.Report) []reports.FeatureMeta {
 	return out
 }
 
-// groupJobs splits the jobs into experiments: runs of consecutive jobs of one experiment.
+// groupJobs splits the jobs into experiments: runs of consecutive jobs of one experiment,
+// on either topology (latency and latency@cross-node interleave).
 func groupJobs(jobs []job) [][]*job {
 	var out [][]*job
 	for i := range jobs {
-		if i == 0 || jobs[i].plan.Experiment != jobs[i-1].plan.Experiment {
+		if i == 0 || baseExperiment(jobs[i].plan.Experiment) != baseExperiment(jobs[i-1].plan.Experiment) {
 			out = append(out, nil)
 		}
 		out[len(out)-1] = append(out[len(out)-1], &jobs[i])
 	}
 	return out
+}
+
+// baseExperiment is an experiment's name without its topology.
+func baseExperiment(name string) string {
+	base, _, _ := strings.Cut(name, TopologySep)
+	return base
 }
 
 // step is one run of a job's meter: its warm-up (rep 0) or a recorded repetition.

@@ -75,15 +75,39 @@ func (p Placement) String() string {
 	return strings.Join(b, ",")
 }
 
-// CrossNode says whether t builds a cluster per job.
-func (t Topology) CrossNode() bool { return t.Kind == CrossNode }
-
-// resolved fills the defaults: same-node for an empty kind; for cross-node 2 workers and
-// the default placement under the given one.
-func (t Topology) resolved() Topology {
+// Kinds lists the topologies t measures on: one, or "same-node,cross-node" for both, whose
+// jobs then run side by side, their repetitions interleaved.
+func (t Topology) Kinds() []string {
 	if t.Kind == "" {
-		t.Kind = SameNode
+		return []string{SameNode}
 	}
+	var out []string
+	for k := range strings.SplitSeq(t.Kind, ",") {
+		out = append(out, strings.TrimSpace(k))
+	}
+	return out
+}
+
+// CrossNode says whether t builds clusters (alone or beside same-node jobs).
+func (t Topology) CrossNode() bool { return slices.Contains(t.Kinds(), CrossNode) }
+
+// as returns t measuring on one of its kinds.
+func (t Topology) as(kind string) Topology {
+	t.Kind = kind
+	return t
+}
+
+// resolved fills the defaults: same-node for an empty kind, both kinds in the order of
+// Topologies; for cross-node 2 workers and the default placement under the given one.
+func (t Topology) resolved() Topology {
+	kinds := t.Kinds()
+	var ordered []string
+	for _, k := range Topologies {
+		if slices.Contains(kinds, k) {
+			ordered = append(ordered, k)
+		}
+	}
+	t.Kind = strings.Join(ordered, ",")
 	if !t.CrossNode() {
 		return t
 	}
@@ -100,8 +124,14 @@ func (t Topology) resolved() Topology {
 // under cross-node, a size the cluster supports, and a placement naming only the experiments'
 // services and existing workers.
 func (t Topology) Validate() error {
-	if t.Kind != "" && !slices.Contains(Topologies, t.Kind) {
-		return fmt.Errorf("unknown topology %q: choose %s", t.Kind, strings.Join(Topologies, " or "))
+	kinds := t.Kinds()
+	for i, k := range kinds {
+		if !slices.Contains(Topologies, k) {
+			return fmt.Errorf("unknown topology %q: choose %s, or both as %s", k, strings.Join(Topologies, " or "), strings.Join(Topologies, ","))
+		}
+		if slices.Index(kinds, k) < i {
+			return fmt.Errorf("topology %s is listed twice: give each once", k)
+		}
 	}
 	if !t.CrossNode() {
 		if t.Workers != 0 || len(t.Placement) > 0 || t.UnderlayRate != 0 {
@@ -132,15 +162,18 @@ func (t Topology) Validate() error {
 // same-node, "@cross-node"), so that rows of both topologies never mix in one results
 // directory or comparison.
 func (t Topology) suffix() string {
-	if t.CrossNode() {
+	if t.Kind == CrossNode {
 		return TopologySep + CrossNode
 	}
 	return ""
 }
 
 // TopologySep separates an experiment's name from its topology in the results:
-// latency@cross-node.
-const TopologySep = "@"
+// latency@cross-node (CrossNodeSuffix).
+const (
+	TopologySep     = "@"
+	CrossNodeSuffix = TopologySep + CrossNode
+)
 
 // clusterConfig is the cluster a cross-node job of the data plane or mixed subject `name`
 // builds; its workers' names start with the subject's.
@@ -160,8 +193,8 @@ func (t Topology) meta(node netsetup.NodeConfig) map[string]any {
 		shaped = fmt.Sprintf("tbf at %s on each worker's underlay link (%s, egress), burst max(10 ms, 64 KiB), queue 50 ms",
 			formatBits(float64(c.RateBits)), netsetup.UnderlayLink)
 	}
-	return map[string]any{
-		"kind": CrossNode, "cluster": "x-<data plane or mixed subject>, workers <cluster>-w<i>",
+	m := map[string]any{
+		"kind": t.Kind, "cluster": "x-<data plane or mixed subject>, workers <cluster>-w<i>",
 		"workers": c.Workers, "placement": map[string]int(t.Placement),
 		"underlay": c.Underlay.String(), "underlay_mtu": c.UnderlayMTU, "underlay_shaping": shaped,
 		"worker_subnets": c.WorkerNets.String() + " split in /24s, worker i 10.18.i.0/24",
@@ -169,6 +202,10 @@ func (t Topology) meta(node netsetup.NodeConfig) map[string]any {
 		"services": serviceNames[:],
 		"mixed":    "a mixed subject A+B runs A on worker 0, B on worker 1 (workers beyond the list the last)",
 	}
+	if slices.Contains(t.Kinds(), SameNode) { // beside the clusters, the nodes of the same-node jobs
+		m["same_node"] = topology(node.Resolved())
+	}
+	return m
 }
 
 // formatBits renders a rate as "1 Gbit/s".
@@ -204,7 +241,7 @@ var (
 // cross-node, the known mixed subjects too. A mixed subject on one node is refused.
 func ParseDataPlanes(list, topology string) ([]string, error) {
 	reg := registry()
-	cross := topology == CrossNode
+	cross := Topology{Kind: topology}.CrossNode()
 	if strings.TrimSpace(list) == "all" {
 		out := reg.Names()
 		if cross {

@@ -94,3 +94,23 @@ func TestSuiteTopology(t *testing.T) {
 	_, err = Parse(strings.NewReader(`{"experiments": [{"name": "latency@x", "meter": "connect-rtt", "profiles": {"smoke": {"reps": 1}}}]}`), "t.json")
 	require.ErrorContains(t, err, "is invalid")
 }
+
+func TestBothTopologies(t *testing.T) {
+	o := RunOptions{Profile: "smoke", Experiments: []string{"latency", "throughput"}, DataPlanes: []string{"direct", "ebpf+userspace"},
+		Topology: Topology{Kind: "cross-node, same-node"}}
+	jobs, meta, err := o.prepare()
+	require.NoError(t, err)
+	var names []string
+	for _, j := range jobs {
+		names = append(names, j.plan.Experiment+"/"+j.name())
+	}
+	assert.Equal(t, []string{
+		"latency/direct", "latency@cross-node/direct", "latency@cross-node/ebpf+userspace",
+		"throughput/direct", "throughput@cross-node/direct", "throughput@cross-node/ebpf+userspace",
+	}, names, "same-node first, the mixed subject only across workers")
+	assert.Len(t, groupJobs(jobs), 2, "one experiment's jobs of both topologies interleave")
+	assert.Equal(t, "same-node,cross-node", meta.Topology["kind"])
+
+	err = RunOptions{Profile: "smoke", Topology: Topology{Kind: "cross-node,cross-node"}}.Check()
+	assert.ErrorContains(t, err, "topology cross-node is listed twice")
+}

@@ -54,7 +54,8 @@ workers (default 2) joined by an underlay, deploys the data plane on every worke
 the client on worker 0 and the server on worker 1 (--placement client=0,server=1). A mixed
 subject such as ebpf+userspace runs ebpf on worker 0 and userspace on worker 1; "all" includes
 it under cross-node. Results carry the topology in the experiment's name (latency@cross-node),
-so same-node and cross-node rows never mix. --underlay-rate shapes each worker's underlay link.`,
+so same-node and cross-node rows never mix; --topology same-node,cross-node runs both in one
+run, their repetitions interleaved. --underlay-rate shapes each worker's underlay link.`,
 		Example: `  edgebpf run all --profile quick --out results/quick
   edgebpf run latency throughput --topology cross-node --dataplane all --underlay-rate 1G
   edgebpf run latency throughput --dataplane direct --reps 10
@@ -75,7 +76,7 @@ so same-node and cross-node rows never mix. --underlay-rate shapes each worker's
 	f.StringVar(&o.rates, "rates", "", "bottleneck target rates, e.g. 1M,50M,100M (default: the profile's)")
 	f.StringVar(&o.scenario, "scenario", "", "a suite file of the shape of scenarios/suite.json instead of the built-in one")
 	f.IntVar(&o.mtu, "mtu", netsetup.DefaultMTU, "MTU of the bridge and every veth")
-	f.StringVar(&o.topology, "topology", "", "same-node (default: client and server on one node) or cross-node (a cluster of workers per job)")
+	f.StringVar(&o.topology, "topology", "", "same-node (default: client and server on one node), cross-node (a cluster of workers per job), or same-node,cross-node (both, interleaved)")
 	f.IntVar(&o.workers, "workers", 0, "workers of each cluster under --topology cross-node (default 2)")
 	f.StringVar(&o.placement, "placement", "", "worker of each service under --topology cross-node (default client=0,server=1)")
 	f.StringVar(&o.underlayRate, "underlay-rate", "", "shape each worker's underlay link to this rate under --topology cross-node, e.g. 1G (default: unshaped)")
