@@ -37,7 +37,7 @@ func (ds *Dataset) crossNodeView() *Dataset {
 
 // clusterText describes the run's clusters from meta.json: workers, placement and shaping.
 func clusterText(m *Meta) string {
-	if m == nil || m.Topology["kind"] != "cross-node" {
+	if m == nil || !slices.Contains(strings.Split(fmt.Sprint(m.Topology["kind"]), ","), "cross-node") {
 		return "a cluster of emulated workers joined by an underlay"
 	}
 	t := m.Topology
