@@ -21,8 +21,16 @@
  * without a session is passed on untranslated, never balanced anew.
  *
  * Fragments to the service range, the first one included, are dropped and counted: only the
- * first carries ports, so a datagram's fragments cannot all follow one session. */
-#include "edgebpf.h"
+ * first carries ports, so a datagram's fragments cannot all follow one session.
+ *
+ * On a worker of a cluster, a backend on another worker (node_ip set) is reached through the
+ * tunnel: the translated packet is wrapped in one UDP datagram to that worker's node IP, port
+ * 50103 (Oakestra's wire format, bpf/include/proxy.h) and sent out the underlay link, while the
+ * tunnel module has switched the tunnel on (px_tunnel); its replies come back to the tunnel's
+ * decapsulation (bpf/tunnel.c), which reverse-translates them from px_sessions. A session the
+ * tunnel noted as pass-through (a remote client's) sends replies back through the tunnel
+ * untranslated. */
+#include "proxy.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -34,6 +42,7 @@ struct px_backend {
 	__u32 ifindex;  /* its bridge-side veth in the node namespace */
 	__u8 mac[6];    /* its namespace-side MAC */
 	__u8 pad[2];
+	__u32 node_ip;  /* the worker hosting a remote instance (ifindex 0): tunnel there; 0: local */
 };
 
 /* A service IP (or an instance IP, a service of one) the proxy translates. Backends live in
@@ -50,34 +59,6 @@ struct px_backend_key {
 	__u32 ip;
 	__u32 gen;
 	__u32 slot;
-};
-
-/* A known client: its namespace IP maps to its instance IP and where replies go. */
-struct px_client {
-	__u32 instance_ip;
-	__u32 ifindex;
-	__u8 mac[6];
-	__u8 pad[2];
-};
-
-struct px_session_key {
-	__u32 saddr;
-	__u32 daddr;
-	__u16 sport;
-	__u16 dport;
-	__u8 proto;
-	__u8 pad[3];
-};
-
-struct px_session {
-	__u32 new_saddr;
-	__u32 new_daddr;
-	__u32 ifindex;
-	__u8 mac[6];
-	__u8 closing;  /* FINs both ways, or an RST: expire after closing_ns */
-	__u8 fin;      /* this direction sent a FIN */
-	__u32 in_ifindex; /* the veth this direction's packets arrive on */
-	__u64 last_seen;  /* coarse CLOCK_MONOTONIC ns, refreshed once per config.touch_ns */
 };
 
 /* What precedes the packet bytes in an upcall. */
@@ -121,20 +102,6 @@ struct {
 } px_backends SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, struct px_client);
-} px_clients SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 262144);
-	__type(key, struct px_session_key);
-	__type(value, struct px_session);
-} px_sessions SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, sizeof(__u32));
@@ -150,7 +117,11 @@ enum px_stat {
 	PX_SPOOFED = 6,   /* sources not the sending instance's namespace IP, dropped */
 	PX_UPCALL_SHED = 7, /* misses over the upcall rate, dropped */
 	PX_NO_SESSION = 8,  /* TCP segments other than a SYN without a session, passed on */
-	PX_STAT_MAX = 9
+	PX_ENCAP = 9,       /* packets tunnelled to another worker */
+	PX_NO_TUNNEL = 10,  /* packets for a remote instance without a tunnel, dropped */
+	PX_TUN_TOO_BIG = 11, /* packets too long for the underlay once encapsulated, dropped */
+	PX_TUN_ERROR = 12,  /* encapsulations the kernel refused, dropped */
+	PX_STAT_MAX = 13
 };
 
 struct {
@@ -214,87 +185,99 @@ static __always_inline int upcall(struct __sk_buff *skb, __u64 now)
 
 static __always_inline int expired(const struct px_session *s, __u8 proto, __u64 now)
 {
-	__u64 idle = s->closing ? config.closing_ns : (proto == IPPROTO_TCP ? config.tcp_idle_ns : config.udp_idle_ns);
-	/* Another CPU may have stamped the session after this one read the clock: a last_seen
-	 * ahead of now is fresh, not an underflow to "long ago". */
-	__u64 seen = s->last_seen;
-	return now > seen && now - seen > idle;
+	return session_expired(s, proto, now, config.tcp_idle_ns, config.udp_idle_ns, config.closing_ns);
 }
 
-#define TCP_FIN 0x01
-#define TCP_SYN 0x02
-#define TCP_RST 0x04
-#define TCP_ACK 0x10
-
-/* close_session records a FIN or an RST on session s, the direction packet p travels in. The
- * other direction's session is keyed by the translated packet's reverse: from s's new
- * destination to its new source, ports swapped. An RST closes both directions; a FIN closes
- * them once the other direction has sent one too. */
-static __always_inline void close_session(struct px_session *s, const struct l4 *p, __u8 flags)
+/* outer_check is the IPv4 header checksum of an outer header as encap writes it: version 4,
+ * IHL 5, TOS 0, the total length, ID 0, DF, TTL 64, UDP, the two addresses. */
+static __always_inline __u16 outer_check(__u16 tot_len, __u32 saddr, __u32 daddr)
 {
-	struct px_session_key rkey = { .saddr = s->new_daddr, .daddr = s->new_saddr, .sport = p->dport, .dport = p->sport, .proto = p->proto };
-	struct px_session *r = bpf_map_lookup_elem(&px_sessions, &rkey);
-	if (flags & TCP_FIN)
-		s->fin = 1;
-	if ((flags & TCP_RST) || (r && r->fin)) {
-		s->closing = 1;
-		if (r)
-			r->closing = 1;
+	__u32 s = bpf_ntohl(saddr), d = bpf_ntohl(daddr);
+	__u32 sum = 0x4500 + tot_len + 0x4000 + (64 << 8 | IPPROTO_UDP) + (s >> 16) + (s & 0xffff) + (d >> 16) + (d & 0xffff);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return bpf_htons(~sum & 0xffff);
+}
+
+/* encap puts the (translated) packet into one UDP datagram to node_ip:TUN_PORT from this
+ * worker's node IP and port, outer UDP checksum 0, inner bytes untouched, and sends it out the
+ * underlay link; the kernel resolves the next hop's MAC (bpf_redirect_neigh). A GSO packet
+ * keeps its segment size (its segments fit the overlay MTU, so each outer one fits the
+ * underlay's); a single packet too long for the underlay once wrapped is dropped and counted. */
+static __always_inline int encap(struct __sk_buff *skb, __u32 node_ip, __u32 tot_len)
+{
+	__u32 zero = 0;
+	struct px_underlay *t = bpf_map_lookup_elem(&px_tunnel, &zero);
+	if (!t || !t->local_ip) {
+		stat_inc(&px_stats, PX_NO_TUNNEL);
+		return TC_ACT_SHOT;
 	}
+	__u32 inner = skb->len - ETH_HLEN;
+	if (!skb->gso_size && tot_len < inner) {
+		/* Ethernet padding after the packet: the datagram carries the packet alone. */
+		if (bpf_skb_change_tail(skb, ETH_HLEN + tot_len, 0)) {
+			stat_inc(&px_stats, PX_TUN_ERROR);
+			return TC_ACT_SHOT;
+		}
+		inner = tot_len;
+	}
+	if (!skb->gso_size && inner + TUN_HLEN > t->mtu) {
+		stat_inc(&px_stats, PX_TUN_TOO_BIG);
+		return TC_ACT_SHOT;
+	}
+	if (bpf_skb_adjust_room(skb, TUN_HLEN, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_FIXED_GSO)) {
+		stat_inc(&px_stats, PX_TUN_ERROR);
+		return TC_ACT_SHOT;
+	}
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *o = data + ETH_HLEN;
+	struct udphdr *u = (void *)(o + 1);
+	if ((void *)(u + 1) > data_end)
+		return TC_ACT_SHOT;
+	__u16 tot = inner + TUN_HLEN;
+	*(__u8 *)o = 0x45; /* version 4, IHL 5 */
+	o->tos = 0;
+	o->tot_len = bpf_htons(tot);
+	o->id = 0;
+	o->frag_off = bpf_htons(0x4000); /* DF */
+	o->ttl = 64;
+	o->protocol = IPPROTO_UDP;
+	o->saddr = t->local_ip;
+	o->daddr = node_ip;
+	o->check = outer_check(tot, t->local_ip, node_ip);
+	u->source = bpf_htons(TUN_PORT);
+	u->dest = bpf_htons(TUN_PORT);
+	u->len = bpf_htons(inner + sizeof(struct udphdr));
+	u->check = 0; /* none: allowed on IPv4 */
+	stat_inc(&px_stats, PX_ENCAP);
+	return bpf_redirect_neigh(t->ifindex, 0, 0, 0);
 }
 
-/* Checksums: one delta for both addresses. csum_delta is sum(new) - sum(old) of the two
- * 32-bit address words in ones' complement arithmetic (RFC 1624), folded to 32 bits: what
- * bpf_csum_diff would return, without the helper call. The sum is independent of byte order,
- * so the words are used as loaded from memory. */
-static __always_inline __u32 csum_delta(__u32 old_s, __u32 old_d, __u32 new_s, __u32 new_d)
-{
-	__u64 acc = (__u64)new_s + new_d + (__u32)~old_s + (__u32)~old_d;
-	acc = (acc & 0xffffffff) + (acc >> 32);
-	acc = (acc & 0xffffffff) + (acc >> 32);
-	return acc;
-}
-
-/* ip_check_update applies a delta to an IPv4 header checksum: ~(~check + delta), folded to
- * 16 bits. */
-static __always_inline __u16 ip_check_update(__u16 check, __u32 delta)
-{
-	__u32 sum = (__u16)~check;
-	sum += (delta & 0xffff) + (delta >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return ~sum;
-}
-
-/* rewrite applies a session's translation and hands the packet to the target namespace. The
- * headers are written in place (direct packet access: the verifier's prologue makes a cloned
- * head writable once, before the program runs, for every cloned packet on the hook, also those
- * passed on; TCP's clones are writable without a copy): the two addresses in one 8-byte store, the
- * IPv4 checksum in one, the two MACs in two. The L4 checksum takes the same delta through one
- * bpf_l4_csum_replace, the only helper that knows the skb's checksum state (CHECKSUM_PARTIAL
- * keeps a pseudo-header sum there, CHECKSUM_COMPLETE also needs skb->csum adjusted); it comes
- * last, as it invalidates the packet pointers. */
+/* rewrite applies a session's translation and hands the packet on: into the target namespace
+ * (bpf_redirect_peer), or, for an instance on another worker, into the tunnel. A local
+ * packet was addressed to the bridge's MAC: it now comes from there, to the target's MAC (two
+ * stores, before the checksum helper invalidates the packet pointers). */
 static __always_inline int rewrite(struct __sk_buff *skb, void *data, struct iphdr *ip, __u8 proto, __u32 l4off,
 				   const struct px_session *s)
 {
-	__u64 addrs = *(const __u64 *)&s->new_saddr; /* new_saddr, new_daddr: adjacent */
-	__u32 delta = csum_delta(ip->saddr, ip->daddr, s->new_saddr, s->new_daddr);
-	ip->check = ip_check_update(ip->check, delta);
-	*(__u64 *)&ip->saddr = addrs; /* saddr, daddr: adjacent */
-	/* The packet was addressed to the bridge's MAC: it now comes from there. */
-	__u32 old0 = *(__u32 *)data;       /* destination MAC, bytes 0-3 */
-	__u16 old1 = *(__u16 *)(data + 4); /* and 4-5 */
-	__u64 mac = *(const __u32 *)s->mac | (__u64)*(const __u16 *)(s->mac + 4) << 32;
-	*(__u64 *)data = mac | (__u64)(old0 & 0xffff) << 48;
-	*(__u32 *)(data + 8) = old0 >> 16 | (__u32)old1 << 16;
-	__u64 l4flags = BPF_F_PSEUDO_HDR;
-	__u32 csum_off = l4off + (proto == IPPROTO_TCP ? 16 : 6);
-	if (proto == IPPROTO_UDP)
-		l4flags |= BPF_F_MARK_MANGLED_0; /* a zero UDP checksum means none: keep it zero */
-	if (bpf_l4_csum_replace(skb, csum_off, 0, delta, l4flags))
+	__u32 node_ip = s->node_ip;
+	if (!node_ip) {
+		__u32 old0 = *(__u32 *)data;       /* destination MAC, bytes 0-3 */
+		__u16 old1 = *(__u16 *)(data + 4); /* and 4-5 */
+		__u64 mac = *(const __u32 *)s->mac | (__u64)*(const __u16 *)(s->mac + 4) << 32;
+		*(__u64 *)data = mac | (__u64)(old0 & 0xffff) << 48;
+		*(__u32 *)(data + 8) = old0 >> 16 | (__u32)old1 << 16;
+	}
+	__u32 ifindex = s->ifindex;
+	__u32 tot_len = bpf_ntohs(ip->tot_len);
+	if (translate(skb, ip, proto, l4off, s))
 		return TC_ACT_SHOT;
 	stat_inc(&px_stats, PX_FORWARD);
-	return bpf_redirect_peer(s->ifindex, 0);
+	if (node_ip)
+		return encap(skb, node_ip, tot_len);
+	return bpf_redirect_peer(ifindex, 0);
 }
 
 SEC("tcx/ingress")
@@ -359,8 +342,11 @@ int proxy_in(struct __sk_buff *skb)
 	if (!be)
 		return upcall(skb, now);
 
+	/* A remote backend (node_ip set, no veth here) is reached through the tunnel; its
+	 * replies come back through it to the tunnel's decapsulation, which reverse-translates
+	 * them with rev. */
 	struct px_session fwd = { .new_saddr = cl->instance_ip, .new_daddr = be->nsip, .ifindex = be->ifindex,
-				  .in_ifindex = skb->ifindex, .last_seen = now };
+				  .in_ifindex = skb->ifindex, .node_ip = be->node_ip, .last_seen = now };
 	__builtin_memcpy(fwd.mac, be->mac, 6);
 	struct px_session rev = { .new_saddr = p.daddr, .new_daddr = p.saddr, .ifindex = cl->ifindex,
 				  .in_ifindex = be->ifindex, .last_seen = now };

@@ -1,6 +1,9 @@
 // Package ebpf is the `ebpf` data plane: the eBPF manager on the node with the proxy
 // module deployed, so that service IPs are translated in the kernel (dataplanes/ebpf/modules/proxy)
-// and other modules (counter, firewall) can be chained with it through the manager's API.
+// and other modules (counter, firewall) can be chained with it through the manager's API. On a
+// worker of a cluster it deploys the tunnel module after the proxy
+// (dataplanes/ebpf/modules/tunnel), so that instances on other workers are reached through
+// Oakestra's UDP tunnel, in the kernel at both ends.
 package ebpf
 
 import (
@@ -36,6 +39,7 @@ type DataPlane struct {
 	m           *manager.Manager
 	proxy       manager.Info
 	proxyConfig json.RawMessage
+	tunnel      bool // the tunnel module is deployed (a worker of a cluster)
 }
 
 // New returns an undeployed eBPF data plane.
@@ -48,7 +52,8 @@ func NewWithProxyConfig(config json.RawMessage) *DataPlane { return &DataPlane{p
 // Name returns "ebpf".
 func (*DataPlane) Name() string { return "ebpf" }
 
-// Deploy starts the manager on node and creates the proxy module.
+// Deploy starts the manager on node and creates the proxy module, and on a worker of a
+// cluster the tunnel module after it, so that instances on other workers are reached.
 func (d *DataPlane) Deploy(_ context.Context, node *netsetup.Node) error {
 	m, err := manager.New(node, modules.Catalogue())
 	if err != nil {
@@ -57,6 +62,12 @@ func (d *DataPlane) Deploy(_ context.Context, node *netsetup.Node) error {
 	inf, err := m.Create("proxy", d.proxyConfig)
 	if err != nil {
 		return errors.Join(fmt.Errorf("deploy ebpf proxy: %w", err), m.Close())
+	}
+	if _, ok := node.Underlay(); ok {
+		if _, err := m.Create("tunnel", nil); err != nil {
+			return errors.Join(fmt.Errorf("deploy ebpf tunnel: %w", err), m.Close())
+		}
+		d.tunnel = true
 	}
 	d.m, d.proxy = m, inf
 	return nil
@@ -95,9 +106,13 @@ func (d *DataPlane) ProgramRuns() ([]manager.ProgramRun, error) {
 }
 
 // Settings describes the data plane.
-func (*DataPlane) Settings() map[string]string {
-	return map[string]string{"proxy": "eBPF module (TCX ingress on bridge-side veths)", "delivery": "bpf_redirect_peer",
+func (d *DataPlane) Settings() map[string]string {
+	s := map[string]string{"proxy": "eBPF module (TCX ingress on bridge-side veths)", "delivery": "bpf_redirect_peer",
 		"sessions": "LRU 5-tuple, both directions", "install": "lazy (first packet via upcall)"}
+	if d.tunnel {
+		s["tunnel"] = "eBPF module: UDP 50103, Oakestra's wire format (encap in the proxy, bpf_redirect_neigh; decap on the underlay's TCX ingress)"
+	}
+	return s
 }
 
 // Close deletes the modules and stops the manager. It is idempotent.

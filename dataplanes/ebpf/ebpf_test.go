@@ -14,3 +14,9 @@ func TestProxySuite(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	proxytest.Run(t, func() proxytest.DataPlane { return ebpf.New() })
 }
+
+// TestProxySuiteAcrossWorkers: the eBPF tunnel passes the cross-worker suite.
+func TestProxySuiteAcrossWorkers(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	proxytest.RunCluster(t, func() proxytest.DataPlane { return ebpf.New() })
+}

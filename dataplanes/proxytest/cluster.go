@@ -119,13 +119,15 @@ type clusterFixture struct {
 	server netsetup.Service
 }
 
-// DeployCluster deploys a fresh data plane from newDP on every worker of c, closed on the
-// test's cleanup, and returns them in the workers' order.
-func DeployCluster(t testing.TB, c *netsetup.Cluster, newDP func() DataPlane) []DataPlane {
+// DeployCluster deploys a fresh data plane on every worker of c, closed on the test's
+// cleanup, and returns them in the workers' order. Worker i's comes from newDPs[i], the last
+// constructor serving the workers beyond: one constructor deploys the same data plane
+// everywhere, several make a mixed cluster.
+func DeployCluster(t testing.TB, c *netsetup.Cluster, newDPs ...func() DataPlane) []DataPlane {
 	t.Helper()
 	var dps []DataPlane
-	for _, w := range c.Workers {
-		dp := newDP()
+	for i, w := range c.Workers {
+		dp := newDPs[min(i, len(newDPs)-1)]()
 		require.NoError(t, dp.Deploy(context.Background(), w))
 		t.Cleanup(func() { assert.NoError(t, dp.Close()) })
 		dps = append(dps, dp)
@@ -133,9 +135,9 @@ func DeployCluster(t testing.TB, c *netsetup.Cluster, newDP func() DataPlane) []
 	return dps
 }
 
-func setupCluster(t *testing.T, newDP func() DataPlane) *clusterFixture {
+func setupCluster(t *testing.T, newDPs []func() DataPlane) *clusterFixture {
 	c := testenv.Cluster(t, netsetup.ClusterConfig{}, "client@0", "server@1")
-	dps := DeployCluster(t, c, newDP)
+	dps := DeployCluster(t, c, newDPs...)
 	f := &clusterFixture{c: c}
 	f.client, _ = c.Workers[0].Instance("client", 0)
 	f.server, _ = c.Workers[0].Registry.Service("server")
@@ -148,9 +150,11 @@ func setupCluster(t *testing.T, newDP func() DataPlane) *clusterFixture {
 	return f
 }
 
-// RunCluster runs the cross-worker suite against fresh data planes from newDP, one on each
-// worker of a two-worker cluster: the client on worker 0, the server on worker 1.
-func RunCluster(t *testing.T, newDP func() DataPlane) {
+// RunCluster runs the cross-worker suite against fresh data planes, one on each worker of a
+// two-worker cluster: the client on worker 0, the server on worker 1. One constructor puts
+// the same data plane on both; two make a mixed cluster (worker 0's first), which is how
+// tunnels of different data planes are shown to interoperate.
+func RunCluster(t *testing.T, newDPs ...func() DataPlane) {
 	cases := []struct {
 		name string
 		run  func(*testing.T, *clusterFixture)
@@ -162,7 +166,7 @@ func RunCluster(t *testing.T, newDP func() DataPlane) {
 		{"instances added after deployment reach each other across workers", crossAddedLater},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { c.run(t, setupCluster(t, newDP)) })
+		t.Run(c.name, func(t *testing.T) { c.run(t, setupCluster(t, newDPs)) })
 	}
 }
 

@@ -93,3 +93,16 @@ func serialize(ls ...gopacket.SerializableLayer) []byte {
 	}
 	return buf.Bytes()
 }
+
+// Tunnel wraps inner, an IPv4 packet without Ethernet header, as Oakestra's tunnel does: one
+// UDP datagram from src:sport to dst:dport whose whole payload is inner, outer IPv4 header
+// checksum right, outer UDP checksum 0 (none).
+func Tunnel(src, dst string, sport, dport uint16, inner []byte) []byte {
+	eth := &layers.Ethernet{SrcMAC: srcMAC, DstMAC: dstMAC, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, Flags: layers.IPv4DontFragment, SrcIP: addr(src), DstIP: addr(dst)}
+	u := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+	_ = u.SetNetworkLayerForChecksum(ip)
+	frame := serialize(eth, ip, u, gopacket.Payload(inner))
+	frame[14+20+6], frame[14+20+7] = 0, 0 // no UDP checksum
+	return frame
+}

@@ -77,8 +77,11 @@ func (m *Manager) HandlerFor(a Access) http.Handler {
 		}
 		if err := m.Delete(id); err != nil {
 			status := http.StatusInternalServerError
-			if errors.Is(err, ErrNotFound) {
+			switch {
+			case errors.Is(err, ErrNotFound):
 				status = http.StatusNotFound
+			case errors.Is(err, ErrDependency):
+				status = http.StatusConflict
 			}
 			WriteError(w, status, err)
 			return
@@ -203,7 +206,7 @@ func (m *Manager) handleCreate(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusNotFound, err)
 	case errors.Is(err, ErrBadName), errors.Is(err, ErrBadConfig):
 		WriteError(w, http.StatusBadRequest, err)
-	case errors.Is(err, ErrChainFull):
+	case errors.Is(err, ErrChainFull), errors.Is(err, ErrDependency):
 		WriteError(w, http.StatusConflict, err)
 	default:
 		WriteError(w, http.StatusInternalServerError, err)

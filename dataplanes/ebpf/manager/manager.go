@@ -41,6 +41,8 @@ type entry struct {
 	created time.Time
 	routes  []Route
 	at      map[int]*attachment // by bridge-side veth ifindex
+	node    []nodeLink          // programs on the node's own links (NodeAttacher)
+	uses    []int               // ids of the modules whose maps it uses (Linker)
 }
 
 // attachment is a module's two TCX links on one veth.
@@ -111,7 +113,8 @@ type Info struct {
 // statistics, which count only while BPF statistics are enabled (kernel.bpf_stats_enabled,
 // or edgebpf run --bpf-stats) and are 0 otherwise.
 type ProgramInfo struct {
-	Hook      string `json:"hook"` // tc_ingress (the service sends) or tc_egress (it receives)
+	Hook      string `json:"hook"`           // tc_ingress (the service sends) or tc_egress (it receives)
+	Link      string `json:"link,omitempty"` // a node link's name; empty for the instances' veths
 	Name      string `json:"name"`
 	ID        uint32 `json:"id"`
 	RunCount  uint64 `json:"run_count"`
@@ -121,14 +124,24 @@ type ProgramInfo struct {
 // hookedProgram is one of a module's programs with its hook, ingress or egress.
 type hookedProgram struct {
 	hook string
+	link string // a node link's name (NodeAttacher); empty on the veths
 	prog *ebpf.Program
+}
+
+// programsOf returns e's programs on the veths, then those on node links.
+func (m *Manager) programsOf(e *entry) []hookedProgram {
+	out := hooked(e.mod)
+	for _, nl := range e.node {
+		out = append(out, hookedProgram{hook: hookName(nl.prog.Attach), link: nl.prog.Link, prog: nl.prog.Program})
+	}
+	return out
 }
 
 // hooked returns the module's programs that exist, ingress first.
 func hooked(mod Module) []hookedProgram {
 	in, eg := mod.Programs()
 	var out []hookedProgram
-	for _, p := range []hookedProgram{{"ingress", in}, {"egress", eg}} {
+	for _, p := range []hookedProgram{{hook: "ingress", prog: in}, {hook: "egress", prog: eg}} {
 		if p.prog != nil {
 			out = append(out, p)
 		}
@@ -142,8 +155,8 @@ func (m *Manager) info(pos int, e *entry) Info {
 		inf.Attached = append(inf.Attached, a.in.Veth)
 	}
 	slices.Sort(inf.Attached)
-	for _, p := range hooked(e.mod) {
-		pi := ProgramInfo{Hook: "tc_" + p.hook}
+	for _, p := range m.programsOf(e) {
+		pi := ProgramInfo{Hook: "tc_" + p.hook, Link: p.link}
 		if i, err := p.prog.Info(); err == nil {
 			pi.Name = i.Name
 			id, _ := i.ID()
@@ -188,12 +201,16 @@ func (m *Manager) ProgramRuns() ([]ProgramRun, error) {
 		if names[e.name] > 1 {
 			name += "#" + strconv.Itoa(e.id)
 		}
-		for _, p := range hooked(e.mod) {
+		for _, p := range m.programsOf(e) {
 			st, err := p.prog.Stats()
 			if err != nil {
 				return nil, fmt.Errorf("run statistics of module %d's %s program: %w", e.id, p.hook, err)
 			}
-			out = append(out, ProgramRun{Name: name + "_" + p.hook, Runs: st.RunCount, Runtime: st.Runtime})
+			hook := p.hook
+			if p.link != "" {
+				hook = p.link + "_" + hook
+			}
+			out = append(out, ProgramRun{Name: name + "_" + hook, Runs: st.RunCount, Runtime: st.Runtime})
 		}
 	}
 	return out, nil
@@ -263,6 +280,9 @@ func (m *Manager) Create(name string, config json.RawMessage) (Info, error) {
 		return Info{}, errors.Join(fmt.Errorf("create module %s: %w", name, err), mod.Close())
 	}
 	e := &entry{id: m.nextID, name: name, mod: mod, created: time.Now().UTC(), routes: mod.Routes(), at: map[int]*attachment{}}
+	if err := m.link(e); err != nil {
+		return Info{}, errors.Join(fmt.Errorf("create module %s: %w", name, err), mod.Close())
+	}
 	m.mods = append(m.mods, e)
 	// Every attachment waits for an RCU grace period in the kernel: attach to many veths at
 	// once so that the waits overlap.
@@ -276,6 +296,9 @@ func (m *Manager) Create(name string, config json.RawMessage) (Info, error) {
 		}
 		return err
 	})
+	if err == nil {
+		err = m.attachNode(e)
+	}
 	if err != nil {
 		m.mods = m.mods[:len(m.mods)-1]
 		return Info{}, errors.Join(fmt.Errorf("create module %s: %w", name, err), m.release(e))
@@ -301,6 +324,9 @@ func (m *Manager) Delete(id int) error {
 		return fmt.Errorf("%w %d", ErrNotFound, id)
 	}
 	e := m.mods[i]
+	if d := m.usedBy(e); d != nil {
+		return fmt.Errorf("%w: module %d (%s) uses the maps of module %d (%s): delete it first", ErrDependency, d.id, d.name, e.id, e.name)
+	}
 	m.mods = slices.Delete(m.mods, i, i+1)
 	return m.release(e)
 }
@@ -339,6 +365,7 @@ func (m *Manager) Close() error {
 
 // release detaches e everywhere, tells its control plane, and closes it.
 func (m *Manager) release(e *entry) error {
+	nodeErr := e.detachNode() // closing a link needs no namespace
 	var ats []*attachment
 	for _, a := range e.at {
 		ats = append(ats, a)
@@ -352,7 +379,7 @@ func (m *Manager) release(e *entry) error {
 		e.mod.Detached(a.in)
 	}
 	clear(e.at)
-	if err = errors.Join(err, e.mod.Close()); err != nil {
+	if err = errors.Join(nodeErr, err, e.mod.Close()); err != nil {
 		return fmt.Errorf("delete module %d (%s): %w", e.id, e.name, err)
 	}
 	return nil
@@ -361,7 +388,11 @@ func (m *Manager) release(e *entry) error {
 func (m *Manager) instances() []*netsetup.Instance {
 	var out []*netsetup.Instance
 	for _, s := range m.node.Registry.Services() {
-		out = append(out, m.node.Registry.Instances(s.Name)...)
+		for _, in := range m.node.Registry.Instances(s.Name) {
+			if !remote(in) {
+				out = append(out, in)
+			}
+		}
 	}
 	return out
 }
@@ -371,8 +402,8 @@ func (m *Manager) instances() []*netsetup.Instance {
 func (m *Manager) onEvent(ev netsetup.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed || ev.Instance == nil {
-		return nil
+	if m.closed || ev.Instance == nil || remote(ev.Instance) {
+		return nil // remote instances have no veth here: the proxy reaches them through the tunnel
 	}
 	switch ev.Kind {
 	case netsetup.InstanceCreated:

@@ -1,8 +1,8 @@
 // Package modules is the catalogue of the eBPF modules compiled into edgebpf: the counter,
-// the firewall and the service proxy, each a package of its own with a Factory. Whoever starts
-// an eBPF manager passes it this catalogue (manager.New(node, modules.Catalogue())), so which
-// modules a node offers is visible at the call, not decided by which packages some file
-// imports for their side effects.
+// the firewall, the service proxy and the tunnel between a cluster's workers, each a package
+// of its own with a Factory. Whoever starts an eBPF manager passes it this catalogue
+// (manager.New(node, modules.Catalogue())), so which modules a node offers is visible at the
+// call, not decided by which packages some file imports for their side effects.
 //
 // Note: module packages used to register themselves with the manager from init, reached
 // through blank imports repeated wherever a manager was started; a forgotten import meant a
@@ -15,6 +15,7 @@ import (
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/counter"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/firewall"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/proxy"
+	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/tunnel"
 )
 
 // Catalogue returns every module by the name the REST API creates it with. Each call returns
@@ -24,5 +25,6 @@ func Catalogue() manager.Catalogue {
 		"counter":  counter.Factory,
 		"firewall": firewall.Factory,
 		"proxy":    proxy.Factory,
+		"tunnel":   tunnel.Factory,
 	}
 }

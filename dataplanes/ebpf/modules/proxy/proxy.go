@@ -80,10 +80,12 @@ type Config struct {
 
 // Proxy is a loaded proxy module on one node.
 type Proxy struct {
-	node *netsetup.Node
-	cfg  Config
-	objs proxyObjects
-	logs *logLimiter // one line per cause and second
+	node     *netsetup.Node
+	cfg      Config
+	timeouts proxyPxConfig // the configuration loaded into the program
+	nodeIP   netip.Addr    // this worker's node IP on a cluster's underlay; invalid standalone
+	objs     proxyObjects
+	logs     *logLimiter // one line per cause and second
 
 	reader      *perf.Reader
 	done        chan struct{}
@@ -155,7 +157,8 @@ func New(node *netsetup.Node, raw json.RawMessage) (*Proxy, error) {
 	if err := spec.Variables["config"].Set(c); err != nil {
 		return nil, fmt.Errorf("configure proxy: %w", err)
 	}
-	p := &Proxy{node: node, cfg: cfg, logs: newLogLimiter(slog.Default().With("module", "proxy"), time.Second), done: make(chan struct{}),
+	u, _ := node.Underlay()
+	p := &Proxy{node: node, cfg: cfg, timeouts: c, nodeIP: u.IP, logs: newLogLimiter(slog.Default().With("module", "proxy"), time.Second), done: make(chan struct{}),
 		installed: map[netip.Addr]*installed{}, clients: map[int]*netsetup.Instance{}, inject: map[int]*injector{}}
 	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
 		return nil, fmt.Errorf("load proxy programs: %w", err)
@@ -214,6 +217,20 @@ func (p *Proxy) putClient(in *netsetup.Instance) error {
 // Config returns the effective configuration.
 func (p *Proxy) Config() any { return p.cfg }
 
+// Shared is what the tunnel module works on: the proxy's session and client tables and its
+// tunnel switch, with the timeouts its sessions expire by.
+type Shared struct {
+	Sessions, Clients, Tunnel *ebpf.Map
+	TCPIdle, UDPIdle, Closing time.Duration
+}
+
+// Shared returns the maps and timeouts the tunnel module shares. The maps stay the proxy's:
+// the manager keeps the proxy while a module that uses them exists.
+func (p *Proxy) Shared() Shared {
+	return Shared{Sessions: p.objs.PxSessions, Clients: p.objs.PxClients, Tunnel: p.objs.PxTunnel,
+		TCPIdle: time.Duration(p.timeouts.TcpIdleNs), UDPIdle: time.Duration(p.timeouts.UdpIdleNs), Closing: time.Duration(p.timeouts.ClosingNs)}
+}
+
 // Close stops the upcall reader and releases everything.
 func (p *Proxy) Close() error {
 	p.unsubscribe()
@@ -246,6 +263,15 @@ func (p *Proxy) install(ip netip.Addr, service string, backends []*netsetup.Inst
 	for i, b := range backends {
 		v := proxyPxBackend{Nsip: be32(b.NSIP), Ifindex: uint32(b.VethIndex)}
 		copy(v.Mac[:], b.MAC)
+		if p.remote(b) {
+			// On another worker: reached through the tunnel at its node IP, never by
+			// redirect_peer (no veth here).
+			if !b.NodeIP.Is4() {
+				p.dropGen(key, gen, i)
+				return fmt.Errorf("install %s: instance %s is on another worker whose node IP is unknown", ip, b.Name)
+			}
+			v.Ifindex, v.NodeIp = 0, be32(b.NodeIP)
+		}
 		k := proxyPxBackendKey{Ip: key, Gen: gen, Slot: uint32(i)}
 		if err := p.objs.PxBackends.Update(&k, &v, ebpf.UpdateAny); err != nil {
 			p.dropGen(key, gen, i)
@@ -334,7 +360,9 @@ func (p *Proxy) purgeSessions(in *netsetup.Instance) {
 	var doomed []proxyPxSessionKey
 	it := p.objs.PxSessions.Iterate()
 	for it.Next(&k, &v) {
-		if k.Saddr == nsip || k.Daddr == iip || v.NewDaddr == nsip || v.NewSaddr == iip || int(v.Ifindex) == in.VethIndex {
+		// A remote instance has no veth (0), as every tunnelled session: only a local one's
+		// veth names its sessions.
+		if k.Saddr == nsip || k.Daddr == iip || v.NewDaddr == nsip || v.NewSaddr == iip || in.VethIndex != 0 && int(v.Ifindex) == in.VethIndex {
 			doomed = append(doomed, k)
 		}
 	}
@@ -354,13 +382,17 @@ type Stats struct {
 	Spoofed      uint64   `json:"spoofed_dropped"`
 	UpcallsShed  uint64   `json:"upcalls_shed"`
 	NoSession    uint64   `json:"tcp_without_session"`
+	Tunnelled    uint64   `json:"tunnelled"`              // packets encapsulated to another worker
+	NoTunnel     uint64   `json:"no_tunnel_dropped"`      // for a remote instance while no tunnel is deployed
+	TunnelTooBig uint64   `json:"tunnel_too_big_dropped"` // too long for the underlay once encapsulated
+	TunnelErrors uint64   `json:"tunnel_errors"`          // encapsulations the kernel refused
 	Installed    int      `json:"installed_addresses"`
 	ControlPlane Counters `json:"control_plane"`
 }
 
 // Stats reads the counters.
 func (p *Proxy) Stats() (Stats, error) {
-	var sums [9]uint64
+	var sums [13]uint64
 	var vals []uint64
 	for i := range sums {
 		if err := p.objs.PxStats.Lookup(uint32(i), &vals); err != nil {
@@ -373,7 +405,8 @@ func (p *Proxy) Stats() (Stats, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return Stats{Translated: sums[0], NewSessions: sums[1], Upcalls: sums[2], SessionFull: sums[3], Fragments: sums[4],
-		TooBig: sums[5], Spoofed: sums[6], UpcallsShed: sums[7], NoSession: sums[8], Installed: len(p.installed), ControlPlane: p.counters}, nil
+		TooBig: sums[5], Spoofed: sums[6], UpcallsShed: sums[7], NoSession: sums[8],
+		Tunnelled: sums[9], NoTunnel: sums[10], TunnelTooBig: sums[11], TunnelErrors: sums[12], Installed: len(p.installed), ControlPlane: p.counters}, nil
 }
 
 // Routes serves GET /stats.
@@ -407,4 +440,10 @@ func mapErr(err error, m *ebpf.Map) error {
 		return fmt.Errorf("map %s is full (%d entries): %w", m.String(), m.MaxEntries(), err)
 	}
 	return err
+}
+
+// remote says the instance runs on another worker of a cluster (no veth on this node): the
+// registry says so, or it names a node IP other than this worker's, as Oakestra's table does.
+func (p *Proxy) remote(in *netsetup.Instance) bool {
+	return in.Remote() || in.NodeIP.IsValid() && in.NodeIP != p.nodeIP
 }

@@ -19,6 +19,7 @@ type proxyPxBackend struct {
 	Ifindex uint32
 	Mac     [6]uint8
 	Pad     [2]uint8
+	NodeIp  uint32
 }
 
 type proxyPxBackendKey struct {
@@ -71,6 +72,8 @@ type proxyPxSession struct {
 	Closing   uint8
 	Fin       uint8
 	InIfindex uint32
+	NodeIp    uint32
+	_         [4]byte
 	LastSeen  uint64
 }
 
@@ -84,6 +87,14 @@ type proxyPxSessionKey struct {
 	Pad   [3]uint8
 }
 
+type proxyPxUnderlay struct {
+	_       structs.HostLayout
+	LocalIp uint32
+	Ifindex uint32
+	Mtu     uint32
+	Pad     uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -93,6 +104,7 @@ const (
 	proxyMapPxServices = "px_services"
 	proxyMapPxSessions = "px_sessions"
 	proxyMapPxStats    = "px_stats"
+	proxyMapPxTunnel   = "px_tunnel"
 	proxyMapPxUpcallTb = "px_upcall_tb"
 	proxyMapPxUpcalls  = "px_upcalls"
 	proxyProgProxyIn   = "proxy_in"
@@ -153,6 +165,7 @@ type proxyMapSpecs struct {
 	PxServices *ebpf.MapSpec `ebpf:"px_services"`
 	PxSessions *ebpf.MapSpec `ebpf:"px_sessions"`
 	PxStats    *ebpf.MapSpec `ebpf:"px_stats"`
+	PxTunnel   *ebpf.MapSpec `ebpf:"px_tunnel"`
 	PxUpcallTb *ebpf.MapSpec `ebpf:"px_upcall_tb"`
 	PxUpcalls  *ebpf.MapSpec `ebpf:"px_upcalls"`
 }
@@ -189,6 +202,7 @@ type proxyMaps struct {
 	PxServices *ebpf.Map `ebpf:"px_services"`
 	PxSessions *ebpf.Map `ebpf:"px_sessions"`
 	PxStats    *ebpf.Map `ebpf:"px_stats"`
+	PxTunnel   *ebpf.Map `ebpf:"px_tunnel"`
 	PxUpcallTb *ebpf.Map `ebpf:"px_upcall_tb"`
 	PxUpcalls  *ebpf.Map `ebpf:"px_upcalls"`
 }
@@ -200,6 +214,7 @@ func (m *proxyMaps) Close() error {
 		m.PxServices,
 		m.PxSessions,
 		m.PxStats,
+		m.PxTunnel,
 		m.PxUpcallTb,
 		m.PxUpcalls,
 	)
