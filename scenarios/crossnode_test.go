@@ -23,16 +23,17 @@ import (
 	"github.com/edgebpf/edgebpf/reports"
 )
 
-// withCrossRegistry makes the runner offer direct, "hop" (direct under another name, so
-// that direct+hop is a mixed subject whose two data planes both cross workers) and ebpf, which
-// does not cross workers in this build.
+// withCrossRegistry makes the runner offer the data planes, "hop" (direct under another
+// name, so that direct+hop is a mixed subject of two routed workers) and "stay" (direct under
+// another name that says it does not cross workers).
 func withCrossRegistry(t *testing.T) {
 	old := registry
-	hop := direct.Spec
-	hop.Name = "hop"
+	hop, stay := direct.Spec, direct.Spec
+	hop.Name, stay.Name, stay.CrossNode = "hop", "stay", false
 	hop.New = func() dataplanes.DataPlane { return renamed{direct.New(), "hop"} }
+	stay.New = func() dataplanes.DataPlane { return renamed{direct.New(), "stay"} }
 	registry = func() dataplanes.Registry {
-		return dataplanes.Registry{direct.Spec, hop, userspace.Spec, ebpf.Spec, nftables.Spec}
+		return dataplanes.Registry{direct.Spec, hop, stay, userspace.Spec, ebpf.Spec, nftables.Spec}
 	}
 	t.Cleanup(func() { registry = old })
 }
@@ -51,7 +52,7 @@ func TestCrossNodeRun(t *testing.T) {
 	dir := t.TempDir()
 	meta, err := Run(context.Background(), RunOptions{
 		Experiments: []string{"latency", "throughput", "resources"}, Profile: "smoke", Out: dir,
-		DataPlanes: []string{"direct", "direct+hop", "userspace", "nftables", "ebpf"},
+		DataPlanes: []string{"direct", "direct+hop", "userspace", "nftables", "ebpf", "stay"},
 		Topology:   Topology{Kind: CrossNode},
 		Overrides:  Overrides{Duration: 900 * time.Millisecond},
 	})
@@ -62,14 +63,15 @@ func TestCrossNodeRun(t *testing.T) {
 	for _, e := range meta.Experiments {
 		status[e.Name+"/"+e.DataPlane] = e
 	}
-	require.Len(t, status, 15)
+	require.Len(t, status, 18)
+	crossing := []string{"direct", "direct+hop", "userspace", "nftables", "ebpf"}
 	for _, exp := range []string{"latency", "throughput", "resources"} {
-		for _, dp := range []string{"direct", "direct+hop", "userspace", "nftables"} {
+		for _, dp := range crossing {
 			assert.Equal(t, "done", status[exp+"@cross-node/"+dp].Status, "%s on %s: %s", exp, dp, status[exp+"@cross-node/"+dp].Error)
 		}
-		eb := status[exp+"@cross-node/ebpf"]
-		assert.Equal(t, "skipped", eb.Status)
-		assert.Contains(t, eb.SkipReason, "data plane ebpf does not carry traffic between workers")
+		st := status[exp+"@cross-node/stay"]
+		assert.Equal(t, "skipped", st.Status)
+		assert.Contains(t, st.SkipReason, "data plane stay does not carry traffic between workers")
 	}
 
 	// meta.json: the topology, with what was shaped, and which data plane each worker ran.
@@ -81,13 +83,12 @@ func TestCrossNodeRun(t *testing.T) {
 	assert.Equal(t, "unshaped", got.Topology["underlay_shaping"])
 	assert.EqualValues(t, 1500, got.Topology["underlay_mtu"])
 	assert.EqualValues(t, 1450, got.Topology["overlay_mtu"])
-	var mixed map[string]string
+	settings := map[string]map[string]string{}
 	for _, d := range got.DataPlanes {
-		if d.Name == "direct+hop" {
-			mixed = d.Settings
-		}
+		settings[d.Name] = d.Settings
 	}
-	assert.Equal(t, map[string]string{"worker0": "direct", "worker1": "hop"}, mixed)
+	assert.Equal(t, map[string]string{"worker0": "direct", "worker1": "hop"}, settings["direct+hop"])
+	assert.NotEmpty(t, settings["ebpf"], "each worker's data plane records its own settings")
 
 	entries, err := reports.ReadSummary(dir)
 	require.NoError(t, err)
@@ -98,7 +99,7 @@ func TestCrossNodeRun(t *testing.T) {
 			rtt[e.DataPlane] = e.Median
 		}
 	}
-	for _, dp := range []string{"direct", "direct+hop", "userspace", "nftables"} {
+	for _, dp := range crossing {
 		assert.Positive(t, rtt[dp], dp)
 	}
 
