@@ -163,16 +163,17 @@ func (t Topology) Validate() error {
 // directory or comparison.
 func (t Topology) suffix() string {
 	if t.Kind == CrossNode {
-		return TopologySep + CrossNode
+		return CrossNodeSuffix
 	}
 	return ""
 }
 
-// TopologySep separates an experiment's name from its topology in the results:
-// latency@cross-node (CrossNodeSuffix).
+// TopologySep separates an experiment's name from its topology in the results, and
+// CrossNodeSuffix is what a cross-node experiment's name ends with: latency@cross-node. The
+// report finds the cross-node rows by the same suffix.
 const (
 	TopologySep     = "@"
-	CrossNodeSuffix = TopologySep + CrossNode
+	CrossNodeSuffix = reports.CrossNodeSuffix
 )
 
 // clusterConfig is the cluster a cross-node job of the data plane or mixed subject `name`

@@ -114,3 +114,7 @@ func TestBothTopologies(t *testing.T) {
 	err = RunOptions{Profile: "smoke", Topology: Topology{Kind: "cross-node,cross-node"}}.Check()
 	assert.ErrorContains(t, err, "topology cross-node is listed twice")
 }
+
+func TestCrossNodeSuffixIsTheReports(t *testing.T) {
+	assert.Equal(t, TopologySep+CrossNode, CrossNodeSuffix, "the report finds cross-node rows by the name the runner gives them")
+}
