@@ -41,6 +41,10 @@ type ProgramRunner = subject.ProgramRunner
 type Spec struct {
 	subject.Spec
 	New func() DataPlane
+	// CrossNode says the data plane carries traffic between the workers of a cluster (routes
+	// or a tunnel over the underlay) when deployed on each of them. Without it, a cross-node
+	// run skips the data plane with the reason, and `edgebpf check` says so.
+	CrossNode bool
 }
 
 // Registry is the set of data planes a build offers, in their order.

@@ -231,10 +231,36 @@ func NewCluster(sess *Session, cfg ClusterConfig) (c *Cluster, err error) {
 		}
 	}
 	sess.OnClose(c.Close)
+	sess.addCluster(c)
 	if err := sess.updateNodes(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// ClusterStatus describes a cluster in a session's record and `edgebpf status`: its underlay
+// namespace and bridge, the underlay's addressing and shaping, and its workers in order.
+type ClusterStatus struct {
+	Name              string   `json:"name"`
+	UnderlayNamespace string   `json:"underlay_namespace"`
+	UnderlayBridge    string   `json:"underlay_bridge"`
+	Underlay          string   `json:"underlay"`
+	UnderlayMTU       int      `json:"underlay_mtu"`
+	RateBits          uint64   `json:"rate_bits,omitempty"` // 0: unshaped
+	Workers           []string `json:"workers"`
+}
+
+// Status describes the cluster.
+func (c *Cluster) Status() ClusterStatus {
+	st := ClusterStatus{Name: c.cfg.Name, UnderlayBridge: UnderlayBridge, Underlay: c.cfg.Underlay.String(),
+		UnderlayMTU: c.cfg.UnderlayMTU, RateBits: c.cfg.RateBits, Workers: []string{}}
+	if c.Underlay != nil {
+		st.UnderlayNamespace = c.Underlay.Name
+	}
+	for _, w := range c.Workers {
+		st.Workers = append(st.Workers, w.Name())
+	}
+	return st
 }
 
 // Config returns the cluster's configuration with defaults applied.
@@ -416,6 +442,31 @@ func (c *Cluster) RemoveInstance(in *Instance) error {
 	return errors.Join(append(errs, w.RemoveInstance(in))...)
 }
 
+// RemoveService removes a service from every worker: its instances first (each through
+// RemoveInstance, so the other workers forget it before its own worker removes it), then the
+// service, and releases its service IP.
+func (c *Cluster) RemoveService(name string) error {
+	svc, ok := c.Workers[0].Registry.Service(name)
+	if !ok {
+		return fmt.Errorf("service %s does not exist in cluster %s", name, c.cfg.Name)
+	}
+	var errs []error
+	for _, w := range c.Workers {
+		for _, in := range w.Registry.Instances(name) {
+			if !in.Remote() {
+				errs = append(errs, c.RemoveInstance(in))
+			}
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.Workers {
+		errs = append(errs, w.RemoveService(name))
+	}
+	c.Workers[0].svcIPs.release(svc.IP)
+	return errors.Join(errs...)
+}
+
 // workerOf returns the worker whose registry holds cp, a remote copy.
 func (c *Cluster) workerOf(cp *Instance) *Node {
 	for _, w := range c.Workers {
@@ -445,6 +496,7 @@ func (c *Cluster) Close() error {
 		return nil
 	}
 	c.closed = true
+	c.sess.removeCluster(c)
 	var errs []error
 	for i := len(c.Workers) - 1; i >= 0; i-- {
 		errs = append(errs, c.Workers[i].Close())

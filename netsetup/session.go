@@ -55,6 +55,8 @@ type Record struct {
 	Namespaces []string     `json:"namespaces"`
 	Processes  []ProcRecord `json:"processes,omitempty"`
 	Nodes      []NodeStatus `json:"nodes"`
+	// Clusters are the session's clusters; their workers are among Nodes.
+	Clusters []ClusterStatus `json:"clusters,omitempty"`
 	// Results is the results directory of the run the session serves, if any: after a
 	// SIGKILL, `edgebpf cleanup` marks its meta.json "killed" (see SetResults).
 	Results string `json:"results,omitempty"`
@@ -69,14 +71,15 @@ type ProcRecord struct {
 // Session owns everything one edgebpf process creates: namespaces, child processes and the
 // nodes built from them. Close removes it all in reverse order; it is idempotent.
 type Session struct {
-	mu      sync.Mutex
-	rec     Record
-	path    string
-	nss     []*Namespace
-	procs   []*exec.Cmd
-	closers []func() error
-	nodes   []*Node
-	closed  bool
+	mu       sync.Mutex
+	rec      Record
+	path     string
+	nss      []*Namespace
+	procs    []*exec.Cmd
+	closers  []func() error
+	nodes    []*Node
+	clusters []*Cluster
+	closed   bool
 }
 
 // NewSession starts a session with a fresh id and writes its record. command describes what
@@ -237,7 +240,24 @@ func (s *Session) updateNodes() error {
 	for _, n := range s.nodes {
 		s.rec.Nodes = append(s.rec.Nodes, n.Status())
 	}
+	s.rec.Clusters = s.rec.Clusters[:0]
+	for _, c := range s.clusters {
+		s.rec.Clusters = append(s.rec.Clusters, c.Status())
+	}
 	return s.saveLocked()
+}
+
+func (s *Session) addCluster(c *Cluster) {
+	s.mu.Lock()
+	s.clusters = append(s.clusters, c)
+	s.mu.Unlock()
+}
+
+// removeCluster forgets c; the record is rewritten as its workers go.
+func (s *Session) removeCluster(c *Cluster) {
+	s.mu.Lock()
+	s.clusters = slices.DeleteFunc(s.clusters, func(x *Cluster) bool { return x == c })
+	s.mu.Unlock()
 }
 
 func (s *Session) addNode(n *Node) {

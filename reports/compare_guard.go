@@ -34,8 +34,14 @@ func guard(base, nw *Meta) (differences, warnings []string) {
 	}
 	diff(&differences, "results schema", base.SchemaVersion(), nw.SchemaVersion())
 	diff(&differences, "profile", base.Profile, nw.Profile)
-	for _, k := range unionKeys(base.Topology, nw.Topology) {
-		diff(&differences, "topology "+k, base.Topology[k], nw.Topology[k])
+	if bk, nk := topologyKind(base), topologyKind(nw); bk != nk {
+		// Same-node and cross-node rows carry different experiment names and never pair
+		// up; the guard says why instead of listing every key of the two descriptions.
+		differences = append(differences, fmt.Sprintf("topology (%s vs %s)", bk, nk))
+	} else {
+		for _, k := range unionKeys(base.Topology, nw.Topology) {
+			diff(&differences, "topology "+k, base.Topology[k], nw.Topology[k])
+		}
 	}
 	// Parameters of the experiments both ran, per (experiment, data plane); an
 	// experiment whose parameters differ on several data planes alike is named once.
@@ -72,6 +78,15 @@ func guard(base, nw *Meta) (differences, warnings []string) {
 	diff(&warnings, "pinning differs", base.Pinning, nw.Pinning)
 	diff(&warnings, "governor differs", base.Host.Governor, nw.Host.Governor)
 	return differences, warnings
+}
+
+// topologyKind is a run's topology: its meta.json topology's kind, same-node without one
+// (runs from before clusters).
+func topologyKind(m *Meta) string {
+	if k, ok := m.Topology["kind"].(string); ok && k != "" {
+		return k
+	}
+	return "same-node"
 }
 
 // canonical renders v as compact JSON (maps with sorted keys) or, for a string, as itself;

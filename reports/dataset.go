@@ -54,19 +54,24 @@ func LoadDataset(dir string, subjects subject.Catalogue) (*Dataset, error) {
 	}
 	orderByRun(entries, ds.Meta, subjects)
 	ds.Rows, ds.Entries, ds.Err = rows, entries, errors.Join(rerr, serr)
-	ds.index = make(map[seriesKey][]int)
-	for i, r := range rows {
-		k := seriesKey{r.Experiment, r.DataPlane, r.Metric}
-		ds.index[k] = append(ds.index[k], i)
-	}
-	ds.entries = make(map[entryKey]int, len(entries))
-	for i, e := range entries {
-		ds.entries[entryKey{e.Experiment, e.DataPlane, e.Metric, e.X}] = i
-	}
+	ds.buildIndex()
 	if merr != nil && !isMissing(merr) {
 		return ds, merr
 	}
 	return ds, nil
+}
+
+// buildIndex indexes Rows and Entries.
+func (ds *Dataset) buildIndex() {
+	ds.index = make(map[seriesKey][]int)
+	for i, r := range ds.Rows {
+		k := seriesKey{r.Experiment, r.DataPlane, r.Metric}
+		ds.index[k] = append(ds.index[k], i)
+	}
+	ds.entries = make(map[entryKey]int, len(ds.Entries))
+	for i, e := range ds.Entries {
+		ds.entries[entryKey{e.Experiment, e.DataPlane, e.Metric, e.X}] = i
+	}
 }
 
 func isMissing(err error) bool { return errors.Is(err, os.ErrNotExist) }

@@ -65,14 +65,16 @@ var figureBuilders = []func(*Dataset) []figureSpec{
 func Figures(ds *Dataset) ([]Figure, []SkippedFigure, error) {
 	var specs []figureSpec
 	var skips []SkippedFigure
+	var all []figureSpec
 	for _, b := range figureBuilders {
-		for _, s := range b(ds) {
-			if s.p == nil {
-				skips = append(skips, SkippedFigure{Name: s.name, Title: s.title, Reason: s.skip})
-				continue
-			}
-			specs = append(specs, s)
+		all = append(all, b(ds)...)
+	}
+	for _, s := range append(all, crossNodeFigures(ds)...) {
+		if s.p == nil {
+			skips = append(skips, SkippedFigure{Name: s.name, Title: s.title, Reason: s.skip})
+			continue
 		}
+		specs = append(specs, s)
 	}
 	footer := figureFooter(ds.Meta)
 	// Rendering dominates; figures are independent, so they render in parallel.
@@ -95,6 +97,15 @@ func Figures(ds *Dataset) ([]Figure, []SkippedFigure, error) {
 		}
 	}
 	return out, skips, err
+}
+
+// labelSep separates a category's name from its count: a line break where more than four
+// categories share the axis, so that long names (ebpf+userspace) do not run into each other.
+func labelSep(categories int) string {
+	if categories > 4 {
+		return "\n"
+	}
+	return " "
 }
 
 // --- distributions ---------------------------------------------------------------------
@@ -213,7 +224,7 @@ func boxFigure(ds *Dataset, name, title, source, quantity, unit, caption string,
 		b.GlyphStyle.Color = ds.Subjects.Colour(dp)
 		b.GlyphStyle.Radius = vg.Points(1.5)
 		p.Add(b)
-		labels[i] = fmt.Sprintf("%s (n=%d)", dp, len(sorted[i]))
+		labels[i] = fmt.Sprintf("%s%s(n=%d)", dp, labelSep(len(names)), len(sorted[i]))
 	}
 	p.NominalX(labels...)
 	p.X.Min, p.X.Max = -0.6, float64(len(names))-0.4

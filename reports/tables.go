@@ -53,7 +53,7 @@ func (t *Table) Markdown() string {
 func ThesisTables(ds *Dataset) []*Table {
 	var out []*Table
 	for _, f := range []func(*Dataset) *Table{
-		riegelTable, absoluteTable, lossFreeTable, weinhold54, weinhold55, weinhold56, perRequestTable, scalingFitTable, calibrationTable,
+		riegelTable, crossNodeRiegel, crossingCost, absoluteTable, lossFreeTable, crossNodeLossFree, weinhold54, weinhold55, weinhold56, perRequestTable, scalingFitTable, calibrationTable,
 		scaleTable,
 	} {
 		if t := f(ds); t != nil {

@@ -27,6 +27,8 @@ type deployment struct {
 	programs subject.ProgramRunner // nil: no BPF programs
 	perRep   perRep                // nil: nothing runs per repetition
 	close    func() error
+	// alive, for a cluster, fails once one of its nodes is gone; nil on one node.
+	alive func() error
 }
 
 // perRep is a subject that runs afresh in every repetition.
@@ -55,6 +57,9 @@ func (d *deployment) stop() error {
 // services itself (deployingMeters) the node starts without them and the environment carries
 // them as Services.
 func (r *runner) deploy(ctx context.Context, j *job) (d *deployment, err error) {
+	if j.planes != nil {
+		return r.deployCluster(ctx, j)
+	}
 	cfg := r.o.Node
 	cfg.Name = cfg.Resolved().Name + "-" + j.name()
 	own := deployingMeters[j.plan.Meter]

@@ -62,6 +62,9 @@ type Estimate struct {
 type SubjectEstimate struct {
 	Name string
 	Rep  time.Duration
+	// Skip says why the subject will not run, when that is known without the machine (a
+	// data plane that cannot cross workers); its time is then not counted.
+	Skip string
 }
 
 // DryRun resolves a run's options into its plan, as Run would, and estimates each
@@ -83,13 +86,24 @@ func DryRun(o RunOptions) ([]Estimate, error) {
 			return nil, err
 		}
 		est := Estimate{Experiment: e.Name, Meter: e.Meter}
+		if o.Topology.Kind == CrossNode {
+			est.Experiment += CrossNodeSuffix
+		}
 		for _, j := range jobs {
+			name := j.name()
+			if o.Topology.Kind != CrossNode && j.plan.Experiment != e.Name { // both topologies
+				name += CrossNodeSuffix
+			}
 			est.Reps = j.plan.Reps
+			if j.skip != "" {
+				est.Subjects = append(est.Subjects, SubjectEstimate{Name: name, Skip: j.skip})
+				continue
+			}
 			rep, ok := EstimateRep(j.plan.Params, j.name())
 			if !ok {
 				return nil, fmt.Errorf("experiment %s: meter %s has no run time estimate", e.Name, e.Meter)
 			}
-			est.Subjects = append(est.Subjects, SubjectEstimate{Name: j.name(), Rep: rep})
+			est.Subjects = append(est.Subjects, SubjectEstimate{Name: name, Rep: rep})
 			if j.warmup != nil {
 				w, _ := EstimateRep(j.warmup.Params, j.name())
 				est.Warmup += w

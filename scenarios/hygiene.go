@@ -59,9 +59,49 @@ func Feasibility(s *Suite, planes []string, r features.Report) ([]Verdict, error
 	for i, j := range jobs {
 		e, _ := s.Select([]string{j.plan.Experiment})
 		out[i] = Verdict{Experiment: j.plan.Experiment, Optional: e[0].Optional, DataPlane: j.name(),
-			Configuration: j.subject.Kind == subject.Responder, Reason: j.missing(r)}
+			Configuration: j.subject.Kind == subject.Responder, Reason: j.reason(r)}
 	}
 	return out, nil
+}
+
+// reason says why a job cannot run on a machine with r, or "" if it can: what the job knows
+// before the probe (a data plane that cannot cross workers), else what the machine lacks.
+func (j job) reason(r features.Report) string {
+	if j.skip != "" {
+		return j.skip
+	}
+	return j.missing(r)
+}
+
+// CrossNodeVerdict says whether a data plane or mixed subject can run across the workers of a
+// cluster on a machine, and why not.
+type CrossNodeVerdict struct {
+	Subject string
+	Reason  string // "" when it can
+}
+
+// CrossNodeFeasibility tells, for every data plane and known mixed subject, whether a
+// `--topology cross-node` run can measure it on a machine with r.
+func CrossNodeFeasibility(r features.Report) []CrossNodeVerdict {
+	names := registry().Names()
+	for _, m := range mixedKnown() {
+		names = append(names, m.Name)
+	}
+	t := Topology{Kind: CrossNode}.resolved()
+	var out []CrossNodeVerdict
+	for _, n := range names {
+		spec, planes, err := lookupSubject(n, t)
+		v := CrossNodeVerdict{Subject: n}
+		switch {
+		case err != nil:
+			v.Reason = err.Error()
+		default:
+			j := job{subject: spec.Spec, plane: spec, planes: planes, skip: crossReason(planes)}
+			v.Reason = j.reason(r)
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 // pinningNote says what --cpu-* pin, for meta.json.

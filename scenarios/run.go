@@ -39,6 +39,9 @@ type RunOptions struct {
 	// CPUs pins the threads of the client, server and proxy roles (package cpupin); nil
 	// pins nothing.
 	CPUs cpupin.Plan
+	// Topology says where the services live: same-node (the default) or cross-node, a
+	// cluster per job. Zero fields take the suite's (Suite.Topology).
+	Topology Topology
 	// Warmup runs each (experiment, data plane) once with the experiment's smoke parameters
 	// before its first repetition, unrecorded. nil: on for quick and full, off for smoke.
 	Warmup *bool
@@ -56,8 +59,12 @@ type job struct {
 	plan    Plan
 	subject subject.Spec    // what the job measures; its name fills the results' dataplane column
 	plane   dataplanes.Spec // the node's data plane: the subject itself, or direct under a responder
-	meta    *reports.ExperimentMeta
-	warmup  *Plan // nil: no warm-up
+	// planes are the data planes of a cross-node job's workers (worker i runs planes[i]);
+	// nil on one node.
+	planes []dataplanes.Spec
+	meta   *reports.ExperimentMeta
+	warmup *Plan  // nil: no warm-up
+	skip   string // why the job cannot run, known before the machine is probed; "" if it can
 }
 
 // name is the job's subject as the results name it.
@@ -98,17 +105,14 @@ func (o *RunOptions) prepare() ([]job, *reports.Meta, error) {
 		}
 		for _, j := range js {
 			meta.Experiments = append(meta.Experiments, reports.ExperimentMeta{
-				Name: e.Name, DataPlane: j.name(), Meter: e.Meter, Reps: j.plan.Reps, Params: j.plan.Params, Status: "pending",
+				Name: j.plan.Experiment, DataPlane: j.name(), Meter: e.Meter, Reps: j.plan.Reps, Params: j.plan.Params, Status: "pending",
 			})
 		}
 		jobs = append(jobs, js...)
 	}
 	for i := range jobs {
 		jobs[i].meta = &meta.Experiments[i]
-		planned := slices.ContainsFunc(meta.DataPlanes, func(d reports.DataPlaneMeta) bool { return d.Name == jobs[i].plane.Name })
-		if !planned {
-			meta.DataPlanes = append(meta.DataPlanes, reports.DataPlaneMeta{Name: jobs[i].plane.Name, Settings: jobs[i].plane.New().Settings()})
-		}
+		planMeta(meta, &jobs[i])
 	}
 	return jobs, meta, nil
 }
@@ -127,8 +131,13 @@ func (o *RunOptions) check() (warm bool, err error) {
 	if len(o.DataPlanes) == 0 {
 		o.DataPlanes = []string{"direct"}
 	}
+	o.Topology = o.Topology.over(o.Suite.Topology)
+	if err := o.Topology.Validate(); err != nil {
+		return false, err
+	}
+	o.Topology = o.Topology.resolved()
 	for _, dp := range o.DataPlanes {
-		if _, err := subjects.DataPlanes().Lookup(dp); err != nil {
+		if _, _, err := lookupSubject(dp, o.Topology); err != nil {
 			return false, err
 		}
 	}
@@ -158,16 +167,33 @@ func (o *RunOptions) newMeta(warm bool) *reports.Meta {
 	if warm {
 		meta.Warmup.Profile = "smoke"
 	}
+	if o.Topology.CrossNode() {
+		meta.Topology = o.Topology.meta(o.Node)
+		meta.Schedule = strings.Replace(meta.Schedule, "each on a node of its own", "each on a cluster of its own", 1)
+	}
 	if p := o.CPUs.Settings(); len(p) > 0 {
 		meta.Pinning, meta.PinningNote = p, pinningNote
 	}
 	return meta
 }
 
-// jobs resolves one experiment into a job per subject: per responder configuration for an
-// experiment that lists configurations (--dataplane does not select among them), per selected
-// data plane otherwise.
+// jobs resolves one experiment into a job per subject and topology (same-node jobs first).
 func (o *RunOptions) jobs(e Experiment, warm bool) ([]job, error) {
+	var out []job
+	for _, kind := range o.Topology.Kinds() {
+		js, err := o.jobsIn(e, warm, o.Topology.as(kind))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, js...)
+	}
+	return out, nil
+}
+
+// jobsIn resolves one experiment on one topology into a job per subject: per responder
+// configuration for an experiment that lists configurations (--dataplane does not select
+// among them), per selected data plane otherwise. A mixed subject has no same-node job.
+func (o *RunOptions) jobsIn(e Experiment, warm bool, t Topology) ([]job, error) {
 	plan, err := e.Plan(o.Profile, o.Overrides)
 	if err != nil {
 		return nil, err
@@ -181,9 +207,13 @@ func (o *RunOptions) jobs(e Experiment, warm bool) ([]job, error) {
 		}
 		warmup = &w
 	}
+	plan.Experiment += t.suffix()
+	if t.CrossNode() && !crossMeters[e.Meter] {
+		return o.sameNodeOnly(e, plan, warmup)
+	}
 	var out []job
 	if len(e.Configurations) > 0 {
-		direct, err := subjects.DataPlanes().Lookup(responderPlane)
+		direct, err := registry().Lookup(responderPlane)
 		if err != nil {
 			return nil, err
 		}
@@ -197,11 +227,21 @@ func (o *RunOptions) jobs(e Experiment, warm bool) ([]job, error) {
 		return out, nil
 	}
 	for _, dp := range o.DataPlanes {
-		spec, err := subjects.DataPlanes().Lookup(dp)
+		if !t.CrossNode() && dataplanes.IsMixed(dp) {
+			continue
+		}
+		spec, planes, err := lookupSubject(dp, t)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, job{plan: plan, subject: spec.Spec, plane: withChain(spec, o.Chain), warmup: warmup})
+		j := job{plan: plan, subject: spec.Spec, plane: withChain(spec, o.Chain), warmup: warmup}
+		if t.CrossNode() {
+			for i := range planes {
+				planes[i] = withChain(planes[i], o.Chain)
+			}
+			j.planes, j.skip = planes, crossReason(planes)
+		}
+		out = append(out, j)
 	}
 	return out, nil
 }
@@ -293,7 +333,7 @@ func (r *runner) begin(ctx context.Context, jobs []job) error {
 	feats := probeFeatures(r.sess)
 	meta.Features = featureMeta(feats)
 	for i := range jobs {
-		if reason := jobs[i].missing(feats); reason != "" {
+		if reason := jobs[i].reason(feats); reason != "" {
 			jobs[i].meta.Status, jobs[i].meta.SkipReason = "skipped", reason
 			r.o.Log.Warn(fmt.Sprintf("skipping %s on %s: %s", jobs[i].plan.Experiment, jobs[i].name(), reason))
 		}
@@ -396,16 +436,23 @@ func featureMeta(r features.Report) []reports.FeatureMeta {
 	return out
 }
 
-// groupJobs splits the jobs into experiments: runs of consecutive jobs of one experiment.
+// groupJobs splits the jobs into experiments: runs of consecutive jobs of one experiment,
+// on either topology (latency and latency@cross-node interleave).
 func groupJobs(jobs []job) [][]*job {
 	var out [][]*job
 	for i := range jobs {
-		if i == 0 || jobs[i].plan.Experiment != jobs[i-1].plan.Experiment {
+		if i == 0 || baseExperiment(jobs[i].plan.Experiment) != baseExperiment(jobs[i-1].plan.Experiment) {
 			out = append(out, nil)
 		}
 		out[len(out)-1] = append(out[len(out)-1], &jobs[i])
 	}
 	return out
+}
+
+// baseExperiment is an experiment's name without its topology.
+func baseExperiment(name string) string {
+	base, _, _ := strings.Cut(name, TopologySep)
+	return base
 }
 
 // step is one run of a job's meter: its warm-up (rep 0) or a recorded repetition.
@@ -579,7 +626,11 @@ func (r *runner) measure(ctx context.Context, l *live, p Plan) (samples []stats.
 		before = r.programRuns(l)
 	}
 	t0 := time.Now()
-	samples, err = p.Run(ctx, l.dep.env)
+	err = watch(ctx, l.dep.alive, func(ctx context.Context) error {
+		var err error
+		samples, err = p.Run(ctx, l.dep.env)
+		return err
+	})
 	return append(samples, r.programCost(l, before, time.Since(t0))...), err
 }
 

@@ -32,6 +32,9 @@ var Profiles = []string{"smoke", "ci", "quick", "full"}
 // Suite is a set of experiments.
 type Suite struct {
 	Experiments []Experiment `json:"experiments"`
+	// Topology is where the suite's services live (default same-node); the command line's
+	// --topology, --workers, --placement and --underlay-rate override its fields.
+	Topology *Topology `json:"topology,omitempty"`
 }
 
 // Experiment is one experiment: a meter and its parameters per profile.
@@ -94,12 +97,17 @@ func Parse(r io.Reader, name string) (*Suite, error) {
 		return nil, fmt.Errorf("%s: no experiments", name)
 	}
 	var errs []error
+	if s.Topology != nil {
+		if err := s.Topology.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: topology: %w", name, err))
+		}
+	}
 	seen := map[string]bool{}
 	for i := range s.Experiments {
 		// A former meter name still loads; the experiment then carries the current one.
 		s.Experiments[i].Meter = meterName(s.Experiments[i].Meter)
 		e := s.Experiments[i]
-		if e.Name == "" || e.Name == "all" || strings.ContainsAny(e.Name, " /,") {
+		if e.Name == "" || e.Name == "all" || strings.ContainsAny(e.Name, " /,"+TopologySep) {
 			errs = append(errs, fmt.Errorf("%s: experiment name %q is invalid: use a word such as latency", name, e.Name))
 			continue
 		}

@@ -18,3 +18,6 @@ func ParseDuration(s string) (time.Duration, error) { return bench.ParseDuration
 
 // ParseRates is bench.ParseRates: a comma-separated list of rates in bit/s, e.g. "1M,50M".
 func ParseRates(list string) ([]float64, error) { return bench.ParseRates(list) }
+
+// ParseRate is bench.ParseRate: a rate in bit/s such as "1G" or "500M".
+func ParseRate(s string) (float64, error) { return bench.ParseRate(s) }

@@ -7,6 +7,8 @@
 package subjects
 
 import (
+	"image/color"
+
 	"github.com/edgebpf/edgebpf/dataplanes"
 	"github.com/edgebpf/edgebpf/dataplanes/direct"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf"
@@ -23,11 +25,30 @@ func DataPlanes() dataplanes.Registry {
 	return dataplanes.Registry{direct.Spec, userspace.Spec, ebpf.Spec, nftables.Spec}
 }
 
+// Mixed returns the mixed subjects of a cluster that `--dataplane all` includes under
+// `--topology cross-node`: the eBPF worker on the client side, the user-space one on the
+// server side. Other combinations are named as A+B and get a generic description. Their
+// needs are filled in by DataPlanes().Mixed.
+func Mixed() []dataplanes.Mixed {
+	return []dataplanes.Mixed{{
+		Workers: []string{"ebpf", "userspace"},
+		Spec: subject.Spec{
+			Kind: subject.DataPlane, Name: "ebpf+userspace", Order: 20,
+			Description: "mixed cluster: ebpf on worker 0 (the client's), userspace on worker 1 (the server's); cross-node only",
+			Colour:      color.RGBA{0x94, 0x67, 0xbd, 0xff}, // the speed-limit responder's mixed configuration's
+		},
+	}}
+}
+
 // Responders returns the speed-limit responder's configurations.
 func Responders() subject.Catalogue { return speedlimit.Specs }
 
 // All returns every subject's spec, data planes first: what the report needs to colour and
 // order any run's results.
 func All() subject.Catalogue {
-	return append(DataPlanes().Catalogue(), Responders()...)
+	all := DataPlanes().Catalogue()
+	for _, m := range Mixed() {
+		all = append(all, m.Spec)
+	}
+	return append(all, Responders()...)
 }

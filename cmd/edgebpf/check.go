@@ -89,6 +89,7 @@ func runCheck(ctx context.Context, w io.Writer, o checkOptions) error {
 	tw.Flush()
 	fmt.Fprintln(w)
 	printVerdicts(w, verdicts)
+	printCrossNode(w, scenarios.CrossNodeFeasibility(r))
 	load, warnings := machine.Hygiene(ctx, host)
 	fmt.Fprintf(w, "\nmachine: governor %s, SMT %s, turbo %s, load average %.2f, %.0f %% busy over %.0f s\n",
 		host.Governor, host.SMT, host.Turbo, load.LoadAvg1, load.BusyPercent, load.Sample)
@@ -153,6 +154,18 @@ func printVerdicts(w io.Writer, vs []scenarios.Verdict) {
 	} else {
 		fmt.Fprintf(w, "\n%d of %d experiment runs can run here; edgebpf run skips the others with the reason above.\n", can, len(vs))
 	}
+}
+
+// printCrossNode writes which data planes and mixed subjects a `--topology cross-node` run
+// can measure here, and why not the others.
+func printCrossNode(w io.Writer, vs []scenarios.CrossNodeVerdict) {
+	fmt.Fprintln(w, "\nacross workers (edgebpf run --topology cross-node):")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SUBJECT\tRUNS\tWHY NOT")
+	for _, v := range vs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Subject, yesNo(v.Reason == ""), dash(v.Reason))
+	}
+	tw.Flush()
 }
 
 func dash(s string) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,13 +29,31 @@ func dryRun(out io.Writer, r scenarios.RunOptions) error {
 	for _, e := range ests {
 		var per []string
 		for _, s := range e.Subjects {
+			if s.Skip != "" {
+				per = append(per, s.Name+" skipped")
+				continue
+			}
 			per = append(per, s.Name+" "+roundDuration(s.Rep))
 		}
 		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", e.Experiment, e.Meter, e.Reps, strings.Join(per, ", "), roundDuration(e.Warmup), roundDuration(e.Total))
 		total += e.Total
 	}
 	fmt.Fprintf(w, "total\t\t\t\t\t%s\n", roundDuration(total))
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	var why []string
+	for _, e := range ests {
+		for _, s := range e.Subjects {
+			if s.Skip != "" && !slices.Contains(why, s.Skip) {
+				why = append(why, s.Skip)
+			}
+		}
+	}
+	for _, s := range why {
+		fmt.Fprintln(out, "skipped: "+s)
+	}
+	return nil
 }
 
 // roundDuration shortens d for reading: whole seconds, or tenths below ten seconds.

@@ -36,6 +36,12 @@ func runList(out io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "DATA PLANES\t%s\n", strings.Join(subjects.DataPlanes().Names(), ", "))
+	var mixed []string
+	for _, m := range subjects.Mixed() {
+		mixed = append(mixed, m.Name)
+	}
+	fmt.Fprintf(w, "MIXED\t%s (a data plane per worker, --topology cross-node only; any A+B of data planes)\n", strings.Join(mixed, ", "))
+	fmt.Fprintf(w, "TOPOLOGIES\t%s\n", strings.Join(scenarios.Topologies, ", "))
 	fmt.Fprintf(w, "PROFILES\t%s\n", strings.Join(scenarios.Profiles, ", "))
 	return w.Flush()
 }

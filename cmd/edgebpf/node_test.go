@@ -230,3 +230,41 @@ func TestNodeAPITCP(t *testing.T) {
 	_, err = os.Stat(tokenFile)
 	assert.True(t, os.IsNotExist(err), "the token file is removed on exit")
 }
+
+// TestStatusShowsCluster checks that status lists a live cluster: its underlay namespace and
+// its workers, each a node with its node IP.
+func TestStatusShowsCluster(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	c := testenv.Cluster(t, netsetup.ClusterConfig{Name: "st", RateBits: 1e9}, "client@0", "server@1")
+	var out, errOut bytes.Buffer
+	require.NoError(t, runStatus(&out, &errOut, statusOptions{json: true}))
+	var st struct {
+		Nodes    []statusNode    `json:"nodes"`
+		Clusters []statusCluster `json:"clusters"`
+	}
+	require.NoError(t, json.Unmarshal(out.Bytes(), &st))
+	var mine *statusCluster
+	for i := range st.Clusters {
+		if st.Clusters[i].UnderlayNamespace == c.Underlay.Name {
+			mine = &st.Clusters[i]
+		}
+	}
+	require.NotNil(t, mine, "the cluster is listed: %s", out.String())
+	assert.Equal(t, []string{"st-w0", "st-w1"}, mine.Workers)
+	assert.Equal(t, uint64(1e9), mine.RateBits)
+	ips := map[string]string{}
+	for _, n := range st.Nodes {
+		if n.Session == mine.Session {
+			ips[n.Name] = n.UnderlayIP
+		}
+	}
+	assert.Equal(t, map[string]string{"st-w0": "10.17.0.1", "st-w1": "10.17.0.2"}, ips)
+
+	out.Reset()
+	require.NoError(t, runStatus(&out, &errOut, statusOptions{}))
+	assert.Regexp(t, `cluster st +underlay `+c.Underlay.Name+` ebul0 \(10.17.0.0/24, mtu 1500, shaped to 1000000000 bit/s\) +workers st-w0, st-w1`, out.String())
+	require.NoError(t, c.Close())
+	out.Reset()
+	require.NoError(t, runStatus(&out, &errOut, statusOptions{json: true}))
+	assert.NotContains(t, out.String(), c.Underlay.Name, "a closed cluster is no longer listed")
+}

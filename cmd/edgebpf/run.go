@@ -15,15 +15,14 @@ import (
 	"github.com/edgebpf/edgebpf/internal/cpupin"
 	"github.com/edgebpf/edgebpf/netsetup"
 	"github.com/edgebpf/edgebpf/scenarios"
-	"github.com/edgebpf/edgebpf/subjects"
 )
 
 // runOptions are the flags and arguments of `edgebpf run`.
 type runOptions struct {
 	experiments                                         []string
 	dataplanes, profile, out, duration, rates, scenario string
-	chain                                               string
-	reps, mtu                                           int
+	chain, topology, placement, underlayRate            string
+	reps, mtu, workers                                  int
 	cpus                                                [3]string // per cpupin.Roles
 	warmup, warmupSet, bpfStats, repsSet                bool
 	dryRun                                              bool
@@ -51,8 +50,17 @@ meta.json records it per experiment.
 per repetition, the mean run time per packet of every program of the eBPF data plane and
 of the XDP speed-limit responder (bpf_ns_per_pkt:<program>). It adds two clock reads to
 every run of every BPF program on the machine, so keep it out of runs whose latency you
-compare.`,
+compare.
+
+--topology cross-node builds, per experiment and data plane, a cluster of --workers emulated
+workers (default 2) joined by an underlay, deploys the data plane on every worker and places
+the client on worker 0 and the server on worker 1 (--placement client=0,server=1). A mixed
+subject such as ebpf+userspace runs ebpf on worker 0 and userspace on worker 1; "all" includes
+it under cross-node. Results carry the topology in the experiment's name (latency@cross-node),
+so same-node and cross-node rows never mix; --topology same-node,cross-node runs both in one
+run, their repetitions interleaved. --underlay-rate shapes each worker's underlay link.`,
 		Example: `  edgebpf run all --profile quick --out results/quick
+  edgebpf run latency throughput --topology cross-node --dataplane all --underlay-rate 1G
   edgebpf run latency throughput --dataplane direct --reps 10
   edgebpf run bottleneck --rates 100M,500M,1G --duration 5s`,
 		RunE: func(c *cobra.Command, args []string) error {
@@ -71,6 +79,10 @@ compare.`,
 	f.StringVar(&o.rates, "rates", "", "bottleneck target rates, e.g. 1M,50M,100M (default: the profile's)")
 	f.StringVar(&o.scenario, "scenario", "", "a suite file of the shape of scenarios/suite.json instead of the built-in one")
 	f.IntVar(&o.mtu, "mtu", netsetup.DefaultMTU, "MTU of the bridge and every veth")
+	f.StringVar(&o.topology, "topology", "", "same-node (default: client and server on one node), cross-node (a cluster of workers per job), or same-node,cross-node (both, interleaved)")
+	f.IntVar(&o.workers, "workers", 0, "workers of each cluster under --topology cross-node (default 2)")
+	f.StringVar(&o.placement, "placement", "", "worker of each service under --topology cross-node (default client=0,server=1)")
+	f.StringVar(&o.underlayRate, "underlay-rate", "", "shape each worker's underlay link to this rate under --topology cross-node, e.g. 1G (default: unshaped)")
 	for i, role := range cpupin.Roles {
 		f.StringVar(&o.cpus[i], "cpu-"+string(role), "", "pin the "+string(role)+" role's threads to these CPUs, e.g. 1 or 2-3 (default: not pinned)")
 	}
@@ -107,9 +119,6 @@ func (o runOptions) validate() (scenarios.RunOptions, error) {
 		warmup := o.warmup
 		r.Warmup = &warmup
 	}
-	if r.DataPlanes, err = subjects.DataPlanes().Parse(o.dataplanes); err != nil {
-		return r, usageError("%w", err)
-	}
 	if err := scenarios.CheckProfile(o.profile); err != nil {
 		return r, usageError("%w", err)
 	}
@@ -136,12 +145,44 @@ func (o runOptions) validate() (scenarios.RunOptions, error) {
 			return r, err
 		}
 	}
+	if r.Topology, err = o.topologyFlags(); err != nil {
+		return r, err
+	}
+	kind := r.Topology.Kind
+	if kind == "" && r.Suite != nil && r.Suite.Topology != nil {
+		kind = r.Suite.Topology.Kind
+	}
+	if r.DataPlanes, err = scenarios.ParseDataPlanes(o.dataplanes, kind); err != nil {
+		return r, usageError("%w", err)
+	}
 	// Experiments, profiles, flags that apply to none of them, the MTU: every mistake
 	// scenarios.Run would find is found here, before anything is created.
 	if err := r.Check(); err != nil {
 		return r, usageError("%w", err)
 	}
 	return r, nil
+}
+
+// topologyFlags reads --topology, --workers, --placement and --underlay-rate.
+func (o runOptions) topologyFlags() (scenarios.Topology, error) {
+	t := scenarios.Topology{Kind: o.topology, Workers: o.workers}
+	if o.workers < 0 {
+		return t, usageError("--workers %d must be positive: give at least 2, or leave it out for 2", o.workers)
+	}
+	var err error
+	if o.placement != "" {
+		if t.Placement, err = scenarios.ParsePlacement(o.placement); err != nil {
+			return t, usageError("--placement: %w", err)
+		}
+	}
+	if o.underlayRate != "" {
+		rate, err := scenarios.ParseRate(o.underlayRate)
+		if err != nil {
+			return t, usageError("--underlay-rate: %w", err)
+		}
+		t.UnderlayRate = scenarios.Rate(rate)
+	}
+	return t, nil
 }
 
 // readSuite reads the --scenario file.

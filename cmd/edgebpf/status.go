@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -19,16 +20,33 @@ type statusNode struct {
 	Command string `json:"command"`
 }
 
+// statusCluster is a cluster in `edgebpf status --json`, with the session that owns it.
+type statusCluster struct {
+	netsetup.ClusterStatus
+	Session string `json:"session"`
+	PID     int    `json:"pid"`
+}
+
 // liveNodes lists the nodes of every running edgebpf process.
 func liveNodes() ([]statusNode, error) {
+	nodes, _, err := liveState()
+	return nodes, err
+}
+
+// liveState lists the nodes and clusters of every running edgebpf process.
+func liveState() ([]statusNode, []statusCluster, error) {
 	live, _, err := netsetup.Sessions()
 	var out []statusNode
+	var clusters []statusCluster
 	for _, s := range live {
 		for _, n := range s.Nodes {
 			out = append(out, statusNode{NodeStatus: n, Session: s.ID, PID: s.PID, Command: s.Command})
 		}
+		for _, c := range s.Clusters {
+			clusters = append(clusters, statusCluster{ClusterStatus: c, Session: s.ID, PID: s.PID})
+		}
 	}
-	return out, err
+	return out, clusters, err
 }
 
 // statusOptions are the flags of `edgebpf status`.
@@ -52,7 +70,7 @@ func newStatusCmd() *cobra.Command {
 
 // runStatus runs `edgebpf status`: the running nodes, as a table or JSON, on out.
 func runStatus(out, errOut io.Writer, o statusOptions) error {
-	nodes, err := liveNodes()
+	nodes, clusters, err := liveState()
 	if err != nil {
 		fmt.Fprintln(errOut, "edgebpf: warning:", err)
 	}
@@ -60,7 +78,10 @@ func runStatus(out, errOut io.Writer, o statusOptions) error {
 		if nodes == nil {
 			nodes = []statusNode{}
 		}
-		b, err := json.MarshalIndent(map[string]any{"nodes": nodes}, "", "  ")
+		if clusters == nil {
+			clusters = []statusCluster{}
+		}
+		b, err := json.MarshalIndent(map[string]any{"nodes": nodes, "clusters": clusters}, "", "  ")
 		if err != nil {
 			return err
 		}
@@ -72,9 +93,21 @@ func runStatus(out, errOut io.Writer, o statusOptions) error {
 		return nil
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	for _, c := range clusters {
+		shaped := "unshaped"
+		if c.RateBits > 0 {
+			shaped = fmt.Sprintf("shaped to %d bit/s", c.RateBits)
+		}
+		fmt.Fprintf(w, "cluster %s\tunderlay %s %s (%s, mtu %d, %s)\tworkers %s\tpid %d\n",
+			c.Name, c.UnderlayNamespace, c.UnderlayBridge, c.Underlay, c.UnderlayMTU, shaped, strings.Join(c.Workers, ", "), c.PID)
+	}
 	for _, n := range nodes {
-		fmt.Fprintf(w, "node %s\tnamespace %s\tbridge %s %s\tdataplane %s\tpid %d (%s)\n",
-			n.Name, n.Namespace, n.Bridge, n.BridgeIP, n.DataPlane, n.PID, n.Command)
+		underlay := ""
+		if n.UnderlayIP != "" {
+			underlay = "\tnode IP " + n.UnderlayIP
+		}
+		fmt.Fprintf(w, "node %s\tnamespace %s\tbridge %s %s\tdataplane %s%s\tpid %d (%s)\n",
+			n.Name, n.Namespace, n.Bridge, n.BridgeIP, n.DataPlane, underlay, n.PID, n.Command)
 		fmt.Fprintln(w, "  SERVICE\tSERVICE IP\tINSTANCE\tNAMESPACE IP\tINSTANCE IP\tVETH\tNAMESPACE")
 		for _, s := range n.Services {
 			for _, in := range s.Instances {

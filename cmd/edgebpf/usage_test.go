@@ -88,3 +88,15 @@ func TestUsageExtraArgument(t *testing.T) {
 func TestUsageUnknownSubcommand(t *testing.T) {
 	usage(t, `unknown command "bogus" for "edgebpf speedlimit"`, "speedlimit", "bogus")
 }
+
+func TestUsageCrossNode(t *testing.T) {
+	usage(t, `placement names service "db"`, "run", "latency", "--topology", "cross-node", "--placement", "db=1")
+	usage(t, "puts server on worker 2, which does not exist", "run", "latency", "--topology", "cross-node", "--placement", "server=2")
+	usage(t, "--placement: placement \"server\": give SERVICE=WORKER pairs", "run", "latency", "--topology", "cross-node", "--placement", "server")
+	usage(t, "ebpf+userspace runs a different data plane on each worker of a cluster: it exists only with --topology cross-node",
+		"run", "latency", "--dataplane", "ebpf+userspace")
+	usage(t, "add --topology cross-node", "run", "latency", "--underlay-rate", "1G")
+	usage(t, `unknown topology "mesh"`, "run", "latency", "--topology", "mesh")
+	usage(t, "--underlay-rate:", "run", "latency", "--topology", "cross-node", "--underlay-rate", "fast")
+	usage(t, "experiment speedlimit-response runs on one node only", "run", "speedlimit-response", "--topology", "cross-node")
+}

@@ -29,7 +29,8 @@ var Spec = dataplanes.Spec{
 		Description: "no proxy: clients address the server instance's namespace IP (the physical limit)",
 		Colour:      color.RGBA{0x4d, 0x4d, 0x4d, 0xff},
 	},
-	New: func() dataplanes.DataPlane { return New() },
+	New:       func() dataplanes.DataPlane { return New() },
+	CrossNode: true, // across workers: see Deploy on a cluster's worker
 }
 
 // DataPlane is the direct data plane.

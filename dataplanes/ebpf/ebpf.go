@@ -31,7 +31,8 @@ var Spec = dataplanes.Spec{
 		Needs:       []features.Name{features.BPF, features.BTF, features.TCX},
 		Colour:      color.RGBA{0xff, 0x7f, 0x0e, 0xff},
 	},
-	New: func() dataplanes.DataPlane { return New() },
+	New:       func() dataplanes.DataPlane { return New() },
+	CrossNode: true, // across workers: see Deploy on a cluster's worker
 }
 
 // DataPlane is the eBPF data plane.

@@ -71,7 +71,8 @@ var Spec = dataplanes.Spec{
 		Needs:       []features.Name{features.NFTables},
 		Colour:      color.RGBA{0x2c, 0xa0, 0x2c, 0xff},
 	},
-	New: func() dataplanes.DataPlane { return New() },
+	New:       func() dataplanes.DataPlane { return New() },
+	CrossNode: true, // across workers: see Deploy on a cluster's worker
 }
 
 // DataPlane is the nftables data plane on one node.

@@ -31,7 +31,8 @@ var Spec = dataplanes.Spec{
 		Needs:       []features.Name{features.TUN},
 		Colour:      color.RGBA{0x1f, 0x77, 0xb4, 0xff},
 	},
-	New: func() dataplanes.DataPlane { return New() },
+	New:       func() dataplanes.DataPlane { return New() },
+	CrossNode: true, // across workers: see Deploy on a cluster's worker
 }
 
 // TunName is the TUN device: Oakestra's goProxyTun, named with the project's link prefix.
