@@ -53,7 +53,10 @@ volatile __u32 disp_count;
  * direct jump) and returns TCX_NEXT if the entry is empty. Neither the compiler nor the
  * verifier may take the result for that constant, or they drop the dispatcher's verdict check
  * as dead code: the function is global (the verifier takes a global function's result as
- * unknown) and reads its result back through a volatile (clang folds constant results). */
+ * unknown) and reads its result back through a volatile (clang folds constant results).
+ * Slots are listed by their decimal number, which is at once the function's name, the mask
+ * bit, the array key and the statistics key: a slot number built by pasting digits would
+ * name one number and tail-call another (8a+b against 10a+b, or an octal 0a). */
 #define SLOT(hook, n)								\
 	__attribute__((noinline)) int disp_##hook##_slot##n(struct __sk_buff *skb)	\
 	{									\
@@ -62,10 +65,20 @@ volatile __u32 disp_count;
 		return ret;							\
 	}
 
-#define SLOTS8(hook, a) SLOT(hook, a##0) SLOT(hook, a##1) SLOT(hook, a##2) SLOT(hook, a##3) \
-	SLOT(hook, a##4) SLOT(hook, a##5) SLOT(hook, a##6) SLOT(hook, a##7)
-SLOTS8(in, 0) SLOTS8(in, 1) SLOTS8(in, 2) SLOTS8(in, 3)
-SLOTS8(out, 0) SLOTS8(out, 1) SLOTS8(out, 2) SLOTS8(out, 3)
+#define EACH_SLOT(X, ...)							\
+	X(__VA_ARGS__, 0) X(__VA_ARGS__, 1) X(__VA_ARGS__, 2) X(__VA_ARGS__, 3)		\
+	X(__VA_ARGS__, 4) X(__VA_ARGS__, 5) X(__VA_ARGS__, 6) X(__VA_ARGS__, 7)		\
+	X(__VA_ARGS__, 8) X(__VA_ARGS__, 9) X(__VA_ARGS__, 10) X(__VA_ARGS__, 11)	\
+	X(__VA_ARGS__, 12) X(__VA_ARGS__, 13) X(__VA_ARGS__, 14) X(__VA_ARGS__, 15)	\
+	X(__VA_ARGS__, 16) X(__VA_ARGS__, 17) X(__VA_ARGS__, 18) X(__VA_ARGS__, 19)	\
+	X(__VA_ARGS__, 20) X(__VA_ARGS__, 21) X(__VA_ARGS__, 22) X(__VA_ARGS__, 23)	\
+	X(__VA_ARGS__, 24) X(__VA_ARGS__, 25) X(__VA_ARGS__, 26) X(__VA_ARGS__, 27)	\
+	X(__VA_ARGS__, 28) X(__VA_ARGS__, 29) X(__VA_ARGS__, 30) X(__VA_ARGS__, 31)
+
+EACH_SLOT(SLOT, in)
+EACH_SLOT(SLOT, out)
+
+_Static_assert(DISP_SLOTS == 32, "EACH_SLOT lists 32 slots");
 
 static __always_inline void account(__u32 key, __u64 t0)
 {
@@ -76,26 +89,22 @@ static __always_inline void account(__u32 key, __u64 t0)
 	}
 }
 
-/* Slot 8a+b is disp_<hook>_slot<a><b>. RUN(hook, h, a, b) runs it if its bit is set and ends
- * the chain once no later bit is. */
-#define RUN(hook, h, a, b)							\
-	if (mask & (1ULL << (8 * a + b))) {					\
+/* RUN(hook, h, n) runs slot n if its bit is set and ends the chain once no later bit is. */
+#define RUN(hook, h, n)								\
+	if (mask & (1ULL << (n))) {						\
 		int ret;							\
 		if (count) {							\
 			__u64 t0 = bpf_ktime_get_ns();				\
-			ret = disp_##hook##_slot##a##b(skb);			\
-			account((h) * DISP_SLOTS + 8 * a + b, t0);		\
+			ret = disp_##hook##_slot##n(skb);			\
+			account((h) * DISP_SLOTS + (n), t0);			\
 		} else {							\
-			ret = disp_##hook##_slot##a##b(skb);			\
+			ret = disp_##hook##_slot##n(skb);			\
 		}								\
 		if (ret != TCX_NEXT)						\
 			return ret;						\
 	}									\
-	if (!(mask >> (8 * a + b) >> 1))					\
+	if (!(mask >> (n) >> 1))						\
 		return TCX_NEXT;
-
-#define RUN8(hook, h, a) RUN(hook, h, a, 0) RUN(hook, h, a, 1) RUN(hook, h, a, 2) RUN(hook, h, a, 3) \
-	RUN(hook, h, a, 4) RUN(hook, h, a, 5) RUN(hook, h, a, 6) RUN(hook, h, a, 7)
 
 SEC("tcx/ingress")
 int disp_in(struct __sk_buff *skb)
@@ -103,7 +112,7 @@ int disp_in(struct __sk_buff *skb)
 	__u64 mask = disp_mask_in;
 	__u32 count = disp_count;
 
-	RUN8(in, 0, 0) RUN8(in, 0, 1) RUN8(in, 0, 2) RUN8(in, 0, 3)
+	EACH_SLOT(RUN, in, 0)
 	return TCX_NEXT;
 }
 
@@ -113,6 +122,6 @@ int disp_out(struct __sk_buff *skb)
 	__u64 mask = disp_mask_out;
 	__u32 count = disp_count;
 
-	RUN8(out, 1, 0) RUN8(out, 1, 1) RUN8(out, 1, 2) RUN8(out, 1, 3)
+	EACH_SLOT(RUN, out, 1)
 	return TCX_NEXT;
 }

@@ -108,6 +108,8 @@ type dispatcher struct {
 	slots  [2][DispatcherSlots]*entry
 	mask   [2]uint64
 	ncpu   int
+	// grace is a one-entry map-of-maps holding graceInner, for waitRuns.
+	grace, graceInner *ebpf.Map
 }
 
 // plugged is a module's place in the dispatcher on one hook.
@@ -126,17 +128,39 @@ func newDispatcher() (*dispatcher, error) {
 	if err := loadDispatcherObjects(&d.objs, nil); err != nil {
 		return nil, fmt.Errorf("load chain dispatcher: %w", err)
 	}
+	if err := d.newGrace(); err != nil {
+		return nil, errors.Join(err, d.objs.Close())
+	}
 	d.progs = [2]*ebpf.Program{d.objs.DispIn, d.objs.DispOut}
 	d.arrays = [2]*ebpf.Map{d.objs.DispInProgs, d.objs.DispOutProgs}
 	for h, p := range d.progs {
 		info, err := p.Info()
 		if err != nil {
-			return nil, errors.Join(fmt.Errorf("chain dispatcher info: %w", err), d.objs.Close())
+			return nil, errors.Join(fmt.Errorf("chain dispatcher info: %w", err), d.closeMaps())
 		}
 		d.ids[h], _ = info.ID()
 	}
 	counting.add(d)
 	return d, nil
+}
+
+// newGrace creates the maps of waitRuns.
+func (d *dispatcher) newGrace() error {
+	inner := &ebpf.MapSpec{Name: "disp_grace_in", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1}
+	var err error
+	if d.graceInner, err = ebpf.NewMap(inner); err != nil {
+		return fmt.Errorf("chain dispatcher grace map: %w", err)
+	}
+	outer := &ebpf.MapSpec{Name: "disp_grace", Type: ebpf.ArrayOfMaps, KeySize: 4, ValueSize: 4, MaxEntries: 1, InnerMap: inner}
+	if d.grace, err = ebpf.NewMap(outer); err != nil {
+		return errors.Join(fmt.Errorf("chain dispatcher grace map: %w", err), d.graceInner.Close())
+	}
+	return nil
+}
+
+// closeMaps releases the dispatcher's programs and maps.
+func (d *dispatcher) closeMaps() error {
+	return errors.Join(d.objs.Close(), d.grace.Close(), d.graceInner.Close())
 }
 
 // load loads spec after checking that its programs fit the dispatcher's program arrays: a
@@ -239,9 +263,29 @@ func (d *dispatcher) unplug(e *entry) error {
 
 // compact moves hook h's modules to the lowest slots, keeping their order. A module moves
 // from slot s to a lower free slot t with no module between them: its program is put into t,
-// then one mask store clears s and sets t, so a packet runs it exactly once, then s is
-// emptied.
+// then one mask store clears s and sets t. A packet that read the mask before that store may
+// still be on its way to slot s, so s keeps the program until every program run that could
+// have read the old mask is over (waitRuns); only then is s emptied or reused as a later
+// module's new slot. A packet thus runs every module exactly once, in order.
 func (d *dispatcher) compact(h int) error {
+	var stale uint64 // slots cleared from the mask since the last wait, their entries kept
+	flush := func() error {
+		if stale == 0 {
+			return nil
+		}
+		if err := d.waitRuns(); err != nil {
+			return fmt.Errorf("compact dispatcher: %w", err)
+		}
+		for s := range DispatcherSlots {
+			if stale&(1<<s) != 0 {
+				if err := d.empty(h, s); err != nil {
+					return fmt.Errorf("compact dispatcher: %w", err)
+				}
+			}
+		}
+		stale = 0
+		return nil
+	}
 	t := 0
 	for s := range DispatcherSlots {
 		e := d.slots[h][s]
@@ -249,22 +293,36 @@ func (d *dispatcher) compact(h int) error {
 			continue
 		}
 		if s != t {
+			if stale&(1<<t) != 0 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
 			old := e.plug[h]
 			st := d.slotStat(h, s)
 			pl, err := d.attach(h, t, e.hookPrograms()[h])
 			if err != nil {
-				return fmt.Errorf("compact dispatcher: %w", err)
+				return errors.Join(fmt.Errorf("compact dispatcher: %w", err), flush())
 			}
 			if err := d.setMask(h, d.mask[h]&^(1<<s)|1<<t); err != nil {
-				return errors.Join(err, d.empty(h, t))
+				return errors.Join(err, d.empty(h, t), flush())
 			}
 			pl.base = runStat{old.base.runs + st.runs, old.base.ns + st.ns}
 			d.slots[h][s], d.slots[h][t], e.plug[h] = nil, e, pl
-			if err := d.empty(h, s); err != nil {
-				return fmt.Errorf("compact dispatcher: %w", err)
-			}
+			stale |= 1 << s
 		}
 		t++
+	}
+	return flush()
+}
+
+// waitRuns returns once every dispatcher run that started before it was called has ended. The
+// kernel offers no such wait for program arrays: an update of a map-of-maps from user space
+// waits for an RCU grace period (maybe_wait_bpf_programs), and TC programs run in RCU
+// read-side sections, so one such update is the wait.
+func (d *dispatcher) waitRuns() error {
+	if err := d.grace.Put(uint32(0), d.graceInner); err != nil {
+		return fmt.Errorf("wait for running packets: %w", err)
 	}
 	return nil
 }
@@ -335,7 +393,7 @@ func (d *dispatcher) close() error {
 	}
 	err := parallelpkg.Do(len(ats), attachWorkers, func(i int) error { return ats[i].close() })
 	clear(d.at)
-	return errors.Join(err, d.objs.Close())
+	return errors.Join(err, d.closeMaps())
 }
 
 // expand names the programs in the dispatcher's active slots on hook h, in slot order, as

@@ -66,7 +66,7 @@ func TestDispatcherReturnsTheVerdict(t *testing.T) {
 	empty, err := emptyprog.Load()
 	require.NoError(t, err)
 	defer empty.Close()
-	drop := loadReturning(t, 2) // TCX_DROP
+	drop := loadReturning(t, ebpf.AttachTCXIngress, 2) // TCX_DROP
 	require.NoError(t, d.arrays[hookIn].Put(uint32(0), empty))
 	require.NoError(t, d.arrays[hookIn].Put(uint32(1), drop))
 	require.NoError(t, d.arrays[hookIn].Put(uint32(2), empty))
@@ -87,10 +87,38 @@ func TestDispatcherReturnsTheVerdict(t *testing.T) {
 	assert.Equal(t, uint64(1), d.slotStat(hookIn, 2).runs, "no slot runs after the drop")
 }
 
-// loadReturning loads a TCX ingress program that returns v.
-func loadReturning(t *testing.T, v int32) *ebpf.Program {
+// TestDispatcherSlotRunsItsEntry: on both hooks, bit n of the mask runs the program in entry n
+// of the program array and no other bit does, for every slot. (Slots once tail-called the
+// entry their pasted digits spelled, 10a+b for slot 8a+b: slots 8 to 31 ran another slot's
+// module or none.)
+func TestDispatcherSlotRunsItsEntry(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	d, err := newDispatcher()
+	require.NoError(t, err)
+	defer d.close()
+	const all = uint64(1)<<DispatcherSlots - 1
+	for h, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+		drop := loadReturning(t, at, 2) // TCX_DROP
+		for n := range DispatcherSlots {
+			require.NoError(t, d.arrays[h].Put(uint32(n), drop))
+			require.NoError(t, d.setMask(h, all&^(1<<n)))
+			ret, err := d.progs[h].Run(&ebpf.RunOptions{Data: frame})
+			require.NoError(t, err)
+			assert.Equal(t, tcxNext, ret, "hook %d: only bit %d runs entry %d", h, n, n)
+			require.NoError(t, d.setMask(h, 1<<n))
+			ret, err = d.progs[h].Run(&ebpf.RunOptions{Data: frame})
+			require.NoError(t, err)
+			assert.Equal(t, uint32(2), ret, "hook %d: bit %d runs entry %d", h, n, n)
+			require.NoError(t, d.empty(h, n))
+		}
+		require.NoError(t, d.setMask(h, 0))
+	}
+}
+
+// loadReturning loads a TCX program for the attach type that returns v.
+func loadReturning(t *testing.T, at ebpf.AttachType, v int32) *ebpf.Program {
 	t.Helper()
-	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, AttachType: ebpf.AttachTCXIngress, License: "GPL",
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, AttachType: at, License: "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, v), asm.Return()}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Close() })
