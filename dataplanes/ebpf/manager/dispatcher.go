@@ -64,8 +64,8 @@ type Load func(spec *ebpf.CollectionSpec, objs any) error
 // or by a manager in tcx mode.
 func LoadTCX(spec *ebpf.CollectionSpec, objs any) error { return spec.LoadAndAssign(objs, nil) }
 
-// ErrNoExtensions is returned in dispatcher mode when the kernel refuses BPF extension
-// programs (BPF_PROG_TYPE_EXT, freplace), which the dispatcher's modules are.
+// ErrNoDispatcher is returned in dispatcher mode when the kernel cannot load the dispatcher:
+// its slots are functions that tail-call, which only some BPF JITs allow.
 var ErrNoDispatcher = errors.New("this kernel does not load the chain dispatcher (it needs a BPF JIT that mixes tail calls and function calls: x86-64 or arm64); use --chain tcx")
 
 var probeOnce = sync.OnceValue(probeDispatcher)
