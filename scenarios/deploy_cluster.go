@@ -243,9 +243,10 @@ func watch(ctx context.Context, alive func() error, fn func(context.Context) err
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	dead := errors.New("a node died")
-	done := make(chan struct{})
+	done, exited := make(chan struct{}), make(chan struct{})
 	var death error
 	go func() {
+		defer close(exited)
 		t := time.NewTicker(watchInterval)
 		defer t.Stop()
 		for {
@@ -265,6 +266,7 @@ func watch(ctx context.Context, alive func() error, fn func(context.Context) err
 	}()
 	err := fn(ctx)
 	close(done)
+	<-exited // the watcher reads the namespaces' handles: it must be gone before they close
 	if errors.Is(context.Cause(ctx), dead) {
 		return death
 	}
