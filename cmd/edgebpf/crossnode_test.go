@@ -44,13 +44,13 @@ func TestCleanupAfterKilledCrossNodeRun(t *testing.T) {
 	require.Eventually(t, func() bool {
 		live, _, _ := netsetup.Sessions()
 		for _, s := range live {
-			if s.PID == child.Process.Pid && len(s.Clusters) == 1 && len(s.Nodes) == 2 && len(s.Nodes[1].Services) == 2 {
+			if s.PID == child.Process.Pid && len(s.Clusters) == 1 && len(s.Nodes) == 2 && instances(s.Nodes[1]) == 2 {
 				id = s.ID
 				return true
 			}
 		}
 		return false
-	}, 30*time.Second, 50*time.Millisecond, "the child's cluster with its services")
+	}, 30*time.Second, 50*time.Millisecond, "the child's cluster with its client and server instances")
 	nss, _ := filepath.Glob("/run/netns/" + netsetup.Prefix + id + "-*")
 	var names []string
 	for _, n := range nss {
@@ -70,4 +70,13 @@ func TestCleanupAfterKilledCrossNodeRun(t *testing.T) {
 	meta, err := reports.ReadMeta(out)
 	require.NoError(t, err)
 	assert.Equal(t, "killed", meta.Status)
+}
+
+// instances counts the instances a node's status lists, remote ones included.
+func instances(n netsetup.NodeStatus) int {
+	c := 0
+	for _, s := range n.Services {
+		c += len(s.Instances)
+	}
+	return c
 }
