@@ -385,7 +385,7 @@ type Stats struct {
 	Upcalls      uint64   `json:"upcalls"`
 	SessionFull  uint64   `json:"session_insert_failed"`
 	Fragments    uint64   `json:"fragments_dropped"`
-	TooBig       uint64   `json:"too_big_dropped"`
+	TooBig       uint64   `json:"too_big_dropped"` // misses too long to send up whole: destination installed, packet dropped
 	Spoofed      uint64   `json:"spoofed_dropped"`
 	UpcallsShed  uint64   `json:"upcalls_shed"`
 	NoSession    uint64   `json:"tcp_without_session"`
