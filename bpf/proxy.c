@@ -113,7 +113,7 @@ enum px_stat {
 	PX_UPCALL = 2,    /* packets sent to user space */
 	PX_SESS_FULL = 3, /* session inserts that failed */
 	PX_FRAGMENT = 4,  /* fragments to the service range, dropped */
-	PX_TOO_BIG = 5,   /* misses too large to send up, dropped */
+	PX_TOO_BIG = 5,   /* misses too large to send up whole: destination installed, packet dropped */
 	PX_SPOOFED = 6,   /* sources not the sending instance's namespace IP, dropped */
 	PX_UPCALL_SHED = 7, /* misses over the upcall rate, dropped */
 	PX_NO_SESSION = 8,  /* TCP segments other than a SYN without a session, passed on */
@@ -166,16 +166,21 @@ static __always_inline int upcall_allowed(__u64 now)
 	return 1;
 }
 
+/* upcall sends a miss to user space, which installs its destination and puts the packet back.
+ * A packet longer than MAX_UPCALL (a GSO packet: a UDP_SEGMENT send is the first packet of
+ * its flow) goes up cut to MAX_UPCALL bytes: user space installs the destination from its
+ * headers but cannot put it back, so it is dropped and counted, and the flow's next packet
+ * finds the service installed. */
 static __always_inline int upcall(struct __sk_buff *skb, __u64 now)
 {
 	__u64 len = skb->len;
-	if (len > MAX_UPCALL) {
-		stat_inc(&px_stats, PX_TOO_BIG);
-		return TC_ACT_SHOT;
-	}
 	if (!upcall_allowed(now)) {
 		stat_inc(&px_stats, PX_UPCALL_SHED);
 		return TC_ACT_SHOT;
+	}
+	if (len > MAX_UPCALL) {
+		stat_inc(&px_stats, PX_TOO_BIG);
+		len = MAX_UPCALL;
 	}
 	struct px_upcall meta = { .ifindex = skb->ifindex, .len = len };
 	bpf_perf_event_output(skb, &px_upcalls, BPF_F_CURRENT_CPU | (len << 32), &meta, sizeof(meta));

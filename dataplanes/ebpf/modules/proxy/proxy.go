@@ -182,6 +182,9 @@ func (p *Proxy) Programs() (ingress, egress *ebpf.Program) { return p.objs.Proxy
 // Attached makes the instance a known client, so its sessions start in the kernel, and opens
 // its re-injection socket.
 func (p *Proxy) Attached(in *netsetup.Instance) error {
+	if err := p.udpGSO(in, false); err != nil {
+		return err
+	}
 	inj, err := newInjector(p.node, in)
 	if err != nil {
 		return err
@@ -201,6 +204,7 @@ func (p *Proxy) Detached(in *netsetup.Instance) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	_ = p.objs.PxClients.Delete(be32(in.NSIP))
+	_ = p.udpGSO(in, true) // best effort: the instance may be gone
 	delete(p.clients, in.VethIndex)
 	if inj, ok := p.inject[in.VethIndex]; ok {
 		_ = inj.close()
@@ -381,7 +385,7 @@ type Stats struct {
 	Upcalls      uint64   `json:"upcalls"`
 	SessionFull  uint64   `json:"session_insert_failed"`
 	Fragments    uint64   `json:"fragments_dropped"`
-	TooBig       uint64   `json:"too_big_dropped"`
+	TooBig       uint64   `json:"too_big_dropped"` // misses too long to send up whole: destination installed, packet dropped
 	Spoofed      uint64   `json:"spoofed_dropped"`
 	UpcallsShed  uint64   `json:"upcalls_shed"`
 	NoSession    uint64   `json:"tcp_without_session"`

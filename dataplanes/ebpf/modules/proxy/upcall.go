@@ -106,8 +106,18 @@ func (p *Proxy) handle(raw []byte) error {
 		p.counters.Refused++
 		return inj.refuse(pkt, from, icmpPortUnreachable)
 	}
+	if truncated(pkt) {
+		// A GSO packet, sent up cut (the kernel counted it too big): its destination is
+		// installed now, and the packet, whose tail user space never saw, is dropped.
+		return nil
+	}
 	p.counters.Reinject++
 	return inj.reinject(pkt)
+}
+
+// truncated says whether the IPv4 packet pkt (an Ethernet frame) is longer than the bytes at hand.
+func truncated(pkt []byte) bool {
+	return 14+int(binary.BigEndian.Uint16(pkt[16:])) > len(pkt)
 }
 
 func ipv4Addrs(pkt []byte) (src, dst netip.Addr, ok bool) {
