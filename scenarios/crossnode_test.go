@@ -156,11 +156,16 @@ func TestWorkerDiesMidRun(t *testing.T) {
 	assert.True(t, os.IsNotExist(statErr))
 }
 
-// killWorker waits for a namespace named edgebpf-<id>-<worker> and deletes it as `ip netns
-// delete` does; it returns the namespace's name, or "" if none appeared.
+// killWorker waits for a namespace named edgebpf-<id>-<worker> of a session this process
+// created (another run on the machine may have a worker of that name) and deletes it as `ip
+// netns delete` does; it returns the namespace's name, or "" if none appeared.
 func killWorker(ctx context.Context, worker string) string {
 	for ctx.Err() == nil {
-		m, _ := filepath.Glob("/run/netns/edgebpf-*-" + worker)
+		var m []string
+		for _, id := range netsetup.CreatedSessionIDs() {
+			found, _ := filepath.Glob("/run/netns/" + netsetup.Prefix + id + "-" + worker)
+			m = append(m, found...)
+		}
 		if len(m) == 1 {
 			time.Sleep(1500 * time.Millisecond) // into the repetition
 			name := filepath.Base(m[0])
