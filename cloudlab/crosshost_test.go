@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -118,33 +117,6 @@ func buildEdgebpf(t *testing.T) string {
 	return bin
 }
 
-// hostState is what must not change in a host namespace: links, addresses and routes.
-func hostState(t *testing.T, ns *netsetup.Namespace) []string {
-	t.Helper()
-	h, err := ns.Netlink()
-	require.NoError(t, err)
-	defer h.Close()
-	links, err := h.LinkList()
-	require.NoError(t, err)
-	var out []string
-	for _, l := range links {
-		a := l.Attrs()
-		out = append(out, fmt.Sprintf("link %d %s mtu %d flags %v mac %s", a.Index, a.Name, a.MTU, a.Flags, a.HardwareAddr))
-	}
-	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
-	require.NoError(t, err)
-	for _, ad := range addrs {
-		out = append(out, fmt.Sprintf("addr %d %s", ad.LinkIndex, ad.IPNet))
-	}
-	routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: 0}, 0)
-	require.NoError(t, err)
-	for _, r := range routes {
-		out = append(out, "route "+r.String())
-	}
-	slices.Sort(out)
-	return out
-}
-
 // TestCrossHostSuite drives run-cross.sh against two stand-in hosts, each running its own
 // `edgebpf node` per data plane over the veth LAN, the data planes interleaved: TCP (iperf3)
 // and UDP (sockperf ping-pong, iperf3 -u) cross between client-0 on host A and server-0 on
@@ -158,7 +130,7 @@ func TestCrossHostSuite(t *testing.T) {
 	}
 	bin := buildEdgebpf(t)
 	s := newStandIn(t)
-	before := [2][]string{hostState(t, s.hosts[0]), hostState(t, s.hosts[1])}
+	before := [2][]string{testenv.NetState(t, s.hosts[0]), testenv.NetState(t, s.hosts[1])}
 	dataplanes := []string{"direct", "userspace", "ebpf", "nftables"}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -195,7 +167,7 @@ func TestCrossHostSuite(t *testing.T) {
 	}
 
 	for i := range s.hosts {
-		assert.Equal(t, before[i], hostState(t, s.hosts[i]), "host %s is as before", hostNames[i])
+		assert.Equal(t, before[i], testenv.NetState(t, s.hosts[i]), "host %s is as before", hostNames[i])
 	}
 	entries, err := os.ReadDir("/run/netns")
 	require.NoError(t, err)
@@ -231,7 +203,7 @@ func TestCrossHostFailures(t *testing.T) {
 	requireTool(t, "nsenter", "the ssh stand-in enters the host's namespace")
 	bin := buildEdgebpf(t)
 	s := newStandIn(t)
-	before := [2][]string{hostState(t, s.hosts[0]), hostState(t, s.hosts[1])}
+	before := [2][]string{testenv.NetState(t, s.hosts[0]), testenv.NetState(t, s.hosts[1])}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cluster := fmt.Sprintf("k%d", os.Getpid()%100000)
@@ -245,7 +217,7 @@ func TestCrossHostFailures(t *testing.T) {
 	require.ErrorAs(t, err, &ee, out)
 	assert.Equal(t, 2, ee.ExitCode(), out)
 	assert.Contains(t, out, "peer did not answer within 1s on lan0: "+cluster+"-w1 at 10.10.1.102")
-	assert.Equal(t, before[0], hostState(t, s.hosts[0]))
+	assert.Equal(t, before[0], testenv.NetState(t, s.hosts[0]))
 
 	var procs [2]*exec.Cmd
 	var st [2]netsetup.NodeStatus
@@ -297,7 +269,7 @@ func TestCrossHostFailures(t *testing.T) {
 	_, err = os.Stat(filepath.Join(s.homes[1], "ready.json"))
 	assert.ErrorIs(t, err, os.ErrNotExist)
 	for i := range s.hosts {
-		assert.Equal(t, before[i], hostState(t, s.hosts[i]), "host %s is as before", hostNames[i])
+		assert.Equal(t, before[i], testenv.NetState(t, s.hosts[i]), "host %s is as before", hostNames[i])
 	}
 }
 

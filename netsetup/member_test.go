@@ -57,34 +57,6 @@ func twoHosts(t *testing.T, sess *netsetup.Session, mtu int) (a, b *netsetup.Nam
 	return a, b
 }
 
-// hostState is what must not change in a host namespace: links (name, index, MTU, flags,
-// MAC), addresses and routes.
-func hostState(t *testing.T, ns *netsetup.Namespace) []string {
-	t.Helper()
-	h, err := ns.Netlink()
-	require.NoError(t, err)
-	defer h.Close()
-	links, err := h.LinkList()
-	require.NoError(t, err)
-	var out []string
-	for _, l := range links {
-		a := l.Attrs()
-		out = append(out, fmt.Sprintf("link %d %s mtu %d flags %v mac %s", a.Index, a.Name, a.MTU, a.Flags, a.HardwareAddr))
-	}
-	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
-	require.NoError(t, err)
-	for _, ad := range addrs {
-		out = append(out, fmt.Sprintf("addr %d %s", ad.LinkIndex, ad.IPNet))
-	}
-	routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: 0}, 0)
-	require.NoError(t, err)
-	for _, r := range routes {
-		out = append(out, "route "+r.String())
-	}
-	slices.Sort(out)
-	return out
-}
-
 func joinConfig(worker int, host *netsetup.Namespace) netsetup.JoinConfig {
 	return netsetup.JoinConfig{
 		Worker: worker, Device: "lan0", HostNS: host,
@@ -109,7 +81,7 @@ func table(n *netsetup.Node) []string {
 func TestMembersOnTwoHostsShareOneTable(t *testing.T) {
 	sess := testenv.Session(t)
 	hostA, hostB := twoHosts(t, sess, 1500)
-	beforeA, beforeB := hostState(t, hostA), hostState(t, hostB)
+	beforeA, beforeB := testenv.NetState(t, hostA), testenv.NetState(t, hostB)
 
 	var members []*netsetup.Member
 	for i, host := range []*netsetup.Namespace{hostA, hostB} {
@@ -136,8 +108,8 @@ func TestMembersOnTwoHostsShareOneTable(t *testing.T) {
 
 	// The hosts keep their links, addresses and routes: the macvlan child lives in the worker
 	// namespace from its creation.
-	assert.Equal(t, beforeA, hostState(t, hostA))
-	assert.Equal(t, beforeB, hostState(t, hostB))
+	assert.Equal(t, beforeA, testenv.NetState(t, hostA))
+	assert.Equal(t, beforeB, testenv.NetState(t, hostB))
 
 	for _, m := range members {
 		require.NoError(t, m.ProbePeers(context.Background(), 10*time.Second))
@@ -155,7 +127,7 @@ func TestMembersOnTwoHostsShareOneTable(t *testing.T) {
 	require.NoError(t, members[1].Close())
 	_, err := os.Stat(filepath.Join("/run/netns", wb))
 	assert.ErrorIs(t, err, os.ErrNotExist)
-	assert.Equal(t, beforeB, hostState(t, hostB))
+	assert.Equal(t, beforeB, testenv.NetState(t, hostB))
 }
 
 // routeVia routes the peer's subnet through its node IP and lets the worker forward.

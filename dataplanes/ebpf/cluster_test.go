@@ -218,15 +218,22 @@ func underlayPrograms(t *testing.T, w *netsetup.Node, index int) []string {
 }
 
 func tunnelStats(t *testing.T, dp *ebpf.DataPlane) tunnel.Stats {
+	st, err := deployed[*tunnel.Tunnel](t, dp, "tunnel").Stats()
+	require.NoError(t, err)
+	return st
+}
+
+// deployed returns the data plane's module of that name, failing t if there is none.
+func deployed[M manager.Module](t *testing.T, dp *ebpf.DataPlane, name string) M {
+	t.Helper()
 	for _, inf := range dp.Manager().List() {
-		if inf.Name == "tunnel" {
+		if inf.Name == name {
 			mod, ok := dp.Manager().Module(inf.ID)
 			require.True(t, ok)
-			st, err := mod.(*tunnel.Tunnel).Stats()
-			require.NoError(t, err)
-			return st
+			return mod.(M)
 		}
 	}
-	t.Fatal("no tunnel module deployed")
-	return tunnel.Stats{}
+	t.Fatalf("no %s module deployed", name)
+	var zero M
+	return zero
 }

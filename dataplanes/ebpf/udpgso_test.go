@@ -153,15 +153,7 @@ func setGSO(conn *net.UDPConn, size int) error {
 }
 
 func proxyStats(t *testing.T, dp *ebpf.DataPlane) proxy.Stats {
-	for _, inf := range dp.Manager().List() {
-		if inf.Name == "proxy" {
-			mod, ok := dp.Manager().Module(inf.ID)
-			require.True(t, ok)
-			st, err := mod.(*proxy.Proxy).Stats()
-			require.NoError(t, err)
-			return st
-		}
-	}
-	t.Fatal("no proxy module deployed")
-	return proxy.Stats{}
+	st, err := deployed[*proxy.Proxy](t, dp, "proxy").Stats()
+	require.NoError(t, err)
+	return st
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/edgebpf/edgebpf/netsetup"
 )
 
@@ -153,5 +155,41 @@ func openFDs() []string {
 		}
 		out = append(out, e.Name())
 	}
+	return out
+}
+
+// NetState is what must not change in a namespace edgebpf does not own (a host's): its links
+// (index, name, MTU, flags, MAC), addresses and routes, sorted, one line each.
+func NetState(t testing.TB, ns *netsetup.Namespace) []string {
+	t.Helper()
+	h, err := ns.Netlink()
+	if err != nil {
+		t.Fatalf("netlink in %s: %v", ns.Name, err)
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		t.Fatalf("links of %s: %v", ns.Name, err)
+	}
+	var out []string
+	for _, l := range links {
+		a := l.Attrs()
+		out = append(out, fmt.Sprintf("link %d %s mtu %d flags %v mac %s", a.Index, a.Name, a.MTU, a.Flags, a.HardwareAddr))
+	}
+	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatalf("addresses of %s: %v", ns.Name, err)
+	}
+	for _, ad := range addrs {
+		out = append(out, fmt.Sprintf("addr %d %s", ad.LinkIndex, ad.IPNet))
+	}
+	routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: 0}, 0)
+	if err != nil {
+		t.Fatalf("routes of %s: %v", ns.Name, err)
+	}
+	for _, r := range routes {
+		out = append(out, "route "+r.String())
+	}
+	slices.Sort(out)
 	return out
 }
