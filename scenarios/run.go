@@ -211,21 +211,10 @@ func (o *RunOptions) jobsIn(e Experiment, warm bool, t Topology) ([]job, error) 
 	if t.CrossNode() && !crossMeters[e.Meter] {
 		return o.sameNodeOnly(e, plan, warmup)
 	}
-	var out []job
 	if len(e.Configurations) > 0 {
-		direct, err := registry().Lookup(responderPlane)
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range e.Configurations {
-			spec, err := responder(c)
-			if err != nil {
-				return nil, fmt.Errorf("experiment %s: %w", e.Name, err)
-			}
-			out = append(out, job{plan: plan, subject: spec, plane: direct, warmup: warmup})
-		}
-		return out, nil
+		return responderJobs(e, plan, warmup, "")
 	}
+	var out []job
 	for _, dp := range o.DataPlanes {
 		if !t.CrossNode() && dataplanes.IsMixed(dp) {
 			continue
@@ -247,6 +236,24 @@ func (o *RunOptions) jobsIn(e Experiment, warm bool, t Topology) ([]job, error) 
 }
 
 // withChain makes spec's data planes chain eBPF modules in mode c, where they have a manager.
+// responderJobs is a job per configuration of a responder experiment, each on a node with
+// the responder's data plane; skip, if set, is why they do not run.
+func responderJobs(e Experiment, plan Plan, warmup *Plan, skip string) ([]job, error) {
+	direct, err := registry().Lookup(responderPlane)
+	if err != nil {
+		return nil, err
+	}
+	var out []job
+	for _, c := range e.Configurations {
+		spec, err := responder(c)
+		if err != nil {
+			return nil, fmt.Errorf("experiment %s: %w", e.Name, err)
+		}
+		out = append(out, job{plan: plan, subject: spec, plane: direct, warmup: warmup, skip: skip})
+	}
+	return out, nil
+}
+
 func withChain(spec dataplanes.Spec, c manager.Chain) dataplanes.Spec {
 	if c == "" {
 		return spec

@@ -378,21 +378,10 @@ func (o *RunOptions) sameNodeOnly(e Experiment, plan Plan, warmup *Plan) ([]job,
 	if !selectsAll(o.Experiments) {
 		return nil, fmt.Errorf("%s: drop it from this --topology %s run, or run it with --topology %s", why, CrossNode, SameNode)
 	}
-	var out []job
 	if len(e.Configurations) > 0 {
-		direct, err := registry().Lookup(responderPlane)
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range e.Configurations {
-			spec, err := responder(c)
-			if err != nil {
-				return nil, fmt.Errorf("experiment %s: %w", e.Name, err)
-			}
-			out = append(out, job{plan: plan, subject: spec, plane: direct, warmup: warmup, skip: why})
-		}
-		return out, nil
+		return responderJobs(e, plan, warmup, why)
 	}
+	var out []job
 	for _, dp := range o.DataPlanes {
 		spec, planes, err := lookupSubject(dp, o.Topology)
 		if err != nil {
