@@ -53,6 +53,21 @@ type ReferenceConfig struct {
 	// JitterRate is the UDP payload rate in bit/s of iperf3 -u -b and UDPJitter.
 	// Default 1e6.
 	JitterRate Rate `json:"jitter_rate,omitempty"`
+	// JitterDuration is the length of each jitter stream, iperf3's and ours, a whole
+	// number of seconds. Default: Duration.
+	JitterDuration Duration `json:"jitter_duration,omitempty"`
+	// JitterInterval is how often both jitter meters report their running RFC 3550
+	// estimate, for iperf3 -i and UDPJitter. Every report is one jitter sample, so a
+	// shorter interval gives the medians more samples of the same estimator: at 1 Mbit/s
+	// of 1400-byte datagrams (89 a second) 250 ms spans 22 datagrams, and the estimate,
+	// which forgets 1/16 per datagram, keeps (15/16)^22 = 24 % of the previous report's
+	// deviation. Default: Interval.
+	JitterInterval Duration `json:"jitter_interval,omitempty"`
+	// JitterRepeat is how often the jitter pair (iperf3, then ours, or the other way round,
+	// alternating) runs in every round, the kernel-stamped stream of ours only in the first.
+	// The machine's state drifts between runs more than a run's intervals vary, so more,
+	// shorter pairs pin the ratio down better than fewer, longer ones. Default 1.
+	JitterRepeat int `json:"jitter_repeat,omitempty"`
 	// Size is the UDP payload in bytes of iperf3 -l and UDPJitter. Default 1400.
 	Size int `json:"size,omitempty"`
 	// Only restricts every round to some of the quantities: RefThroughput, RefRTT,
@@ -116,6 +131,15 @@ func (c ReferenceConfig) withDefaults() ReferenceConfig {
 	if c.Size == 0 {
 		c.Size = defaultUDPSize
 	}
+	if c.JitterDuration == 0 {
+		c.JitterDuration = c.Duration
+	}
+	if c.JitterInterval == 0 {
+		c.JitterInterval = c.Interval
+	}
+	if c.JitterRepeat == 0 {
+		c.JitterRepeat = 1
+	}
 	return c
 }
 
@@ -130,22 +154,22 @@ func (c ReferenceConfig) Validate() error {
 	if d.Rounds < 1 || d.Rounds > maxRounds {
 		errs = append(errs, fmt.Errorf("reference: rounds %d is out of range: give 1 to %d, or 0 for the default 3", c.Rounds, maxRounds))
 	}
-	durationOK := false
-	switch {
-	case d.Duration < 0:
-		errs = append(errs, fmt.Errorf("reference: duration %v is negative: give the length of each run, or 0 for the default 5s", c.Duration))
-	case d.Duration < Duration(time.Second) || d.Duration%Duration(time.Second) != 0:
-		errs = append(errs, fmt.Errorf("reference: duration %v is not a whole number of seconds: iperf3 and sockperf take -t in seconds, so give 1s, 2s and so on", c.Duration))
-	default:
-		durationOK = true
+	durationOK, errs := toolDurationErrors(errs, "duration", "each run", c.Duration, d.Duration, "the default 5s")
+	errs = toolIntervalErrors(errs, "interval", "one throughput sample", c.Interval, d.Interval, "duration", d.Duration, durationOK, "the default 1s")
+	// The jitter's run and interval are judged on their own only where set: inherited,
+	// the checks above said what is wrong with them.
+	jitterOK := durationOK
+	if c.JitterDuration != 0 {
+		jitterOK, errs = toolDurationErrors(errs, "jitter duration", "each jitter stream", c.JitterDuration, d.JitterDuration, "the duration's")
 	}
 	switch {
-	case d.Interval < 0:
-		errs = append(errs, fmt.Errorf("reference: interval %v is negative: give the length of one throughput sample, or 0 for the default 1s", c.Interval))
-	case d.Interval < Duration(minToolIvl):
-		errs = append(errs, fmt.Errorf("reference: interval %v is shorter than iperf3 reports: give at least %v", c.Interval, minToolIvl))
-	case durationOK && d.Interval > d.Duration:
-		errs = append(errs, fmt.Errorf("reference: interval %v is longer than duration %v: give an interval of at most the duration", d.Interval, d.Duration))
+	case c.JitterInterval != 0:
+		errs = toolIntervalErrors(errs, "jitter interval", "one jitter report", c.JitterInterval, d.JitterInterval, "jitter duration", d.JitterDuration, jitterOK, "the interval's")
+	case c.JitterDuration != 0 && jitterOK && d.Interval > d.JitterDuration:
+		errs = append(errs, fmt.Errorf("reference: jitter duration %v is shorter than the interval %v the jitter reports inherit: give a jitter interval of at most %v", d.JitterDuration, d.Interval, d.JitterDuration))
+	}
+	if d.JitterRepeat < 1 || d.JitterRepeat > maxRounds {
+		errs = append(errs, fmt.Errorf("reference: jitter repeat %d is out of range: give 1 to %d jitter pairs per round, or 0 for the default 1", c.JitterRepeat, maxRounds))
 	}
 	if d.PingCount < 0 {
 		errs = append(errs, fmt.Errorf("reference: ping count %d is negative: give the number of connects per round, or 0 for the default 200", c.PingCount))
@@ -170,13 +194,40 @@ func (c ReferenceConfig) Validate() error {
 	if len(udpFieldErrors("reference", c.Size, 0)) > 0 {
 		size = 0
 	}
-	if durationOK {
-		dur = time.Duration(d.Duration)
+	if jitterOK {
+		dur = time.Duration(d.JitterDuration)
 	}
 	if err := udpRateError("reference", "jitter rate", float64(d.JitterRate), size, dur); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// toolDurationErrors appends to errs what is wrong with a tool run's duration d (set as
+// given, d with its default; what names the run, def the default in words) and says
+// whether d is usable: a whole number of seconds, as iperf3 and sockperf take -t.
+func toolDurationErrors(errs []error, name, what string, set, d Duration, def string) (bool, []error) {
+	switch {
+	case d < 0:
+		return false, append(errs, fmt.Errorf("reference: %s %v is negative: give the length of %s, or 0 for %s", name, set, what, def))
+	case d < Duration(time.Second) || d%Duration(time.Second) != 0:
+		return false, append(errs, fmt.Errorf("reference: %s %v is not a whole number of seconds: iperf3 and sockperf take -t in seconds, so give 1s, 2s and so on", name, d))
+	}
+	return true, errs
+}
+
+// toolIntervalErrors appends to errs what is wrong with a reporting interval d (set as
+// given) of runs of length dur, the field durName (judged only when durOK).
+func toolIntervalErrors(errs []error, name, what string, set, d Duration, durName string, dur Duration, durOK bool, def string) []error {
+	switch {
+	case d < 0:
+		return append(errs, fmt.Errorf("reference: %s %v is negative: give the length of %s, or 0 for %s", name, set, what, def))
+	case d < Duration(minToolIvl):
+		return append(errs, fmt.Errorf("reference: %s %v is shorter than iperf3 reports: give at least %v", name, d, minToolIvl))
+	case durOK && d > dur:
+		return append(errs, fmt.Errorf("reference: %s %v is longer than %s %v: give an interval of at most the %s", name, d, durName, dur, durName))
+	}
+	return errs
 }
 
 func (c ReferenceConfig) port(i int) uint16 { return c.Port + uint16(i) }
@@ -195,7 +246,7 @@ func (c ReferenceConfig) rrConfig(proto, mode string) RRConfig {
 }
 
 func (c ReferenceConfig) jitterConfig(stamps string) UDPJitterConfig {
-	return UDPJitterConfig{Port: c.port(5), Rate: c.JitterRate, Size: c.Size, Duration: c.Duration, Interval: c.Interval, RxStamps: stamps}
+	return UDPJitterConfig{Port: c.port(5), Rate: c.JitterRate, Size: c.Size, Duration: c.JitterDuration, Interval: c.JitterInterval, RxStamps: stamps}
 }
 
 // qualify returns m for one source: the name "base:source" with m's unit and direction, as
@@ -312,8 +363,9 @@ func (r *refRun) steps(round int) []refStep {
 	return steps
 }
 
-// pairs returns one round's runs as pairs of the tool and ours (the jitter's pair with the
-// kernel-stamped run of ours as a third), in the order a round runs them.
+// pairs returns one round's runs as pairs of the tool and ours, in the order a round runs
+// them: the jitter's pair JitterRepeat times, its order alternating, the first with the
+// kernel-stamped run of ours as a third.
 func (r *refRun) pairs() [][]refStep {
 	var pairs [][]refStep
 	if r.measures(RefThroughput) {
@@ -331,8 +383,16 @@ func (r *refRun) pairs() [][]refStep {
 		*last = append(*last, refStep{"tcp connect", r.tcpPing})
 	}
 	if r.measures(RefJitter) {
-		pairs = append(pairs, []refStep{{"iperf3 udp", r.iperf3UDP}, {"udp jitter", r.udpJitter},
-			{"udp jitter, kernel stamps", r.udpJitterKernel}})
+		for i := range r.cfg.JitterRepeat {
+			p := []refStep{{"iperf3 udp", r.iperf3UDP}, {"udp jitter", r.udpJitter}}
+			if i%2 == 1 {
+				p[0], p[1] = p[1], p[0]
+			}
+			if i == 0 {
+				p = append(p, refStep{"udp jitter, kernel stamps", r.udpJitterKernel})
+			}
+			pairs = append(pairs, p)
+		}
 	}
 	return pairs
 }
@@ -393,7 +453,8 @@ func (r *refRun) ours(ctx context.Context, run func(context.Context) ([]stats.Sa
 	return err
 }
 
-func (r *refRun) secs() string { return strconv.Itoa(int(time.Duration(r.cfg.Duration) / time.Second)) }
+// secs gives a run's length d in whole seconds, as iperf3 and sockperf take -t.
+func secs(d Duration) string { return strconv.Itoa(int(time.Duration(d) / time.Second)) }
 
 func portArg(p uint16) string { return strconv.Itoa(int(p)) }
 
@@ -407,7 +468,7 @@ func (r *refRun) iperf3TCP(ctx context.Context) error {
 	t0 := r.since(time.Now())
 	var out bytes.Buffer
 	_, cerr := runClient(ctx, r.ep.Client, &out, r.tools["iperf3"], "-c", r.target, "-p", portArg(port),
-		"-t", r.secs(), "-i", strconv.FormatFloat(time.Duration(r.cfg.Interval).Seconds(), 'f', -1, 64), "-J")
+		"-t", secs(r.cfg.Duration), "-i", strconv.FormatFloat(time.Duration(r.cfg.Interval).Seconds(), 'f', -1, 64), "-J")
 	res, perr := parseIperf3(out.Bytes())
 	if err := toolResult("iperf3", cerr, perr); err != nil {
 		return err
@@ -504,7 +565,7 @@ func (r *refRun) iperf3UDP(ctx context.Context) error {
 	port := r.cfg.port(2)
 	// The receiving server's intervals carry the jitter: it writes them as JSON (-J) and the
 	// client passes them on (--get-server-output).
-	ivl := strconv.FormatFloat(time.Duration(r.cfg.Interval).Seconds(), 'f', -1, 64)
+	ivl := strconv.FormatFloat(time.Duration(r.cfg.JitterInterval).Seconds(), 'f', -1, 64)
 	srv, err := startServer(ctx, r.ep.Server, port, r.tools["iperf3"], "-s", "-1", "-J", "-i", ivl, "-p", portArg(port))
 	if err != nil {
 		return err
@@ -513,7 +574,7 @@ func (r *refRun) iperf3UDP(ctx context.Context) error {
 	var out bytes.Buffer
 	t0 := r.since(time.Now())
 	_, cerr := runClient(ctx, r.ep.Client, &out, r.tools["iperf3"], "-c", r.target, "-p", portArg(port), "-u",
-		"-b", strconv.FormatFloat(float64(r.cfg.JitterRate), 'f', 0, 64), "-l", strconv.Itoa(r.cfg.Size), "-t", r.secs(),
+		"-b", strconv.FormatFloat(float64(r.cfg.JitterRate), 'f', 0, 64), "-l", strconv.Itoa(r.cfg.Size), "-t", secs(r.cfg.JitterDuration),
 		"-i", ivl, "-J", "--get-server-output")
 	res, perr := parseIperf3(out.Bytes())
 	if err := toolResult("iperf3", cerr, perr); err != nil {
@@ -527,7 +588,7 @@ func (r *refRun) iperf3UDP(ctx context.Context) error {
 	for _, iv := range res.UDP.Intervals {
 		// The server closes with a stub of an interval after the last datagram: only whole
 		// intervals count, as UDPJitter reports only those.
-		if iv.Seconds >= 0.5*time.Duration(r.cfg.Interval).Seconds() {
+		if iv.Seconds >= 0.5*time.Duration(r.cfg.JitterInterval).Seconds() {
 			r.add(refJitterIperf3, t0+iv.End, iv.Jitter)
 			n++
 		}

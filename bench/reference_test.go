@@ -252,6 +252,10 @@ func TestReferenceValidate(t *testing.T) {
 		{ReferenceConfig{Interval: Duration(-time.Second)}, "interval -1s is negative"},
 		{ReferenceConfig{Interval: Duration(50 * time.Millisecond)}, "give at least 100ms"},
 		{ReferenceConfig{Interval: Duration(6 * time.Second)}, "interval 6s is longer than duration 5s"},
+		{ReferenceConfig{JitterDuration: Duration(2500 * time.Millisecond)}, "jitter duration 2.5s is not a whole number of seconds"},
+		{ReferenceConfig{JitterInterval: Duration(50 * time.Millisecond)}, "jitter interval 50ms is shorter than iperf3 reports"},
+		{ReferenceConfig{JitterDuration: Duration(2 * time.Second), JitterInterval: Duration(3 * time.Second)}, "jitter interval 3s is longer than jitter duration 2s"},
+		{ReferenceConfig{JitterDuration: Duration(time.Second), Interval: Duration(2 * time.Second), Duration: Duration(5 * time.Second)}, "jitter duration 1s is shorter than the interval 2s"},
 		{ReferenceConfig{PingCount: -1}, "ping count -1 is negative"},
 		{ReferenceConfig{PingInterval: Duration(2 * time.Second)}, "ping interval 2s is out of range"},
 		{ReferenceConfig{JitterRate: -1}, "jitter rate -1 bit/s is not a positive number"},
@@ -269,6 +273,13 @@ func TestReferenceValidate(t *testing.T) {
 	err := ReferenceConfig{Rounds: -1, PingCount: -1}.Validate()
 	require.Error(t, err)
 	assert.Len(t, strings.Split(err.Error(), "\n"), 2, "one sentence per bad field")
+	err = ReferenceConfig{Duration: Duration(1500 * time.Millisecond), Interval: Duration(50 * time.Millisecond)}.Validate()
+	require.Error(t, err)
+	assert.Len(t, strings.Split(err.Error(), "\n"), 2, "inherited jitter fields repeat no sentence: %v", err)
+	assert.NoError(t, ReferenceConfig{JitterDuration: Duration(10 * time.Second), JitterInterval: Duration(250 * time.Millisecond)}.Validate())
+	d := ReferenceConfig{Duration: Duration(3 * time.Second), Interval: Duration(500 * time.Millisecond)}.withDefaults()
+	assert.Equal(t, Duration(3*time.Second), d.jitterConfig(RxStampsUser).Duration, "jitter duration defaults to the duration")
+	assert.Equal(t, Duration(500*time.Millisecond), d.jitterConfig(RxStampsUser).Interval, "jitter interval defaults to the interval")
 
 	_, err = Reference(context.Background(), Endpoints{}, ReferenceConfig{})
 	assert.ErrorContains(t, err, "target address is not set")
@@ -456,4 +467,24 @@ func FuzzParseSockperfLog(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Every round runs the jitter pair JitterRepeat times, its order alternating within the
+// round and between rounds, and the kernel-stamped stream once.
+func TestReferenceStepsAlternateJitterPairs(t *testing.T) {
+	r := &refRun{cfg: ReferenceConfig{Only: []string{RefJitter}, JitterRepeat: 3}.withDefaults()}
+	names := func(round int) []string {
+		var out []string
+		for _, s := range r.steps(round) {
+			out = append(out, s.name)
+		}
+		return out
+	}
+	const tool, ours, kernel = "iperf3 udp", "udp jitter", "udp jitter, kernel stamps"
+	assert.Equal(t, []string{tool, ours, kernel, ours, tool, tool, ours}, names(1))
+	assert.Equal(t, []string{ours, tool, kernel, tool, ours, ours, tool}, names(2))
+	assert.Equal(t, names(1), names(3))
+
+	err := ReferenceConfig{JitterRepeat: -1}.Validate()
+	assert.ErrorContains(t, err, "jitter repeat -1 is out of range")
 }

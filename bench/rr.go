@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -133,7 +134,9 @@ func RRMetric(protocol, mode string) stats.Metric {
 // ping-pong: for each protocol and mode in the config's order, Warmup unrecorded round
 // trips, then BusyCount back to back (busy) or PacedCount, one per Interval (paced). Client
 // and server each run on a goroutine locked to its OS thread with a blocking socket (TCP
-// with TCP_NODELAY on one connection per protocol and mode), and a round trip is timed with
+// with TCP_NODELAY on one connection per protocol and mode) read and written through raw
+// syscalls, so that the Go scheduler takes no CPU from the path per round trip (rawio.go),
+// and a round trip is timed with
 // CLOCK_MONOTONIC read right before the request's send and right after the reply's receive,
 // as sockperf --full-rtt does.
 //
@@ -167,6 +170,8 @@ func RequestResponse(ctx context.Context, ep Endpoints, cfg RRConfig) ([]stats.S
 // rrRun runs one protocol in one mode: it starts the echo server, connects, and runs the
 // client on a locked thread.
 func rrRun(ctx context.Context, ep Endpoints, cfg RRConfig, proto, mode string, origin time.Duration) ([]stats.Sample, error) {
+	// The client and the echo server each block in raw syscalls holding a P (rawio.go).
+	defer holdProcs(2)()
 	family, _ := sockaddr(ep.Target, cfg.Port)
 	srv, err := startEcho(ctx, ep.Server, family, proto, cfg)
 	if err != nil {
@@ -276,7 +281,7 @@ func (c *rrClient) roundTrip(req, resp []byte) (time.Duration, time.Duration, er
 	binary.BigEndian.PutUint64(req[0:8], c.seq)
 	for lost := 0; ; lost++ {
 		t0 := monotonic()
-		if _, err := unix.Write(c.fd, req); err != nil && !temporary(err) && !(c.udp && errors.Is(err, unix.ECONNREFUSED)) {
+		if err := writeFull(c.fd, req); err != nil && !(c.udp && errors.Is(err, unix.ECONNREFUSED)) {
 			return 0, 0, fmt.Errorf("send request: %w", err)
 		}
 		for {
@@ -285,9 +290,9 @@ func (c *rrClient) roundTrip(req, resp []byte) (time.Duration, time.Duration, er
 			switch {
 			case err == nil && binary.BigEndian.Uint64(resp[0:8]) == c.seq:
 				return t0, t1 - t0, nil
-			case err == nil:
-				continue // a late reply to an earlier request
-			case c.udp && (temporary(err) || errors.Is(err, unix.ECONNREFUSED)) && lost < 10:
+			case err == nil, errors.Is(err, unix.EINTR):
+				continue // a late reply to an earlier request, or a signal: wait on
+			case c.udp && (errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ECONNREFUSED)) && lost < 10:
 			default:
 				return 0, 0, fmt.Errorf("receive reply: %w", err)
 			}
@@ -299,7 +304,7 @@ func (c *rrClient) roundTrip(req, resp []byte) (time.Duration, time.Duration, er
 // readReply reads one reply of c.size bytes into resp.
 func (c *rrClient) readReply(resp []byte) error {
 	if c.udp {
-		n, err := unix.Read(c.fd, resp)
+		n, err := rawRead(c.fd, resp)
 		if err == nil && n != c.size {
 			return fmt.Errorf("reply of %d bytes, want %d", n, c.size)
 		}
@@ -308,14 +313,31 @@ func (c *rrClient) readReply(resp []byte) error {
 	return readFull(c.fd, resp[:c.size])
 }
 
+// writeFull writes all of b to fd through raw syscalls (rawio.go), repeating a write a
+// signal interrupted (EINTR) or cut short.
+func writeFull(fd int, b []byte) error {
+	for sent := 0; sent < len(b); {
+		n, err := rawWrite(fd, b[sent:])
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return err
+		}
+		sent += n
+	}
+	return nil
+}
+
 // errPeerClosed is readFull's error when the other side closed the connection.
 var errPeerClosed = errors.New("connection closed by the peer")
 
-// readFull reads exactly len(b) bytes from the stream socket fd. A timeout before the first
-// byte returns EAGAIN; once a message has begun, it waits for the rest.
+// readFull reads exactly len(b) bytes from the stream socket fd, through raw syscalls
+// (rawio.go). A timeout before the first byte returns EAGAIN; once a message has begun, it
+// waits for the rest. A signal (EINTR) only repeats the read.
 func readFull(fd int, b []byte) error {
 	for got := 0; got < len(b); {
-		n, err := unix.Read(fd, b[got:])
+		n, err := rawRead(fd, b[got:])
 		switch {
 		case errors.Is(err, unix.EINTR), got > 0 && errors.Is(err, unix.EAGAIN):
 			continue
@@ -389,11 +411,13 @@ func startEcho(ctx context.Context, ns NS, family int, proto string, cfg RRConfi
 // serveUDP echoes datagrams to their senders until stopped.
 func (s *echoServer) serveUDP() error {
 	buf := make([]byte, maxRRSize+1)
+	var from unix.RawSockaddrAny
 	for !s.stopped.Load() {
-		n, from, err := unix.Recvfrom(s.fd, buf, 0)
+		fromLen := uint32(unsafe.Sizeof(from))
+		n, err := rawRecvfrom(s.fd, buf, &from, &fromLen)
 		switch {
 		case err == nil:
-			_ = unix.Sendto(s.fd, buf[:n], 0, from) // a lost reply is the client's to retry
+			_ = rawSendto(s.fd, buf[:n], &from, fromLen) // a lost reply is the client's to retry
 		case temporary(err):
 		case s.stopped.Load():
 			return nil
@@ -443,7 +467,7 @@ func (s *echoServer) echoConn(fd int) error {
 		default:
 			return fmt.Errorf("read request: %w", err)
 		}
-		if _, err := unix.Write(fd, buf); err != nil {
+		if err := writeFull(fd, buf); err != nil {
 			return nil // the client went away
 		}
 	}

@@ -2,8 +2,15 @@ package bench
 
 import (
 	"context"
+	"io"
+	"net"
+	"runtime"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -69,4 +76,105 @@ func TestRRConfigValidate(t *testing.T) {
 	} {
 		assert.Error(t, bad.Validate(), "%+v", bad)
 	}
+}
+
+// A signal that interrupts the client's blocked read (the Go runtime's preemption signal
+// does, every 10 ms of a raw syscall loop) neither sends a request anew nor ends a TCP
+// round trip: each request goes out once and every round trip lasts at least the server's
+// delay.
+func TestRequestResponseSignalsKeepRoundTrips(t *testing.T) {
+	const (
+		warmup, count = 2, 20
+		delay         = 3 * time.Millisecond
+	)
+	for _, proto := range []string{RRUDP, RRTCP} {
+		t.Run(proto, func(t *testing.T) {
+			port := uint16(15214)
+			if proto == RRTCP {
+				port++
+			}
+			cfg := RRConfig{Port: port, Size: 64, Timeout: Duration(time.Second)}
+			requests := slowEcho(t, proto, port, delay)
+			fd, err := rrDial(tcpLoopback(), proto, cfg)
+			require.NoError(t, err)
+			defer unix.Close(fd)
+			c := &rrClient{fd: fd, udp: proto == RRUDP, size: 64, metric: RRMetric(proto, RRBusy)}
+			tid := make(chan int, 1)
+			done := make(chan error, 1)
+			go func() {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				tid <- unix.Gettid()
+				done <- c.run(context.Background(), warmup, count, 0)
+			}()
+			id := <-tid
+			signalled := 0
+			for running := true; running; {
+				select {
+				case err := <-done:
+					require.NoError(t, err)
+					running = false
+				case <-time.After(delay / 3):
+					require.NoError(t, unix.Tgkill(unix.Getpid(), id, unix.SIGURG))
+					signalled++
+				}
+			}
+			require.Greater(t, signalled, count/2, "the client was signalled while it waited")
+			require.Len(t, c.samples, count)
+			for _, s := range c.samples {
+				assert.GreaterOrEqual(t, s.Value, delay.Seconds(), "seq %d timed from a request sent anew", s.Seq)
+			}
+			assert.EqualValues(t, warmup+count, requests.Load(), "requests the server received")
+		})
+	}
+}
+
+// slowEcho serves one client on loopback port: it echoes every 64-byte request after
+// delay and counts the requests in the returned counter.
+func slowEcho(t *testing.T, proto string, port uint16, delay time.Duration) *atomic.Int64 {
+	var n atomic.Int64
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port)))
+	if proto == RRUDP {
+		pc, err := net.ListenPacket("udp4", addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { pc.Close() })
+		go func() {
+			buf := make([]byte, 65)
+			for {
+				k, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				if k != 64 {
+					continue
+				}
+				n.Add(1)
+				time.Sleep(delay)
+				_, _ = pc.WriteTo(buf[:k], from)
+			}
+		}()
+		return &n
+	}
+	ln, err := net.Listen("tcp4", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		buf := make([]byte, 64)
+		for {
+			if _, err := io.ReadFull(conn, buf); err != nil {
+				return
+			}
+			n.Add(1)
+			time.Sleep(delay)
+			if _, err := conn.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return &n
 }

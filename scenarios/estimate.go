@@ -145,11 +145,13 @@ func estimateRep(params any, subject string) time.Duration {
 	case bench.ResourcesConfig:
 		return time.Duration(p.Idle+p.Load+p.Cleanup) + estRepOverhead
 	case bench.ReferenceConfig:
-		// Per round: iperf3 and ours for TCP, UDP and kernel-stamped UDP, sockperf, and the
-		// connects.
+		// Per round: iperf3 and ours for TCP, sockperf, the connects, and the jitter pairs
+		// with one kernel-stamped UDP stream.
 		d := cmp.Or(time.Duration(p.Duration), 5*time.Second)
+		jd := cmp.Or(time.Duration(p.JitterDuration), d)
+		jitter := time.Duration(2*cmp.Or(p.JitterRepeat, 1)+1) * (jd + estRepOverhead)
 		pings := time.Duration(cmp.Or(p.PingCount, 200)) * cmp.Or(time.Duration(p.PingInterval), 10*time.Millisecond)
-		return time.Duration(cmp.Or(p.Rounds, 3))*(6*d+pings+6*estRepOverhead) + estRepOverhead
+		return time.Duration(cmp.Or(p.Rounds, 3))*(3*d+jitter+pings+3*estRepOverhead) + estRepOverhead
 	case bench.RRConfig:
 		return estRR(p) + estRepOverhead
 	case ScaleParams:

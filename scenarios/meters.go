@@ -299,10 +299,12 @@ func resourcesOverrides(c *bench.ResourcesConfig, o Overrides) {
 	}
 }
 
-// referenceOverrides sets the length of each tool run and of each stream of ours.
+// referenceOverrides sets the length of each tool run and of each stream of ours, the
+// jitter streams' included.
 func referenceOverrides(c *bench.ReferenceConfig, o Overrides) {
 	if o.Duration > 0 {
 		c.Duration = bench.Duration(o.Duration)
+		c.JitterDuration = 0
 	}
 }
 

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgebpf/edgebpf/bench"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/edgebpf/edgebpf/bench"
 )
 
 func TestBuiltinSuite(t *testing.T) {
@@ -92,7 +93,14 @@ func TestCalibrationPlan(t *testing.T) {
 	assert.Equal(t, bench.ReferenceConfig{Rounds: 1, Duration: Duration(time.Second), PingCount: 50}, p.Params)
 	p, err = e[0].Plan("full", Overrides{Duration: 3 * time.Second})
 	require.NoError(t, err)
-	assert.Equal(t, bench.ReferenceConfig{Rounds: 10, Duration: Duration(3 * time.Second)}, p.Params, "--duration sets each run's length")
+	assert.Equal(t, bench.ReferenceConfig{Rounds: 10, Duration: Duration(3 * time.Second), JitterInterval: Duration(250 * time.Millisecond)}, p.Params, "--duration sets each run's length")
+	p, err = e[0].Plan("quick", Overrides{})
+	require.NoError(t, err)
+	assert.Equal(t, bench.ReferenceConfig{Rounds: 3, Duration: Duration(5 * time.Second), JitterDuration: Duration(4 * time.Second),
+		JitterInterval: Duration(250 * time.Millisecond), JitterRepeat: 3}, p.Params, "quick: three jitter pairs of 4 s per round")
+	p, err = e[0].Plan("quick", Overrides{Duration: 2 * time.Second})
+	require.NoError(t, err)
+	assert.Zero(t, p.Params.(bench.ReferenceConfig).JitterDuration, "--duration sets the jitter streams' length too")
 	_, err = e[0].Plan("quick", Overrides{Duration: 2500 * time.Millisecond})
 	assert.ErrorContains(t, err, "not a whole number of seconds")
 }
