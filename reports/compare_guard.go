@@ -9,8 +9,8 @@ import (
 )
 
 // MismatchError says that two runs were made under configurations that make their numbers
-// incomparable: a different profile, different parameters of an experiment both ran, a
-// different topology or results schema. CompareOptions.Force compares them anyway.
+// incomparable: a different profile, different parameters or placement of an experiment
+// both ran, a different topology or results schema. CompareOptions.Force compares them anyway.
 type MismatchError struct {
 	// Differences name what differs, each as "what (baseline vs new run)".
 	Differences []string
@@ -23,8 +23,8 @@ func (e *MismatchError) Error() string {
 }
 
 // guard compares the metadata of two runs. differences make the runs incomparable (profile,
-// parameters of the experiments both ran, topology, results schema); warnings make the
-// comparison less trustworthy (kernel, CPU model, core count, pinning, governor).
+// parameters and placement of the experiments both ran, topology, results schema); warnings
+// make the comparison less trustworthy (kernel, CPU model, core count, pinning, governor).
 func guard(base, nw *Meta) (differences, warnings []string) {
 	diff := func(list *[]string, what string, a, b any) {
 		ja, jb := canonical(a), canonical(b)
@@ -43,19 +43,27 @@ func guard(base, nw *Meta) (differences, warnings []string) {
 			diff(&differences, "topology "+k, base.Topology[k], nw.Topology[k])
 		}
 	}
-	// Parameters of the experiments both ran, per (experiment, data plane); an
-	// experiment whose parameters differ on several data planes alike is named once.
+	// Parameters and placement of the experiments both ran, per (experiment, data plane);
+	// an experiment whose parameters differ on several data planes alike is named once.
+	// A placement (client and server pinned apart, or not) changes what a round trip
+	// measures (two cross-CPU wake-ups or none), so it makes runs incomparable; other
+	// CPU lists of the same placement only warn, as the run's pinning does.
 	type ek struct{ name, dp string }
-	params := map[ek]any{}
+	bases := map[ek]ExperimentMeta{}
 	for _, e := range base.Experiments {
-		params[ek{e.Name, e.DataPlane}] = e.Params
+		bases[ek{e.Name, e.DataPlane}] = e
 	}
 	for _, e := range nw.Experiments {
-		bp, ok := params[ek{e.Name, e.DataPlane}]
+		be, ok := bases[ek{e.Name, e.DataPlane}]
 		if !ok {
 			continue
 		}
-		var d []string
+		bp := be.Params
+		var d, w []string
+		diff(&d, e.Name+" placement", be.Placement, e.Placement)
+		if be.Placement == e.Placement {
+			diff(&w, e.Name+" pinning differs", be.Pinning, e.Pinning)
+		}
 		bm, bok := bp.(map[string]any)
 		nm, nok := e.Params.(map[string]any)
 		if bok && nok {
@@ -68,6 +76,11 @@ func guard(base, nw *Meta) (differences, warnings []string) {
 		for _, s := range d {
 			if !slices.Contains(differences, s) {
 				differences = append(differences, s)
+			}
+		}
+		for _, s := range w {
+			if !slices.Contains(warnings, s) {
+				warnings = append(warnings, s)
 			}
 		}
 	}

@@ -192,6 +192,29 @@ func TestCompareGuard(t *testing.T) {
 		assert.Equal(t, []string{"results schema (1 vs 2)", "topology mtu (1450 vs 9000)"}, me.Differences,
 			"a meta.json without schema is version 1")
 	})
+	t.Run("placement differs", func(t *testing.T) {
+		a, b := writePair(t, fx.Run{Seed: 1}, fx.Run{Seed: 2})
+		pin := func(dir, placement string, pinning map[string]string) {
+			m, err := ReadMeta(dir)
+			require.NoError(t, err)
+			for i := range m.Experiments {
+				if m.Experiments[i].Name == "latency" {
+					m.Experiments[i].Placement, m.Experiments[i].Pinning = placement, pinning
+				}
+			}
+			require.NoError(t, WriteMeta(dir, m))
+		}
+		pin(a, "apart", map[string]string{"client": "0", "server": "1"})
+		_, err := Compare(a, b, CompareOptions{Threshold: 0.05})
+		var me *MismatchError
+		require.ErrorAs(t, err, &me)
+		assert.Equal(t, []string{"latency placement (apart vs none)"}, me.Differences, "named once, not per data plane")
+
+		pin(b, "apart", map[string]string{"client": "1", "server": "0"})
+		c, err := Compare(a, b, CompareOptions{Threshold: 0.05})
+		require.NoError(t, err, "the same placement on other CPUs compares")
+		assert.Equal(t, []string{`latency pinning differs ({"client":"0","server":"1"} vs {"client":"1","server":"0"})`}, c.Warnings)
+	})
 	t.Run("kernel differs", func(t *testing.T) {
 		a, b := writePair(t, fx.Run{Seed: 1}, fx.Run{Seed: 2, Kernel: "6.19.0"})
 		c, err := Compare(a, b, CompareOptions{Threshold: 0.05})
