@@ -32,8 +32,9 @@ type ReferenceConfig struct {
 	Port uint16 `json:"port,omitempty"`
 	// Rounds is how often every pair (reference tool, our meter) runs. Default 3.
 	Rounds int `json:"rounds"`
-	// Duration is the length of each tool run and of each stream of ours, a whole number
-	// of seconds (iperf3 and sockperf take -t in seconds). Default 5s.
+	// Duration is the length of each tool run and of each stream of ours (the jitter
+	// streams' unless JitterDuration is set), a whole number of seconds (iperf3 and
+	// sockperf take -t in seconds). Default 5s.
 	Duration Duration `json:"duration"`
 	// Interval is the length of one throughput sample, for iperf3 -i and TCPThroughput.
 	// Default 1s.
