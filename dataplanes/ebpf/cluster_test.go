@@ -1,7 +1,6 @@
 package ebpf_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +18,7 @@ import (
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/manager"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules"
 	"github.com/edgebpf/edgebpf/dataplanes/ebpf/modules/tunnel"
+	"github.com/edgebpf/edgebpf/dataplanes/proxytest"
 	"github.com/edgebpf/edgebpf/internal/testenv"
 	"github.com/edgebpf/edgebpf/netsetup"
 )
@@ -94,12 +94,8 @@ func pattern(n int) []byte {
 func TestCrossNodeThroughTheTunnel(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	c := testenv.Cluster(t, netsetup.ClusterConfig{}, "a@0", "b@1")
-	var dps []*ebpf.DataPlane
+	dps := deployCluster(t, c)
 	for _, w := range c.Workers {
-		dp := ebpf.New()
-		require.NoError(t, dp.Deploy(context.Background(), w))
-		t.Cleanup(func() { assert.NoError(t, dp.Close()) })
-		dps = append(dps, dp)
 		u, _ := w.Underlay()
 		assert.Equal(t, []string{"tunnel_decap"}, underlayPrograms(t, w, u.Index), "the decapsulation runs on the underlay link")
 	}
@@ -236,4 +232,14 @@ func deployed[M manager.Module](t *testing.T, dp *ebpf.DataPlane, name string) M
 	t.Fatalf("no %s module deployed", name)
 	var zero M
 	return zero
+}
+
+// deployCluster deploys the eBPF data plane on every worker of c (proxytest.DeployCluster),
+// closed on the test's cleanup, and returns them in the workers' order.
+func deployCluster(t *testing.T, c *netsetup.Cluster) []*ebpf.DataPlane {
+	var dps []*ebpf.DataPlane
+	for _, dp := range proxytest.DeployCluster(t, c, func() proxytest.DataPlane { return ebpf.New() }) {
+		dps = append(dps, dp.(*ebpf.DataPlane))
+	}
+	return dps
 }

@@ -31,13 +31,7 @@ const (
 func TestUDPGSOThroughTheTunnel(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	c := testenv.Cluster(t, netsetup.ClusterConfig{}, "client@0", "server@1")
-	var dps []*ebpf.DataPlane
-	for _, w := range c.Workers {
-		dp := ebpf.New()
-		require.NoError(t, dp.Deploy(context.Background(), w))
-		t.Cleanup(func() { assert.NoError(t, dp.Close()) })
-		dps = append(dps, dp)
-	}
+	dps := deployCluster(t, c)
 	client, ok := c.Workers[0].Instance("client", 0)
 	require.True(t, ok)
 	server, ok := c.Workers[1].Instance("server", 0)
